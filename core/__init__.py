@@ -1,0 +1,1 @@
+"""Fine-Tune Studio engine: data, audit, backbones, strategies, trainer, runs. UI-free."""

@@ -1,0 +1,110 @@
+"""Opening images safely and consistently: bomb-guarded, any mode to 3-channel RGB, a perceptual hash."""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from scipy.fft import dctn
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# Stated explicitly rather than relying on Pillow's default: about 7000x7000.
+MAX_IMAGE_PIXELS = 50_000_000
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# A truncated file must fail, not load half grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class BadImage(Exception):
+    """An image that cannot be used; str() is the reason, in words."""
+
+
+def is_image_name(name: str) -> bool:
+    n = Path(name).name
+    return Path(n).suffix.lower() in IMAGE_EXTS and not n.startswith((".", "._"))
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """3-channel RGB whatever the mode: transparency composited on white, CMYK/16-bit/palette converted."""
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() or 1.0
+        return Image.fromarray((arr / hi * 255).astype(np.uint8)).convert("RGB")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = arr.min(), arr.max()
+        return Image.fromarray(((arr - lo) / ((hi - lo) or 1) * 255).astype(np.uint8)).convert("RGB")
+    return img.convert("RGB")
+
+
+def open_rgb(source: str | Path | bytes, name: str | None = None, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Decode fully (so truncation shows) under the pixel cap; raise BadImage with a plain reason."""
+    label = name or (Path(source).name if not isinstance(source, (bytes, bytearray)) else "image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+            with Image.open(fp) as img:
+                w, h = img.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise BadImage(f"{w}x{h} pixels is over the {MAX_IMAGE_PIXELS:,}-pixel limit (possible decompression bomb)")
+                if draft and img.format == "JPEG":
+                    img.draft("RGB", draft)
+                img.load()
+                return to_rgb(img)
+    except BadImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImage(f"too many pixels (over {MAX_IMAGE_PIXELS:,}); possible decompression bomb") from None
+    except UnidentifiedImageError:
+        raise BadImage("not a readable image (wrong extension or corrupt file)") from None
+    except OSError as e:
+        msg = str(e)
+        if "truncated" in msg.lower() or "premature" in msg.lower():
+            raise BadImage("the file is truncated (incomplete download or copy)") from None
+        raise BadImage(f"cannot decode: {msg}") from None
+    except (ValueError, SyntaxError, TypeError) as e:
+        raise BadImage(f"cannot decode: {e}") from None
+    except Exception as e:  # decoders raise a zoo of types on hostile input
+        raise BadImage(f"cannot decode: {type(e).__name__}: {e}") from None
+
+
+def phash(img: Image.Image) -> int:
+    """64-bit DCT perceptual hash: stable under resize and re-encoding."""
+    small = np.asarray(img.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+    low = dctn(small, norm="ortho")[:8, :8]
+    bits = (low > np.median(low.ravel()[1:])).ravel()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+@dataclass
+class ImageInfo:
+    width: int
+    height: int
+    mode: str
+    phash: int
+
+
+def inspect_image(path: Path) -> ImageInfo:
+    """Everything the audit needs from one decode: size, original mode, perceptual hash."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h, mode = img.size[0], img.size[1], img.mode
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImage(f"too many pixels (over {MAX_IMAGE_PIXELS:,}); possible decompression bomb") from None
+    except UnidentifiedImageError:
+        raise BadImage("not a readable image (wrong extension or corrupt file)") from None
+    except OSError as e:
+        raise BadImage(f"cannot open: {e}") from None
+    rgb = open_rgb(path, draft=(64, 64))
+    return ImageInfo(w, h, mode, phash(rgb))
