@@ -299,3 +299,11 @@ def find_class_root(root: Path) -> tuple[Path, int, list[str]]:
 
 def read_manifest(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def open_source(store: DatasetStore, source: str, text_col: str | None = None, label_col: str | None = None,
+                progress: Progress = _noop) -> Dataset:
+    """A dataset id from the store, or a path ingested now (same content gives the same id)."""
+    if source.startswith("ds-") and not Path(source).exists():
+        return store.get(source)
+    return store.ingest(source, text_col=text_col, label_col=label_col, progress=progress).dataset

@@ -1,0 +1,227 @@
+"""finetune-studio: the studio and the headless engine from one command."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import StudioError
+
+EXIT_USAGE = 2
+
+
+class CliError(StudioError):
+    pass
+
+
+def _out(obj: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
+    else:
+        for k, v in obj.items():
+            print(f"{k}: {v}")
+
+
+def _stores(args):
+    from .datasets import DatasetStore, home
+    from .store import RunStore
+
+    base = Path(args.home) if getattr(args, "home", None) else home()
+    runs = RunStore(Path(args.runs_dir) if getattr(args, "runs_dir", None) else base / "runs")
+    return DatasetStore(base / "datasets"), runs
+
+
+def cmd_app(args) -> int:
+    from streamlit.web import cli as stcli
+
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    if not app.is_file():
+        raise CliError(f"Studio entry point not found at {app}; install from the repository (pip install -e .).")
+    if args.demo:
+        os.environ.setdefault("FTS_DEMO", "1")
+    argv = ["streamlit", "run", str(app), "--server.port", str(args.port), "--server.headless",
+            "true" if args.headless else "false", "--browser.gatherUsageStats", "false"]
+    print(f"Fine-Tune Studio: http://localhost:{args.port}", flush=True)
+    sys.argv = argv
+    return stcli.main()
+
+
+def cmd_backbones(args) -> int:
+    from .backbones import list_backbones
+
+    rows = [s.to_json() for s in list_backbones(include_hidden=args.all)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['name']:<22} {r['modality']:<6} {'offline' if r['offline'] else 'download':<9} {r['description']}")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from .audit import audit
+
+    datasets, _ = _stores(args)
+    ds = datasets.ingest(args.path, text_col=args.text_col, label_col=args.label_col).dataset
+    rep = audit(ds)
+    out = {"dataset_id": ds.id, "modality": ds.modality, **rep.summary(), "bad": ds.manifest.get("bad", []),
+           "notes": ds.manifest.get("notes", [])}
+    _out(out, args.json)
+    return 0
+
+
+def _config_from_args(args):
+    from .config import DataConfig, RunConfig, TrainConfig
+
+    if args.config:
+        cfg = RunConfig.load(args.config)
+    else:
+        if not args.data:
+            raise CliError("Give --data PATH (or --config RUN_DIR/config.json).")
+        cfg = RunConfig(data=DataConfig(source=args.data, text_col=args.text_col, label_col=args.label_col,
+                                        test_source=args.test_data),
+                        train=TrainConfig(backbone=args.backbone or "mobilenet_v2",
+                                          strategy=args.strategy or "frozen"))
+    t = cfg.train
+    for k in ("epochs", "lr", "batch_size", "seed", "max_steps"):
+        v = getattr(args, k)
+        if v is not None:
+            setattr(t, k, v)
+    if args.backbone and args.config:
+        t.backbone = args.backbone
+    if args.strategy and args.config:
+        t.strategy = args.strategy
+    t.__post_init__()
+    return cfg
+
+
+def _run_foreground(trainer) -> dict[str, Any]:
+    """Ctrl-C stops at the next step (status 'stopped'), like the Stop button."""
+    prev = signal.signal(signal.SIGINT, lambda *_: trainer.control.stop())
+    try:
+        return trainer.run(resume=getattr(trainer, "_resume", False))
+    finally:
+        signal.signal(signal.SIGINT, prev)
+
+
+def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": rec.id, "run_dir": str(rec.dir), "status": st.get("status"), "reason": st.get("reason", ""),
+            "trainable_params": st.get("trainable_params"), "total_params": st.get("total_params"),
+            "test": st.get("test"), "best_epoch": st.get("best_epoch"), "elapsed_s": st.get("elapsed_s")}
+
+
+def cmd_train(args) -> int:
+    from .backbones import get_backbone
+    from .datasets import open_source
+    from .trainer import Trainer
+
+    cfg = _config_from_args(args)
+    datasets, runs = _stores(args)
+    get_backbone(cfg.train.backbone)
+    ds = open_source(datasets, cfg.data.source, cfg.data.text_col, cfg.data.label_col)
+    if not Path(cfg.data.source).exists():
+        cfg.data.source = ds.id
+    rec = runs.create(cfg, ds.id)
+    st = _run_foreground(Trainer(cfg, rec, runs, datasets))
+    _out(_train_summary(rec, st), args.json)
+    return 0 if st.get("status") in ("completed", "stopped") else 1
+
+
+def cmd_resume(args) -> int:
+    from .trainer import Trainer
+
+    datasets, runs = _stores(args)
+    rec = runs.open_dir(args.run_dir)
+    if rec.status.get("status") == "completed":
+        raise CliError(f"{rec.dir} already completed; nothing to resume.")
+    tr = Trainer(rec.config, rec, runs, datasets)
+    tr._resume = True
+    st = _run_foreground(tr)
+    _out(_train_summary(rec, st), args.json)
+    return 0 if st.get("status") in ("completed", "stopped") else 1
+
+
+def cmd_evaluate(args) -> int:
+    from .store import RunStore
+
+    rec = RunStore(Path(args.run_dir).parent).open_dir(args.run_dir)
+    res = rec.result("test")
+    if res is None:
+        raise CliError(f"{rec.dir} has no test evaluation (status: {rec.status.get('status', 'unknown')}).")
+    out = {"run_id": rec.id, "status": rec.status.get("status"), "test": {k: res[k] for k in
+           ("n", "accuracy", "macro_f1", "roc_auc", "loss")}, "per_class": res["per_class"],
+           "most_confused": res["most_confused"], "val": rec.result("val")}
+    _out(out, args.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="finetune-studio", description=__doc__)
+    p.add_argument("--home", help="Studio data folder (default: $FTS_HOME or ~/.finetune-studio).")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    a = sub.add_parser("app", help="Launch the studio in the browser.")
+    a.add_argument("--port", type=int, default=8501)
+    a.add_argument("--headless", action="store_true", help="Do not open a browser window.")
+    a.add_argument("--demo", action="store_true", help="Offer the bundled demo data on the Data page.")
+    a.set_defaults(fn=cmd_app)
+
+    b = sub.add_parser("backbones", help="List backbones and whether they work offline.")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--all", action="store_true", help="Include the tiny test backbones.")
+    b.set_defaults(fn=cmd_backbones)
+
+    au = sub.add_parser("audit", help="Profile and audit a dataset: duplicates, conflicts, leakage.")
+    au.add_argument("path")
+    au.add_argument("--text-col")
+    au.add_argument("--label-col")
+    au.add_argument("--json", action="store_true")
+    au.set_defaults(fn=cmd_audit)
+
+    t = sub.add_parser("train", help="Train headless (or replay a run with --config).")
+    t.add_argument("--data")
+    t.add_argument("--test-data")
+    t.add_argument("--text-col")
+    t.add_argument("--label-col")
+    t.add_argument("--config", help="A run's config.json to replay.")
+    t.add_argument("--backbone")
+    t.add_argument("--strategy", choices=["full", "frozen", "partial", "differential", "lora"])
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--runs-dir")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(fn=cmd_train)
+
+    r = sub.add_parser("resume", help="Resume an interrupted or stopped run from its last checkpoint.")
+    r.add_argument("run_dir")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(fn=cmd_resume)
+
+    e = sub.add_parser("evaluate", help="Print a run's test evaluation.")
+    e.add_argument("run_dir")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(fn=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Run store: one folder per run plus an SQLite index for listing."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .datasets import home
+from .errors import RunError
+from .events import read_events
+from .fsutil import atomic_write_json, read_json
+
+ACTIVE = ("queued", "running")
+FINAL = ("completed", "stopped", "diverged", "failed", "interrupted")
+
+
+@dataclass
+class RunRecord:
+    id: str
+    dir: Path
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return read_json(self.dir / "status.json", {}) or {}
+
+    @property
+    def config(self) -> RunConfig:
+        return RunConfig.load(self.dir / "config.json")
+
+    def events(self, since: int = 0) -> list[dict[str, Any]]:
+        return read_events(self.dir / "events.jsonl", since)
+
+    def result(self, split: str = "test") -> dict[str, Any] | None:
+        return read_json(self.dir / "eval" / f"{split}.json")
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunStore:
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root else home() / "runs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._db = self.root / "index.sqlite"
+        with self._conn() as c:
+            c.execute("""CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, name TEXT, created REAL,
+                         dataset TEXT, backbone TEXT, strategy TEXT, status TEXT, summary TEXT)""")
+
+    def _conn(self) -> sqlite3.Connection:
+        c = sqlite3.connect(self._db, timeout=30)
+        c.execute("PRAGMA journal_mode=WAL")
+        return c
+
+    def create(self, cfg: RunConfig, dataset_id: str) -> RunRecord:
+        rid = time.strftime("r%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        d = self.root / rid
+        d.mkdir(parents=True)
+        cfg.save(d / "config.json")
+        rec = RunRecord(rid, d)
+        self.set_status(rec, "queued", dataset=dataset_id, created=time.time())
+        return rec
+
+    def get(self, rid: str) -> RunRecord:
+        d = self.root / rid
+        if not rid or "/" in rid or not (d / "config.json").is_file():
+            raise RunError(f"No run {rid!r} in {self.root}.")
+        return RunRecord(rid, d)
+
+    def open_dir(self, run_dir: str | Path) -> RunRecord:
+        d = Path(run_dir)
+        if not (d / "config.json").is_file():
+            raise RunError(f"{d} is not a run folder (no config.json).")
+        return RunRecord(d.name, d)
+
+    def set_status(self, rec: RunRecord, status: str, **fields: Any) -> dict[str, Any]:
+        st = rec.status
+        st.update(fields)
+        st.update({"id": rec.id, "status": status, "updated": time.time()})
+        atomic_write_json(rec.dir / "status.json", st)
+        self._index(rec, st)
+        return st
+
+    def _index(self, rec: RunRecord, st: dict[str, Any]) -> None:
+        try:
+            cfg = json.loads((rec.dir / "config.json").read_text(encoding="utf-8"))
+            summary = {k: st.get(k) for k in ("test", "baseline", "trainable_params", "total_params", "elapsed_s",
+                                              "peak_mem_mb", "epoch", "reason")}
+            with self._conn() as c:
+                c.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                          (rec.id, cfg.get("name", ""), st.get("created", time.time()), st.get("dataset", ""),
+                           cfg["train"]["backbone"], cfg["train"]["strategy"], st["status"], json.dumps(summary)))
+        except (sqlite3.Error, OSError, KeyError, json.JSONDecodeError):
+            pass  # the folder is the source of truth; the index is rebuilt by reindex()
+
+    def reindex(self) -> None:
+        for d in self.root.iterdir():
+            if (d / "config.json").is_file():
+                self._index(RunRecord(d.name, d), read_json(d / "status.json", {}) or {"status": "unknown"})
+
+    def list(self) -> list[dict[str, Any]]:
+        with self._conn() as c:
+            rows = c.execute("SELECT id,name,created,dataset,backbone,strategy,status,summary FROM runs "
+                             "ORDER BY created DESC").fetchall()
+        if not rows and any(self.root.glob("r*/config.json")):
+            self.reindex()
+            return self.list()
+        keys = ("id", "name", "created", "dataset", "backbone", "strategy", "status")
+        return [{**dict(zip(keys, r[:7])), **json.loads(r[7] or "{}")} for r in rows if (self.root / r[0]).is_dir()]
+
+    def mark_interrupted(self, live: set[str]) -> list[str]:
+        """Runs left 'running' or 'queued' by a process that is gone (killed, restarted)."""
+        out = []
+        for d in self.root.iterdir():
+            st = read_json(d / "status.json")
+            if not st or st.get("status") not in ACTIVE or d.name in live:
+                continue
+            pid = st.get("pid")
+            owned_elsewhere = pid and pid != os.getpid() and pid_alive(pid) and \
+                time.time() - st.get("heartbeat", 0) < 300
+            if owned_elsewhere:
+                continue
+            self.set_status(RunRecord(d.name, d), "interrupted",
+                            reason="The server stopped while this run was active. Resume continues from the last "
+                                   "complete checkpoint.")
+            out.append(d.name)
+        return out

@@ -1,0 +1,471 @@
+"""The training loop: plain, top to bottom, emitting events. Nothing in here knows about a UI."""
+from __future__ import annotations
+
+import math
+import os
+import random
+import resource
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+
+from .backbones import Classifier, get_backbone
+from .batches import Inputs, build_inputs, iterate
+from .config import ConfigError, RunConfig
+from .datasets import Dataset, DatasetStore, open_source
+from .errors import DataError, StudioError
+from .evaluate import evaluate
+from .events import Callback, Control, EarlyStopping, Event, JsonlLog, NanGuard
+from .fsutil import DiskFullError, atomic_replace_dir, atomic_write_json
+from .store import RunRecord, RunStore
+from .strategies import count_params, freeze_frozen_norms, get_strategy
+
+
+@dataclass
+class TrainerState:
+    epoch: int = 0
+    step: int = 0
+    total_steps: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    started: float = field(default_factory=time.time)
+    batch_size: int = 0
+    grad_accum: int = 1
+
+
+@dataclass
+class RunData:
+    """Everything the loop needs about the data, built once per run."""
+    ds: Dataset
+    classes: list[str]
+    y: torch.Tensor  # class index per row
+    split: np.ndarray  # 'train'/'val'/'test' per row
+    inputs: Inputs
+    display: list[str]  # what a person sees for each row (text or image path)
+    source_rows: list[Any]
+
+    def idx(self, name: str) -> torch.Tensor:
+        return torch.from_numpy(np.flatnonzero(self.split == name))
+
+
+def pick_device(pref: str) -> torch.device:
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(pref)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_run_data(cfg: RunConfig, datasets: DatasetStore, spec, progress: Callable[[float, str], None],
+                  cache_dir: Path | None = None) -> RunData:
+    from .split import dataset_split
+
+    d = cfg.data
+    ds = open_source(datasets, d.source, d.text_col, d.label_col, progress)
+    if spec.modality != ds.modality:
+        raise ConfigError(f"Backbone {spec.name} is for {spec.modality}s but the dataset holds {ds.modality}s. "
+                          f"Pick a {ds.modality} backbone.")
+    test_ds = None
+    if d.test_source:
+        test_ds = open_source(datasets, d.test_source, d.text_col, d.label_col, progress)
+        if test_ds.modality != ds.modality:
+            raise DataError(f"The test data holds {test_ds.modality}s but the training data {ds.modality}s.")
+    split = dataset_split(ds, val=d.val_fraction, test=0.0 if test_ds else d.test_fraction, seed=d.split_seed,
+                          rare_policy=d.rare_policy)
+    classes = sorted(ds.items["label"].unique().tolist())
+    labels = ds.items["label"].tolist()
+    inputs = ds.inputs()
+    display = [ds.display(i) for i in range(len(ds.items))]
+    rows = list(range(len(ds.items)))
+    if test_ds is not None:
+        unknown = sorted(set(test_ds.items["label"]) - set(classes))
+        if unknown:
+            raise DataError(f"The test data has label(s) never seen in training: {', '.join(unknown[:10])}.")
+        labels += test_ds.items["label"].tolist()
+        inputs += test_ds.inputs()
+        display += [test_ds.display(i) for i in range(len(test_ds.items))]
+        rows += [f"test:{i}" for i in range(len(test_ds.items))]
+        split = np.concatenate([split, np.full(len(test_ds.items), "test", dtype=object)])
+    pos = {c: i for i, c in enumerate(classes)}
+    y = torch.tensor([pos[label] for label in labels], dtype=torch.long)
+    cache = None
+    if spec.modality == "image" and test_ds is None:
+        cache = ds.dir / "cache" / f"pixels-{cfg.train.image_size or spec.image_size}.pt"
+    built = build_inputs(spec, inputs, cfg.train.image_size, cfg.train.max_length, cache, progress)
+    return RunData(ds, classes, y, split, built, display, rows)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run: RunRecord, store: RunStore, datasets: DatasetStore,
+                 control: Control | None = None, callbacks: list[Callback] | None = None):
+        self.cfg, self.t = cfg, cfg.train
+        self.run_rec, self.store, self.datasets = run, store, datasets
+        self.control = control or Control()
+        self.state = TrainerState(batch_size=self.t.batch_size, grad_accum=self.t.grad_accum)
+        cbs = [NanGuard(), EarlyStopping(self.t.early_stopping_patience), JsonlLog(run.dir / "events.jsonl"),
+               StatusHeartbeat(store)] + list(callbacks or [])
+        self.callbacks = sorted(cbs, key=lambda c: c.order)
+        self.model: Classifier | None = None
+        self.features: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ events
+    def emit(self, kind: str, **data: Any) -> None:
+        ev = Event(kind, epoch=self.state.epoch, step=self.state.step, data=data)
+        for cb in self.callbacks:
+            cb.on_event(ev, self)
+
+    def progress(self, frac: float, msg: str) -> None:
+        self.emit("progress", fraction=float(frac), message=msg)
+
+    # ------------------------------------------------------------------ entry
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Train to the end, a stop, or a failure. Never raises for a run-level problem: the status says it."""
+        rec = self.run_rec
+        self.store.set_status(rec, "running", pid=os.getpid(), heartbeat=time.time(), started=time.time())
+        try:
+            return self._run(resume)
+        except StudioError as e:
+            return self._fail(str(e))
+        except DiskFullError as e:
+            return self._fail(f"Disk full while saving ({e.strerror}); the previous checkpoint is intact. "
+                              "Free some space, then resume.")
+        except Exception as e:  # the run fails, the server keeps serving
+            (rec.dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+            return self._fail(f"Training failed: {type(e).__name__}: {e}. Details are in error.txt in the run folder.")
+
+    def _fail(self, reason: str) -> dict[str, Any]:
+        self.emit("run_end", status="failed", reason=reason)
+        return self.store.set_status(self.run_rec, "failed", reason=reason, finished=time.time())
+
+    def _run(self, resume: bool) -> dict[str, Any]:
+        t, st = self.t, self.state
+        spec = get_backbone(t.backbone)
+        strategy = get_strategy(t.strategy)
+        self.device = dev = pick_device(t.device)
+        self.progress(0.0, "Loading data")
+        data = self.data = load_run_data(self.cfg, self.datasets, spec, self.progress)
+        if len(data.classes) < 2:
+            raise DataError(f"Only one class ({data.classes[0]}): training needs at least two.")
+        train_idx, val_idx = data.idx("train"), data.idx("val")
+        atomic_write_json(self.run_rec.dir / "labels.json", {"classes": data.classes, "modality": spec.modality,
+                                                              "backbone": spec.name})
+        seed_everything(t.seed)
+        self.progress(0.1, f"Building {spec.name}")
+        model = self.model = spec.build(len(data.classes))
+        groups = strategy.prepare(model, t, spec.modality)
+        if t.gradient_checkpointing and hasattr(getattr(model.encoder, "model", None), "gradient_checkpointing_enable"):
+            model.encoder.model.gradient_checkpointing_enable()
+        model.to(dev)
+        trainable, total = count_params(model)
+        opt = torch.optim.AdamW(groups, lr=groups[0]["lr"])
+        steps_per_epoch = math.ceil(math.ceil(len(train_idx) / st.batch_size) / st.grad_accum)
+        st.total_steps = steps_per_epoch * t.epochs
+        if t.max_steps:
+            st.total_steps = min(st.total_steps, t.max_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(t.schedule, st.total_steps, t.warmup_ratio))
+        amp_dtype = _amp_dtype(dev) if t.amp else None
+        scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+        loss_fn = self._loss_fn(data, train_idx)
+
+        start_epoch = 0
+        if resume:
+            start_epoch = self._load_checkpoint(opt, sched, scaler, strategy, spec.modality)
+        if strategy.frozen_backbone:
+            self.features = self._cache_features(data)
+
+        self.store.set_status(self.run_rec, "running", trainable_params=trainable, total_params=total,
+                              classes=data.classes, total_steps=st.total_steps, device=str(dev))
+        self.emit("run_start", trainable_params=trainable, total_params=total, device=str(dev),
+                  train=len(train_idx), val=len(val_idx), test=int(len(data.idx("test"))), classes=data.classes,
+                  total_steps=st.total_steps, epochs=t.epochs, resumed_from=start_epoch if resume else None)
+        t0 = time.time()
+        steps_at_start = st.step
+        for epoch in range(start_epoch, t.epochs):
+            st.epoch = epoch
+            if strategy.on_epoch_start(model, t, epoch, opt, spec.modality):
+                trainable, _ = count_params(model)
+                self.emit("warning", message=f"Unfroze another layer group ({trainable:,} trainable weights).")
+            self.emit("epoch_start")
+            train_loss = self._train_epoch(epoch, train_idx, opt, sched, scaler, amp_dtype, loss_fn, t0,
+                                           steps_at_start)
+            if self.control.should_stop and self.control.status == "diverged":
+                break
+            val = self._eval_split("val", val_idx, amp_dtype)
+            metric = val["loss"] * -1 if t.monitor == "loss" else val[t.monitor]
+            improved = metric > st.best_metric
+            if improved:
+                st.best_metric, st.best_epoch = metric, epoch
+            self.emit("eval", split="val", epoch_metric=metric, improved=improved,
+                      **{k: val[k] for k in ("accuracy", "macro_f1", "loss", "confusion")})
+            self.emit("epoch_end", train_loss=train_loss, lr=sched.get_last_lr()[0])
+            self._save_checkpoint("last", opt, sched, scaler, epoch + 1)
+            if improved:
+                self._save_checkpoint("best", None, None, None, epoch + 1)
+            if self.control.should_stop or (t.max_steps and st.step >= t.max_steps):
+                break
+
+        status = self.control.status or "completed"
+        reason = self.control.reason
+        elapsed = time.time() - t0
+        best = self.run_rec.dir / "checkpoints" / "best" / "model.safetensors"
+        test_metrics = None
+        if best.is_file():
+            load_model(model, best, strict=False)
+        if best.is_file() or status != "diverged":
+            test_idx = data.idx("test")
+            if len(test_idx):
+                res = self._eval_split("test", test_idx, amp_dtype, save_predictions=True)
+                test_metrics = {"accuracy": res["accuracy"], "macro_f1": res["macro_f1"]}
+                self.emit("eval", split="test", **{k: res[k] for k in ("accuracy", "macro_f1", "loss", "confusion")})
+        final = self.store.set_status(
+            self.run_rec, status, reason=reason, finished=time.time(), elapsed_s=round(elapsed, 2),
+            test=test_metrics, best_epoch=st.best_epoch + 1, epoch=st.epoch + 1, step=st.step,
+            trainable_params=trainable, total_params=total, peak_mem_mb=round(peak_memory_mb(dev), 1))
+        self.emit("run_end", status=status, reason=reason, test=test_metrics, elapsed_s=elapsed)
+        return final
+
+    # ------------------------------------------------------------------ pieces
+    def _loss_fn(self, data: RunData, train_idx: torch.Tensor):
+        t = self.t
+        weight = None
+        if t.class_weighting == "balanced":
+            counts = torch.bincount(data.y[train_idx], minlength=len(data.classes)).float().clamp(min=1)
+            weight = (counts.sum() / (len(counts) * counts)).to(self.device)
+
+        def fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            logits = logits.float()
+            if t.loss == "focal":
+                ce = F.cross_entropy(logits, y, weight=weight, reduction="none", label_smoothing=t.label_smoothing)
+                pt = torch.exp(-F.cross_entropy(logits, y, reduction="none"))
+                return ((1 - pt) ** t.focal_gamma * ce).mean()
+            return F.cross_entropy(logits, y, weight=weight, label_smoothing=t.label_smoothing)
+        return fn
+
+    def _batch(self, idx: torch.Tensor, train: bool, gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        if self.features is not None:
+            return {"features": self.features[idx].to(self.device)}
+        b = self.data.inputs.batch(idx, augment=train and self.t.augment, gen=gen)
+        return {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
+
+    def _train_epoch(self, epoch, train_idx, opt, sched, scaler, amp_dtype, loss_fn, t0, steps_at_start) -> float:
+        st, t, model = self.state, self.t, self.model
+        model.train()
+        freeze_frozen_norms(model)
+        gen = torch.Generator().manual_seed(t.seed * 1000 + epoch)
+        losses: list[float] = []
+        while True:
+            try:
+                opt.zero_grad(set_to_none=True)
+                micro = 0
+                for idx in iterate(train_idx, st.batch_size, shuffle=True, gen=gen):
+                    if self.control.should_stop:
+                        break
+                    batch = self._batch(idx, train=True, gen=gen)
+                    y = self.data.y[idx].to(self.device)
+                    with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                        loss = self._forward_loss(batch, y, loss_fn, gen)
+                    (scaler.scale(loss / st.grad_accum) if scaler else loss / st.grad_accum).backward()
+                    micro += 1
+                    if micro % st.grad_accum:
+                        continue
+                    self._optimizer_step(opt, sched, scaler)
+                    lv = float(loss.detach())
+                    losses.append(lv)
+                    done = st.step - steps_at_start
+                    eta = (time.time() - t0) / max(done, 1) * (st.total_steps - st.step)
+                    self.emit("step", loss=lv, lr=sched.get_last_lr()[0], total_steps=st.total_steps,
+                              eta_s=round(eta, 1), elapsed_s=round(time.time() - t0, 2))
+                    if self.control.should_stop or (t.max_steps and st.step >= t.max_steps):
+                        break
+                return float(np.mean(losses)) if losses else float("nan")
+            except torch.cuda.OutOfMemoryError:
+                if st.batch_size <= 1:
+                    raise StudioError("Out of GPU memory even at batch size 1. Try the frozen or LoRA strategy, a "
+                                      "smaller backbone, a shorter max_length/image_size, or turn on gradient "
+                                      "checkpointing.") from None
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                st.batch_size //= 2
+                st.grad_accum *= 2
+                self.emit("warning", message=f"Out of GPU memory: retrying the epoch with batch size {st.batch_size} "
+                                             f"x {st.grad_accum} accumulation steps (same effective batch).")
+
+    def _forward_loss(self, batch, y, loss_fn, gen) -> torch.Tensor:
+        t = self.t
+        if t.mixup_alpha > 0 and "pixel_values" in batch:
+            lam = float(torch.distributions.Beta(t.mixup_alpha, t.mixup_alpha).sample())
+            perm = torch.randperm(len(y), generator=gen).to(y.device)
+            batch = {"pixel_values": lam * batch["pixel_values"] + (1 - lam) * batch["pixel_values"][perm]}
+            logits = self.model(**batch)
+            return lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y[perm])
+        return loss_fn(self.model(**batch), y)
+
+    def _optimizer_step(self, opt, sched, scaler) -> None:
+        t = self.t
+        params = [p for g in opt.param_groups for p in g["params"]]
+        if scaler:
+            scaler.unscale_(opt)
+        if t.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        self.state.step += 1
+
+    @torch.no_grad()
+    def predict(self, idx: torch.Tensor, amp_dtype=None) -> np.ndarray:
+        self.model.eval()
+        out = []
+        for b in iterate(idx, max(self.state.batch_size, 64), shuffle=False):
+            with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = self.model(**self._batch(b, train=False))
+            out.append(torch.softmax(logits.float(), -1).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, len(self.data.classes)))
+
+    def _eval_split(self, name: str, idx: torch.Tensor, amp_dtype, save_predictions: bool = False) -> dict[str, Any]:
+        probs = self.predict(idx, amp_dtype)
+        y = self.data.y[idx].numpy()
+        res = evaluate(y, probs, self.data.classes)
+        res["epoch"] = self.state.epoch + 1
+        atomic_write_json(self.run_rec.dir / "eval" / f"{name}.json", res)
+        if save_predictions:
+            p_true = probs[np.arange(len(y)), y]
+            df = pd.DataFrame({
+                "row": [str(self.data.source_rows[i]) for i in idx.tolist()],
+                "input": [self.data.display[i] for i in idx.tolist()],
+                "true": [self.data.classes[i] for i in y],
+                "pred": [self.data.classes[i] for i in probs.argmax(1)],
+                "confidence": probs.max(1), "p_true": p_true, "loss": -np.log(np.clip(p_true, 1e-12, 1)),
+            })
+            for j, c in enumerate(self.data.classes):
+                df[f"p:{c}"] = probs[:, j]
+            df.to_parquet(self.run_rec.dir / "eval" / f"{name}_predictions.parquet", index=False)
+        return res
+
+    @torch.no_grad()
+    def _cache_features(self, data: RunData) -> torch.Tensor:
+        """The frozen backbone's features for every row, computed once per run."""
+        model = self.model
+        model.eval()
+        n = len(data.inputs)
+        feats = torch.empty((n, model.feat_dim))
+        all_idx = torch.arange(n)
+        done = 0
+        for b in iterate(all_idx, 64, shuffle=False):
+            batch = {k: v.to(self.device) for k, v in data.inputs.batch(b).items()}
+            feats[b] = model.features(**batch).float().cpu()
+            done += len(b)
+            self.progress(done / n, f"Computing backbone features {done:,}/{n:,}")
+        return feats.to(self.device)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, tag: str, opt, sched, scaler, next_epoch: int) -> None:
+        root = self.run_rec.dir / "checkpoints"
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{tag}.", dir=root))
+        try:
+            save_model(self.model, str(tmp / "model.safetensors"))
+            if opt is not None:
+                st = self.state
+                torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                            "scaler": scaler.state_dict() if scaler else None, "next_epoch": next_epoch,
+                            "step": st.step, "best_metric": st.best_metric, "best_epoch": st.best_epoch,
+                            "batch_size": st.batch_size, "grad_accum": st.grad_accum,
+                            "torch_rng": torch.get_rng_state()}, tmp / "trainer.pt")
+            for f in tmp.iterdir():
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            atomic_replace_dir(tmp, root / tag)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            import errno
+
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(e.errno, "disk full") from e
+            raise
+        self.emit("checkpoint", tag=tag, next_epoch=next_epoch)
+
+    def _load_checkpoint(self, opt, sched, scaler, strategy, modality) -> int:
+        ck = self.run_rec.dir / "checkpoints" / "last"
+        if not (ck / "trainer.pt").is_file():
+            return 0  # nothing completed yet: start over
+        s = torch.load(ck / "trainer.pt", weights_only=True, map_location="cpu")
+        for e in range(1, s["next_epoch"]):
+            strategy.on_epoch_start(self.model, self.t, e, opt, modality)
+        load_model(self.model, str(ck / "model.safetensors"), strict=False, device=str(self.device))
+        opt.load_state_dict(s["optimizer"])
+        sched.load_state_dict(s["scheduler"])
+        if scaler and s.get("scaler"):
+            scaler.load_state_dict(s["scaler"])
+        st = self.state
+        st.step, st.best_metric, st.best_epoch = s["step"], s["best_metric"], s["best_epoch"]
+        st.batch_size, st.grad_accum = s["batch_size"], s["grad_accum"]
+        torch.set_rng_state(s["torch_rng"])
+        return int(s["next_epoch"])
+
+
+class StatusHeartbeat(Callback):
+    """Keeps status.json current (progress, heartbeat) so other processes and a restarted server can tell."""
+    order = 50
+
+    def __init__(self, store: RunStore, every_s: float = 2.0):
+        self.store, self.every, self.last = store, every_s, 0.0
+
+    def on_event(self, ev, trainer):
+        if ev.kind == "run_end":
+            return
+        now = time.time()
+        if ev.kind in ("epoch_end", "run_start") or now - self.last >= self.every:
+            self.last = now
+            st = trainer.state
+            extra = {"message": ev.data["message"]} if ev.kind == "progress" else {}
+            self.store.set_status(trainer.run_rec, "running", heartbeat=now, step=st.step, epoch=st.epoch,
+                                  total_steps=st.total_steps, **extra)
+
+
+def _schedule(kind: str, total: int, warmup_ratio: float):
+    warm = int(total * warmup_ratio)
+
+    def f(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if kind == "constant":
+            return 1.0
+        prog = (step - warm) / max(1, total - warm)
+        prog = min(max(prog, 0.0), 1.0)
+        return 0.5 * (1 + math.cos(math.pi * prog)) if kind == "cosine" else 1.0 - prog
+    return f
+
+
+def _amp_dtype(dev: torch.device):
+    if dev.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
