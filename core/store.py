@@ -126,6 +126,8 @@ class RunStore:
         """Runs left 'running' or 'queued' by a process that is gone (killed, restarted)."""
         out = []
         for d in self.root.iterdir():
+            if not d.is_dir():
+                continue
             st = read_json(d / "status.json")
             if not st or st.get("status") not in ACTIVE or d.name in live:
                 continue

@@ -53,6 +53,7 @@ class RunData:
     inputs: Inputs
     display: list[str]  # what a person sees for each row (text or image path)
     source_rows: list[Any]
+    files: list[str]  # texts, or absolute image paths
 
     def idx(self, name: str) -> torch.Tensor:
         return torch.from_numpy(np.flatnonzero(self.split == name))
@@ -116,7 +117,7 @@ def load_run_data(cfg: RunConfig, datasets: DatasetStore, spec, progress: Callab
     if spec.modality == "image" and test_ds is None:
         cache = ds.dir / "cache" / f"pixels-{cfg.train.image_size or spec.image_size}.pt"
     built = build_inputs(spec, inputs, cfg.train.image_size, cfg.train.max_length, cache, progress)
-    return RunData(ds, classes, y, split, built, display, rows)
+    return RunData(ds, classes, y, split, built, display, rows, inputs)
 
 
 class Trainer:
@@ -198,7 +199,8 @@ class Trainer:
             self.features = self._cache_features(data)
 
         self.store.set_status(self.run_rec, "running", trainable_params=trainable, total_params=total,
-                              classes=data.classes, total_steps=st.total_steps, device=str(dev))
+                              classes=data.classes, total_steps=st.total_steps, device=str(dev),
+                              modality=spec.modality)
         self.emit("run_start", trainable_params=trainable, total_params=total, device=str(dev),
                   train=len(train_idx), val=len(val_idx), test=int(len(data.idx("test"))), classes=data.classes,
                   total_steps=st.total_steps, epochs=t.epochs, resumed_from=start_epoch if resume else None)
@@ -365,6 +367,8 @@ class Trainer:
                 "pred": [self.data.classes[i] for i in probs.argmax(1)],
                 "confidence": probs.max(1), "p_true": p_true, "loss": -np.log(np.clip(p_true, 1e-12, 1)),
             })
+            if self.data.inputs.modality == "image":
+                df["file"] = [self.data.files[i] for i in idx.tolist()]
             for j, c in enumerate(self.data.classes):
                 df[f"p:{c}"] = probs[:, j]
             df.to_parquet(self.run_rec.dir / "eval" / f"{name}_predictions.parquet", index=False)

@@ -1,0 +1,21 @@
+"""Fine-Tune Studio entry point: `finetune-studio app` or `streamlit run app.py`."""
+import streamlit as st
+
+st.set_page_config(page_title="Fine-Tune Studio", page_icon=":material/model_training:", layout="wide")
+
+STEPS = [
+    st.Page("pages/data.py", title="1 · Data", icon=":material/upload_file:", default=True),
+    st.Page("pages/explore.py", title="2 · Explore", icon=":material/query_stats:"),
+    st.Page("pages/train.py", title="3 · Train", icon=":material/tune:"),
+    st.Page("pages/monitor.py", title="4 · Monitor", icon=":material/monitoring:"),
+    st.Page("pages/evaluate.py", title="5 · Evaluate", icon=":material/fact_check:"),
+    st.Page("pages/predict.py", title="6 · Predict & Export", icon=":material/online_prediction:"),
+]
+HISTORY = [st.Page("pages/runs.py", title="Runs", icon=":material/history:")]
+
+page = st.navigation({"Steps": STEPS, "History": HISTORY})
+
+from studio.sidebar import where_am_i  # noqa: E402  (after navigation: it reads the chosen page)
+
+where_am_i(page.title)
+page.run()

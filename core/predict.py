@@ -1,0 +1,173 @@
+"""Load a trained run and predict new texts or images, in batches, with probabilities."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_model
+
+from .backbones import Classifier, get_backbone, tokenizer_for
+from .batches import _square
+from .config import RunConfig
+from .errors import DataError, RunError
+from .images import BadImage, open_rgb
+from .strategies import get_strategy
+
+
+class Predictor:
+    def __init__(self, run_dir: str | Path, device: str = "cpu"):
+        d = Path(run_dir)
+        labels = d / "labels.json"
+        ck = next((p for p in (d / "model.safetensors", d / "checkpoints" / "best" / "model.safetensors",
+                               d / "checkpoints" / "last" / "model.safetensors") if p.is_file()), None)
+        if not labels.is_file() or ck is None:
+            raise RunError(f"Run {d.name} has no saved model yet (it has not finished an epoch).")
+        meta = json.loads(labels.read_text(encoding="utf-8"))
+        self.cfg = RunConfig.load(d / "config.json")
+        self.classes: list[str] = meta["classes"]
+        self.spec = get_backbone(self.cfg.train.backbone)
+        self.modality = self.spec.modality
+        model: Classifier = self.spec.build(len(self.classes))
+        if self.cfg.train.strategy == "lora":  # same module structure as in training
+            get_strategy("lora").prepare(model, self.cfg.train, self.modality)
+        load_model(model, str(ck), strict=False)
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.size = self.cfg.train.image_size or self.spec.image_size
+        self.mean = torch.tensor(self.spec.mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(self.spec.std).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def _probs(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        logits = self.model(**{k: v.to(self.device) for k, v in batch.items()})
+        return torch.softmax(logits.float(), -1).cpu().numpy()
+
+    def predict_texts(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        if self.modality != "text":
+            raise DataError("This model classifies images; give it images.")
+        tok = tokenizer_for(self.spec)
+        out = []
+        for s in range(0, len(texts), batch_size):
+            enc = tok(texts[s:s + batch_size], truncation=True, max_length=self.cfg.train.max_length,
+                      padding=True, return_tensors="pt")
+            out.append(self._probs({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}))
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
+
+    def predict_images(self, images: list[Any], batch_size: int = 32) -> tuple[np.ndarray, list[str | None]]:
+        """Paths, bytes or PIL images. Unreadable ones get NaN probabilities and a reason."""
+        if self.modality != "image":
+            raise DataError("This model classifies text; give it text.")
+        probs = np.full((len(images), len(self.classes)), np.nan)
+        errors: list[str | None] = [None] * len(images)
+        for s in range(0, len(images), batch_size):
+            tensors, ok = [], []
+            for i in range(s, min(s + batch_size, len(images))):
+                try:
+                    img = images[i] if hasattr(images[i], "convert") else open_rgb(images[i])
+                    tensors.append(_square(img.convert("RGB"), self.size))
+                    ok.append(i)
+                except BadImage as e:
+                    errors[i] = str(e)
+            if tensors:
+                x = torch.stack(tensors).float().div_(255)
+                probs[ok] = self._probs({"pixel_values": (x - self.mean) / self.std})
+        return probs, errors
+
+    def table(self, names: list[str], probs: np.ndarray, errors: list[str | None] | None = None) -> pd.DataFrame:
+        pred = [self.classes[int(i)] if np.isfinite(p).all() else "" for i, p in zip(np.nan_to_num(probs).argmax(1), probs)]
+        df = pd.DataFrame({"input": names, "prediction": pred, "confidence": np.nanmax(probs, 1) if len(probs) else []})
+        for j, c in enumerate(self.classes):
+            df[f"p:{c}"] = probs[:, j]
+        if errors is not None:
+            df["error"] = [e or "" for e in errors]
+        return df
+
+
+def read_zip_images(data: bytes, max_files: int = 5000) -> list[tuple[str, bytes]]:
+    """Image members of an uploaded zip, after the same safety inspection as dataset archives."""
+    import tempfile
+
+    from .archives import inspect_zip
+    from .images import is_image_name
+
+    with tempfile.NamedTemporaryFile(suffix=".zip") as f:
+        f.write(data)
+        f.flush()
+        infos = inspect_zip(Path(f.name))
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            out = [(i.filename, zf.read(i)) for i in infos if not i.is_dir() and is_image_name(i.filename)
+                   and "__MACOSX" not in i.filename]
+    if len(out) > max_files:
+        raise DataError(f"The zip has {len(out):,} images; at most {max_files:,} per batch prediction.")
+    return out
+
+
+def formula_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells a spreadsheet would run as formulas get a leading apostrophe."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            out[c] = out[c].map(lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v)
+    return out
+
+
+def to_csv_bytes(df: pd.DataFrame) -> bytes:
+    return formula_safe(df).to_csv(index=False).encode("utf-8")
+
+
+def export_folder(run_dir: str | Path, out: str | Path) -> Path:
+    """A self-contained folder: model.safetensors (LoRA merged), labels, config and a README."""
+    from safetensors.torch import save_model
+
+    pred = Predictor(run_dir)
+    model = pred.model
+    if pred.cfg.train.strategy == "lora":
+        from peft.tuners.lora import LoraLayer
+
+        for m in model.modules():
+            if isinstance(m, LoraLayer):
+                m.merge()
+        _unwrap_lora(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(out / "model.safetensors"))
+    cfg = pred.cfg.to_dict()
+    cfg["train"]["strategy"] = "full" if cfg["train"]["strategy"] == "lora" else cfg["train"]["strategy"]
+    (out / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    (out / "labels.json").write_text(json.dumps({"classes": pred.classes, "modality": pred.modality,
+                                                 "backbone": pred.spec.name}, indent=2), encoding="utf-8")
+    (out / "README.md").write_text(_EXPORT_README.format(backbone=pred.spec.name, classes=", ".join(pred.classes),
+                                                         kind="texts" if pred.modality == "text" else "image paths",
+                                                         fn="predict_texts" if pred.modality == "text" else "predict_images",
+                                                         example='["an example"]' if pred.modality == "text" else '["photo.jpg"]'),
+                                   encoding="utf-8")
+    return out
+
+
+def _unwrap_lora(model: torch.nn.Module) -> None:
+    """Replace merged LoRA wrappers with their plain base layers."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, m in list(model.named_modules()):
+        if isinstance(m, LoraLayer):
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            setattr(parent, name.rsplit(".", 1)[-1], m.get_base_layer())
+
+
+_EXPORT_README = """# Exported classifier
+
+Backbone: {backbone}. Classes: {classes}.
+
+```python
+from core.predict import Predictor
+p = Predictor("path/to/this/folder")
+out = p.{fn}({example})          # a list of {kind}
+print(out)                          # class probabilities, columns in the order of p.classes
+```
+"""

@@ -1,0 +1,92 @@
+import pandas as pd
+import streamlit as st
+
+from core.datasets import data_root
+from core.errors import DataError
+from core.tables import guess_columns, read_table
+from studio.loading import DEMOS, load_demo, load_path, save_directory, save_upload, server_path
+from studio.services import MAX_UPLOAD_MB, current_dataset, guard, services, set_dataset
+
+st.title("Bring your data")
+st.caption("A CSV/TSV of text + label, a zip of images in one folder per class, or a folder of class folders. "
+           f"Uploads up to {MAX_UPLOAD_MB} MB; tables up to 200 MB.")
+
+demo, upload, folder, server = st.tabs(["Demo data", "Upload a file", "Upload a folder", "Server folder"])
+
+with demo:
+    st.write("Try the studio on real data bundled with it.")
+    cols = st.columns(len(DEMOS))
+    for col, (key, (title, _)) in zip(cols, DEMOS.items()):
+        if col.button(f"Load {title}", key=f"demo_{key}", width="stretch"):
+            with guard("Loading the demo"):
+                set_dataset(load_demo(key).id)
+
+with upload:
+    up = st.file_uploader("CSV, TSV or zip", type=["csv", "tsv", "txt", "zip"], key="upload_file")
+    if up is not None:
+        with guard("Reading the upload"):
+            path = save_upload(up) if st.session_state.get("upload_name") != up.file_id else \
+                st.session_state["upload_path"]
+            st.session_state["upload_name"], st.session_state["upload_path"] = up.file_id, path
+            if path.suffix.lower() == ".zip":
+                if st.button("Load images from zip", type="primary"):
+                    set_dataset(load_path(path, name=up.name).id)
+            else:
+                table = read_table(path, up.name)
+                st.caption(f"Encoding {table.encoding}, delimiter {table.delimiter!r}, {len(table.df):,} rows.")
+                st.dataframe(table.df.head(8), width="stretch", hide_index=True)
+                cols = list(table.df.columns)
+                try:
+                    g_in, g_label = guess_columns(table.df, up.name)
+                except DataError as e:
+                    st.warning(str(e))
+                    g_in, g_label = cols[0], cols[-1]
+                c1, c2 = st.columns(2)
+                text_col = c1.selectbox("Input column (text or image path)", cols, index=cols.index(g_in))
+                label_col = c2.selectbox("Label column", cols, index=cols.index(g_label))
+                if st.button("Load this table", type="primary"):
+                    if text_col == label_col:
+                        raise DataError("The input and label columns must differ.")
+                    set_dataset(load_path(path, name=up.name, text_col=text_col, label_col=label_col).id)
+
+with folder:
+    files = st.file_uploader("A folder with one sub-folder per class", accept_multiple_files="directory",
+                             key="upload_dir")
+    if files and st.button("Load this folder", type="primary"):
+        with guard("Loading the folder"):
+            root = save_directory(files)
+            set_dataset(load_path(root, name=root.name).id)
+
+with server:
+    root = data_root()
+    if root is None:
+        st.info("Server folders are off. Set FTS_DATA_ROOT to a folder on the server to enable them.")
+    else:
+        rel = st.text_input(f"Folder or file under {root}")
+        if rel and st.button("Load from server", type="primary"):
+            with guard("Loading from the server"):
+                set_dataset(load_path(server_path(rel)).id)
+
+ds = current_dataset()
+if ds is not None:
+    st.divider()
+    m = ds.manifest
+    st.subheader(f"Loaded: {m.get('name', ds.id)}")
+    c = st.columns(4)
+    c[0].metric("Examples", f"{m['rows']:,}")
+    c[1].metric("Classes", len(m["classes"]))
+    c[2].metric("Type", ds.modality)
+    c[3].metric("Skipped files", len(m.get("bad", [])))
+    for note in m.get("notes", []):
+        st.info(note)
+    if m.get("bad"):
+        with st.expander(f"Bad-files report ({len(m['bad'])})"):
+            st.dataframe(pd.DataFrame(m["bad"]), width="stretch", hide_index=True)
+    if ds.modality == "text":
+        st.dataframe(ds.items[["text", "label"]].head(20), width="stretch", hide_index=True)
+    else:
+        sample = ds.items.groupby("label").head(1).head(12)
+        cols = st.columns(min(6, len(sample)))
+        for i, (_, row) in enumerate(sample.iterrows()):
+            cols[i % len(cols)].image(str(ds.dir.parent / row["path"]), caption=f"{row['label']}", width=96)
+    st.page_link("pages/explore.py", label="Next: explore and audit this data", icon=":material/arrow_forward:")

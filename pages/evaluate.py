@@ -1,0 +1,71 @@
+import pandas as pd
+import streamlit as st
+
+from studio import charts
+from studio.runs import pick_run
+
+st.title("Evaluate")
+rec = pick_run(only_with_model=True)
+if rec is None:
+    st.stop()
+res = rec.result("test")
+if res is None:
+    st.info("This run has no test evaluation (it stopped before finishing an epoch, or there is no test split).")
+    st.stop()
+pred_path = rec.dir / "eval" / "test_predictions.parquet"
+preds = pd.read_parquet(pred_path) if pred_path.is_file() else pd.DataFrame()
+modality = "image" if "file" in preds.columns else "text"
+
+c = st.columns(4)
+c[0].metric("Test accuracy", f"{res['accuracy']:.1%}")
+c[1].metric("Macro-F1", f"{res['macro_f1']:.3f}")
+c[2].metric("ROC-AUC", f"{res['roc_auc']:.3f}" if res.get("roc_auc") is not None else "–")
+c[3].metric("Test examples", res["n"])
+
+left, right = st.columns([3, 2])
+with left:
+    st.pyplot(charts.confusion_heatmap(res["confusion"], res["classes"], "Test confusion matrix"), clear_figure=True)
+with right:
+    st.markdown("**Per class**")
+    pc = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1"})
+    pc["support"] = pc["support"].astype(int)
+    st.dataframe(pc.style.format({"precision": "{:.2f}", "recall": "{:.2f}", "F1": "{:.2f}"}),
+                 width="stretch")
+    if res["most_confused"]:
+        st.markdown("**Most confused pairs**")
+        st.dataframe(pd.DataFrame(res["most_confused"]), hide_index=True, width="stretch")
+
+
+def show_examples(df: pd.DataFrame, n: int = 12) -> None:
+    if df.empty:
+        st.caption("No examples here.")
+        return
+    df = df.head(n)
+    if modality == "image":
+        cols = st.columns(6)
+        for i, (_, r) in enumerate(df.iterrows()):
+            cols[i % 6].image(r["file"], width=110,
+                              caption=f"true {r['true']} → {r['pred']} ({r['confidence']:.0%})")
+    else:
+        show = df[["input", "true", "pred", "confidence", "p_true"]].rename(
+            columns={"p_true": "p(true class)", "pred": "predicted"})
+        st.dataframe(show, hide_index=True, width="stretch",
+                     column_config={"confidence": st.column_config.ProgressColumn(format="%.2f", min_value=0, max_value=1),
+                                    "p(true class)": st.column_config.NumberColumn(format="%.3f")})
+
+
+st.subheader("Look at the mistakes")
+if len(preds):
+    s1, s2 = st.columns(2)
+    classes = res["classes"]
+    wrong = preds[preds["true"] != preds["pred"]]
+    pairs = wrong.groupby(["true", "pred"]).size().sort_values(ascending=False)
+    default_t, default_p = (pairs.index[0] if len(pairs) else (classes[0], classes[-1]))
+    t = s1.selectbox("True class (row of the matrix)", classes, index=classes.index(default_t))
+    p = s2.selectbox("Predicted class (column)", classes, index=classes.index(default_p))
+    cell = preds[(preds["true"] == t) & (preds["pred"] == p)].sort_values("confidence", ascending=False)
+    st.caption(f"{len(cell)} test example(s) of **{t}** predicted as **{p}**.")
+    show_examples(cell)
+    st.subheader("Top losses")
+    st.caption("The examples the model got most confidently wrong: often label errors or genuinely hard cases.")
+    show_examples(preds.sort_values("loss", ascending=False))

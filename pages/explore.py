@@ -1,0 +1,119 @@
+import json
+
+import pandas as pd
+import streamlit as st
+
+from core import audit as A
+from core.split import dataset_split, split_summary
+from studio import charts
+from studio.services import guard, need_dataset, services, set_dataset
+
+ds = need_dataset()
+st.title("Explore and audit")
+st.caption(f"{ds.manifest.get('name', ds.id)} · version `{ds.id}`"
+           + (f" · derived from `{ds.manifest['parent']}` ({ds.manifest.get('change', '')})" if ds.manifest.get("parent") else ""))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def run_audit(ds_id: str) -> A.AuditReport:
+    return A.audit(services().datasets.get(ds_id))
+
+
+bar = st.progress(0.0, text="Auditing")
+rep = run_audit(ds.id)
+bar.empty()
+s = rep.summary()
+
+c = st.columns(5)
+c[0].metric("Examples", f"{rep.rows:,}")
+c[1].metric("Classes", len(rep.classes))
+c[2].metric("Exact duplicates", s["exact_duplicates"])
+c[3].metric("Near-duplicate groups", s["near_duplicate_groups"])
+c[4].metric("Label conflicts", s["label_conflicts"])
+for a in rep.advice:
+    st.warning(a, icon=":material/lightbulb:")
+if not rep.advice:
+    st.success("No duplicates, conflicts or balance problems found.", icon=":material/check_circle:")
+
+left, right = st.columns(2)
+with left:
+    st.pyplot(charts.class_balance(rep.classes), clear_figure=True)
+with right:
+    if ds.modality == "text":
+        st.pyplot(charts.length_hist(ds.items["text"].str.len()), clear_figure=True)
+    else:
+        sizes = ds.items.groupby(["width", "height"]).size().rename("images").reset_index()
+        st.markdown("**Image sizes**")
+        st.dataframe(sizes.sort_values("images", ascending=False).head(8), hide_index=True, width="stretch")
+        st.markdown("**Colour modes** (all converted to RGB): " +
+                    ", ".join(f"{k} ({v})" for k, v in ds.items["mode"].value_counts().items()))
+
+
+def show_rows(rows: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"row": rows, "input": [ds.display(i)[:160] for i in rows],
+                         "label": ds.items["label"].iloc[rows].tolist()})
+
+
+st.subheader("Fix in one click")
+st.caption("Each fix makes a new dataset version; the current one is kept.")
+f = st.columns(4)
+fixes = {
+    "Drop exact duplicates": (f[0], s["exact_duplicates"] > 0, lambda: A.drop_duplicates(ds.items, rep)),
+    "Drop near duplicates": (f[1], bool(rep.near_groups), lambda: A.drop_duplicates(ds.items, rep, near=True)),
+    "Conflicts: majority label": (f[2], bool(rep.conflicts), lambda: A.resolve_conflicts(ds.items, rep, "majority")),
+    "Conflicts: drop them": (f[3], bool(rep.conflicts), lambda: A.resolve_conflicts(ds.items, rep, "drop")),
+}
+for label, (col, enabled, fn) in fixes.items():
+    if col.button(label, disabled=not enabled, width="stretch"):
+        with guard(label):
+            new = services().datasets.derive(ds, fn(), change=label.lower())
+            set_dataset(new.id)
+            st.rerun()
+
+rare = [k for k, v in rep.classes.items() if v < 3]
+if rare:
+    st.error(f"Too few examples to split: {', '.join(rare)}. Merge them, drop them, or use a non-stratified split below.")
+    r1, r2 = st.columns(2)
+    if r1.button(f"Merge {len(rare)} rare class(es) into 'other'"):
+        set_dataset(services().datasets.derive(ds, A.merge_classes(ds.items, rare), "merge rare classes").id)
+        st.rerun()
+    if r2.button(f"Drop {len(rare)} rare class(es)"):
+        set_dataset(services().datasets.derive(ds, A.drop_classes(ds.items, rare), "drop rare classes").id)
+        st.rerun()
+
+with st.expander(f"Label conflicts ({len(rep.conflicts)})", expanded=bool(rep.conflicts)):
+    if rep.conflicts:
+        st.dataframe(pd.DataFrame([{"kind": c["kind"], "labels": ", ".join(f"{k}×{v}" for k, v in c["labels"].items()),
+                                    "rows": len(c["rows"]), "example": c["example"]} for c in rep.conflicts]),
+                     hide_index=True, width="stretch")
+    else:
+        st.write("None.")
+with st.expander(f"Exact duplicate groups ({len(rep.exact_groups)})"):
+    for g in rep.exact_groups[:20]:
+        st.dataframe(show_rows(g), hide_index=True, width="stretch")
+with st.expander(f"Near-duplicate groups ({len(rep.near_groups)})"):
+    for g in rep.near_groups[:20]:
+        if ds.modality == "image":
+            cols = st.columns(min(8, len(g)))
+            for col, i in zip(cols, g[:8]):
+                col.image(str(ds.dir.parent / ds.items["path"].iloc[i]), caption=ds.items["label"].iloc[i], width=80)
+        else:
+            st.dataframe(show_rows(g), hide_index=True, width="stretch")
+
+st.download_button("Download audit report (JSON)", json.dumps({"dataset": ds.id, **s, "conflicts": rep.conflicts,
+                   "exact_groups": rep.exact_groups, "near_groups": rep.near_groups}, indent=2),
+                   file_name=f"audit-{ds.id}.json", mime="application/json")
+
+st.subheader("Split")
+st.caption("Stratified by class; every duplicate group stays inside one split, so nothing leaks into validation or test.")
+sc = st.columns(4)
+split_cfg = st.session_state.setdefault("split", {"val": 0.1, "test": 0.1, "seed": 0, "rare": "error"})
+split_cfg["val"] = sc[0].number_input("Validation share", 0.05, 0.4, split_cfg["val"], 0.05)
+split_cfg["test"] = sc[1].number_input("Test share", 0.0, 0.4, split_cfg["test"], 0.05)
+split_cfg["seed"] = int(sc[2].number_input("Seed", 0, 10_000, split_cfg["seed"]))
+split_cfg["rare"] = sc[3].selectbox("Rare classes", ["error", "unstratified"], index=["error", "unstratified"].index(split_cfg["rare"]),
+                                    help="'unstratified' splits randomly when a class is too small to appear in every split.")
+with guard("Splitting"):
+    split = dataset_split(ds, rep.group_ids, split_cfg["val"], split_cfg["test"], split_cfg["seed"], split_cfg["rare"])
+    st.dataframe(split_summary(ds.items["label"], split), width="stretch")
+    st.page_link("pages/train.py", label="Next: choose a backbone and train", icon=":material/arrow_forward:")

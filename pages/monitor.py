@@ -1,0 +1,90 @@
+import streamlit as st
+
+from core.errors import StudioError
+from studio import charts
+from studio.runs import ICON, eta, pick_run
+from studio.services import guard, services
+
+st.title("Monitor training")
+rec = pick_run()
+if rec is None:
+    st.stop()
+mgr = services().manager
+
+
+@st.fragment(run_every=2)
+def live() -> None:
+    status = rec.status
+    state = status.get("status", "unknown")
+    events = rec.events()
+    steps = [e for e in events if e["kind"] == "step"]
+    last = steps[-1]["data"] if steps else {}
+    total = status.get("total_steps") or last.get("total_steps") or 0
+    done = status.get("step", 0) if state != "running" else (steps[-1]["step"] if steps else 0)
+
+    c = st.columns([2, 1, 1, 1])
+    c[0].markdown(f"### {ICON.get(state, '')} {state.capitalize()}")
+    if state == "queued":
+        pos = mgr.queue_position(rec.id)
+        c[0].caption(f"Waiting for the device: position {pos} in the queue." if pos else "Waiting to start.")
+    if status.get("reason"):
+        (st.error if state in ("failed", "diverged") else st.info)(status["reason"])
+    c[1].metric("Step", f"{done}/{total}" if total else "–")
+    c[2].metric("ETA", eta(last.get("eta_s")) if state == "running" else "–")
+    c[3].metric("Trainable weights", f"{status.get('trainable_params', 0):,}" if status.get("trainable_params") else "–")
+    prog = [e for e in events if e["kind"] == "progress"]
+    if state == "running" and not steps and prog:
+        st.progress(prog[-1]["data"]["fraction"], text=prog[-1]["data"]["message"])
+    elif total:
+        st.progress(min(1.0, done / total), text=f"{done}/{total} steps")
+    for w in [e for e in events if e["kind"] == "warning"][-3:]:
+        st.warning(w["data"]["message"])
+
+    cur = charts.curves(events)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Training loss** (per step)")
+        if len(cur["steps"]):
+            st.line_chart(cur["steps"], x="step", y="train loss", x_label="step", y_label="loss", height=260)
+        else:
+            st.caption("Appears after the first step.")
+    with right:
+        st.markdown("**Validation** (per epoch)")
+        if len(cur["epochs"]):
+            st.line_chart(cur["epochs"], x="epoch", y=["val accuracy", "val macro-F1"], x_label="epoch",
+                          y_label="score", height=260)
+        else:
+            st.caption("Appears after the first epoch.")
+    l2, r2 = st.columns(2)
+    with l2:
+        if len(cur["steps"]):
+            st.markdown("**Learning rate**")
+            st.line_chart(cur["steps"], x="step", y="learning rate", x_label="step", y_label="LR", height=200)
+        if len(cur["epochs"]):
+            st.markdown("**Loss per epoch**")
+            st.line_chart(cur["epochs"], x="epoch", y=["train loss", "val loss"], x_label="epoch", y_label="loss", height=200)
+    with r2:
+        evs = [e for e in events if e["kind"] == "eval"]
+        if evs:
+            e = evs[-1]
+            st.pyplot(charts.confusion_heatmap(e["data"]["confusion"], status.get("classes", []),
+                                               f"{e['data']['split']} confusion, epoch {e['epoch'] + 1}"),
+                      clear_figure=True)
+    if state in ("completed", "stopped") and status.get("test"):
+        t = status["test"]
+        st.success(f"Test accuracy {t['accuracy']:.1%} · macro-F1 {t['macro_f1']:.3f}")
+        st.page_link("pages/evaluate.py", label="Open the evaluation", icon=":material/arrow_forward:")
+
+
+live()
+
+b1, b2, _ = st.columns([1, 1, 4])
+state = rec.status.get("status")
+if b1.button("Stop", icon=":material/stop:", disabled=state not in ("running", "queued")):
+    if not mgr.stop(rec.id):
+        st.warning("This run is not active in this server process.")
+    st.rerun()
+if b2.button("Resume", icon=":material/play_arrow:", disabled=state not in ("interrupted", "stopped", "failed", "diverged")):
+    with guard("Resuming"):
+        mgr.resume(rec.id)
+        st.rerun()

@@ -1,0 +1,46 @@
+import pandas as pd
+import streamlit as st
+
+from studio.runs import label
+from studio.services import services
+
+st.title("Runs")
+runs = services().runs.list()
+if not runs:
+    st.info("No runs yet.")
+    st.stop()
+
+table = pd.DataFrame([{
+    "run": r["id"], "name": r.get("name"), "status": r["status"], "backbone": r["backbone"],
+    "strategy": r["strategy"], "dataset": r["dataset"],
+    "test acc": (r.get("test") or {}).get("accuracy"), "test macro-F1": (r.get("test") or {}).get("macro_f1"),
+    "trainable": r.get("trainable_params"), "time (s)": r.get("elapsed_s"), "peak MB": r.get("peak_mem_mb"),
+} for r in runs])
+st.dataframe(table, hide_index=True, width="stretch",
+             column_config={"test acc": st.column_config.NumberColumn(format="%.3f"),
+                            "test macro-F1": st.column_config.NumberColumn(format="%.3f")})
+
+st.subheader("Compare runs")
+by_ds = table.groupby("dataset")["run"].apply(list)
+ds = st.selectbox("Dataset", list(by_ds.index), format_func=lambda d: f"{d} ({len(by_ds[d])} runs)")
+chosen = st.multiselect("Runs to compare", by_ds[ds], default=by_ds[ds][:2],
+                        format_func=lambda i: label(next(r for r in runs if r["id"] == i)))
+if len(chosen) >= 2:
+    curves = []
+    per_class = {}
+    for rid in chosen:
+        rec = services().runs.get(rid)
+        for e in rec.events():
+            if e["kind"] == "eval" and e["data"].get("split") == "val":
+                curves.append({"epoch": e["epoch"] + 1, "run": rid, "val macro-F1": e["data"]["macro_f1"]})
+        res = rec.result("test")
+        if res:
+            per_class[rid] = {c: v["f1-score"] for c, v in res["per_class"].items()}
+    if curves:
+        st.markdown("**Validation macro-F1 per epoch**")
+        st.line_chart(pd.DataFrame(curves), x="epoch", y="val macro-F1", color="run", height=280)
+    st.markdown("**Side by side**")
+    st.dataframe(table[table["run"].isin(chosen)].set_index("run").T, width="stretch")
+    if per_class:
+        st.markdown("**Per-class F1 (test)**")
+        st.dataframe(pd.DataFrame(per_class).style.format("{:.2f}"), width="stretch")

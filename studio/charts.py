@@ -1,0 +1,66 @@
+"""Figures from core results (matplotlib/seaborn). No Streamlit here either."""
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def class_balance(counts: dict[str, int]):
+    s = pd.Series(counts).sort_values(ascending=False)
+    fig, ax = plt.subplots(figsize=(7, max(2.2, 0.32 * len(s) + 1)))
+    sns.barplot(x=s.values, y=[str(i) for i in s.index], ax=ax, color="#4C78A8", orient="h")
+    ax.set_xlabel("examples")
+    ax.set_ylabel("class")
+    ax.set_title("Examples per class")
+    for i, v in enumerate(s.values):
+        ax.text(v, i, f" {v}", va="center", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def length_hist(lengths: pd.Series):
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    sns.histplot(lengths, bins=40, ax=ax, color="#72B7B2")
+    ax.set_xlabel("characters per text")
+    ax.set_ylabel("texts")
+    ax.set_title("Text length")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(cm: list[list[int]], classes: list[str], title: str = "Confusion matrix"):
+    cm = np.asarray(cm)
+    n = len(classes)
+    size = min(10, max(4, 0.55 * n + 2.5))
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    sns.heatmap(cm, annot=n <= 20, fmt="d", cmap="Blues", cbar=True, xticklabels=classes, yticklabels=classes,
+                ax=ax, square=True, linewidths=0.5, linecolor="white")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+    plt.setp(ax.get_yticklabels(), rotation=0)
+    fig.tight_layout()
+    return fig
+
+
+def curves(events: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+    """Tables for line charts from a run's events: per step (loss, lr) and per epoch (val metrics)."""
+    steps = pd.DataFrame([{"step": e["step"], "train loss": e["data"]["loss"], "learning rate": e["data"]["lr"]}
+                          for e in events if e["kind"] == "step"])
+    ev = [e for e in events if e["kind"] == "eval" and e["data"].get("split") == "val"]
+    epochs = pd.DataFrame([{"epoch": e["epoch"] + 1, "val loss": e["data"]["loss"],
+                            "val accuracy": e["data"]["accuracy"], "val macro-F1": e["data"]["macro_f1"]} for e in ev])
+    ends = {e["epoch"] + 1: e["data"]["train_loss"] for e in events if e["kind"] == "epoch_end"}
+    if len(epochs):
+        epochs["train loss"] = epochs["epoch"].map(ends)
+    return {"steps": steps, "epochs": epochs}

@@ -1,0 +1,93 @@
+"""Forms that build core configs. Pages get a RunConfig, never loose kwargs."""
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from core.backbones import list_backbones
+from core.config import DataConfig, RunConfig, TrainConfig, help_for
+from core.datasets import Dataset
+from core.strategies import STRATEGIES, recommend
+
+
+def backbone_picker(ds: Dataset) -> str:
+    specs = [s for s in list_backbones() if s.modality == ds.modality]
+    labels = [f"{s.name} — {s.params_m:g}M params{'' if s.is_offline() else ' (needs download)'}" for s in specs]
+    choice = st.selectbox("Backbone", labels + ["Other: a torchvision model or Hugging Face id"],
+                          help=help_for(TrainConfig, "backbone"))
+    if choice.startswith("Other"):
+        return st.text_input("Model name or id", placeholder="resnet18 or google/vit-base-patch16-224").strip()
+    spec = specs[labels.index(choice)]
+    st.caption(spec.description)
+    return spec.name
+
+
+def strategy_picker(ds: Dataset) -> str:
+    rec, why = recommend(int(ds.manifest["rows"]), ds.modality)
+    names = list(STRATEGIES)
+    name = st.radio("Strategy", names, index=names.index(rec), horizontal=True,
+                    format_func=lambda n: STRATEGIES[n].title + (" (recommended)" if n == rec else ""))
+    st.caption(f"**Why:** {STRATEGIES[name].why}")
+    if name == rec:
+        st.caption(f"**For your data:** {why}")
+    return name
+
+
+def train_options(ds: Dataset, strategy: str) -> dict:
+    s = STRATEGIES[strategy]
+    default_lr = (s.default_lr or {}).get(ds.modality, 1e-4)
+    c = st.columns(3)
+    o = {"epochs": int(c[0].number_input("Epochs", 1, 200, 8 if strategy == "frozen" else 5)),
+         "lr": float(c[1].number_input("Learning rate", 1e-6, 1.0, default_lr, format="%.0e",
+                                       help=f"Usual range for {s.title.lower()}: {default_lr / 3:.0e} – {default_lr * 3:.0e}.")),
+         "batch_size": int(c[2].number_input("Batch size", 1, 1024, 32))}
+    with st.expander("More options (defaults are sensible)"):
+        a = st.columns(3)
+        o["schedule"] = a[0].selectbox("LR schedule", ["cosine", "linear", "constant"])
+        o["warmup_ratio"] = a[1].number_input("Warm-up share", 0.0, 0.5, 0.1, 0.05)
+        o["weight_decay"] = a[2].number_input("Weight decay", 0.0, 1.0, 0.01, 0.01)
+        b = st.columns(3)
+        counts = ds.manifest["classes"]
+        imbalanced = max(counts.values()) / max(1, min(counts.values())) >= 3
+        o["class_weighting"] = b[0].selectbox("Class weighting", ["none", "balanced"], index=int(imbalanced),
+                                              help="'balanced' when some classes are much rarer.")
+        o["loss"] = b[1].selectbox("Loss", ["ce", "focal"], format_func={"ce": "cross-entropy", "focal": "focal"}.get)
+        o["label_smoothing"] = b[2].number_input("Label smoothing", 0.0, 0.5, 0.0, 0.05)
+        d = st.columns(3)
+        o["early_stopping_patience"] = int(d[0].number_input("Early-stop patience (epochs, 0 = off)", 0, 50, 3))
+        o["grad_accum"] = int(d[1].number_input("Gradient accumulation", 1, 64, 1))
+        o["seed"] = int(d[2].number_input("Seed", 0, 1_000_000, 0))
+        e = st.columns(3)
+        if ds.modality == "image":
+            o["augment"] = e[0].checkbox("Augment (crop, flip)", True)
+            o["mixup_alpha"] = e[1].number_input("MixUp alpha (0 = off)", 0.0, 1.0, 0.0, 0.1)
+        else:
+            o["max_length"] = int(e[0].number_input("Max tokens", 16, 512, 128, 16))
+        o["amp"] = e[2].checkbox("Mixed precision on GPU", True)
+        if strategy == "lora":
+            l1, l2 = st.columns(2)
+            o["lora_r"] = int(l1.number_input("LoRA rank", 1, 128, 8))
+            o["lora_alpha"] = int(l2.number_input("LoRA alpha", 1, 256, 16))
+        if strategy == "differential":
+            l1, l2 = st.columns(2)
+            o["lr_decay"] = l1.number_input("Per-layer LR factor", 0.1, 1.0, 0.8, 0.05, help=help_for(TrainConfig, "lr_decay"))
+            o["head_lr_mult"] = l2.number_input("Head LR multiplier", 1.0, 100.0, 10.0)
+        if strategy == "partial":
+            l1, l2 = st.columns(2)
+            o["unfreeze_last"] = int(l1.number_input("Layer groups trained from the start", 0, 50, 2))
+            o["unfreeze_every"] = int(l2.number_input("Unfreeze one more every N epochs (0 = never)", 0, 50, 0))
+    return o
+
+
+def estimate(ds: Dataset, opts: dict, split_cfg: dict) -> str:
+    n_train = int(ds.manifest["rows"] * (1 - split_cfg["val"] - split_cfg["test"]))
+    steps = math.ceil(n_train / opts["batch_size"]) * opts["epochs"]
+    return f"About {n_train:,} training examples → {steps:,} optimiser steps."
+
+
+def build_config(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cfg: dict,
+                 test_source: str | None, name: str) -> RunConfig:
+    data = DataConfig(source=ds.id, val_fraction=split_cfg["val"], test_fraction=split_cfg["test"],
+                      split_seed=split_cfg["seed"], rare_policy=split_cfg["rare"], test_source=test_source)
+    return RunConfig(data=data, train=TrainConfig(backbone=backbone, strategy=strategy, **opts), name=name)

@@ -1,0 +1,47 @@
+"""Run pickers and status formatting shared by Monitor, Evaluate, Predict and Runs."""
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from core.errors import StudioError
+from core.store import RunRecord
+
+from .services import run_id, services, set_run
+
+ICON = {"queued": "⏳", "running": "🟢", "completed": "✅", "stopped": "⏹️", "diverged": "⚠️", "failed": "❌",
+        "interrupted": "⏸️"}
+
+
+def label(r: dict) -> str:
+    t = time.strftime("%b %d %H:%M", time.localtime(r.get("created") or 0))
+    return f"{ICON.get(r['status'], '')} {r.get('name') or r['id']} · {r['status']} · {t}"
+
+
+def pick_run(only_with_model: bool = False) -> RunRecord | None:
+    runs = services().runs.list()
+    if only_with_model:
+        runs = [r for r in runs if r["status"] in ("completed", "stopped", "diverged", "interrupted")]
+    if not runs:
+        st.info("No runs yet. Start one on the **Train** page.")
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/tune:")
+        return None
+    ids = [r["id"] for r in runs]
+    cur = run_id()
+    idx = ids.index(cur) if cur in ids else 0
+    choice = st.selectbox("Run", ids, index=idx, format_func=lambda i: label(next(r for r in runs if r["id"] == i)))
+    if choice != cur:
+        set_run(choice)
+    try:
+        return services().runs.get(choice)
+    except StudioError as e:
+        st.error(str(e))
+        return None
+
+
+def eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    s = int(seconds)
+    return f"{s // 3600}h {s % 3600 // 60}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"

@@ -1,0 +1,97 @@
+"""Process-wide services and the few session keys the pages share."""
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import streamlit as st
+
+from core.datasets import Dataset, DatasetStore, home
+from core.errors import StudioError
+from core.runner import RunManager
+from core.store import RunStore
+
+log = logging.getLogger("finetune_studio")
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+MAX_UPLOAD_MB = int(os.environ.get("FTS_MAX_UPLOAD_MB", "200"))
+
+
+@dataclass(frozen=True)
+class Services:
+    datasets: DatasetStore
+    runs: RunStore
+    manager: RunManager
+
+
+@st.cache_resource(show_spinner=False)
+def _services(root: str) -> Services:
+    base = Path(root)
+    datasets, runs = DatasetStore(base / "datasets"), RunStore(base / "runs")
+    return Services(datasets, runs, RunManager(runs, datasets))
+
+
+def services() -> Services:
+    return _services(str(home()))
+
+
+# --- session: only ids live here; everything else is on disk
+def dataset_id() -> str | None:
+    return st.session_state.get("dataset_id") or st.query_params.get("ds")
+
+
+def set_dataset(ds_id: str | None) -> None:
+    st.session_state["dataset_id"] = ds_id
+    if ds_id:
+        st.query_params["ds"] = ds_id
+    else:
+        st.query_params.pop("ds", None)
+
+
+def current_dataset() -> Dataset | None:
+    ds_id = dataset_id()
+    if not ds_id:
+        return None
+    try:
+        return services().datasets.get(ds_id)
+    except StudioError:
+        set_dataset(None)
+        return None
+
+
+def run_id() -> str | None:
+    return st.query_params.get("run") or st.session_state.get("run_id")
+
+
+def set_run(rid: str | None) -> None:
+    st.session_state["run_id"] = rid
+    if rid:
+        st.query_params["run"] = rid
+    else:
+        st.query_params.pop("run", None)
+
+
+@contextmanager
+def guard(what: str = "That") -> Iterator[None]:
+    """User errors as plain sentences; anything unexpected logged server-side, never shown as a traceback."""
+    try:
+        yield
+    except StudioError as e:
+        st.error(str(e), icon=":material/error:")
+    except Exception as e:  # the page keeps working for this user and everyone else
+        log.error("unexpected error: %s", traceback.format_exc())
+        st.error(f"{what} failed unexpectedly ({type(e).__name__}: {e}). Nothing saved was lost; "
+                 "try again, and if it repeats, report it with the server log.", icon=":material/error:")
+
+
+def need_dataset() -> Dataset:
+    ds = current_dataset()
+    if ds is None:
+        st.info("No dataset loaded yet. Start on the **Data** page.", icon=":material/arrow_back:")
+        st.page_link("pages/data.py", label="Go to Data", icon=":material/upload_file:")
+        st.stop()
+    return ds

@@ -1,0 +1,37 @@
+"""The sidebar's 'where am I / what next'."""
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import StudioError
+
+from .services import current_dataset, run_id, services
+
+NEXT = {
+    "1 · Data": "Load a CSV of text + label, or images in class folders.",
+    "2 · Explore": "Check duplicates and conflicts, fix them, then go to Train.",
+    "3 · Train": "Pick a backbone and strategy, then launch.",
+    "4 · Monitor": "Watch the curves; Stop any time. Then Evaluate.",
+    "5 · Evaluate": "See where the model fails, then Predict & Export.",
+    "6 · Predict & Export": "Try new inputs, predict a file, download the model.",
+    "Runs": "Compare runs trained on the same split.",
+}
+
+
+def where_am_i(title: str) -> None:
+    with st.sidebar:
+        st.markdown("### Fine-Tune Studio")
+        ds = current_dataset()
+        if ds:
+            st.markdown(f"**Dataset:** {ds.manifest.get('name', ds.id)}  \n"
+                        f"{ds.manifest['rows']:,} {ds.modality}s · {len(ds.classes)} classes  \n`{ds.id}`")
+        else:
+            st.markdown("**Dataset:** none yet")
+        rid = run_id()
+        if rid:
+            try:
+                st_ = services().runs.get(rid).status
+                st.markdown(f"**Run:** `{rid}` · {st_.get('status', '?')}")
+            except StudioError:
+                pass
+        st.caption(f"Next: {NEXT.get(title, '')}")
