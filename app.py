@@ -13,6 +13,9 @@ STEPS = [
 ]
 HISTORY = [st.Page("pages/runs.py", title="Runs", icon=":material/history:")]
 
+from studio.services import remember_from_url  # noqa: E402
+
+remember_from_url()
 page = st.navigation({"Steps": STEPS, "History": HISTORY})
 
 from studio.sidebar import where_am_i  # noqa: E402  (after navigation: it reads the chosen page)

@@ -22,6 +22,14 @@ class ZipLimits:
 DEFAULT_LIMITS = ZipLimits()
 
 
+def human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
 def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
     name = info.filename
     if "\x00" in name:
@@ -58,16 +66,15 @@ def inspect_zip(path: Path, limits: ZipLimits = DEFAULT_LIMITS) -> list[zipfile.
         if why:
             raise DataError(f"{name}: rejected, entry '{info.filename}' {why}. Nothing was extracted.")
         if info.file_size > limits.max_entry_bytes:
-            raise DataError(f"{name}: entry '{info.filename}' would be {info.file_size / 2**20:.0f} MB, "
-                            f"over the {limits.max_entry_bytes // 2**20} MB per-file limit.")
+            raise DataError(f"{name}: entry '{info.filename}' would be {human(info.file_size)}, "
+                            f"over the {human(limits.max_entry_bytes)} per-file limit.")
         if info.compress_size and info.file_size / info.compress_size > limits.max_ratio and info.file_size > 1 << 20:
             raise DataError(f"{name}: entry '{info.filename}' expands {info.file_size / info.compress_size:.0f}x "
                             "(zip bomb protection). Nothing was extracted.")
         total += info.file_size
         compressed += info.compress_size
     if total > limits.max_total_bytes:
-        raise DataError(f"{name}: would expand to {total / 2**30:.1f} GB, over the "
-                        f"{limits.max_total_bytes / 2**30:.0f} GB limit.")
+        raise DataError(f"{name}: would expand to {human(total)}, over the {human(limits.max_total_bytes)} limit.")
     return infos
 
 

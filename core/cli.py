@@ -36,18 +36,19 @@ def _stores(args):
 
 
 def cmd_app(args) -> int:
-    from streamlit.web import cli as stcli
-
     app = Path(__file__).resolve().parent.parent / "app.py"
     if not app.is_file():
         raise CliError(f"Studio entry point not found at {app}; install from the repository (pip install -e .).")
     if args.demo:
         os.environ.setdefault("FTS_DEMO", "1")
-    argv = ["streamlit", "run", str(app), "--server.port", str(args.port), "--server.headless",
-            "true" if args.headless else "false", "--browser.gatherUsageStats", "false"]
+    argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+            "--server.headless", "true" if args.headless else "false", "--browser.gatherUsageStats", "false",
+            "--server.maxUploadSize", os.environ.get("FTS_MAX_UPLOAD_MB", "200"),
+            "--server.enableXsrfProtection", "true", "--client.toolbarMode", "minimal"]
     print(f"Fine-Tune Studio: http://localhost:{args.port}", flush=True)
-    sys.argv = argv
-    return stcli.main()
+    os.chdir(app.parent)  # picks up .streamlit/config.toml
+    os.execv(sys.executable, argv)
+    return 0
 
 
 def cmd_backbones(args) -> int:

@@ -22,6 +22,11 @@ def live() -> None:
     total = status.get("total_steps") or last.get("total_steps") or 0
     done = status.get("step", 0) if state != "running" else (steps[-1]["step"] if steps else 0)
 
+    seen = st.session_state.setdefault("monitor_seen", {})
+    if seen.get(rec.id, state) != state:  # redraw the whole page (buttons, sidebar) when the state changes
+        seen[rec.id] = state
+        st.rerun(scope="app")
+    seen[rec.id] = state
     c = st.columns([2, 1, 1, 1])
     c[0].markdown(f"### {ICON.get(state, '')} {state.capitalize()}")
     if state == "queued":

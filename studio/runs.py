@@ -10,13 +10,14 @@ from core.store import RunRecord
 
 from .services import run_id, services, set_run
 
-ICON = {"queued": "⏳", "running": "🟢", "completed": "✅", "stopped": "⏹️", "diverged": "⚠️", "failed": "❌",
-        "interrupted": "⏸️"}
+ICON = {"queued": ":material/schedule:", "running": ":material/directions_run:", "completed": ":material/check_circle:",
+        "stopped": ":material/stop_circle:", "diverged": ":material/warning:", "failed": ":material/error:",
+        "interrupted": ":material/pause_circle:"}
 
 
 def label(r: dict) -> str:
     t = time.strftime("%b %d %H:%M", time.localtime(r.get("created") or 0))
-    return f"{ICON.get(r['status'], '')} {r.get('name') or r['id']} · {r['status']} · {t}"
+    return f"{r.get('name') or r['id']} · {r['status']} · {t}"
 
 
 def pick_run(only_with_model: bool = False) -> RunRecord | None:
@@ -31,8 +32,8 @@ def pick_run(only_with_model: bool = False) -> RunRecord | None:
     cur = run_id()
     idx = ids.index(cur) if cur in ids else 0
     choice = st.selectbox("Run", ids, index=idx, format_func=lambda i: label(next(r for r in runs if r["id"] == i)))
-    if choice != cur:
-        set_run(choice)
+    if choice != cur or st.query_params.get("run") != choice:
+        set_run(choice)  # the run id lives in the URL, so refresh and other tabs re-attach
     try:
         return services().runs.get(choice)
     except StudioError as e:

@@ -44,6 +44,13 @@ def dataset_id() -> str | None:
     return st.session_state.get("dataset_id") or st.query_params.get("ds")
 
 
+def remember_from_url() -> None:
+    """A refreshed tab or a shared link carries the ids in the URL; keep them in the session."""
+    for key, param in (("dataset_id", "ds"), ("run_id", "run")):
+        if param in st.query_params and not st.session_state.get(key):
+            st.session_state[key] = st.query_params[param]
+
+
 def set_dataset(ds_id: str | None) -> None:
     st.session_state["dataset_id"] = ds_id
     if ds_id:
@@ -57,7 +64,10 @@ def current_dataset() -> Dataset | None:
     if not ds_id:
         return None
     try:
-        return services().datasets.get(ds_id)
+        ds = services().datasets.get(ds_id)
+        if st.query_params.get("ds") != ds_id:
+            st.query_params["ds"] = ds_id
+        return ds
     except StudioError:
         set_dataset(None)
         return None

@@ -1,0 +1,90 @@
+"""CSV/TSV as people save them (CASES.md: tables)."""
+import pandas as pd
+import pytest
+
+from core.errors import DataError
+from core.tables import MAX_TEXT_CHARS, clean_text_table, guess_columns, read_table
+
+ROWS = [("Café crème très bon", "positif"), ("naïve façade", "négatif")]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1"])
+def test_encodings_decode_correctly(tmp_path, encoding):
+    p = tmp_path / "t.csv"
+    p.write_bytes(("text,label\n" + "\n".join(f"{t},{l}" for t, l in ROWS) + "\n").encode(encoding))
+    tr = read_table(p)
+    assert tr.df["text"].tolist() == [t for t, _ in ROWS]
+    assert tr.df["label"].tolist() == [l for _, l in ROWS]
+
+
+@pytest.mark.parametrize("sep,name", [(";", "t.csv"), ("\t", "t.tsv"), ("\t", "t.csv"), ("|", "t.csv")])
+def test_delimiters(tmp_path, sep, name):
+    p = tmp_path / name
+    p.write_text(f"text{sep}label\nhello, world{sep}a\nbye{sep}b\n", encoding="utf-8")
+    tr = read_table(p)
+    assert list(tr.df.columns) == ["text", "label"]
+    assert tr.df["text"].iloc[0] == "hello, world"
+
+
+def test_quoted_cells_with_newlines(tmp_path):
+    p = tmp_path / "t.csv"
+    pd.DataFrame({"text": ["line one\nline two", "plain"], "label": ["x", "y"]}).to_csv(p, index=False)
+    tr = read_table(p)
+    assert len(tr.df) == 2 and tr.df["text"].iloc[0] == "line one\nline two"
+
+
+def test_no_obvious_columns_lists_them():
+    df = pd.DataFrame({"a": ["1", "2", "3", "4"], "b": ["5", "6", "7", "8"], "c": ["x", "y", "z", "w"]})
+    with pytest.raises(DataError) as e:
+        guess_columns(df, "odd.csv")
+    assert "odd.csv" in str(e.value) and "a, b, c" in str(e.value)
+
+
+def test_guess_by_shape():
+    df = pd.DataFrame({"review_body": ["a long sentence about a thing " * 2] * 6, "stars": ["1", "2"] * 3})
+    assert guess_columns(df) == ("review_body", "stars")
+
+
+def test_empty_and_header_only(tmp_path):
+    (tmp_path / "e.csv").write_bytes(b"")
+    with pytest.raises(DataError, match="no rows"):
+        read_table(tmp_path / "e.csv")
+    (tmp_path / "h.csv").write_text("text,label\n", encoding="utf-8")
+    with pytest.raises(DataError, match="no rows"):
+        read_table(tmp_path / "h.csv")
+
+
+def test_na_like_labels_are_real_and_empty_ones_counted(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("text,label\na,NA\nb,None\nc,null\nd,\n   ,x\ne,ok\n", encoding="utf-8")
+    df = read_table(p).df
+    items, rep = clean_text_table(df, "text", "label")
+    assert items["label"].tolist() == ["NA", "None", "null", "ok"]
+    assert rep.empty_label == 1 and rep.empty_input == 1
+    assert any("empty label" in n for n in rep.notes()) and any("blank input" in n for n in rep.notes())
+
+
+def test_huge_cell_truncated_with_warning(tmp_path):
+    p = tmp_path / "t.csv"
+    big = "w" * (10 * 1024 * 1024)
+    p.write_text(f"text,label\n{big},a\nsmall,b\n", encoding="utf-8")
+    items, rep = clean_text_table(read_table(p).df, "text", "label")
+    assert len(items["text"].iloc[0]) == MAX_TEXT_CHARS and rep.truncated == 1
+    assert any("truncated" in n for n in rep.notes())
+
+
+def test_size_limit_is_stated(tmp_path, monkeypatch):
+    import core.tables as T
+
+    monkeypatch.setattr(T, "MAX_TABLE_BYTES", 100)
+    p = tmp_path / "big.csv"
+    p.write_text("text,label\n" + "x,y\n" * 100, encoding="utf-8")
+    with pytest.raises(DataError, match="big.csv.*limit"):
+        T.read_table(p)
+
+
+def test_binary_file_is_refused(tmp_path):
+    p = tmp_path / "sheet.csv"
+    p.write_bytes(b"PK\x03\x04\x00\x00\x00binary\x00\x00")
+    with pytest.raises(DataError, match="sheet.csv"):
+        read_table(p)
