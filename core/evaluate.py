@@ -20,7 +20,7 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, pred)) if len(y_true) else 0.0,
         "macro_f1": float(f1_score(y_true, pred, labels=labels, average="macro", zero_division=0)) if len(y_true) else 0.0,
-        "loss": float(log_loss(y_true, np.clip(probs, 1e-7, 1), labels=labels)) if len(y_true) else 0.0,
+        "loss": float(log_loss(y_true, probs, labels=labels)) if len(y_true) else 0.0,
         "confusion": confusion_matrix(y_true, pred, labels=labels).tolist(),
         "classes": list(classes),
     }

@@ -1,0 +1,49 @@
+from core.config import DataConfig, RunConfig, TrainConfig
+from core.events import Callback
+from core.trainer import Trainer
+
+
+def config(source, backbone="tiny-cnn", strategy="full", **train) -> RunConfig:
+    train.setdefault("epochs", 2)
+    train.setdefault("batch_size", 8)
+    train.setdefault("early_stopping_patience", 0)
+    return RunConfig(data=DataConfig(source=str(source)), train=TrainConfig(backbone=backbone, strategy=strategy, **train))
+
+
+def train(stores, cfg, callbacks=(), control=None, resume_rec=None):
+    datasets, runs = stores
+    if resume_rec is None:
+        ds = datasets.ingest(cfg.data.source).dataset
+        rec = runs.create(cfg, ds.id)
+    else:
+        rec = resume_rec
+    tr = Trainer(cfg, rec, runs, datasets, control=control, callbacks=list(callbacks))
+    status = tr.run(resume=resume_rec is not None)
+    return rec, status, tr
+
+
+class Record(Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_event(self, ev, trainer):
+        self.events.append(ev)
+
+    def kinds(self):
+        out = []
+        for e in self.events:
+            if e.kind != "progress" and (not out or out[-1] != e.kind):
+                out.append(e.kind)
+        return out
+
+
+class At(Callback):
+    """Runs fn(trainer) at the given optimiser step (once)."""
+
+    def __init__(self, step, fn, kind="step"):
+        self.step, self.fn, self.kind, self.done = step, fn, kind, False
+
+    def on_event(self, ev, trainer):
+        if ev.kind == self.kind and ev.step >= self.step and not self.done:
+            self.done = True
+            self.fn(trainer)

@@ -1,0 +1,111 @@
+"""Duplicates, near duplicates, conflicts, leakage, fixes and the leakage-free split."""
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from core import audit as A
+from core.errors import DataError
+from core.split import dataset_split, make_split
+
+
+def text_ds(stores, tmp_path, rows):
+    datasets, _ = stores
+    p = tmp_path / "d.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(p, index=False)
+    return datasets.ingest(p).dataset
+
+
+_rng = np.random.default_rng(0)
+_VOCAB = [f"w{i}" for i in range(2000)]
+BASE = [(" ".join(_rng.choice(_VOCAB, 30)), f"c{i % 3}") for i in range(60)]
+
+
+def one_word_changed(text: str) -> str:
+    words = text.split()
+    words[15] = "changed"
+    return " ".join(words)
+
+
+def test_exact_near_and_conflicts(stores, tmp_path):
+    rows = BASE + [
+        ("  " + BASE[1][0].upper().replace(" ", "  "), BASE[1][1]),  # exact after normalisation
+        (BASE[2][0], "c0"),  # exact, conflicting label
+        (one_word_changed(BASE[5][0]), BASE[5][1]),  # near duplicate of row 5
+    ]
+    ds = text_ds(stores, tmp_path, rows)
+    rep = A.audit(ds)
+    s = rep.summary()
+    assert s["exact_duplicates"] == 2 and s["exact_duplicate_groups"] == 2
+    assert s["near_duplicate_groups"] == 1
+    assert s["label_conflicts"] == 1 and rep.conflicts[0]["labels"] == {"c2": 1, "c0": 1}
+    assert rep.near_groups == [[5, 62]]
+    assert len(set(rep.group_ids)) == 60
+
+
+def test_fixes_make_new_versions(stores, tmp_path):
+    datasets, _ = stores
+    rows = BASE + [(BASE[0][0], BASE[0][1]), (BASE[1][0], "c0"), (BASE[1][0], BASE[1][1])]
+    ds = text_ds(stores, tmp_path, rows)
+    rep = A.audit(ds)
+    dedup = datasets.derive(ds, A.drop_duplicates(ds.items, rep), "dedupe")
+    assert len(dedup.items) == 60 and dedup.manifest["parent"] == ds.id
+    maj = A.resolve_conflicts(ds.items, rep, "majority")
+    assert (maj[maj["text"] == BASE[1][0]]["label"] == "c1").all()
+    dropped = A.resolve_conflicts(ds.items, rep, "drop")
+    assert BASE[1][0] not in set(dropped["text"])
+    assert len(datasets.get(ds.id).items) == 63  # the original is untouched
+
+
+def test_split_keeps_groups_together_and_is_stratified(stores, tmp_path):
+    rows = BASE * 2 + BASE[:10]
+    ds = text_ds(stores, tmp_path, rows)
+    rep = A.audit(ds)
+    assert rep.naive_leaks > 0
+    split = dataset_split(ds, rep.group_ids, 0.1, 0.1, seed=0)
+    per_group = pd.DataFrame({"g": rep.group_ids, "s": split}).groupby("g")["s"].nunique()
+    assert (per_group == 1).all()
+    tab = pd.crosstab(ds.items["label"], split)
+    assert (tab[["train", "val", "test"]] > 0).all().all()
+    again = dataset_split(ds, None, 0.1, 0.1, seed=0)  # read back from disk, same split
+    assert (again == split).all()
+
+
+def test_rare_classes_named_with_choices():
+    labels = np.array(["a"] * 20 + ["b"] * 20 + ["lonely"])
+    with pytest.raises(DataError, match="'lonely' \\(1 example\\).*Merge.*drop.*non-stratified"):
+        make_split(labels, np.arange(len(labels)))
+    split = make_split(labels, np.arange(len(labels)), rare_policy="unstratified")
+    assert set(split) == {"train", "val", "test"}
+
+
+def test_one_class_blocks_training():
+    with pytest.raises(DataError, match="Only one class"):
+        make_split(np.array(["a"] * 10), np.arange(10))
+
+
+def test_merge_and_drop_rare():
+    items = pd.DataFrame({"text": list("abcde"), "label": ["x", "x", "y", "z", "z"]})
+    assert A.merge_classes(items, ["y"], "other")["label"].tolist() == ["x", "x", "other", "z", "z"]
+    assert A.drop_classes(items, ["y"])["label"].tolist() == ["x", "x", "z", "z"]
+
+
+def test_image_near_duplicates_found(stores, tmp_path):
+    datasets, _ = stores
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "im" / c).mkdir(parents=True)
+    pics = [Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).resize((128, 128)) for _ in range(6)]
+    for i, p in enumerate(pics):
+        p.save(tmp_path / "im" / ("a" if i % 2 else "b") / f"{i}.png")
+    pics[0].resize((97, 97)).save(tmp_path / "im" / "a" / "copy0.jpg", quality=85)  # re-encoded, other label
+    ds = datasets.ingest(tmp_path / "im").dataset
+    rep = A.audit(ds)
+    assert len(rep.near_groups) == 1 and len(rep.near_groups[0]) == 2
+    assert len(rep.conflicts) == 1 and rep.conflicts[0]["kind"] == "near"
+
+
+def test_band_pairs_star_for_degenerate_buckets():
+    keys = np.zeros((1000, 1), dtype=np.uint64)
+    pairs = A._band_pairs(keys, max_bucket=64)
+    assert len(pairs) == 999  # linked as a star, not 499,500 pairs

@@ -1,0 +1,175 @@
+"""The loop's contract: events in order, one stop flag, divergence, resume, replay, faults."""
+import errno
+import json
+
+import pytest
+import torch
+
+from core.config import RunConfig
+from core.events import Control
+from tests.helpers import At, Record, config, train
+
+
+def test_event_order_and_run_folder(stores, image_dir):
+    rec_cb = Record()
+    rec, st, _ = train(stores, config(image_dir), [rec_cb])
+    assert st["status"] == "completed"
+    kinds = rec_cb.kinds()
+    assert kinds[0] == "run_start" and kinds[-1] == "run_end"
+    assert kinds[1:7] == ["epoch_start", "step", "eval", "epoch_end", "checkpoint", "epoch_start"]
+    assert kinds.count("epoch_start") == 2
+    d = rec.dir
+    for f in ("config.json", "status.json", "events.jsonl", "labels.json", "eval/val.json", "eval/test.json",
+              "eval/test_predictions.parquet", "checkpoints/last/model.safetensors", "checkpoints/last/trainer.pt"):
+        assert (d / f).is_file(), f
+    assert st["test"]["accuracy"] >= 0 and st["trainable_params"] == st["total_params"]
+
+
+def test_stop_within_one_step_and_model_is_evaluable(stores, image_dir):
+    ctl = Control()
+    rec_cb = Record()
+    rec, st, _ = train(stores, config(image_dir, epochs=5), [At(2, lambda t: t.control.stop()), rec_cb], control=ctl)
+    steps = [e.step for e in rec_cb.events if e.kind == "step"]
+    assert st["status"] == "stopped" and max(steps) == 2
+    assert (rec.dir / "checkpoints" / "last" / "model.safetensors").is_file()
+    assert st["test"] is not None
+
+
+def test_nan_loss_diverges_and_keeps_last_good_checkpoint(stores, image_dir):
+    def poison(trainer):
+        with torch.no_grad():
+            for p in trainer.model.head.parameters():
+                p.fill_(float("nan"))
+
+    rec, st, _ = train(stores, config(image_dir, epochs=4), [At(1, poison, kind="epoch_start")])
+    assert st["status"] == "diverged"
+    assert "diverged at step" in st["reason"] and "learning rate" in st["reason"]
+    from safetensors.torch import load_file
+
+    good = load_file(rec.dir / "checkpoints" / "last" / "model.safetensors")
+    assert all(torch.isfinite(v).all() for v in good.values())
+
+
+def test_nan_guard_flags_inf_and_nan_losses():
+    from core.events import Event, NanGuard
+
+    class T:
+        control = Control()
+
+    for bad in (float("nan"), float("inf")):
+        t = T()
+        t.control = Control()
+        NanGuard().on_event(Event("step", step=7, data={"loss": bad}), t)
+        assert t.control.status == "diverged" and "step 7" in t.control.reason
+
+
+def test_resume_after_kill_continues_from_checkpoint(stores, image_dir):
+    class Killed(BaseException):
+        pass
+
+    def kill(trainer):
+        raise Killed()
+
+    cfg = config(image_dir, epochs=3)
+    datasets, runs = stores
+    with pytest.raises(Killed):
+        train(stores, cfg, [At(1, kill, kind="epoch_start")])
+    rec = runs.get(runs.list()[0]["id"])
+    assert rec.status["status"] == "running"  # as a killed process leaves it
+    assert runs.mark_interrupted(live=set()) == [rec.id]
+    assert rec.status["status"] == "interrupted"
+    events_before = len(rec.events())
+    record = Record()
+    _, st, _ = train(stores, cfg, [record], resume_rec=rec)
+    assert st["status"] == "completed" and st["epoch"] == 3
+    start = next(e for e in record.events if e.kind == "run_start")
+    assert start.data["resumed_from"] == 1
+    assert [e.epoch for e in record.events if e.kind == "epoch_start"] == [1, 2]
+    assert len(rec.events()) > events_before  # history kept, appended to
+
+
+def test_config_round_trip_and_replay_identical(stores, text_csv, tmp_path):
+    cfg = config(text_csv, "tiny-text", "lora", epochs=2, seed=3)
+    d = cfg.to_dict()
+    assert RunConfig.from_dict(json.loads(json.dumps(d))).to_dict() == d
+    rec1, st1, _ = train(stores, cfg)
+    replay = RunConfig.load(rec1.dir / "config.json")
+    rec2, st2, _ = train(stores, replay)
+    assert st1["test"] == st2["test"]
+    p1 = rec1.result("test")
+    p2 = rec2.result("test")
+    assert p1["confusion"] == p2["confusion"] and p1["loss"] == pytest.approx(p2["loss"], abs=1e-9)
+
+
+def test_unknown_config_keys_are_named():
+    from core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="Unknown train setting.*epochz"):
+        RunConfig.from_dict({"data": {"source": "x"}, "train": {"epochz": 3}})
+
+
+def test_simulated_gpu_oom_halves_batch_and_retries(stores, image_dir):
+    calls = {"n": 0}
+
+    def oom(trainer):
+        calls["n"] += 1
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    rec_cb = Record()
+    _, st, tr = train(stores, config(image_dir, epochs=1, batch_size=16), [At(1, oom), rec_cb])
+    assert st["status"] == "completed" and calls["n"] == 1
+    assert tr.state.batch_size == 8 and tr.state.grad_accum == 2
+    assert any("Out of GPU memory" in e.data.get("message", "") for e in rec_cb.events if e.kind == "warning")
+
+
+def test_disk_full_keeps_previous_checkpoint(stores, image_dir, monkeypatch):
+    import core.trainer as T
+
+    real = T.save_model
+    calls = {"n": 0}
+
+    def full_after_first(model, path):
+        calls["n"] += 1
+        if calls["n"] > 2:  # epoch 1's 'last' and 'best' succeed
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(model, path)
+
+    monkeypatch.setattr(T, "save_model", full_after_first)
+    rec, st, _ = train(stores, config(image_dir, epochs=3))
+    assert st["status"] == "failed" and "Disk full" in st["reason"]
+    s = torch.load(rec.dir / "checkpoints" / "last" / "trainer.pt", weights_only=True)
+    assert s["next_epoch"] == 1
+    assert not list((rec.dir / "checkpoints").glob(".last.*"))  # no half-written folder left
+
+
+def test_early_stopping_uses_the_same_control(stores, image_dir):
+    rec, st, tr = train(stores, config(image_dir, epochs=30, early_stopping_patience=1, lr=1e-9))
+    assert st["status"] == "completed" and "Early stopping" in st["reason"]
+    assert st["epoch"] < 30
+
+
+def test_class_weights_focal_and_label_smoothing_run(stores, image_dir):
+    _, st, _ = train(stores, config(image_dir, epochs=1, class_weighting="balanced", loss="focal",
+                                    label_smoothing=0.1, mixup_alpha=0.2, grad_accum=2))
+    assert st["status"] == "completed"
+
+
+def test_learns_on_separable_data(stores, image_dir):
+    _, st, _ = train(stores, config(image_dir, epochs=8, lr=1e-2, batch_size=8))
+    assert st["test"]["accuracy"] >= 0.6
+
+
+def test_own_test_file_replaces_carved_split(stores, tmp_path):
+    from tests.conftest import make_text_csv
+
+    train_csv = make_text_csv(tmp_path / "train.csv", per_class=30, seed=1)
+    test_csv = make_text_csv(tmp_path / "test.csv", per_class=5, seed=2)
+    cfg = config(train_csv, "tiny-text", "frozen", epochs=1)
+    cfg.data.test_source = str(test_csv)
+    rec, st, _ = train(stores, cfg)
+    assert rec.result("test")["n"] == 15
+
+
+def test_wrong_modality_backbone_fails_with_reason(stores, text_csv):
+    _, st, _ = train(stores, config(text_csv, "tiny-cnn", "full"))
+    assert st["status"] == "failed" and "text backbone" in st["reason"]
