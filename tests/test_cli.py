@@ -1,0 +1,62 @@
+"""The headless CLI: JSON outputs, replay, and one-line errors with exit code 2."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def cli(*args, home):
+    p = subprocess.run([sys.executable, "-m", "core.cli", "--home", str(home), *args], capture_output=True, text=True,
+                       timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_backbones_json(tmp_path):
+    rc, out, _ = cli("backbones", "--json", home=tmp_path)
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rc == 0
+    assert rows["mobilenet_v2"]["modality"] == "image" and rows["mobilenet_v2"]["offline"] is True
+    assert rows["all-MiniLM-L6-v2"]["modality"] == "text" and rows["all-MiniLM-L6-v2"]["offline"] is True
+
+
+def test_audit_json(tmp_path, text_csv):
+    with open(text_csv, "a", encoding="utf-8") as f:
+        f.write("match goal team score league coach player season item0,tech\n")
+    rc, out, err = cli("audit", str(text_csv), "--json", home=tmp_path)
+    r = json.loads(out)
+    assert rc == 0, err
+    assert r["rows"] == 121 and set(r["classes"]) == {"sports", "tech", "food"}
+    for k in ("exact_duplicates", "near_duplicate_groups", "label_conflicts", "bad"):
+        assert k in r
+
+
+def test_train_replay_evaluate_resume(tmp_path, image_dir):
+    rc, out, err = cli("train", "--data", str(image_dir), "--backbone", "tiny-cnn", "--strategy", "full",
+                       "--epochs", "2", "--batch-size", "8", "--json", home=tmp_path)
+    r = json.loads(out)
+    assert rc == 0, err
+    assert r["status"] == "completed" and set(r["test"]) == {"accuracy", "macro_f1"}
+    assert r["trainable_params"] == r["total_params"] > 0
+    rc, out2, err = cli("train", "--config", f"{r['run_dir']}/config.json", "--json", home=tmp_path)
+    r2 = json.loads(out2)
+    assert rc == 0 and r2["test"] == r["test"] and r2["run_id"] != r["run_id"]
+    rc, out3, _ = cli("evaluate", r["run_dir"], "--json", home=tmp_path)
+    assert rc == 0 and json.loads(out3)["test"]["accuracy"] == r["test"]["accuracy"]
+    rc, _, err = cli("resume", r["run_dir"], home=tmp_path)
+    assert rc == 2 and "already completed" in err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "--data", "/nope.csv", "--backbone", "tiny-cnn"], "not found"),
+    (["train", "--data", "{data}", "--backbone", "resnet-9000"], "Unknown backbone"),
+    (["train", "--data", "{data}", "--backbone", "tiny-cnn", "--epochs", "0"], "epochs must be"),
+    (["audit", "{empty}"], "no rows"),
+    (["evaluate", "/tmp"], "not a run folder"),
+])
+def test_errors_exit_2_with_one_line(tmp_path, text_csv, args, needle):
+    (tmp_path / "empty.csv").write_text("text,label\n", encoding="utf-8")
+    args = [a.format(data=text_csv, empty=tmp_path / "empty.csv") for a in args]
+    rc, out, err = cli(*args, home=tmp_path)
+    assert rc == 2
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,94 @@
+"""The real offline backbones, end to end on the bundled demo data, for every strategy."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.backbones import get_backbone, tokenizer_for
+from core.predict import Predictor, export_folder
+from tests.conftest import DEMO
+from tests.helpers import config, train
+
+pytestmark = pytest.mark.slow
+STRATEGIES = ["frozen", "lora", "partial", "differential", "full"]
+
+
+def test_mobilenet_loads_offline_with_imagenet_weights():
+    import torchvision
+
+    spec = get_backbone("mobilenet_v2")
+    assert spec.is_offline()
+    model = spec.build(10).eval()
+    ref = torchvision.models.mobilenet_v2(weights=torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1)
+    assert torch.equal(model.encoder.model.features[0][0].weight, ref.features[0][0].weight)
+    with torch.no_grad():
+        out = model(pixel_values=torch.randn(2, 3, 224, 224))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def test_minilm_loads_offline_and_embeds_meaningfully():
+    spec = get_backbone("all-MiniLM-L6-v2")
+    model = spec.build(2).eval()
+    tok = tokenizer_for(spec)
+    enc = tok(["A cat sits on the mat.", "A kitten is sitting on a rug.", "Quarterly revenue fell sharply."],
+              padding=True, return_tensors="pt")
+    with torch.no_grad():
+        f = torch.nn.functional.normalize(model.features(input_ids=enc["input_ids"],
+                                                         attention_mask=enc["attention_mask"]), dim=-1)
+    assert f.shape == (3, 384)
+    assert (f[0] @ f[1]) > (f[0] @ f[2]) + 0.2  # pretrained, not random
+
+
+@pytest.fixture(scope="module")
+def runs_home(tmp_path_factory):
+    from core.datasets import DatasetStore
+    from core.store import RunStore
+
+    h = tmp_path_factory.mktemp("real")
+    return DatasetStore(h / "datasets"), RunStore(h / "runs")
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_mobilenet_every_strategy_on_digits(runs_home, strategy):
+    steps = None if strategy == "frozen" else 3
+    cfg = config(DEMO / "digits", "mobilenet_v2", strategy, epochs=4 if strategy == "frozen" else 1,
+                 batch_size=16, max_steps=steps)
+    rec, st, _ = train(runs_home, cfg)
+    assert st["status"] == "completed", st.get("reason")
+    assert 0 < st["trainable_params"] <= st["total_params"]
+    if strategy == "frozen":
+        assert st["test"]["accuracy"] >= 0.6  # ImageNet features separate digits well
+    if strategy == "lora":
+        assert st["trainable_params"] < 0.2 * st["total_params"]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_minilm_every_strategy_on_reviews(runs_home, strategy):
+    cfg = config(DEMO / "reviews.csv", "all-MiniLM-L6-v2", strategy, epochs=3 if strategy == "frozen" else 1,
+                 batch_size=16, max_steps=None if strategy == "frozen" else 3, max_length=64)
+    rec, st, _ = train(runs_home, cfg)
+    assert st["status"] == "completed", st.get("reason")
+    if strategy == "frozen":
+        assert st["test"]["accuracy"] >= 0.6
+    if strategy == "lora":
+        assert st["trainable_params"] < 0.01 * st["total_params"]
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "all-MiniLM-L6-v2"])
+def test_export_reload_matches_run_predictions(runs_home, backbone, tmp_path):
+    datasets, runs = runs_home
+    rid = next(r["id"] for r in runs.list() if r["backbone"] == backbone and r["strategy"] == "lora")
+    rec = runs.get(rid)
+    preds = pd.read_parquet(rec.dir / "eval" / "test_predictions.parquet")
+    classes = Predictor(rec.dir).classes
+    expected = preds[[f"p:{c}" for c in classes]].to_numpy()
+    out = export_folder(rec.dir, tmp_path / "export")
+    assert {"model.safetensors", "config.json", "labels.json", "README.md"} <= {p.name for p in out.iterdir()}
+    p = Predictor(out)
+    assert not any("lora" in n for n, _ in p.model.named_parameters())  # merged
+    if p.modality == "text":
+        got = p.predict_texts(preds["input"].tolist())
+    else:
+        got, errs = p.predict_images(preds["file"].tolist())
+        assert not any(errs)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
