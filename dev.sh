@@ -42,6 +42,7 @@ fi
 cmd=${1:-app}; shift || true
 case "$cmd" in
   app)
+    export FTS_HOME="${FTS_HOME:-$PWD/workspace}"
     exec .venv/bin/finetune-studio app --demo "$@"
     ;;
   test)

@@ -45,9 +45,9 @@ def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def inspect_zip(path: Path, limits: ZipLimits = DEFAULT_LIMITS) -> list[zipfile.ZipInfo]:
+def inspect_zip(path: Path, limits: ZipLimits = DEFAULT_LIMITS, name: str | None = None) -> list[zipfile.ZipInfo]:
     """Every entry checked first; any unsafe one rejects the whole archive."""
-    name = Path(path).name
+    name = name or Path(path).name
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
@@ -79,10 +79,10 @@ def inspect_zip(path: Path, limits: ZipLimits = DEFAULT_LIMITS) -> list[zipfile.
 
 
 def extract_zip(path: Path, dest: Path, limits: ZipLimits = DEFAULT_LIMITS,
-                progress: Callable[[float, str], None] | None = None) -> Path:
+                progress: Callable[[float, str], None] | None = None, name: str | None = None) -> Path:
     """Extract into dest (created fresh). Sizes are counted while streaming, so a lying header stops too."""
-    name = Path(path).name
-    infos = inspect_zip(path, limits)
+    name = name or Path(path).name
+    infos = inspect_zip(path, limits, name)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()

@@ -164,7 +164,8 @@ class DatasetStore:
         if p.suffix.lower() == ".zip":
             with tempfile.TemporaryDirectory(dir=self.root) as tmp:
                 progress(0.0, "Extracting archive")
-                out = extract_zip(p, Path(tmp) / "x", progress=lambda f, m: progress(0.3 * f, f"Extracting {m}"))
+                out = extract_zip(p, Path(tmp) / "x", progress=lambda f, m: progress(0.3 * f, f"Extracting {m}"),
+                                  name=name)
                 tables = [t for t in out.rglob("*") if t.suffix.lower() in (".csv", ".tsv") and not hidden(t)]
                 images = any(is_image_name(f.name) for f in out.rglob("*") if f.is_file())
                 if tables and not images:

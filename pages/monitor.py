@@ -55,9 +55,14 @@ def live() -> None:
             st.caption("Appears after the first step.")
     with right:
         st.markdown("**Validation** (per epoch)")
-        if len(cur["epochs"]):
+        if len(cur["epochs"]) >= 2:
             st.line_chart(cur["epochs"], x="epoch", y=["val accuracy", "val macro-F1"], x_label="epoch",
                           y_label="score", height=260)
+        elif len(cur["epochs"]) == 1:
+            row = cur["epochs"].iloc[0]
+            m1, m2 = st.columns(2)
+            m1.metric("Val accuracy (epoch 1)", f"{row['val accuracy']:.1%}")
+            m2.metric("Val macro-F1 (epoch 1)", f"{row['val macro-F1']:.3f}")
         else:
             st.caption("Appears after the first epoch.")
     l2, r2 = st.columns(2)
@@ -65,7 +70,7 @@ def live() -> None:
         if len(cur["steps"]):
             st.markdown("**Learning rate**")
             st.line_chart(cur["steps"], x="step", y="learning rate", x_label="step", y_label="LR", height=200)
-        if len(cur["epochs"]):
+        if len(cur["epochs"]) >= 2:
             st.markdown("**Loss per epoch**")
             st.line_chart(cur["epochs"], x="epoch", y=["train loss", "val loss"], x_label="epoch", y_label="loss", height=200)
     with r2:

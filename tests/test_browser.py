@@ -56,3 +56,58 @@ def test_image_flow_frozen_mobilenet(tmp_path):
 
         nav(page, "Runs")
         shot(page, "08-runs")
+
+
+@pytest.mark.slow
+def test_text_flow_lora_minilm(tmp_path):
+    with studio_server(tmp_path) as (url, _), browser_page() as page:
+        page.goto(url)
+        idle(page)
+        page.get_by_role("button", name="Load Movie reviews").click()
+        page.get_by_text("Loaded: demo: reviews.csv").wait_for(timeout=60_000)
+        nav(page, "3 · Train")
+        page.get_by_text("LoRA adapters", exact=True).click()
+        idle(page)
+        epochs = page.get_by_label("Epochs", exact=True)
+        epochs.fill("1")
+        epochs.press("Enter")
+        idle(page)
+        shot(page, "t1-train-lora")
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text("Training loss").wait_for(timeout=60_000)
+        page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=120_000)  # the curve is drawn
+        page.get_by_role("heading", name="Completed").wait_for(timeout=300_000)
+        shot(page, "t2-monitor")
+        nav(page, "5 · Evaluate")
+        page.get_by_text("Look at the mistakes").wait_for(timeout=60_000)
+        shot(page, "t3-evaluate")
+        nav(page, "6 · Predict & Export")
+        page.get_by_label("Text to classify").fill("A warm, funny and beautifully acted film.")
+        page.get_by_label("Text to classify").press("Control+Enter")
+        page.get_by_text("Prediction:").wait_for(timeout=60_000)
+        shot(page, "t4-predict")
+
+
+def test_bad_uploads_get_plain_errors(tmp_path):
+    import zipfile
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n", encoding="utf-8")
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("cats/1.png", b"x")
+        zf.writestr("../../escape.png", b"x")
+    with studio_server(tmp_path / "home") as (url, _), browser_page() as page:
+        page.goto(url)
+        idle(page)
+        page.get_by_role("tab", name="Upload a file").click()
+        page.locator("input[type='file']").first.set_input_files(str(empty))
+        page.get_by_text("has a header (text, label) but no rows").wait_for(timeout=30_000)
+        shot(page, "e1-empty-csv")
+        page.locator("input[type='file']").first.set_input_files(str(evil))
+        idle(page)
+        page.get_by_role("button", name="Load images from zip").click()
+        page.get_by_text("climbs out of the archive").wait_for(timeout=30_000)
+        shot(page, "e2-zip-slip")
+        assert "Traceback" not in page.content()
+    assert not (tmp_path / "escape.png").exists() and not (tmp_path.parent / "escape.png").exists()

@@ -1,0 +1,95 @@
+"""Every page through Streamlit's AppTest, including the error paths."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import make_text_csv
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture
+def at(home):
+    from studio.services import _services
+
+    _services.clear()  # a fresh process-wide manager per test home
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run()
+    assert not app.exception
+    return app
+
+
+def errors(app):
+    return [e.value for e in app.error]
+
+
+def test_every_page_renders_without_data(at):
+    for page in ["pages/explore.py", "pages/train.py", "pages/monitor.py", "pages/evaluate.py",
+                 "pages/predict.py", "pages/runs.py"]:
+        at.switch_page(page).run()
+        assert not at.exception, page
+        assert not errors(at), page
+
+
+def test_text_flow_through_every_page(at, tmp_path):
+    at.button(key="demo_reviews").click().run()
+    assert not at.exception and not errors(at)
+    assert [m.value for m in at.metric][:2] == ["400", "2"]
+
+    at.switch_page("pages/explore.py").run()
+    assert not at.exception and not errors(at)
+    assert "Exact duplicates" in [m.label for m in at.metric]
+
+    at.switch_page("pages/train.py").run()
+    at.selectbox[0].select_index(0).run()  # all-MiniLM-L6-v2
+    at.radio[0].set_value("frozen").run()
+    at.number_input[0].set_value(1).run()  # epochs
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception and not errors(at)
+
+    from studio.services import services
+
+    rid = services().runs.list()[0]["id"]
+    h = services().manager.handle(rid)
+    assert h.wait(180)["status"] == "completed"
+
+    at.switch_page("pages/monitor.py").run()
+    assert not at.exception and not errors(at)
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception and not errors(at)
+    assert "Test accuracy" in [m.label for m in at.metric]
+    at.switch_page("pages/predict.py").run()
+    at.text_area[0].input("An absolute triumph, moving and funny.").run()
+    assert not at.exception and any("Prediction:" in m.value for m in at.markdown)
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception and not errors(at)
+
+
+def test_invalid_backbone_is_refused_before_launch(at):
+    at.button(key="demo_reviews").click().run()
+    at.switch_page("pages/train.py").run()
+    at.selectbox[0].set_value("Other: a torchvision model or Hugging Face id").run()
+    at.text_input[0].input("resnet-9000").run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception
+    msg = " ".join(errors(at))
+    assert "Unknown backbone 'resnet-9000'" in msg and "Available offline" in msg
+
+
+def test_fix_duplicates_creates_new_version(at, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from studio.services import services
+
+    p = make_text_csv(tmp_path / "t.csv", per_class=10)
+    df = pd.read_csv(p)
+    pd.concat([df, df.head(3)]).to_csv(p, index=False)
+    ds = services().datasets.ingest(p).dataset
+    at.session_state["dataset_id"] = ds.id
+    at.switch_page("pages/explore.py").run()
+    assert [m.value for m in at.metric if m.label == "Exact duplicates"] == ["3"]
+    next(b for b in at.button if b.label == "Drop exact duplicates").click().run()
+    assert not at.exception
+    assert at.session_state["dataset_id"] != ds.id
+    assert [m.value for m in at.metric if m.label == "Exact duplicates"] == ["0"]
