@@ -42,7 +42,8 @@ def cmd_app(args) -> int:
     if args.demo:
         os.environ.setdefault("FTS_DEMO", "1")
     argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-            "--server.headless", "true" if args.headless else "false", "--browser.gatherUsageStats", "false",
+            # headless: no first-run e-mail prompt, no browser launch on a server; the URL is printed
+            "--server.headless", "false" if args.open else "true", "--browser.gatherUsageStats", "false",
             "--server.maxUploadSize", os.environ.get("FTS_MAX_UPLOAD_MB", "200"),
             "--server.enableXsrfProtection", "true", "--client.toolbarMode", "minimal"]
     print(f"Fine-Tune Studio: http://localhost:{args.port}", flush=True)
@@ -167,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("app", help="Launch the studio in the browser.")
     a.add_argument("--port", type=int, default=8501)
-    a.add_argument("--headless", action="store_true", help="Do not open a browser window.")
+    a.add_argument("--headless", action="store_true", help="Serve only (the default).")
+    a.add_argument("--open", action="store_true", help="Also open a browser window on this machine.")
     a.add_argument("--demo", action="store_true", help="Offer the bundled demo data on the Data page.")
     a.set_defaults(fn=cmd_app)
 
