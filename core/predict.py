@@ -80,8 +80,10 @@ class Predictor:
         return probs, errors
 
     def table(self, names: list[str], probs: np.ndarray, errors: list[str | None] | None = None) -> pd.DataFrame:
-        pred = [self.classes[int(i)] if np.isfinite(p).all() else "" for i, p in zip(np.nan_to_num(probs).argmax(1), probs)]
-        df = pd.DataFrame({"input": names, "prediction": pred, "confidence": np.nanmax(probs, 1) if len(probs) else []})
+        ok = np.isfinite(probs).all(1)
+        pred = [self.classes[int(i)] if good else "" for i, good in zip(np.nan_to_num(probs).argmax(1), ok)]
+        conf = np.where(ok, np.nan_to_num(probs).max(1) if len(probs) else 0.0, np.nan)
+        df = pd.DataFrame({"input": names, "prediction": pred, "confidence": conf})
         for j, c in enumerate(self.classes):
             df[f"p:{c}"] = probs[:, j]
         if errors is not None:
@@ -112,7 +114,7 @@ def formula_safe(df: pd.DataFrame) -> pd.DataFrame:
     """Cells a spreadsheet would run as formulas get a leading apostrophe."""
     out = df.copy()
     for c in out.columns:
-        if out[c].dtype == object:
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
             out[c] = out[c].map(lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v)
     return out
 

@@ -1,0 +1,93 @@
+"""Prediction API, formula-safe CSV, and model-loading safety."""
+import io
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from core.errors import DataError, ModelError
+from core.predict import Predictor, export_folder, formula_safe, read_zip_images, to_csv_bytes
+from tests.helpers import config, train
+
+
+def test_formula_injection_neutralised():
+    df = pd.DataFrame({"input": ["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "plain", "\tTAB"], "p": [0.1] * 6})
+    out = formula_safe(df)
+    assert out["input"].tolist() == ["'=HYPERLINK(\"x\")", "'+1", "'-2", "'@SUM(A1)", "plain", "'\tTAB"]
+    text = to_csv_bytes(df).decode()
+    assert "\n=" not in text and "'=HYPERLINK" in text
+
+
+def test_predict_images_and_zip(stores, image_dir):
+    rec, st, tr = train(stores, config(image_dir, epochs=1))
+    p = Predictor(rec.dir)
+    files = sorted(image_dir.rglob("*.png"))[:4]
+    probs, errs = p.predict_images([str(f) for f in files] + [b"not an image"])
+    assert probs.shape == (5, 3) and np.allclose(probs[:4].sum(1), 1, atol=1e-5)
+    assert errs[:4] == [None] * 4 and "not a readable image" in errs[4]
+    assert np.isnan(probs[4]).all()
+    table = p.table([f.name for f in files] + ["junk"], probs, errs)
+    assert table["prediction"].iloc[-1] == "" and table["error"].iloc[-1]
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in files:
+            zf.write(f, f"x/{f.name}")
+        zf.writestr("__MACOSX/x/._a.png", b"junk")
+        zf.writestr("x/notes.txt", b"hi")
+    members = read_zip_images(buf.getvalue())
+    assert [n for n, _ in members] == [f"x/{f.name}" for f in files]
+    with pytest.raises(DataError):
+        p.predict_texts(["wrong modality"])
+
+
+def test_export_folder_reloads_identically(stores, text_csv, tmp_path):
+    rec, st, _ = train(stores, config(text_csv, "tiny-text", "lora", epochs=1))
+    before = Predictor(rec.dir).predict_texts(["match goal team", "cook taste dinner"])
+    out = export_folder(rec.dir, tmp_path / "exp")
+    after = Predictor(out).predict_texts(["match goal team", "cook taste dinner"])
+    np.testing.assert_allclose(before, after, atol=1e-5)
+    assert "predict_texts" in (out / "README.md").read_text()
+
+
+def test_run_without_a_model_explains(stores, image_dir):
+    from core.errors import RunError
+
+    datasets, runs = stores
+    rec = runs.create(config(image_dir), datasets.ingest(image_dir).dataset.id)
+    with pytest.raises(RunError, match="no saved model"):
+        Predictor(rec.dir)
+
+
+def test_pickle_only_hf_folder_is_refused(tmp_path):
+    """A model folder with only pytorch_model.bin (pickle) must not be loaded."""
+    import torch
+    from transformers import BertConfig
+
+    from core.backbones import get_backbone
+
+    d = tmp_path / "pickled"
+    d.mkdir()
+    BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=32).save_pretrained(d)
+    torch.save({}, d / "pytorch_model.bin")
+    spec = get_backbone(str(d))
+    with pytest.raises(ModelError, match="safetensors only"):
+        spec.build(2)
+
+
+def test_server_folder_confined_to_root(tmp_path, monkeypatch):
+    from studio.loading import server_path
+
+    root = tmp_path / "data"
+    (root / "ok").mkdir(parents=True)
+    monkeypatch.setenv("FTS_DATA_ROOT", str(root))
+    assert server_path("ok") == (root / "ok").resolve()
+    for bad in ("../", "/etc", "ok/../../"):
+        with pytest.raises(DataError, match="outside the allowed"):
+            server_path(bad)
+    monkeypatch.delenv("FTS_DATA_ROOT")
+    with pytest.raises(DataError, match="off"):
+        server_path("ok")
