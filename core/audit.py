@@ -152,6 +152,26 @@ class AuditReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AuditReport":
+        return cls(**d)
+
+
+def cached_audit(ds: Dataset, progress: Callable[[float, str], None] | None = None) -> AuditReport:
+    """Datasets are immutable, so each version is audited once and the report kept beside it."""
+    from .fsutil import atomic_write_json, read_json
+
+    path = ds.dir / "audit.json"
+    saved = read_json(path)
+    if saved and saved.get("rows") == len(ds.items):
+        return AuditReport.from_dict(saved)
+    rep = audit(ds, progress)
+    try:
+        atomic_write_json(path, rep.to_dict())
+    except OSError:
+        pass  # a read-only store still audits, just every time
+    return rep
+
 
 def audit(ds: Dataset, progress: Callable[[float, str], None] | None = None) -> AuditReport:
     progress = progress or (lambda f, m: None)

@@ -65,11 +65,11 @@ def cmd_backbones(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from .audit import audit
+    from .audit import cached_audit
 
     datasets, _ = _stores(args)
     ds = datasets.ingest(args.path, text_col=args.text_col, label_col=args.label_col).dataset
-    rep = audit(ds)
+    rep = cached_audit(ds)
     out = {"dataset_id": ds.id, "modality": ds.modality, **rep.summary(), "bad": ds.manifest.get("bad", []),
            "notes": ds.manifest.get("notes", [])}
     _out(out, args.json)
@@ -101,11 +101,11 @@ def _config_from_args(args):
     return cfg
 
 
-def _run_foreground(trainer) -> dict[str, Any]:
+def _run_foreground(trainer, resume: bool = False) -> dict[str, Any]:
     """Ctrl-C stops at the next step (status 'stopped'), like the Stop button."""
     prev = signal.signal(signal.SIGINT, lambda *_: trainer.control.stop())
     try:
-        return trainer.run(resume=getattr(trainer, "_resume", False))
+        return trainer.run(resume=resume)
     finally:
         signal.signal(signal.SIGINT, prev)
 
@@ -133,6 +133,19 @@ def cmd_train(args) -> int:
     return 0 if st.get("status") in ("completed", "stopped") else 1
 
 
+def cmd_lr_find(args) -> int:
+    from .lr_finder import find_lr
+
+    datasets, _ = _stores(args)
+    res = find_lr(_config_from_args(args), datasets)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(f"suggested learning rate: {res['suggestion']:.2e}" if res["suggestion"] else
+              "no clear suggestion (too few steps before the loss diverged)")
+    return 0
+
+
 def cmd_resume(args) -> int:
     from .trainer import Trainer
 
@@ -140,9 +153,7 @@ def cmd_resume(args) -> int:
     rec = runs.open_dir(args.run_dir)
     if rec.status.get("status") == "completed":
         raise CliError(f"{rec.dir} already completed; nothing to resume.")
-    tr = Trainer(rec.config, rec, runs, datasets)
-    tr._resume = True
-    st = _run_foreground(tr)
+    st = _run_foreground(Trainer(rec.config, rec, runs, datasets), resume=True)
     _out(_train_summary(rec, st), args.json)
     return 0 if st.get("status") in ("completed", "stopped") else 1
 
@@ -159,6 +170,23 @@ def cmd_evaluate(args) -> int:
            "most_confused": res["most_confused"], "val": rec.result("val")}
     _out(out, args.json)
     return 0
+
+
+def _train_args(t: argparse.ArgumentParser) -> None:
+    t.add_argument("--data")
+    t.add_argument("--test-data")
+    t.add_argument("--text-col")
+    t.add_argument("--label-col")
+    t.add_argument("--config", help="A run's config.json to replay.")
+    t.add_argument("--backbone")
+    t.add_argument("--strategy", choices=["full", "frozen", "partial", "differential", "lora"])
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--runs-dir")
+    t.add_argument("--json", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,21 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     au.set_defaults(fn=cmd_audit)
 
     t = sub.add_parser("train", help="Train headless (or replay a run with --config).")
-    t.add_argument("--data")
-    t.add_argument("--test-data")
-    t.add_argument("--text-col")
-    t.add_argument("--label-col")
-    t.add_argument("--config", help="A run's config.json to replay.")
-    t.add_argument("--backbone")
-    t.add_argument("--strategy", choices=["full", "frozen", "partial", "differential", "lora"])
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--max-steps", type=int)
-    t.add_argument("--runs-dir")
-    t.add_argument("--json", action="store_true")
+    lf = sub.add_parser("lr-find", help="Learning-rate range test: suggests a learning rate.")
+    for sp in (t, lf):
+        _train_args(sp)
     t.set_defaults(fn=cmd_train)
+    lf.set_defaults(fn=cmd_lr_find)
 
     r = sub.add_parser("resume", help="Resume an interrupted or stopped run from its last checkpoint.")
     r.add_argument("run_dir")

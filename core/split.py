@@ -74,9 +74,9 @@ def dataset_split(ds: Dataset, group_ids: list[int] | np.ndarray | None = None, 
     if saved and len(saved["split"]) == len(ds.items):
         return np.array(saved["split"], dtype=object)
     if group_ids is None:
-        from .audit import audit
+        from .audit import cached_audit
 
-        group_ids = audit(ds).group_ids
+        group_ids = cached_audit(ds).group_ids
     split = make_split(ds.items["label"].to_numpy(), np.asarray(group_ids), val, test, seed, rare_policy)
     atomic_write_json(path, {"key": key, "split": split.tolist()})
     return split

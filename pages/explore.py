@@ -6,6 +6,7 @@ import streamlit as st
 from core import audit as A
 from core.split import dataset_split, split_summary
 from studio import charts
+from studio.loading import progress_bar
 from studio.services import guard, need_dataset, services, set_dataset
 
 ds = need_dataset()
@@ -14,13 +15,8 @@ st.caption(f"{ds.manifest.get('name', ds.id)} · version `{ds.id}`"
            + (f" · derived from `{ds.manifest['parent']}` ({ds.manifest.get('change', '')})" if ds.manifest.get("parent") else ""))
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def run_audit(ds_id: str) -> A.AuditReport:
-    return A.audit(services().datasets.get(ds_id))
-
-
-bar = st.progress(0.0, text="Auditing")
-rep = run_audit(ds.id)
+bar, cb = progress_bar("Auditing")
+rep = A.cached_audit(ds, progress=cb)
 bar.empty()
 s = rep.summary()
 

@@ -3,8 +3,10 @@ import json
 import streamlit as st
 
 from core.backbones import get_backbone
+from core.lr_finder import find_lr
+from studio import charts
 from studio.forms import backbone_picker, build_config, estimate, strategy_picker, train_options
-from studio.loading import load_path, save_upload
+from studio.loading import load_path, progress_bar, save_upload
 from studio.services import guard, need_dataset, services, set_run
 
 ds = need_dataset()
@@ -14,6 +16,20 @@ split_cfg = st.session_state.get("split", {"val": 0.1, "test": 0.1, "seed": 0, "
 backbone = backbone_picker(ds)
 strategy = strategy_picker(ds)
 opts = train_options(ds, strategy)
+if st.button("Suggest a learning rate", icon=":material/auto_graph:",
+             help="A range test: about 60 quick steps with a rising learning rate on a throwaway copy of the model."):
+    with guard("Finding a learning rate"):
+        bar, cb = progress_bar("Learning-rate range test")
+        res = find_lr(build_config(ds, backbone, strategy, opts, split_cfg, None, ""), services().datasets, progress=cb)
+        bar.empty()
+        st.session_state["lr_curve"] = {**res, "strategy": strategy}
+        st.session_state["lr_pending"] = (strategy, res["suggestion"])
+        st.rerun()
+curve = st.session_state.get("lr_curve")
+if curve and curve["strategy"] == strategy:
+    st.pyplot(charts.lr_curve(curve), clear_figure=True)
+    if not curve["suggestion"]:
+        st.info("No clear suggestion: the loss diverged too early. Keep the default.")
 test_up = st.file_uploader("Optional: your own held-out test file (same format as the training data)",
                            type=["csv", "tsv", "zip"], key="test_upload")
 name = st.text_input("Run name (optional)", placeholder=f"{backbone} · {strategy}")

@@ -64,3 +64,17 @@ def curves(events: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
     if len(epochs):
         epochs["train loss"] = epochs["epoch"].map(ends)
     return {"steps": steps, "epochs": epochs}
+
+
+def lr_curve(res: dict[str, Any]):
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    ax.plot(res["lrs"], res["losses"], color="#4C78A8")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("smoothed loss")
+    ax.set_title("Learning-rate range test")
+    if res.get("suggestion"):
+        ax.axvline(res["suggestion"], color="#E45756", ls="--", label=f"suggested {res['suggestion']:.1e}")
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig

@@ -37,9 +37,14 @@ def strategy_picker(ds: Dataset) -> str:
 def train_options(ds: Dataset, strategy: str) -> dict:
     s = STRATEGIES[strategy]
     default_lr = (s.default_lr or {}).get(ds.modality, 1e-4)
+    key = f"lr_{strategy}"
+    pending = st.session_state.pop("lr_pending", None)
+    if pending and pending[0] == strategy and pending[1]:
+        st.session_state[key] = float(pending[1])  # set before the widget exists
     c = st.columns(3)
     o = {"epochs": int(c[0].number_input("Epochs", 1, 200, 8 if strategy == "frozen" else 5)),
-         "lr": float(c[1].number_input("Learning rate", 1e-6, 1.0, default_lr, format="%.0e",
+         "lr": float(c[1].number_input("Learning rate", 1e-7, 1.0, st.session_state.get(key, default_lr), format="%.1e",
+                                       key=key,
                                        help=f"Usual range for {s.title.lower()}: {default_lr / 3:.0e} – {default_lr * 3:.0e}.")),
          "batch_size": int(c[2].number_input("Batch size", 1, 1024, 32))}
     with st.expander("More options (defaults are sensible)"):

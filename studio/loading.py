@@ -28,7 +28,7 @@ def _session_dir() -> Path:
     return d
 
 
-def _bar(label: str):
+def progress_bar(label: str):
     bar = st.progress(0.0, text=label)
 
     def cb(frac: float, msg: str) -> None:
@@ -38,7 +38,7 @@ def _bar(label: str):
 
 def load_path(path: Path, name: str | None = None, text_col: str | None = None,
               label_col: str | None = None) -> Dataset:
-    bar, cb = _bar(f"Loading {name or path.name}")
+    bar, cb = progress_bar(f"Loading {name or path.name}")
     try:
         res = services().datasets.ingest(path, text_col=text_col, label_col=label_col, name=name, progress=cb)
     finally:
