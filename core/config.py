@@ -78,6 +78,7 @@ class TrainConfig:
     unfreeze_every: int = field(default=0, metadata={"help": "partial: unfreeze one more group every K epochs (0: never)."})
     device: str = "auto"
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimiser steps (smoke runs)."})
+    baseline: bool = field(default=True, metadata={"help": "Also fit a fast scikit-learn baseline on the same split."})
 
     def __post_init__(self) -> None:
         _check(self.strategy in STRATEGIES, f"Unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}.")

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +147,7 @@ class DatasetStore:
         dst = self.root / rel
         if not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+            tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")  # unique: identical files race here
             shutil.copyfile(src, tmp)
             os.replace(tmp, dst)
         return rel.as_posix()

@@ -192,18 +192,23 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         loss_fn = self._loss_fn(data, train_idx)
 
+        baseline = self.run_rec.status.get("baseline") if resume else None
+        test_idx = data.idx("test")
+        if t.baseline and baseline is None and len(test_idx):
+            baseline = self._baseline(spec.modality, train_idx, test_idx, keep_features=strategy.frozen_backbone)
         start_epoch = 0
         if resume:
             start_epoch = self._load_checkpoint(opt, sched, scaler, strategy, spec.modality)
-        if strategy.frozen_backbone:
+        if strategy.frozen_backbone and self.features is None:
             self.features = self._cache_features(data)
 
-        self.store.set_status(self.run_rec, "running", trainable_params=trainable, total_params=total,
+        self.store.set_status(self.run_rec, "running", trainable_params=trainable, total_params=total, baseline=baseline,
                               classes=data.classes, total_steps=st.total_steps, device=str(dev),
                               modality=spec.modality)
         self.emit("run_start", trainable_params=trainable, total_params=total, device=str(dev),
                   train=len(train_idx), val=len(val_idx), test=int(len(data.idx("test"))), classes=data.classes,
-                  total_steps=st.total_steps, epochs=t.epochs, resumed_from=start_epoch if resume else None)
+                  total_steps=st.total_steps, epochs=t.epochs, resumed_from=start_epoch if resume else None,
+                  baseline=baseline)
         t0 = time.time()
         steps_at_start = st.step
         for epoch in range(start_epoch, t.epochs):
@@ -389,6 +394,19 @@ class Trainer:
             done += len(b)
             self.progress(done / n, f"Computing backbone features {done:,}/{n:,}")
         return feats.to(self.device)
+
+    def _baseline(self, modality: str, train_idx, test_idx, keep_features: bool) -> dict[str, Any]:
+        """Same split, no fine-tuning: TF-IDF + LR for text, LR on pretrained features for images."""
+        from .baseline import feature_baseline, text_baseline
+
+        self.progress(0.0, "Training the scikit-learn baseline")
+        y = self.data.y.numpy()
+        if modality == "text":
+            return text_baseline(self.data.files, y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
+        feats = self._cache_features(self.data)  # pretrained encoder: nothing has trained yet
+        if keep_features:
+            self.features = feats
+        return feature_baseline(feats.cpu().numpy(), y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, tag: str, opt, sched, scaler, next_epoch: int) -> None:

@@ -16,11 +16,17 @@ pred_path = rec.dir / "eval" / "test_predictions.parquet"
 preds = pd.read_parquet(pred_path) if pred_path.is_file() else pd.DataFrame()
 modality = "image" if "file" in preds.columns else "text"
 
+base = rec.status.get("baseline")
 c = st.columns(4)
-c[0].metric("Test accuracy", f"{res['accuracy']:.1%}")
-c[1].metric("Macro-F1", f"{res['macro_f1']:.3f}")
+c[0].metric("Test accuracy", f"{res['accuracy']:.1%}",
+            delta=f"{(res['accuracy'] - base['accuracy']) * 100:+.1f} pts vs baseline" if base else None)
+c[1].metric("Macro-F1", f"{res['macro_f1']:.3f}",
+            delta=f"{res['macro_f1'] - base['macro_f1']:+.3f} vs baseline" if base else None)
 c[2].metric("ROC-AUC", f"{res['roc_auc']:.3f}" if res.get("roc_auc") is not None else "–")
 c[3].metric("Test examples", res["n"])
+if base:
+    st.caption(f"Baseline: {base['name']} on the same split — accuracy {base['accuracy']:.1%}, "
+               f"macro-F1 {base['macro_f1']:.3f}.")
 
 left, right = st.columns([3, 2])
 with left:

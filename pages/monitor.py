@@ -80,9 +80,14 @@ def live() -> None:
             st.pyplot(charts.confusion_heatmap(e["data"]["confusion"], status.get("classes", []),
                                                f"{e['data']['split']} confusion, epoch {e['epoch'] + 1}"),
                       clear_figure=True)
+    base = status.get("baseline")
+    if base:
+        st.caption(f"Baseline to beat ({base['name']}, same split): test accuracy {base['accuracy']:.1%} · "
+                   f"macro-F1 {base['macro_f1']:.3f}")
     if state in ("completed", "stopped") and status.get("test"):
         t = status["test"]
-        st.success(f"Test accuracy {t['accuracy']:.1%} · macro-F1 {t['macro_f1']:.3f}")
+        vs = f" (baseline {base['macro_f1']:.3f})" if base else ""
+        st.success(f"Test accuracy {t['accuracy']:.1%} · macro-F1 {t['macro_f1']:.3f}{vs}")
         st.page_link("pages/evaluate.py", label="Open the evaluation", icon=":material/arrow_forward:")
 
 

@@ -14,11 +14,13 @@ table = pd.DataFrame([{
     "run": r["id"], "name": r.get("name"), "status": r["status"], "backbone": r["backbone"],
     "strategy": r["strategy"], "dataset": r["dataset"],
     "test acc": (r.get("test") or {}).get("accuracy"), "test macro-F1": (r.get("test") or {}).get("macro_f1"),
+    "baseline macro-F1": (r.get("baseline") or {}).get("macro_f1"),
     "trainable": r.get("trainable_params"), "time (s)": r.get("elapsed_s"), "peak MB": r.get("peak_mem_mb"),
 } for r in runs])
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={"test acc": st.column_config.NumberColumn(format="%.3f"),
-                            "test macro-F1": st.column_config.NumberColumn(format="%.3f")})
+                            "test macro-F1": st.column_config.NumberColumn(format="%.3f"),
+                            "baseline macro-F1": st.column_config.NumberColumn(format="%.3f")})
 
 st.subheader("Compare runs")
 by_ds = table.groupby("dataset")["run"].apply(list)

@@ -109,3 +109,19 @@ def test_band_pairs_star_for_degenerate_buckets():
     keys = np.zeros((1000, 1), dtype=np.uint64)
     pairs = A._band_pairs(keys, max_bucket=64)
     assert len(pairs) == 999  # linked as a star, not 499,500 pairs
+
+
+def test_identical_image_files_across_classes_are_exact_conflicts(stores, tmp_path):
+    datasets, _ = stores
+    rng = np.random.default_rng(1)
+    for c in ("a", "b"):
+        (tmp_path / "im" / c).mkdir(parents=True)
+    for i in range(40):
+        Image.fromarray((rng.random((8, 8, 3)) * 255).astype(np.uint8)).save(tmp_path / "im" / "a" / f"{i}.png")
+    same = (tmp_path / "im" / "a" / "0.png").read_bytes()
+    for i in range(30):  # many identical copies ingested concurrently
+        (tmp_path / "im" / "b" / f"copy{i}.png").write_bytes(same)
+    ds = datasets.ingest(tmp_path / "im").dataset
+    assert len(ds.items) == 70 and not ds.manifest["bad"]
+    rep = A.audit(ds)
+    assert rep.exact_duplicates == 30 and len(rep.conflicts) == 1 and rep.conflicts[0]["kind"] == "exact"

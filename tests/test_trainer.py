@@ -173,3 +173,12 @@ def test_own_test_file_replaces_carved_split(stores, tmp_path):
 def test_wrong_modality_backbone_fails_with_reason(stores, text_csv):
     _, st, _ = train(stores, config(text_csv, "tiny-cnn", "full"))
     assert st["status"] == "failed" and "text backbone" in st["reason"]
+
+
+def test_every_run_reports_a_baseline_on_the_same_split(stores, text_csv, image_dir):
+    rec, st, _ = train(stores, config(text_csv, "tiny-text", "frozen", epochs=1))
+    b = st["baseline"]
+    assert b["name"].startswith("TF-IDF") and b["macro_f1"] > 0.8  # separable topics
+    assert b["n"] == rec.result("test")["n"]
+    _, st2, tr = train(stores, config(image_dir, "tiny-cnn", "frozen", epochs=1))
+    assert st2["baseline"]["name"].startswith("logistic regression") and tr.features is not None
