@@ -67,7 +67,7 @@ def main() -> None:
         for i in range(m):
             d = root / f"class{i % 10}"
             d.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(base[i % len(base)]).resize((96 + i % 64, 96)).save(d / f"{i}.jpg", quality=90)
+            Image.fromarray(base[i % len(base)]).resize((320 + i % 64, 240)).save(d / f"{i}.jpg", quality=90)
         t_ing, res = timed(store.ingest, root)
         t_aud, rep = timed(audit, res.dataset)
         print(f"images n={m:>7,}: ingest+decode {t_ing:6.1f}s  audit {t_aud:6.1f}s  total {t_ing + t_aud:6.1f}s "

@@ -89,10 +89,12 @@ class RunStore:
 
     def set_status(self, rec: RunRecord, status: str, **fields: Any) -> dict[str, Any]:
         st = rec.status
+        changed = st.get("status") != status or bool(set(fields) & {"test", "baseline", "trainable_params", "reason"})
         st.update(fields)
         st.update({"id": rec.id, "status": status, "updated": time.time()})
         atomic_write_json(rec.dir / "status.json", st)
-        self._index(rec, st)
+        if changed:  # heartbeats only touch status.json; the index follows real changes
+            self._index(rec, st)
         return st
 
     def _index(self, rec: RunRecord, st: dict[str, Any]) -> None:
