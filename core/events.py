@@ -99,7 +99,8 @@ class EarlyStopping(Callback):
 
     def on_event(self, ev, trainer):
         if ev.kind == "eval" and ev.data.get("split") == "val" and self.patience:
-            if trainer.state.epoch - trainer.state.best_epoch >= self.patience:
+            last = trainer.state.epoch + 1 >= trainer.t.epochs  # the run ends anyway: no early stop to report
+            if not last and trainer.state.epoch - trainer.state.best_epoch >= self.patience:
                 trainer.control.stop("completed", f"Early stopping: no validation improvement for "
                                                   f"{self.patience} epoch(s).")
 

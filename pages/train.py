@@ -33,7 +33,7 @@ if curve and curve["strategy"] == strategy:
 test_up = st.file_uploader("Optional: your own held-out test file (same format as the training data)",
                            type=["csv", "tsv", "zip"], key="test_upload")
 name = st.text_input("Run name (optional)", placeholder=f"{backbone} · {strategy}")
-st.caption(estimate(ds, opts, split_cfg))
+st.caption(estimate(ds, backbone, strategy, opts, split_cfg, services().runs.list()))
 
 if st.button("Start training", type="primary", icon=":material/play_arrow:"):
     with guard("Starting the run"):

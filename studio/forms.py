@@ -85,10 +85,27 @@ def train_options(ds: Dataset, strategy: str) -> dict:
     return o
 
 
-def estimate(ds: Dataset, opts: dict, split_cfg: dict) -> str:
+TRAINABLE_SHARE = {"frozen": 0.0, "lora": 0.02, "partial": 0.3, "differential": 1.0, "full": 1.0}
+
+
+def estimate(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cfg: dict, past: list[dict]) -> str:
+    """Steps from the data; memory from the weight count; time from earlier runs of the same setup."""
     n_train = int(ds.manifest["rows"] * (1 - split_cfg["val"] - split_cfg["test"]))
     steps = math.ceil(n_train / opts["batch_size"]) * opts["epochs"]
-    return f"About {n_train:,} training examples → {steps:,} optimiser steps."
+    out = f"About {n_train:,} training examples → {steps:,} optimiser steps."
+    spec = next((s for s in list_backbones(include_hidden=True) if s.name == backbone), None)
+    if spec and spec.params_m:
+        # weights, plus gradients and two Adam moments for what trains; activations come on top
+        mb = spec.params_m * 1e6 * 4 / 2**20 * (1 + 3 * TRAINABLE_SHARE[strategy])
+        out += f" Weights and optimiser state: about {mb:,.0f} MB."
+    same = [r for r in past if r.get("backbone") == backbone and r.get("strategy") == strategy
+            and r.get("status") == "completed" and r.get("elapsed_s") and r.get("step")]
+    if same:
+        per_step = same[0]["elapsed_s"] / same[0]["step"]
+        out += f" Time: about {max(1, round(per_step * steps / 60))} min, judging by your last run of this setup."
+    else:
+        out += " Time: shown as an ETA once the first steps have run."
+    return out
 
 
 def build_config(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cfg: dict,

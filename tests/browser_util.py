@@ -70,10 +70,17 @@ def browser_page(width: int = 1280, height: int = 800):
 
 
 def shot(page, name: str) -> Path:
+    """The whole page at the current width: Streamlit scrolls inside its main container, so the viewport is
+    stretched to that container's height for the picture and restored after."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     page.wait_for_timeout(600)
-    page.screenshot(path=str(path), full_page=True)
+    size = page.viewport_size
+    h = page.evaluate("() => (document.querySelector('[data-testid=\"stMain\"]') || document.body).scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(h), 6000))})
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
     return path
 
 

@@ -111,3 +111,54 @@ def test_bad_uploads_get_plain_errors(tmp_path):
         shot(page, "e2-zip-slip")
         assert "Traceback" not in page.content()
     assert not (tmp_path / "escape.png").exists() and not (tmp_path.parent / "escape.png").exists()
+
+
+def messy_csv(path):
+    """What a spreadsheet export often looks like: cp1252, ';', unclear headers, a multi-line cell,
+    duplicates, a conflicting label, an empty label and a blank text."""
+    rows = [("Kommentar", "Bewertung", "Id")]
+    good = ["Très bien, livraison rapide", "Produkt kam kaputt an", "Service client réactif",
+            "Qualité médiocre, déçu", "Parfait, je recommande", "Nie wieder, schlechte Qualität"]
+    for i in range(60):
+        text = f"{good[i % 6]} – commande n°{i}"
+        rows.append((text, "positiv" if i % 6 in (0, 2, 4) else "negativ", str(i)))
+    rows += [(rows[1][0], rows[1][1], "61"), (rows[2][0], rows[2][1], "62"),  # exact duplicates
+             (rows[3][0], "negativ", "63"),  # same text, other label
+             ('"Zeile eins\nZeile zwei" – café', "positiv", "64"), ("ohne Label", "", "65"), ("   ", "negativ", "66")]
+    lines = []
+    for t, label, i in rows:
+        t = t if t.startswith('"') else f'"{t}"'
+        lines.append(f"{t};{label};{i}")
+    path.write_bytes("\r\n".join(lines).encode("cp1252"))
+    return path
+
+
+def test_messy_real_world_csv_audit_and_fix(tmp_path):
+    csv = messy_csv(tmp_path / "Export Kundenfeedback.csv")
+    with studio_server(tmp_path / "home") as (url, _), browser_page() as page:
+        page.goto(url)
+        idle(page)
+        page.get_by_role("tab", name="Upload a file").click()
+        page.locator("input[type='file']").first.set_input_files(str(csv))
+        page.get_by_text("Encoding cp1252, delimiter ';'").wait_for(timeout=30_000)
+        page.get_by_text("Label column").wait_for()
+        idle(page)
+        shot(page, "m1-messy-preview")
+        page.get_by_role("button", name="Load this table").click()
+        page.get_by_text("Loaded: Export Kundenfeedback.csv").wait_for(timeout=30_000)
+        page.get_by_text("1 row(s) with an empty label were dropped.").wait_for()
+        page.get_by_text("1 row(s) with empty or blank input were dropped.").wait_for()
+        shot(page, "m2-messy-loaded")
+        nav(page, "2 · Explore")
+        page.get_by_text("input(s) appear with different labels").wait_for(timeout=60_000)
+        shot(page, "m3-messy-audit")
+        page.get_by_role("button", name="Conflicts: majority label").click()
+        idle(page)
+        page.get_by_text("derived from").wait_for(timeout=30_000)
+        page.get_by_text("(conflicts: majority label)").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Drop exact duplicates").click()
+        page.get_by_text("(drop exact duplicates)").wait_for(timeout=30_000)
+        idle(page)
+        assert page.get_by_text("repeat an earlier one").count() == 0
+        assert page.get_by_text("appear with different labels").count() == 0
+        shot(page, "m4-messy-fixed")
