@@ -118,20 +118,33 @@ def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_train(args) -> int:
+    from . import distributed as D
     from .backbones import get_backbone
     from .datasets import open_source
+    from .store import RunRecord
     from .trainer import Trainer
 
     cfg = _config_from_args(args)
     datasets, runs = _stores(args)
-    get_backbone(cfg.train.backbone)
-    ds = open_source(datasets, cfg.data.source, cfg.data.text_col, cfg.data.label_col)
-    if not Path(cfg.data.source).exists():
-        cfg.data.source = ds.id
-    rec = runs.create(cfg, ds.id)
-    st = _run_foreground(Trainer(cfg, rec, runs, datasets))
-    _out(_train_summary(rec, st), args.json)
-    return 0 if st.get("status") in ("completed", "stopped") else 1
+    D.init_from_env()  # under torchrun: join the group; alone: nothing
+    try:
+        get_backbone(cfg.train.backbone)
+        rid = None
+        if D.is_main():  # rank 0 ingests and creates the run; the others wait, then share it
+            ds = open_source(datasets, cfg.data.source, cfg.data.text_col, cfg.data.label_col)
+            if not Path(cfg.data.source).exists():
+                cfg.data.source = ds.id
+            rid = runs.create(cfg, ds.id).id
+        rid = D.broadcast(rid)
+        rec = RunRecord(rid, runs.root / rid)
+        cfg = D.broadcast(cfg)
+        st = _run_foreground(Trainer(cfg, rec, runs, datasets))
+        if not D.is_main():
+            return 0
+        _out(_train_summary(rec, rec.status), args.json)
+        return 0 if st.get("status") in ("completed", "stopped") else 1
+    finally:
+        D.shutdown()
 
 
 def cmd_lr_find(args) -> int:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 
+from . import distributed as D
 from .backbones import Classifier, get_backbone
 from .batches import Inputs, build_inputs, iterate
 from .config import ConfigError, RunConfig
@@ -131,13 +132,21 @@ class Trainer:
                StatusHeartbeat(store)] + list(callbacks or [])
         self.callbacks = sorted(cbs, key=lambda c: c.order)
         self.model: Classifier | None = None
+        self.train_model: torch.nn.Module | None = None  # the model, or its DDP wrapper under torchrun
         self.features: torch.Tensor | None = None
+        self.main = D.is_main()
 
     # ------------------------------------------------------------------ events
     def emit(self, kind: str, **data: Any) -> None:
         ev = Event(kind, epoch=self.state.epoch, step=self.state.step, data=data)
         for cb in self.callbacks:
-            cb.on_event(ev, self)
+            if self.main or cb.order < 0:  # other ranks only run the control callbacks, never writers
+                cb.on_event(ev, self)
+
+    def status(self, status: str, **fields: Any) -> dict[str, Any]:
+        if not self.main:
+            return {"status": status, **fields}
+        return self.store.set_status(self.run_rec, status, **fields)
 
     def progress(self, frac: float, msg: str) -> None:
         self.emit("progress", fraction=float(frac), message=msg)
@@ -146,7 +155,7 @@ class Trainer:
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Train to the end, a stop, or a failure. Never raises for a run-level problem: the status says it."""
         rec = self.run_rec
-        self.store.set_status(rec, "running", pid=os.getpid(), heartbeat=time.time(), started=time.time())
+        self.status("running", pid=os.getpid(), heartbeat=time.time(), started=time.time(), world_size=D.world())
         try:
             return self._run(resume)
         except StudioError as e:
@@ -155,25 +164,27 @@ class Trainer:
             return self._fail(f"Disk full while saving ({e.strerror}); the previous checkpoint is intact. "
                               "Free some space, then resume.")
         except Exception as e:  # the run fails, the server keeps serving
-            (rec.dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+            if self.main:
+                (rec.dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
             return self._fail(f"Training failed: {type(e).__name__}: {e}. Details are in error.txt in the run folder.")
 
     def _fail(self, reason: str) -> dict[str, Any]:
         self.emit("run_end", status="failed", reason=reason)
-        return self.store.set_status(self.run_rec, "failed", reason=reason, finished=time.time())
+        return self.status("failed", reason=reason, finished=time.time())
 
     def _run(self, resume: bool) -> dict[str, Any]:
         t, st = self.t, self.state
         spec = get_backbone(t.backbone)
         strategy = get_strategy(t.strategy)
-        self.device = dev = pick_device(t.device)
+        self.device = dev = pick_device(D.device_for_rank(t.device))
         self.progress(0.0, "Loading data")
         data = self.data = load_run_data(self.cfg, self.datasets, spec, self.progress)
         if len(data.classes) < 2:
             raise DataError(f"Only one class ({data.classes[0]}): training needs at least two.")
         train_idx, val_idx = data.idx("train"), data.idx("val")
-        atomic_write_json(self.run_rec.dir / "labels.json", {"classes": data.classes, "modality": spec.modality,
-                                                              "backbone": spec.name})
+        if self.main:
+            atomic_write_json(self.run_rec.dir / "labels.json", {"classes": data.classes, "modality": spec.modality,
+                                                                  "backbone": spec.name})
         seed_everything(t.seed)
         self.progress(0.1, f"Building {spec.name}")
         model = self.model = spec.build(len(data.classes))
@@ -181,9 +192,11 @@ class Trainer:
         if t.gradient_checkpointing and hasattr(getattr(model.encoder, "model", None), "gradient_checkpointing_enable"):
             model.encoder.model.gradient_checkpointing_enable()
         model.to(dev)
+        self._wrap()
         trainable, total = count_params(model)
         opt = torch.optim.AdamW(groups, lr=groups[0]["lr"])
-        steps_per_epoch = math.ceil(math.ceil(len(train_idx) / st.batch_size) / st.grad_accum)
+        per_rank = len(train_idx) // D.world()
+        steps_per_epoch = math.ceil(math.ceil(per_rank / st.batch_size) / st.grad_accum)
         st.total_steps = steps_per_epoch * t.epochs
         if t.max_steps:
             st.total_steps = min(st.total_steps, t.max_steps)
@@ -202,7 +215,7 @@ class Trainer:
         if strategy.frozen_backbone and self.features is None:
             self.features = self._cache_features(data)
 
-        self.store.set_status(self.run_rec, "running", trainable_params=trainable, total_params=total, baseline=baseline,
+        self.status("running", trainable_params=trainable, total_params=total, baseline=baseline,
                               classes=data.classes, total_steps=st.total_steps, device=str(dev),
                               modality=spec.modality)
         self.emit("run_start", trainable_params=trainable, total_params=total, device=str(dev),
@@ -214,6 +227,7 @@ class Trainer:
         for epoch in range(start_epoch, t.epochs):
             st.epoch = epoch
             if strategy.on_epoch_start(model, t, epoch, opt, spec.modality):
+                self._wrap()  # DDP needs to know the new set of trainable weights
                 trainable, _ = count_params(model)
                 self.emit("warning", message=f"Unfroze another layer group ({trainable:,} trainable weights).")
             self.emit("epoch_start")
@@ -248,8 +262,8 @@ class Trainer:
                 res = self._eval_split("test", test_idx, amp_dtype, save_predictions=True)
                 test_metrics = {"accuracy": res["accuracy"], "macro_f1": res["macro_f1"]}
                 self.emit("eval", split="test", **{k: res[k] for k in ("accuracy", "macro_f1", "loss", "confusion")})
-        final = self.store.set_status(
-            self.run_rec, status, reason=reason, finished=time.time(), elapsed_s=round(elapsed, 2),
+        final = self.status(
+            status, reason=reason, finished=time.time(), elapsed_s=round(elapsed, 2),
             test=test_metrics, best_epoch=st.best_epoch + 1, epoch=st.epoch + 1, step=st.step,
             trainable_params=trainable, total_params=total, peak_mem_mb=round(peak_memory_mb(dev), 1))
         self.emit("run_end", status=status, reason=reason, test=test_metrics, elapsed_s=elapsed)
@@ -288,7 +302,8 @@ class Trainer:
             try:
                 opt.zero_grad(set_to_none=True)
                 micro = 0
-                for idx in iterate(train_idx, st.batch_size, shuffle=True, gen=gen):
+                order = D.shard(train_idx[torch.randperm(len(train_idx), generator=gen)])
+                for idx in iterate(order, st.batch_size, shuffle=False):
                     if self.control.should_stop:
                         break
                     batch = self._batch(idx, train=True, gen=gen)
@@ -300,7 +315,9 @@ class Trainer:
                     if micro % st.grad_accum:
                         continue
                     self._optimizer_step(opt, sched, scaler)
-                    lv = float(loss.detach())
+                    lv, stop = D.sync_step(float(loss.detach()), self.control.should_stop, self.device)
+                    if stop and not self.control.should_stop:  # another rank's Stop (rank 0 owns the UI)
+                        self.control.stop()
                     losses.append(lv)
                     done = st.step - steps_at_start
                     eta = (time.time() - t0) / max(done, 1) * (st.total_steps - st.step)
@@ -327,9 +344,9 @@ class Trainer:
             lam = float(torch.distributions.Beta(t.mixup_alpha, t.mixup_alpha).sample())
             perm = torch.randperm(len(y), generator=gen).to(y.device)
             batch = {"pixel_values": lam * batch["pixel_values"] + (1 - lam) * batch["pixel_values"][perm]}
-            logits = self.model(**batch)
+            logits = self.train_model(**batch)
             return lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y[perm])
-        return loss_fn(self.model(**batch), y)
+        return loss_fn(self.train_model(**batch), y)
 
     def _optimizer_step(self, opt, sched, scaler) -> None:
         t = self.t
@@ -349,19 +366,25 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, idx: torch.Tensor, amp_dtype=None) -> np.ndarray:
+        """Probabilities for rows idx; under torchrun each rank predicts a share and all gather."""
+        full = idx
+        idx = idx[D.rank()::D.world()]
         self.model.eval()
         out = []
         for b in iterate(idx, max(self.state.batch_size, 64), shuffle=False):
             with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = self.model(**self._batch(b, train=False))
             out.append(torch.softmax(logits.float(), -1).cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, len(self.data.classes)))
+        probs = torch.cat(out).numpy() if out else np.zeros((0, len(self.data.classes)))
+        return D.gather_rows(full, probs)
 
     def _eval_split(self, name: str, idx: torch.Tensor, amp_dtype, save_predictions: bool = False) -> dict[str, Any]:
         probs = self.predict(idx, amp_dtype)
         y = self.data.y[idx].numpy()
         res = evaluate(y, probs, self.data.classes)
         res["epoch"] = self.state.epoch + 1
+        if not self.main:
+            return res
         atomic_write_json(self.run_rec.dir / "eval" / f"{name}.json", res)
         if save_predictions:
             p_true = probs[np.arange(len(y)), y]
@@ -409,7 +432,18 @@ class Trainer:
         return feature_baseline(feats.cpu().numpy(), y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
 
     # ------------------------------------------------------------------ checkpoints
+    def _wrap(self) -> None:
+        """Under torchrun, train through DistributedDataParallel; alone, through the model itself."""
+        self.train_model = self.model
+        if D.world() > 1 and any(p.requires_grad for p in self.model.parameters()):
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DDP(self.model, device_ids=ids)
+
     def _save_checkpoint(self, tag: str, opt, sched, scaler, next_epoch: int) -> None:
+        if not self.main:
+            return
         root = self.run_rec.dir / "checkpoints"
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{tag}.", dir=root))

@@ -45,8 +45,13 @@ if st.button("Start training", type="primary", icon=":material/play_arrow:"):
         st.switch_page("pages/monitor.py")
 
 with st.expander("Run the same thing headless"):
-    st.caption("Save this as config.json and replay it with the CLI on any machine with the same data.")
+    st.caption("Save this as config.json and replay it with the CLI, or across GPUs and machines with torchrun.")
     with guard("Building the config"):
         cfg = build_config(ds, backbone or "?", strategy, opts, split_cfg, None, name)
         st.code(json.dumps(cfg.to_dict(), indent=2), language="json")
-        st.code("finetune-studio train --config config.json --json", language="bash")
+        st.code("finetune-studio train --config config.json --json\n\n"
+                "# all GPUs of this machine (DistributedDataParallel, NCCL)\n"
+                "torchrun --nproc_per_node=gpu -m core.cli train --config config.json --json\n\n"
+                "# two machines with 8 GPUs each; run on both, run store on shared storage\n"
+                "torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST0:29500 \\\n"
+                "    -m core.cli --home /shared/studio train --config config.json --json", language="bash")
