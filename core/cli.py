@@ -203,6 +203,59 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--json", action="store_true")
 
 
+def cmd_export(args) -> int:
+    from .export import export
+
+    rep = export(args.run_dir, args.out, args.format)
+    _out(rep, args.json)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .images import is_image_name
+    from .predict import Predictor, read_zip_images
+    from .tables import guess_columns, read_table
+
+    pred = Predictor(args.export_dir)
+    src = Path(args.input)
+    if not src.exists():
+        raise CliError(f"{src}: not found.")
+    errors = None
+    if src.is_dir():
+        files = sorted(f for f in src.rglob("*") if f.is_file() and is_image_name(f.name))
+        names = [str(f.relative_to(src)) for f in files]
+        probs, errors = pred.predict_images([str(f) for f in files])
+    elif src.suffix.lower() == ".zip":
+        members = read_zip_images(src.read_bytes())
+        names = [n for n, _ in members]
+        probs, errors = pred.predict_images([b for _, b in members])
+    elif is_image_name(src.name):
+        names = [src.name]
+        probs, errors = pred.predict_images([str(src)])
+    else:
+        df = read_table(src).df
+        col = args.text_col or (df.columns[0] if len(df.columns) == 1 else guess_columns(df, src.name)[0])
+        names = df[col].astype(str).tolist()
+        if pred.modality == "image":
+            base = src.parent
+            probs, errors = pred.predict_images([str(base / n) for n in names])
+        else:
+            probs = pred.predict_texts(names)
+    table = pred.table(names, probs, errors)
+    rows = []
+    for r, p in zip(table.to_dict("records"), probs):
+        rows.append({"input": r["input"], "prediction": r["prediction"] or None,
+                     "confidence": None if r["prediction"] == "" else float(r["confidence"]),
+                     "probabilities": {c: float(v) for c, v in zip(pred.classes, p)} if r["prediction"] else None,
+                     **({"error": r["error"]} if r.get("error") else {})})
+    if args.json:
+        print(json.dumps({"classes": pred.classes, "predictions": rows}, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['prediction'] or 'ERROR'}\t{(r['confidence'] or 0):.3f}\t{r['input']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="finetune-studio", description=__doc__)
     p.add_argument("--home", help="Studio data folder (default: $FTS_HOME or ~/.finetune-studio).")
@@ -239,6 +292,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_resume)
 
+    x = sub.add_parser("export", help="Export a run: folder, ONNX (parity-checked) or INT8.")
+    x.add_argument("run_dir")
+    x.add_argument("--format", choices=["folder", "onnx", "int8"], default="folder")
+    x.add_argument("--out", required=True)
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(fn=cmd_export)
+
+    pr = sub.add_parser("predict", help="Predict with an exported model (or a run folder).")
+    pr.add_argument("export_dir")
+    pr.add_argument("input", help="A text table (CSV/TSV), an image, a folder of images or a zip.")
+    pr.add_argument("--text-col")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(fn=cmd_predict)
+
     e = sub.add_parser("evaluate", help="Print a run's test evaluation.")
     e.add_argument("run_dir")
     e.add_argument("--json", action="store_true")
@@ -256,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. piped into `head`
+        return 0
+    except Exception as e:  # one line, never a traceback; FTS_DEBUG=1 shows it
+        if os.environ.get("FTS_DEBUG"):
+            raise
+        print(f"error: unexpected {type(e).__name__}: {e} (set FTS_DEBUG=1 for details)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from core.images import open_rgb
-from core.predict import Predictor, export_folder, read_zip_images, to_csv_bytes
+from core.export import export
+from core.predict import Predictor, read_zip_images, to_csv_bytes
 from core.tables import guess_columns, read_table
 from studio.runs import pick_run
 from studio.services import guard
@@ -84,12 +85,25 @@ with guard("Loading the model"):
                            mime="text/csv")
 
     st.subheader("Export the model")
-    st.caption("A folder with model.safetensors (LoRA merged), labels, config and a README with a load-and-predict example.")
+    st.caption("A folder with model.safetensors (LoRA merged), labels, config and a README with a load-and-predict "
+               "example; optionally ONNX (checked against PyTorch on this run's test inputs) and INT8 for CPU.")
+    fmt = st.radio("Format", ["folder", "onnx", "int8"], horizontal=True,
+                   format_func={"folder": "Folder (safetensors)", "onnx": "+ ONNX", "int8": "+ ONNX + INT8"}.get)
     if st.button("Prepare export (zip)"):
-        with tempfile.TemporaryDirectory() as tmp:
-            out = export_folder(rec.dir, Path(tmp) / f"model-{rec.id}")
-            data = shutil.make_archive(str(Path(tmp) / "export"), "zip", out)
-            st.session_state["export_zip"] = (rec.id, Path(data).read_bytes())
-    if st.session_state.get("export_zip", (None,))[0] == rec.id:
-        st.download_button("Download model folder (zip)", st.session_state["export_zip"][1],
-                           file_name=f"model-{rec.id}.zip", mime="application/zip")
+        with st.spinner("Exporting and checking"), tempfile.TemporaryDirectory() as tmp:
+            report = export(rec.dir, Path(tmp) / f"model-{rec.id}", fmt)
+            data = shutil.make_archive(str(Path(tmp) / "export"), "zip", report["out"])
+            st.session_state["export_zip"] = (rec.id, fmt, Path(data).read_bytes(), report)
+    saved = st.session_state.get("export_zip")
+    if saved and saved[0] == rec.id:
+        report = saved[3]
+        if "onnx" in report:
+            o = report["onnx"]
+            st.caption(f"ONNX: largest logit difference from PyTorch {o['max_abs_logit_diff']:.1e} on "
+                       f"{o['checked_on']} test inputs; {o['size_mb']} MB.")
+        if "int8" in report:
+            q = report["int8"]
+            st.caption(f"INT8: {q['size_mb']} MB ({q['size_ratio']:.0%} of fp32), {q['speedup_vs_fp32_onnx']}x the "
+                       f"speed of fp32 ONNX on CPU, test accuracy {q['accuracy_change_points']:+.1f} points.")
+        st.download_button(f"Download model ({saved[1]}, zip)", saved[2], file_name=f"model-{rec.id}-{saved[1]}.zip",
+                           mime="application/zip")

@@ -91,3 +91,21 @@ def test_server_folder_confined_to_root(tmp_path, monkeypatch):
     monkeypatch.delenv("FTS_DATA_ROOT")
     with pytest.raises(DataError, match="off"):
         server_path("ok")
+
+
+def test_cli_export_onnx_and_predict(stores, image_dir, tmp_path, home):
+    import json
+    import subprocess
+    import sys
+
+    rec, st, _ = train(stores, config(image_dir, epochs=1))
+    run = [sys.executable, "-m", "core.cli", "--home", str(home)]
+    p = subprocess.run(run + ["export", str(rec.dir), "--format", "onnx", "--out", str(tmp_path / "x"), "--json"],
+                       capture_output=True, text=True, timeout=300)
+    rep = json.loads(p.stdout)
+    assert p.returncode == 0 and rep["onnx"]["max_abs_logit_diff"] < 1e-4
+    p = subprocess.run(run + ["predict", str(tmp_path / "x"), str(image_dir), "--json"], capture_output=True,
+                       text=True, timeout=300)
+    out = json.loads(p.stdout)
+    assert p.returncode == 0 and len(out["predictions"]) == 48
+    assert set(out["predictions"][0]["probabilities"]) == {"red", "green", "blue"}

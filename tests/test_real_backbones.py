@@ -48,6 +48,18 @@ def runs_home(tmp_path_factory):
     return DatasetStore(h / "datasets"), RunStore(h / "runs")
 
 
+def run_of(runs_home, backbone: str, strategy: str):
+    """A finished run of this setup from the tests above, or a short new one when run alone."""
+    datasets, runs = runs_home
+    rid = next((r["id"] for r in runs.list() if r["backbone"] == backbone and r["strategy"] == strategy
+                and r["status"] == "completed"), None)
+    if rid is None:
+        data = DEMO / ("digits" if backbone == "mobilenet_v2" else "reviews.csv")
+        rec, _, _ = train(runs_home, config(data, backbone, strategy, epochs=1, batch_size=16, max_steps=3))
+        return rec
+    return runs.get(rid)
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_mobilenet_every_strategy_on_digits(runs_home, strategy):
     steps = None if strategy == "frozen" else 3
@@ -76,9 +88,7 @@ def test_minilm_every_strategy_on_reviews(runs_home, strategy):
 
 @pytest.mark.parametrize("backbone", ["mobilenet_v2", "all-MiniLM-L6-v2"])
 def test_export_reload_matches_run_predictions(runs_home, backbone, tmp_path):
-    datasets, runs = runs_home
-    rid = next(r["id"] for r in runs.list() if r["backbone"] == backbone and r["strategy"] == "lora")
-    rec = runs.get(rid)
+    rec = run_of(runs_home, backbone, "lora")
     preds = pd.read_parquet(rec.dir / "eval" / "test_predictions.parquet")
     classes = Predictor(rec.dir).classes
     expected = preds[[f"p:{c}" for c in classes]].to_numpy()
@@ -92,3 +102,15 @@ def test_export_reload_matches_run_predictions(runs_home, backbone, tmp_path):
         got, errs = p.predict_images(preds["file"].tolist())
         assert not any(errs)
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "all-MiniLM-L6-v2"])
+def test_onnx_parity_and_int8_report(runs_home, backbone, tmp_path):
+    from core.export import export
+
+    rep = export(run_of(runs_home, backbone, "frozen").dir, tmp_path / "exp", "int8")
+    assert rep["onnx"]["max_abs_logit_diff"] < 1e-4 and rep["onnx"]["checked_on"] == 40
+    q = rep["int8"]
+    assert q["size_ratio"] < 1.0 and 0 <= q["accuracy"] <= 1
+    print(f"\n{backbone}: ONNX max |diff| {rep['onnx']['max_abs_logit_diff']:.2e}; INT8 size x{q['size_ratio']}, "
+          f"speed x{q['speedup_vs_fp32_onnx']}, accuracy {rep['onnx']['accuracy']:.3f} -> {q['accuracy']:.3f}")

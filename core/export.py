@@ -1,0 +1,132 @@
+"""Export a run: a self-contained folder (safetensors, LoRA merged), ONNX checked against PyTorch with
+onnxruntime on the run's own test inputs, and dynamic INT8 for CPU with its size/speed/accuracy cost."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import RunError
+from .predict import Predictor, export_folder
+
+FORMATS = ("folder", "onnx", "int8")
+
+
+class _Logits(torch.nn.Module):
+    """Positional inputs for the ONNX graph."""
+
+    def __init__(self, model: torch.nn.Module, modality: str):
+        super().__init__()
+        self.model, self.modality = model, modality
+
+    def forward(self, *x: torch.Tensor) -> torch.Tensor:
+        if self.modality == "image":
+            return self.model(pixel_values=x[0])
+        return self.model(input_ids=x[0], attention_mask=x[1])
+
+
+def _inputs(pred: Predictor, items: list[str]) -> dict[str, np.ndarray]:
+    """Model-ready arrays for real inputs (texts, or image paths)."""
+    if pred.modality == "text":
+        from .backbones import tokenizer_for
+
+        enc = tokenizer_for(pred.spec)(items, truncation=True, max_length=pred.cfg.train.max_length, padding=True,
+                                       return_tensors="np")
+        return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
+    from .batches import _square
+    from .images import open_rgb
+
+    x = torch.stack([_square(open_rgb(p), pred.size) for p in items]).float() / 255
+    return {"pixel_values": ((x - pred.mean) / pred.std).numpy()}
+
+
+def _test_items(run_dir: Path) -> pd.DataFrame:
+    p = run_dir / "eval" / "test_predictions.parquet"
+    if not p.is_file():
+        raise RunError(f"{run_dir.name} has no test predictions to check the export against.")
+    return pd.read_parquet(p)
+
+
+def export_onnx(pred: Predictor, out: Path, sample: dict[str, np.ndarray]) -> Path:
+    names = list(sample)
+    wrapper = _Logits(pred.model, pred.modality).eval()
+    args = tuple(torch.from_numpy(sample[n][:2]) for n in names)
+    axes = {n: ({0: "batch"} if n == "pixel_values" else {0: "batch", 1: "tokens"}) for n in names}
+    path = out / "model.onnx"
+    torch.onnx.export(wrapper, args, str(path), input_names=names, output_names=["logits"],
+                      dynamic_axes={**axes, "logits": {0: "batch"}}, dynamo=False, opset_version=17)
+    return path
+
+
+def _ort_logits(path: Path, feed: dict[str, np.ndarray], batch: int = 64) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    n = len(next(iter(feed.values())))
+    return np.concatenate([sess.run(None, {k: v[i:i + batch] for k, v in feed.items()})[0] for i in range(0, n, batch)])
+
+
+def _torch_logits(pred: Predictor, feed: dict[str, np.ndarray], batch: int = 64) -> np.ndarray:
+    w = _Logits(pred.model, pred.modality).eval()
+    names = list(feed)
+    n = len(feed[names[0]])
+    with torch.no_grad():
+        return np.concatenate([w(*(torch.from_numpy(feed[k][i:i + batch]) for k in names)).numpy()
+                               for i in range(0, n, batch)])
+
+
+def _timed(fn, *a, repeat: int = 3) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn(*a)
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def export(run_dir: str | Path, out: str | Path, fmt: str = "folder") -> dict[str, Any]:
+    if fmt not in FORMATS:
+        raise RunError(f"Unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
+    run_dir, out = Path(run_dir), Path(out)
+    folder = export_folder(run_dir, out)
+    report: dict[str, Any] = {"format": fmt, "out": str(folder), "files": []}
+    if fmt != "folder":
+        pred = Predictor(folder)
+        tests = _test_items(run_dir)
+        col = "input" if pred.modality == "text" else "file"
+        if col not in tests.columns:
+            raise RunError(f"{run_dir.name} was trained by an older version that did not keep its test inputs; "
+                           "train it again to export ONNX.")
+        items = tests[col].tolist()
+        feed = _inputs(pred, items)
+        onnx_path = export_onnx(pred, folder, feed)
+        t_torch, ref = _timed(_torch_logits, pred, feed)
+        t_onnx, got = _timed(_ort_logits, onnx_path, feed)
+        y = tests["true"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy()
+        acc = float((ref.argmax(1) == y).mean())
+        report["onnx"] = {"file": onnx_path.name, "max_abs_logit_diff": float(np.abs(got - ref).max()),
+                          "checked_on": len(items), "size_mb": round(onnx_path.stat().st_size / 2**20, 2),
+                          "seconds": round(t_onnx, 4), "torch_seconds": round(t_torch, 4), "accuracy": acc}
+        if fmt == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            q_path = folder / "model.int8.onnx"
+            # Dynamic INT8 pays off on MatMul-heavy transformers; on CNNs onnxruntime's ConvInteger is slower than
+            # fp32, so only their Linear layers are quantised.
+            ops = ["MatMul", "Gemm"] if pred.modality == "image" else None
+            quantize_dynamic(str(onnx_path), str(q_path), weight_type=QuantType.QInt8, op_types_to_quantize=ops)
+            t_q, q = _timed(_ort_logits, q_path, feed)
+            q_acc = float((q.argmax(1) == y).mean())
+            report["int8"] = {"file": q_path.name, "size_mb": round(q_path.stat().st_size / 2**20, 2),
+                              "size_ratio": round(q_path.stat().st_size / onnx_path.stat().st_size, 3),
+                              "seconds": round(t_q, 4), "speedup_vs_fp32_onnx": round(t_onnx / t_q, 2),
+                              "accuracy": q_acc, "accuracy_change_points": round((q_acc - acc) * 100, 2),
+                              "max_abs_logit_diff": float(np.abs(q - ref).max())}
+    report["files"] = sorted(p.name for p in folder.iterdir())
+    (folder / "export_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report
