@@ -79,6 +79,7 @@ class TrainConfig:
     device: str = "auto"
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimiser steps (smoke runs)."})
     baseline: bool = field(default=True, metadata={"help": "Also fit a fast scikit-learn baseline on the same split."})
+    trackers: list[str] = field(default_factory=list, metadata={"help": "Mirror the run to 'tensorboard' and/or 'mlflow'."})
 
     def __post_init__(self) -> None:
         _check(self.strategy in STRATEGIES, f"Unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}.")
@@ -97,6 +98,8 @@ class TrainConfig:
         _check(self.lora_r >= 1, "lora_r must be at least 1.")
         _check(0 < self.lr_decay <= 1, "lr_decay must be in (0, 1].")
         _check(self.unfreeze_last >= 0 and self.unfreeze_every >= 0, "unfreeze_last and unfreeze_every cannot be negative.")
+        _check(all(t in ("tensorboard", "mlflow") for t in self.trackers),
+               f"trackers can be 'tensorboard' and 'mlflow', got {self.trackers}.")
         _check(self.device in ("auto", "cpu") or self.device.startswith("cuda") or self.device == "mps",
                f"device must be auto, cpu, cuda[:N] or mps, got {self.device!r}.")
 

@@ -130,6 +130,12 @@ class Trainer:
         self.state = TrainerState(batch_size=self.t.batch_size, grad_accum=self.t.grad_accum)
         cbs = [NanGuard(), EarlyStopping(self.t.early_stopping_patience), JsonlLog(run.dir / "events.jsonl"),
                StatusHeartbeat(store)] + list(callbacks or [])
+        self.tracker_notes: list[str] = []
+        if self.t.trackers and D.is_main():
+            from .trackers import build
+
+            extra, self.tracker_notes = build(self.t.trackers, run.dir, cfg.name or run.id, vars(self.t))
+            cbs += extra
         self.callbacks = sorted(cbs, key=lambda c: c.order)
         self.model: Classifier | None = None
         self.train_model: torch.nn.Module | None = None  # the model, or its DDP wrapper under torchrun
@@ -222,6 +228,8 @@ class Trainer:
                   train=len(train_idx), val=len(val_idx), test=int(len(data.idx("test"))), classes=data.classes,
                   total_steps=st.total_steps, epochs=t.epochs, resumed_from=start_epoch if resume else None,
                   baseline=baseline)
+        for note in self.tracker_notes:
+            self.emit("warning", message=note)
         t0 = time.time()
         steps_at_start = st.step
         for epoch in range(start_epoch, t.epochs):
