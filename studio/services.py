@@ -51,12 +51,17 @@ def remember_from_url() -> None:
             st.session_state[key] = st.query_params[param]
 
 
-def set_dataset(ds_id: str | None) -> None:
-    st.session_state["dataset_id"] = ds_id
-    if ds_id:
-        st.query_params["ds"] = ds_id
+def _remember(key: str, param: str, value: str | None) -> None:
+    """Session and URL together: the URL is what survives a refresh or a second tab."""
+    st.session_state[key] = value
+    if value:
+        st.query_params[param] = value
     else:
-        st.query_params.pop("ds", None)
+        st.query_params.pop(param, None)
+
+
+def set_dataset(ds_id: str | None) -> None:
+    _remember("dataset_id", "ds", ds_id)
 
 
 def current_dataset() -> Dataset | None:
@@ -78,11 +83,7 @@ def run_id() -> str | None:
 
 
 def set_run(rid: str | None) -> None:
-    st.session_state["run_id"] = rid
-    if rid:
-        st.query_params["run"] = rid
-    else:
-        st.query_params.pop("run", None)
+    _remember("run_id", "run", rid)
 
 
 @contextmanager

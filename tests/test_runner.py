@@ -1,8 +1,18 @@
 """Background runs: queue, handles, stop, and recovery after a restart."""
 import time
 
+import pytest
+
 from core.runner import RunManager
 from tests.helpers import config
+
+
+@pytest.fixture
+def mgr(stores):
+    datasets, runs = stores
+    m = RunManager(runs, datasets)
+    yield m
+    m.shutdown()
 
 
 def wait_for(pred, timeout=120):
@@ -14,34 +24,24 @@ def wait_for(pred, timeout=120):
     return False
 
 
-def test_second_run_queues_and_both_finish(stores, image_dir):
-    datasets, runs = stores
-    mgr = RunManager(runs, datasets)
-    try:
-        a = mgr.submit(config(image_dir, epochs=3))
-        b = mgr.submit(config(image_dir, epochs=1))
-        assert wait_for(lambda: a.status.get("status") == "running")
-        assert b.status["status"] == "queued" and mgr.queue_position(b.id) == 1
-        assert a.wait(120)["status"] == "completed" and b.wait(120)["status"] == "completed"
-        assert a.events_since(0)[0].kind in ("progress", "run_start")
-        assert mgr.queue_position(b.id) is None
-    finally:
-        mgr.shutdown()
+def test_second_run_queues_and_both_finish(mgr, image_dir):
+    a = mgr.submit(config(image_dir, epochs=3))
+    b = mgr.submit(config(image_dir, epochs=1))
+    assert wait_for(lambda: a.status.get("status") == "running")
+    assert b.status["status"] == "queued" and mgr.queue_position(b.id) == 1
+    assert a.wait(120)["status"] == "completed" and b.wait(120)["status"] == "completed"
+    assert a.events_since(0)[0].kind in ("progress", "run_start")
+    assert mgr.queue_position(b.id) is None
 
 
-def test_stop_running_and_queued(stores, image_dir):
-    datasets, runs = stores
-    mgr = RunManager(runs, datasets)
-    try:
-        a = mgr.submit(config(image_dir, epochs=50))
-        b = mgr.submit(config(image_dir, epochs=1))
-        assert wait_for(lambda: any(e.kind == "step" for e in a.events_since(0)))
-        assert mgr.stop(b.id) and b.status["status"] == "stopped"
-        assert mgr.stop(a.id)
-        assert a.wait(60)["status"] == "stopped"
-        assert b.wait(60)["status"] == "stopped"
-    finally:
-        mgr.shutdown()
+def test_stop_running_and_queued(mgr, image_dir):
+    a = mgr.submit(config(image_dir, epochs=50))
+    b = mgr.submit(config(image_dir, epochs=1))
+    assert wait_for(lambda: any(e.kind == "step" for e in a.events_since(0)))
+    assert mgr.stop(b.id) and b.status["status"] == "stopped"
+    assert mgr.stop(a.id)
+    assert a.wait(60)["status"] == "stopped"
+    assert b.wait(60)["status"] == "stopped"
 
 
 def test_restart_marks_interrupted_and_resume_completes(stores, image_dir):
@@ -62,16 +62,9 @@ def test_restart_marks_interrupted_and_resume_completes(stores, image_dir):
         mgr2.shutdown()
 
 
-def test_unknown_backbone_rejected_before_launch(stores, image_dir):
-    import pytest
-
+def test_unknown_backbone_rejected_before_launch(mgr, stores, image_dir):
     from core.errors import ModelError
 
-    datasets, runs = stores
-    mgr = RunManager(runs, datasets)
-    try:
-        with pytest.raises(ModelError, match="Available offline: mobilenet_v2, all-MiniLM-L6-v2"):
-            mgr.submit(config(image_dir, backbone="no-such-net"))
-        assert runs.list() == []
-    finally:
-        mgr.shutdown()
+    with pytest.raises(ModelError, match="Available offline: mobilenet_v2, all-MiniLM-L6-v2"):
+        mgr.submit(config(image_dir, backbone="no-such-net"))
+    assert stores[1].list() == []
