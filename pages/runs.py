@@ -27,7 +27,9 @@ by_ds = table.groupby("dataset")["run"].apply(list)
 ds = st.selectbox("Dataset", list(by_ds.index), format_func=lambda d: f"{d} ({len(by_ds[d])} runs)")
 chosen = st.multiselect("Runs to compare", by_ds[ds], default=by_ds[ds][:2],
                         format_func=lambda i: label(next(r for r in runs if r["id"] == i)))
-if len(chosen) >= 2:
+if len(chosen) < 2:
+    st.caption("Pick two or more runs on this dataset to compare their curves, metrics and per-class F1 side by side.")
+else:
     curves = []
     per_class = {}
     for rid in chosen:
