@@ -1,8 +1,13 @@
+import html
+
 import pandas as pd
 import streamlit as st
 
+from core.explain import gradcam, overlay, token_attributions, tokens_html
+from core.images import open_rgb
 from studio import charts
 from studio.runs import pick_run
+from studio.services import guard, predictor
 
 st.title("Evaluate")
 rec = pick_run(only_with_model=True)
@@ -42,15 +47,23 @@ with right:
         st.dataframe(pd.DataFrame(res["most_confused"]), hide_index=True, width="stretch")
 
 
-def show_examples(df: pd.DataFrame, n: int = 12) -> None:
+def show_examples(df: pd.DataFrame, n: int = 12, key: str = "") -> None:
     if df.empty:
         st.caption("No examples here.")
         return
     df = df.head(n)
+    why = st.toggle("Show why (Grad-CAM)" if modality == "image" else "Show why (word attributions)", key=f"why{key}",
+                    help="What the model looked at for its prediction: heat on the image, or words shaded by how "
+                         "much they pushed towards (green) or against (red) the predicted class.")
+    pred = predictor(rec.dir) if why else None
     if modality == "image":
         cols = st.columns(6)
         for i, (_, r) in enumerate(df.iterrows()):
-            cols[i % 6].image(r["file"], width=110,
+            picture = r["file"]
+            if pred is not None:
+                img = open_rgb(r["file"])
+                picture = overlay(img, gradcam(pred, img, target=pred.classes.index(r["pred"]))[0])
+            cols[i % 6].image(picture, width=110,
                               caption=f"true {r['true']} → {r['pred']} ({r['confidence']:.0%})")
     else:
         show = df[["input", "true", "pred", "confidence", "p_true"]].rename(
@@ -58,6 +71,11 @@ def show_examples(df: pd.DataFrame, n: int = 12) -> None:
         st.dataframe(show, hide_index=True, width="stretch",
                      column_config={"confidence": st.column_config.ProgressColumn(format="%.2f", min_value=0, max_value=1),
                                     "p(true class)": st.column_config.NumberColumn(format="%.3f")})
+        if pred is not None:
+            for _, r in df.head(5).iterrows():
+                ts = token_attributions(pred, r["input"], target=pred.classes.index(r["pred"]))
+                st.markdown(f"true **{html.escape(r['true'])}** → predicted **{html.escape(r['pred'])}**: "
+                            + tokens_html(ts), unsafe_allow_html=True)
 
 
 st.subheader("Look at the mistakes")
@@ -71,7 +89,9 @@ if len(preds):
     p = s2.selectbox("Predicted class (column)", classes, index=classes.index(default_p))
     cell = preds[(preds["true"] == t) & (preds["pred"] == p)].sort_values("confidence", ascending=False)
     st.caption(f"{len(cell)} test example(s) of **{t}** predicted as **{p}**.")
-    show_examples(cell)
+    with guard("Explaining these examples"):
+        show_examples(cell, key="cell")
     st.subheader("Top losses")
     st.caption("The examples the model got most confidently wrong: often label errors or genuinely hard cases.")
-    show_examples(preds.sort_values("loss", ascending=False))
+    with guard("Explaining these examples"):
+        show_examples(preds.sort_values("loss", ascending=False), key="top")

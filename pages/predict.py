@@ -7,21 +7,17 @@ import pandas as pd
 import streamlit as st
 
 from core.images import open_rgb
+from core.explain import gradcam, overlay, token_attributions, tokens_html
 from core.export import export
-from core.predict import Predictor, read_zip_images, to_csv_bytes
+from core.predict import read_zip_images, to_csv_bytes
 from core.tables import guess_columns, read_table
 from studio.runs import pick_run
-from studio.services import guard
+from studio.services import guard, predictor
 
 st.title("Predict & export")
 rec = pick_run(only_with_model=True)
 if rec is None:
     st.stop()
-
-
-@st.cache_resource(show_spinner="Loading the model", max_entries=4)
-def predictor(run_dir: str, mtime: float) -> Predictor:
-    return Predictor(run_dir)
 
 
 def probs_chart(classes, p) -> None:
@@ -30,8 +26,7 @@ def probs_chart(classes, p) -> None:
 
 
 with guard("Loading the model"):
-    ck = rec.dir / "checkpoints"
-    pred = predictor(str(rec.dir), max((p.stat().st_mtime for p in ck.rglob("*.safetensors")), default=0))
+    pred = predictor(rec.dir)
 
     st.subheader("Try it")
     if pred.modality == "text":
@@ -40,6 +35,10 @@ with guard("Loading the model"):
             p = pred.predict_texts([text])[0]
             st.markdown(f"Prediction: **{pred.classes[p.argmax()]}** ({p.max():.0%})")
             probs_chart(pred.classes, p)
+            ts = token_attributions(pred, text)
+            st.markdown("**Why** (Integrated Gradients; green pushed towards "
+                        f"*{pred.classes[ts.target]}*, red against):")
+            st.markdown(tokens_html(ts), unsafe_allow_html=True)
     else:
         img = st.file_uploader("Image to classify", type=["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"])
         if img is not None:
@@ -48,7 +47,10 @@ with guard("Loading the model"):
                 st.error(f"{img.name}: {errs[0]}.")
             else:
                 c1, c2 = st.columns([1, 2])
-                c1.image(open_rgb(img.getvalue()), width=200)
+                picture = open_rgb(img.getvalue())
+                heat, _ = gradcam(pred, picture)
+                c1.image(picture, width=200, caption="your image")
+                c1.image(overlay(picture, heat), width=200, caption="where the model looked (Grad-CAM)")
                 p = probs[0]
                 c2.markdown(f"Prediction: **{pred.classes[p.argmax()]}** ({p.max():.0%})")
                 with c2:

@@ -106,3 +106,16 @@ def need_dataset() -> Dataset:
         st.page_link("pages/data.py", label="Go to Data", icon=":material/upload_file:")
         st.stop()
     return ds
+
+
+@st.cache_resource(show_spinner="Loading the model", max_entries=4)
+def _predictor(run_dir: str, mtime: float):
+    from core.predict import Predictor
+
+    return Predictor(run_dir)
+
+
+def predictor(run_dir: Path):
+    """The run's best model, shared read-only across sessions; reloaded when its checkpoint changes."""
+    ck = Path(run_dir) / "checkpoints"
+    return _predictor(str(run_dir), max((p.stat().st_mtime for p in ck.rglob("*.safetensors")), default=0))
