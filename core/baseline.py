@@ -28,13 +28,8 @@ def _fit_predict(x_tr, y_tr, x_te, n_classes: int) -> np.ndarray:
 
 def text_baseline(texts: list[str], y: np.ndarray, train: np.ndarray, test: np.ndarray,
                   classes: list[str]) -> dict[str, Any]:
-    word = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)
-    char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=200_000)
-    tr = [texts[i] for i in train]
-    te = [texts[i] for i in test]
-    x_tr = hstack([word.fit_transform(tr), char.fit_transform(tr)]).tocsr()
-    x_te = hstack([word.transform(te), char.transform(te)]).tocsr()
-    probs = _fit_predict(x_tr, y[train], x_te, len(classes))
+    x = text_features(texts, train)
+    probs = _fit_predict(x[train], y[train], x[test], len(classes))
     return _summary(evaluate(y[test], probs, classes), "text")
 
 
@@ -43,6 +38,38 @@ def feature_baseline(features: np.ndarray, y: np.ndarray, train: np.ndarray, tes
     scaler = StandardScaler().fit(features[train])
     probs = _fit_predict(scaler.transform(features[train]), y[train], scaler.transform(features[test]), len(classes))
     return _summary(evaluate(y[test], probs, classes), "image")
+
+
+def out_of_fold(x, y: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Each example's class probabilities from a model that never saw it (k-fold), for label checking."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    k = int(min(folds, np.bincount(y, minlength=n_classes)[np.unique(y)].min()))
+    if k < 2:
+        return np.full((len(y), n_classes), np.nan)
+    clf = LogisticRegression(C=2.0, max_iter=2000, class_weight="balanced")
+    probs = np.zeros((len(y), n_classes))
+    present = np.unique(y)
+    probs[:, present] = cross_val_predict(clf, x, y, cv=StratifiedKFold(k, shuffle=True, random_state=seed),
+                                          method="predict_proba")
+    return probs
+
+
+def suspects(probs: np.ndarray, y: np.ndarray, p_given_below: float = 0.15, confidence_above: float = 0.7) -> np.ndarray:
+    """Positions whose given label the out-of-fold model confidently contradicts, most suspicious first."""
+    p_given = probs[np.arange(len(y)), y]
+    flag = (p_given < p_given_below) & (probs.max(1) >= confidence_above) & np.isfinite(p_given)
+    pos = np.flatnonzero(flag)
+    return pos[np.argsort(p_given[pos])]
+
+
+def text_features(texts: list[str], fit_rows: np.ndarray):
+    word = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)
+    char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=200_000)
+    fit = [texts[i] for i in fit_rows]
+    word.fit(fit)
+    char.fit(fit)
+    return hstack([word.transform(texts), char.transform(texts)]).tocsr()
 
 
 def _summary(res: dict[str, Any], modality: str) -> dict[str, Any]:

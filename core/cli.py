@@ -256,6 +256,18 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    datasets, runs = _stores(args)
+    rec = runs.open_dir(args.run_dir)
+    ds_id = rec.status.get("dataset")
+    ds = datasets.get(ds_id) if ds_id and datasets.exists(ds_id) else None
+    out = write_report(rec, args.out, ds, explain=not args.no_saliency)
+    print(str(out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="finetune-studio", description=__doc__)
     p.add_argument("--home", help="Studio data folder (default: $FTS_HOME or ~/.finetune-studio).")
@@ -305,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--text-col")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(fn=cmd_predict)
+
+    rp = sub.add_parser("report", help="Write a self-contained HTML report of a run.")
+    rp.add_argument("run_dir")
+    rp.add_argument("--out", required=True)
+    rp.add_argument("--no-saliency", action="store_true", help="Skip Grad-CAM / word attributions (faster).")
+    rp.set_defaults(fn=cmd_report)
 
     e = sub.add_parser("evaluate", help="Print a run's test evaluation.")
     e.add_argument("run_dir")

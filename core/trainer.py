@@ -430,14 +430,41 @@ class Trainer:
         """Same split, no fine-tuning: TF-IDF + LR for text, LR on pretrained features for images."""
         from .baseline import feature_baseline, text_baseline
 
+        from .baseline import text_features
+
         self.progress(0.0, "Training the scikit-learn baseline")
         y = self.data.y.numpy()
         if modality == "text":
-            return text_baseline(self.data.files, y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
-        feats = self._cache_features(self.data)  # pretrained encoder: nothing has trained yet
-        if keep_features:
-            self.features = feats
-        return feature_baseline(feats.cpu().numpy(), y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
+            result = text_baseline(self.data.files, y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
+            x = text_features(self.data.files, train_idx.numpy())
+        else:
+            feats = self._cache_features(self.data)  # pretrained encoder: nothing has trained yet
+            if keep_features:
+                self.features = feats
+            x = feats.cpu().numpy()
+            result = feature_baseline(x, y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
+        self._suspect_labels(x, y)
+        return result
+
+    def _suspect_labels(self, x, y: np.ndarray) -> None:
+        """Training/validation examples whose label an out-of-fold model confidently contradicts."""
+        from sklearn.preprocessing import StandardScaler
+
+        from .baseline import out_of_fold, suspects
+
+        if not self.main:
+            return
+        rows = np.flatnonzero(self.data.split != "test")
+        xr = x[rows] if not isinstance(x, np.ndarray) else StandardScaler().fit_transform(x[rows])
+        probs = out_of_fold(xr, y[rows], len(self.data.classes), seed=self.t.seed)
+        pos = suspects(probs, y[rows])
+        c = self.data.classes
+        df = pd.DataFrame({
+            "row": rows[pos], "input": [self.data.display[i] for i in rows[pos]],
+            "given": [c[y[i]] for i in rows[pos]], "suggested": [c[j] for j in probs[pos].argmax(1)],
+            "p_given": probs[pos, y[rows[pos]]], "confidence": probs[pos].max(1)})
+        (self.run_rec.dir / "eval").mkdir(parents=True, exist_ok=True)
+        df.to_parquet(self.run_rec.dir / "eval" / "suspect_labels.parquet", index=False)
 
     # ------------------------------------------------------------------ checkpoints
     def _wrap(self) -> None:

@@ -6,8 +6,8 @@ import streamlit as st
 from core.explain import gradcam, overlay, token_attributions, tokens_html
 from core.images import open_rgb
 from studio import charts
-from studio.runs import pick_run
-from studio.services import guard, predictor
+from studio.runs import pick_run, report_download
+from studio.services import guard, predictor, set_dataset
 
 st.title("Evaluate")
 rec = pick_run(only_with_model=True)
@@ -29,6 +29,8 @@ c[1].metric("Macro-F1", f"{res['macro_f1']:.3f}",
             delta=f"{res['macro_f1'] - base['macro_f1']:+.3f} vs baseline" if base else None)
 c[2].metric("ROC-AUC", f"{res['roc_auc']:.3f}" if res.get("roc_auc") is not None else "–")
 c[3].metric("Test examples", res["n"])
+with guard("Writing the report"):
+    report_download(rec, "evaluate")
 if base:
     st.caption(f"Baseline: {base['name']} on the same split — accuracy {base['accuracy']:.1%}, "
                f"macro-F1 {base['macro_f1']:.3f}.")
@@ -77,6 +79,17 @@ def show_examples(df: pd.DataFrame, n: int = 12, key: str = "") -> None:
                 st.markdown(f"true **{html.escape(r['true'])}** → predicted **{html.escape(r['pred'])}**: "
                             + tokens_html(ts), unsafe_allow_html=True)
 
+
+sus_path = rec.dir / "eval" / "suspect_labels.parquet"
+if sus_path.is_file():
+    n_sus = len(pd.read_parquet(sus_path))
+    st.subheader("Suspect labels")
+    st.caption(f"{n_sus} training/validation example(s) whose label a model that never saw them confidently "
+               "contradicts." if n_sus else "No training label is confidently contradicted.")
+    if n_sus and st.button("Open them in Explore to relabel or drop", icon=":material/flag:"):
+        set_dataset(rec.status.get("dataset"))
+        st.session_state["open_suspects"] = True
+        st.switch_page("pages/explore.py")
 
 st.subheader("Look at the mistakes")
 if len(preds):

@@ -77,6 +77,40 @@ if rare:
         set_dataset(services().datasets.derive(ds, A.drop_classes(ds.items, rare), "drop rare classes").id)
         st.rerun()
 
+suspect_runs = [r for r in services().runs.list() if r["dataset"] == ds.id and
+                 (services().runs.root / r["id"] / "eval" / "suspect_labels.parquet").is_file()]
+if suspect_runs:
+    sus = pd.read_parquet(services().runs.root / suspect_runs[0]["id"] / "eval" / "suspect_labels.parquet")
+    with st.expander(f"Suspect labels ({len(sus)}), from run {suspect_runs[0]['id']}",
+                     expanded=bool(len(sus)) and st.session_state.get("open_suspects", False)):
+        st.caption("Examples whose given label a model that never saw them (5-fold, on pretrained features) "
+                   "confidently contradicts. Often labelling mistakes; sometimes genuinely ambiguous. "
+                   "Select rows, then relabel or drop them.")
+        if len(sus):
+            view = sus.assign(input=sus["input"].astype(str).str.slice(0, 160))
+            picked = st.dataframe(view, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
+                                  key="suspects_table",
+                                  column_config={"p_given": st.column_config.NumberColumn("p(given)", format="%.2f"),
+                                                 "confidence": st.column_config.NumberColumn(format="%.2f")})
+            chosen = sus.iloc[picked.selection.rows] if picked and picked.selection.rows else sus.iloc[0:0]
+            if ds.modality == "image" and len(chosen):
+                cols = st.columns(min(8, len(chosen)))
+                for col, (_, r) in zip(cols, chosen.head(8).iterrows()):
+                    col.image(str(ds.dir.parent / ds.items["path"].iloc[int(r["row"])]), width=80,
+                              caption=f"{r['given']} → {r['suggested']}?")
+            b1, b2 = st.columns(2)
+            if b1.button(f"Relabel {len(chosen)} to the suggestion", disabled=not len(chosen)):
+                items = ds.items.copy()
+                items.iloc[chosen["row"].astype(int).tolist(), items.columns.get_loc("label")] = chosen["suggested"].tolist()
+                set_dataset(services().datasets.derive(ds, items, f"relabel {len(chosen)} suspect(s)").id)
+                st.rerun()
+            if b2.button(f"Drop {len(chosen)}", disabled=not len(chosen)):
+                items = ds.items.drop(index=ds.items.index[chosen["row"].astype(int).tolist()])
+                set_dataset(services().datasets.derive(ds, items, f"drop {len(chosen)} suspect(s)").id)
+                st.rerun()
+        else:
+            st.write("None: no label is confidently contradicted.")
+
 with st.expander(f"Label conflicts ({len(rep.conflicts)})", expanded=bool(rep.conflicts)):
     if rep.conflicts:
         st.dataframe(pd.DataFrame([{"kind": c["kind"], "labels": ", ".join(f"{k}×{v}" for k, v in c["labels"].items()),

@@ -1,8 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from studio.runs import label
-from studio.services import services
+from studio.runs import label, report_download
+from studio.services import guard, services
 
 st.title("Runs")
 runs = services().runs.list()
@@ -21,6 +21,13 @@ st.dataframe(table, hide_index=True, width="stretch",
              column_config={"test acc": st.column_config.NumberColumn(format="%.3f"),
                             "test macro-F1": st.column_config.NumberColumn(format="%.3f"),
                             "baseline macro-F1": st.column_config.NumberColumn(format="%.3f")})
+
+st.subheader("Report")
+one = st.selectbox("Run", [r["run"] for r in table.to_dict("records") if r["status"] in ("completed", "stopped")] or [None],
+                   format_func=lambda i: label(next(r for r in runs if r["id"] == i)) if i else "no finished run yet")
+if one:
+    with guard("Writing the report"):
+        report_download(services().runs.get(one), "runs")
 
 st.subheader("Compare runs")
 by_ds = table.groupby("dataset")["run"].apply(list)

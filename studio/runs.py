@@ -46,3 +46,22 @@ def eta(seconds: float | None) -> str:
         return "–"
     s = int(seconds)
     return f"{s // 3600}h {s % 3600 // 60}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
+
+
+def report_download(rec: RunRecord, key: str) -> None:
+    """Build the run's HTML report on request, then offer it for download."""
+    from core.report import build_report
+
+    slot = f"report_{key}"
+    if st.button("Make the HTML report", key=f"mk_{key}", icon=":material/description:",
+                 help="One self-contained file for a domain expert: data, settings, curves, baseline vs model, "
+                      "confusion matrix, per-class table and the mistakes with saliency."):
+        with st.spinner("Writing the report (with saliency for the mistakes)"):
+            ds_id = rec.status.get("dataset")
+            datasets = services().datasets
+            ds = datasets.get(ds_id) if ds_id and datasets.exists(ds_id) else None
+            st.session_state[slot] = (rec.id, build_report(rec, ds))
+    saved = st.session_state.get(slot)
+    if saved and saved[0] == rec.id:
+        st.download_button("Download report (HTML)", saved[1], file_name=f"report-{rec.id}.html", mime="text/html",
+                           key=f"dl_{key}")

@@ -1,4 +1,5 @@
 """The studio end to end in a real browser (headless Chromium), with screenshots of each page."""
+import re
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,9 @@ def test_image_flow_frozen_mobilenet(tmp_path):
         shot(page, "04-train")
         page.get_by_role("button", name="Start training").click()
 
-        page.get_by_text("Training loss").wait_for(timeout=60_000)
+        page.get_by_text("Training loss").first.wait_for(timeout=60_000)
         page.get_by_role("heading", name="Completed").wait_for(timeout=240_000)
-        page.get_by_text("Test accuracy").wait_for(timeout=30_000)
+        page.get_by_text(re.compile(r"^Test accuracy \d")).wait_for(timeout=30_000)
         assert "run=" in page.url
         shot(page, "05-monitor")
 
@@ -48,10 +49,15 @@ def test_image_flow_frozen_mobilenet(tmp_path):
         page.get_by_text("Look at the mistakes").wait_for(timeout=60_000)
         assert page.locator("[data-testid='stImage']").count() >= 1  # the confusion heatmap
         shot(page, "06-evaluate")
+        page.get_by_text("Show why (Grad-CAM)").first.click()
+        idle(page)
+        page.get_by_text("Top losses").wait_for()
+        assert page.get_by_text("failed unexpectedly").count() == 0
+        shot(page, "06b-evaluate-gradcam")
 
         nav(page, "6 · Predict & Export")
         page.locator("input[type='file']").first.set_input_files(str(next(DIGIT.glob("*.png"))))
-        page.get_by_text("Prediction:").wait_for(timeout=60_000)
+        page.get_by_text("Prediction:").first.wait_for(timeout=60_000)
         shot(page, "07-predict")
 
         nav(page, "Runs")
@@ -74,17 +80,20 @@ def test_text_flow_lora_minilm(tmp_path):
         idle(page)
         shot(page, "t1-train-lora")
         page.get_by_role("button", name="Start training").click()
-        page.get_by_text("Training loss").wait_for(timeout=60_000)
+        page.get_by_text("Training loss").first.wait_for(timeout=60_000)
         page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=120_000)  # the curve is drawn
         page.get_by_role("heading", name="Completed").wait_for(timeout=300_000)
         shot(page, "t2-monitor")
         nav(page, "5 · Evaluate")
         page.get_by_text("Look at the mistakes").wait_for(timeout=60_000)
+        page.get_by_text("Show why (word attributions)").last.click()
+        idle(page)
+        page.get_by_text("→ predicted").first.wait_for(timeout=60_000)
         shot(page, "t3-evaluate")
         nav(page, "6 · Predict & Export")
         page.get_by_label("Text to classify").fill("A warm, funny and beautifully acted film.")
         page.get_by_label("Text to classify").press("Control+Enter")
-        page.get_by_text("Prediction:").wait_for(timeout=60_000)
+        page.get_by_text("Prediction:").first.wait_for(timeout=60_000)
         shot(page, "t4-predict")
 
 
@@ -154,7 +163,7 @@ def test_messy_real_world_csv_audit_and_fix(tmp_path):
         shot(page, "m3-messy-audit")
         page.get_by_role("button", name="Conflicts: majority label").click()
         idle(page)
-        page.get_by_text("derived from").wait_for(timeout=30_000)
+        page.get_by_text("derived from").first.wait_for(timeout=30_000)
         page.get_by_text("(conflicts: majority label)").wait_for(timeout=30_000)
         page.get_by_role("button", name="Drop exact duplicates").click()
         page.get_by_text("(drop exact duplicates)").wait_for(timeout=30_000)

@@ -1,4 +1,6 @@
 """Attributions on the real offline backbones: computed, faithful, and different for different inputs."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,6 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def predictors(tmp_path_factory):
+    """Two short real runs, their predictors and stores."""
     from core.datasets import DatasetStore
     from core.store import RunStore
 
@@ -20,11 +23,12 @@ def predictors(tmp_path_factory):
     stores = DatasetStore(h / "d"), RunStore(h / "r")
     img, _, _ = train(stores, config(DEMO / "digits", "mobilenet_v2", "frozen", epochs=2, batch_size=32))
     txt, _, _ = train(stores, config(DEMO / "reviews.csv", "all-MiniLM-L6-v2", "frozen", epochs=2, batch_size=32))
-    return Predictor(img.dir), Predictor(txt.dir)
+    return SimpleNamespace(image=Predictor(img.dir), text=Predictor(txt.dir), runs={"image": img, "text": txt},
+                           stores=stores)
 
 
 def test_gradcam_on_mobilenet_changes_with_the_input(predictors):
-    pred, _ = predictors
+    pred = predictors.image
     a = Image.open(next((DEMO / "digits" / "1").glob("*.png")))
     b = Image.open(next((DEMO / "digits" / "0").glob("*.png")))
     ha, ta = gradcam(pred, a)
@@ -35,7 +39,7 @@ def test_gradcam_on_mobilenet_changes_with_the_input(predictors):
 
 
 def test_integrated_gradients_on_minilm_are_faithful_and_input_dependent(predictors):
-    _, pred = predictors
+    pred = predictors.text
     a = token_attributions(pred, "A moving, beautifully acted and funny film.")
     b = token_attributions(pred, "Dull, lifeless and far too long.")
     assert a.tokens[:3] == ["a", "moving", ","] and len(a.scores) == len(a.tokens)
@@ -46,6 +50,30 @@ def test_integrated_gradients_on_minilm_are_faithful_and_input_dependent(predict
 
 
 def test_tokens_html_escapes_user_text(predictors):
-    _, pred = predictors
+    pred = predictors.text
     ts = token_attributions(pred, "<script>alert(1)</script> great")
     assert "<script>" not in tokens_html(ts)
+
+
+def test_html_report_renders_every_section_in_chromium(predictors, tmp_path):
+    from core.report import SECTIONS, write_report
+    from tests.browser_util import browser_page, chromium_available, shot
+
+    datasets, _ = predictors.stores
+    for kind, rec in predictors.runs.items():
+        ds = datasets.get(rec.status["dataset"])
+        out = write_report(rec, tmp_path / f"{kind}.html", ds)
+        text = out.read_text(encoding="utf-8")
+        for section in SECTIONS:
+            assert f"<h2>{section}</h2>" in text, section
+        assert "data:image/png;base64," in text and "http" not in text.split("<body>")[1]  # self-contained
+        if not chromium_available():
+            continue
+        with browser_page() as page:
+            page.goto(out.as_uri())
+            for section in SECTIONS:
+                assert page.get_by_role("heading", name=section, exact=True).is_visible()
+            assert page.locator("img").count() >= (3 if kind == "image" else 2)  # curves, matrix (+ error gallery)
+            full = page.evaluate("() => document.body.scrollHeight")
+            page.set_viewport_size({"width": 1280, "height": min(int(full) + 40, 6000)})
+            shot(page, f"r-report-{kind}")

@@ -182,3 +182,21 @@ def test_every_run_reports_a_baseline_on_the_same_split(stores, text_csv, image_
     assert b["n"] == rec.result("test")["n"]
     _, st2, tr = train(stores, config(image_dir, "tiny-cnn", "frozen", epochs=1))
     assert st2["baseline"]["name"].startswith("logistic regression") and tr.features is not None
+
+
+def test_suspect_labels_find_flipped_labels(stores, tmp_path):
+    import pandas as pd
+
+    from tests.conftest import make_text_csv
+
+    p = make_text_csv(tmp_path / "t.csv", per_class=40)
+    df = pd.read_csv(p)
+    original = df["label"].copy()
+    flipped = list(df.index[:6])
+    df.loc[flipped, "label"] = df.loc[flipped, "label"].map({"sports": "tech", "tech": "food", "food": "sports"})
+    df.to_csv(p, index=False)
+    rec, st, _ = train(stores, config(p, "tiny-text", "frozen", epochs=1))
+    sus = pd.read_parquet(rec.dir / "eval" / "suspect_labels.parquet").set_index("row")
+    found = [r for r in flipped if r in sus.index]
+    assert len(found) >= 3 and len(sus) <= 12  # most flips found, few false alarms
+    assert all(sus.loc[r, "suggested"] == original[r] for r in found)
