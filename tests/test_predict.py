@@ -109,3 +109,31 @@ def test_cli_export_onnx_and_predict(stores, image_dir, tmp_path, home):
     out = json.loads(p.stdout)
     assert p.returncode == 0 and len(out["predictions"]) == 48
     assert set(out["predictions"][0]["probabilities"]) == {"red", "green", "blue"}
+
+
+def test_upload_over_the_limit_is_refused_with_the_limit(monkeypatch, home):
+    import io as _io
+
+    from studio import loading
+
+    class Upload(_io.BytesIO):
+        name = "big.zip"
+        size = (loading.MAX_UPLOAD_MB + 1) * 2**20
+
+    with pytest.raises(DataError, match=f"over the {loading.MAX_UPLOAD_MB} MB upload limit"):
+        loading.save_upload(Upload(b"x"))
+
+
+def test_any_local_hugging_face_folder_trains(stores, text_csv, tmp_path):
+    """A Hugging Face model folder (safetensors) works as a backbone, like a hub id would online."""
+    from transformers import BertConfig, BertModel
+
+    from core.backbones import minilm_folder
+
+    folder = tmp_path / "my-bert"
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(folder, safe_serialization=True)
+    for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / f).write_bytes((minilm_folder() / f).read_bytes())
+    rec, st, _ = train(stores, config(text_csv, str(folder), "lora", epochs=1))
+    assert st["status"] == "completed" and st["trainable_params"] < st["total_params"]
