@@ -16,7 +16,7 @@ from .images import BadImage, open_rgb
 Progress = Callable[[float, str], None]
 
 
-def _square(img: Image.Image, size: int) -> torch.Tensor:
+def square_crop(img: Image.Image, size: int) -> torch.Tensor:
     """Shorter side to size, centre crop: uint8 [3, size, size]."""
     w, h = img.size
     s = size / min(w, h)
@@ -31,7 +31,7 @@ def decode_images(paths: list[str], size: int, progress: Progress | None = None)
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     for i, p in enumerate(paths):
         try:
-            out[i] = _square(open_rgb(p, draft=(size, size)), size)
+            out[i] = square_crop(open_rgb(p, draft=(size, size)), size)
         except BadImage:
             out[i] = 0
         if progress and (i % 200 == 0 or i == len(paths) - 1):

@@ -9,7 +9,7 @@ from matplotlib import colormaps
 from PIL import Image
 
 from .backbones import tokenizer_for
-from .batches import _square
+from .batches import square_crop
 from .predict import Predictor
 
 
@@ -27,7 +27,7 @@ def gradcam(pred: Predictor, image: Image.Image, target: int | None = None) -> t
 
     if pred.modality != "image":
         raise ValueError("Grad-CAM explains image models.")
-    x = _square(image.convert("RGB"), pred.size).float().unsqueeze(0) / 255
+    x = square_crop(image.convert("RGB"), pred.size).float().unsqueeze(0) / 255
     x = ((x - pred.mean) / pred.std).to(pred.device)
     model = pred.model.eval()
 
@@ -51,7 +51,7 @@ def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.45) -> Image.
 
 
 def _square_pil(img: Image.Image, size: int) -> Image.Image:
-    return Image.fromarray(_square(img, size).permute(1, 2, 0).numpy())
+    return Image.fromarray(square_crop(img, size).permute(1, 2, 0).numpy())
 
 
 @dataclass

@@ -12,9 +12,61 @@ import pandas as pd
 import torch
 
 from .errors import RunError
-from .predict import Predictor, export_folder
+from .predict import Predictor
 
 FORMATS = ("folder", "onnx", "int8")
+
+
+def export_folder(run_dir: str | Path, out: str | Path) -> Path:
+    """A self-contained folder: model.safetensors (LoRA merged), labels, config and a README."""
+    from safetensors.torch import save_model
+
+    pred = Predictor(run_dir)
+    model = pred.model
+    if pred.cfg.train.strategy == "lora":
+        from peft.tuners.lora import LoraLayer
+
+        for m in model.modules():
+            if isinstance(m, LoraLayer):
+                m.merge()
+        _unwrap_lora(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(out / "model.safetensors"))
+    cfg = pred.cfg.to_dict()
+    cfg["train"]["strategy"] = "full" if cfg["train"]["strategy"] == "lora" else cfg["train"]["strategy"]
+    (out / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    (out / "labels.json").write_text(json.dumps({"classes": pred.classes, "modality": pred.modality,
+                                                 "backbone": pred.spec.name}, indent=2), encoding="utf-8")
+    (out / "README.md").write_text(_EXPORT_README.format(backbone=pred.spec.name, classes=", ".join(pred.classes),
+                                                         kind="texts" if pred.modality == "text" else "image paths",
+                                                         fn="predict_texts" if pred.modality == "text" else "predict_images",
+                                                         example='["an example"]' if pred.modality == "text" else '["photo.jpg"]'),
+                                   encoding="utf-8")
+    return out
+
+
+def _unwrap_lora(model: torch.nn.Module) -> None:
+    """Replace merged LoRA wrappers with their plain base layers."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, m in list(model.named_modules()):
+        if isinstance(m, LoraLayer):
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            setattr(parent, name.rsplit(".", 1)[-1], m.get_base_layer())
+
+
+_EXPORT_README = """# Exported classifier
+
+Backbone: {backbone}. Classes: {classes}.
+
+```python
+from core.predict import Predictor
+p = Predictor("path/to/this/folder")
+out = p.{fn}({example})          # a list of {kind}
+print(out)                          # class probabilities, columns in the order of p.classes
+```
+"""
 
 
 class _Logits(torch.nn.Module):
@@ -38,10 +90,10 @@ def _inputs(pred: Predictor, items: list[str]) -> dict[str, np.ndarray]:
         enc = tokenizer_for(pred.spec)(items, truncation=True, max_length=pred.cfg.train.max_length, padding=True,
                                        return_tensors="np")
         return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
-    from .batches import _square
+    from .batches import square_crop
     from .images import open_rgb
 
-    x = torch.stack([_square(open_rgb(p), pred.size) for p in items]).float() / 255
+    x = torch.stack([square_crop(open_rgb(p), pred.size) for p in items]).float() / 255
     return {"pixel_values": ((x - pred.mean) / pred.std).numpy()}
 
 

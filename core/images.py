@@ -45,9 +45,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_rgb(source: str | Path | bytes, name: str | None = None, draft: tuple[int, int] | None = None) -> Image.Image:
+def open_rgb(source: str | Path | bytes, draft: tuple[int, int] | None = None) -> Image.Image:
     """Decode fully (so truncation shows) under the pixel cap; raise BadImage with a plain reason."""
-    label = name or (Path(source).name if not isinstance(source, (bytes, bytearray)) else "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_model
 
 from .backbones import Classifier, get_backbone, tokenizer_for
-from .batches import _square
+from .batches import square_crop
 from .config import RunConfig
 from .errors import DataError, RunError
 from .images import BadImage, open_rgb
@@ -70,7 +70,7 @@ class Predictor:
             for i in range(s, min(s + batch_size, len(images))):
                 try:
                     img = images[i] if hasattr(images[i], "convert") else open_rgb(images[i])
-                    tensors.append(_square(img.convert("RGB"), self.size))
+                    tensors.append(square_crop(img.convert("RGB"), self.size))
                     ok.append(i)
                 except BadImage as e:
                     errors[i] = str(e)
@@ -121,55 +121,3 @@ def formula_safe(df: pd.DataFrame) -> pd.DataFrame:
 
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
     return formula_safe(df).to_csv(index=False).encode("utf-8")
-
-
-def export_folder(run_dir: str | Path, out: str | Path) -> Path:
-    """A self-contained folder: model.safetensors (LoRA merged), labels, config and a README."""
-    from safetensors.torch import save_model
-
-    pred = Predictor(run_dir)
-    model = pred.model
-    if pred.cfg.train.strategy == "lora":
-        from peft.tuners.lora import LoraLayer
-
-        for m in model.modules():
-            if isinstance(m, LoraLayer):
-                m.merge()
-        _unwrap_lora(model)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(out / "model.safetensors"))
-    cfg = pred.cfg.to_dict()
-    cfg["train"]["strategy"] = "full" if cfg["train"]["strategy"] == "lora" else cfg["train"]["strategy"]
-    (out / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    (out / "labels.json").write_text(json.dumps({"classes": pred.classes, "modality": pred.modality,
-                                                 "backbone": pred.spec.name}, indent=2), encoding="utf-8")
-    (out / "README.md").write_text(_EXPORT_README.format(backbone=pred.spec.name, classes=", ".join(pred.classes),
-                                                         kind="texts" if pred.modality == "text" else "image paths",
-                                                         fn="predict_texts" if pred.modality == "text" else "predict_images",
-                                                         example='["an example"]' if pred.modality == "text" else '["photo.jpg"]'),
-                                   encoding="utf-8")
-    return out
-
-
-def _unwrap_lora(model: torch.nn.Module) -> None:
-    """Replace merged LoRA wrappers with their plain base layers."""
-    from peft.tuners.lora import LoraLayer
-
-    for name, m in list(model.named_modules()):
-        if isinstance(m, LoraLayer):
-            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-            setattr(parent, name.rsplit(".", 1)[-1], m.get_base_layer())
-
-
-_EXPORT_README = """# Exported classifier
-
-Backbone: {backbone}. Classes: {classes}.
-
-```python
-from core.predict import Predictor
-p = Predictor("path/to/this/folder")
-out = p.{fn}({example})          # a list of {kind}
-print(out)                          # class probabilities, columns in the order of p.classes
-```
-"""

@@ -5,7 +5,7 @@ from core.datasets import data_root
 from core.errors import DataError
 from core.tables import guess_columns, read_table
 from studio.loading import DEMOS, load_demo, load_path, save_directory, save_upload, server_path
-from studio.services import MAX_UPLOAD_MB, current_dataset, guard, services, set_dataset
+from studio.services import MAX_UPLOAD_MB, current_dataset, guard, set_dataset
 
 st.title("Bring your data")
 st.caption("A CSV/TSV of text + label, a zip of images in one folder per class, or a folder of class folders. "

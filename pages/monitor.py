@@ -1,6 +1,5 @@
 import streamlit as st
 
-from core.errors import StudioError
 from studio import charts
 from studio.runs import ICON, eta, pick_run
 from studio.services import guard, services

@@ -5,10 +5,10 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from core.errors import DataError, ModelError
-from core.predict import Predictor, export_folder, formula_safe, read_zip_images, to_csv_bytes
+from core.export import export_folder
+from core.predict import Predictor, formula_safe, read_zip_images, to_csv_bytes
 from tests.helpers import config, train
 
 

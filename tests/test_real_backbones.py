@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from core.backbones import get_backbone, tokenizer_for
-from core.predict import Predictor, export_folder
+from core.export import export_folder
+from core.predict import Predictor
 from tests.conftest import DEMO
 from tests.helpers import config, train
 
