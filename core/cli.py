@@ -114,6 +114,7 @@ def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
     return {"run_id": rec.id, "run_dir": str(rec.dir), "status": st.get("status"), "reason": st.get("reason", ""),
             "trainable_params": st.get("trainable_params"), "total_params": st.get("total_params"),
             "test": st.get("test"), "baseline": st.get("baseline"), "best_epoch": st.get("best_epoch"),
+            **({"auto": st["auto"], "resolved_strategy": st.get("resolved_strategy")} if st.get("auto") else {}),
             "elapsed_s": st.get("elapsed_s")}
 
 
@@ -193,7 +194,7 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--label-col")
     t.add_argument("--config", help="A run's config.json to replay.")
     t.add_argument("--backbone")
-    t.add_argument("--strategy", choices=["full", "frozen", "partial", "differential", "lora"])
+    t.add_argument("--strategy", choices=["auto", "full", "frozen", "partial", "differential", "lora"])
     t.add_argument("--epochs", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--batch-size", type=int)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-STRATEGIES = ("full", "frozen", "partial", "differential", "lora")
+STRATEGIES = ("auto", "full", "frozen", "partial", "differential", "lora")
 SCHEDULES = ("cosine", "linear", "constant")
 LOSSES = ("ce", "focal")
 CLASS_WEIGHTING = ("none", "balanced")

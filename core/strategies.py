@@ -168,6 +168,8 @@ STRATEGIES: dict[str, Strategy] = {
 def get_strategy(name: str) -> Strategy:
     from .config import ConfigError
 
+    if name == "auto":
+        raise ConfigError("'auto' is resolved from the data when the run starts (resolve_auto).")
     if name not in STRATEGIES:
         raise ConfigError(f"Unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}.")
     return STRATEGIES[name]
@@ -180,6 +182,39 @@ def recommend(n_examples: int, modality: str) -> tuple[str, str]:
     if n_examples < 10_000:
         return "differential", f"{n_examples:,} examples: enough to adapt every layer, with lower layers moving slower."
     return "full", f"{n_examples:,} examples: enough data to fine-tune every weight."
+
+
+def resolve_auto(cfg: TrainConfig, n_train: int, modality: str, class_counts: list[int],
+                 text_lengths: list[int] | None = None) -> tuple[TrainConfig, str]:
+    """A concrete config for strategy 'auto', from the data, and the one-line reason shown to the user.
+    Only settings still at their defaults are changed; anything the user set is kept."""
+    from dataclasses import replace
+
+    defaults = TrainConfig()
+    changes: dict = {}
+    imbalance = max(class_counts) / max(1, min(class_counts))
+    if n_train < 1000:
+        name, epochs, why = "frozen", 15, f"{n_train} training examples: a frozen backbone learns fast and rarely overfits"
+    elif n_train < 10_000:
+        name, epochs = ("lora", 4) if modality == "text" else ("differential", 6)
+        why = f"{n_train:,} training examples: enough to adapt the backbone, " + (
+            "cheaply with LoRA" if name == "lora" else "lower layers moving slower")
+    else:
+        name, epochs, why = "full", 3, f"{n_train:,} training examples: enough to fine-tune every weight"
+    changes["strategy"] = name
+    if cfg.epochs == defaults.epochs:
+        changes["epochs"] = epochs
+    if cfg.class_weighting == "none" and imbalance >= 3:
+        changes["class_weighting"] = "balanced"
+        why += f"; classes are imbalanced ({imbalance:.0f}:1), so rarer ones are weighted up"
+    if modality == "text" and text_lengths and cfg.max_length == defaults.max_length:
+        p90 = sorted(text_lengths)[int(0.9 * (len(text_lengths) - 1))]
+        if p90 > 600:  # characters, roughly 128+ tokens
+            changes["max_length"] = 256
+            why += "; long texts, so up to 256 tokens are read"
+    if cfg.early_stopping_patience == 0:
+        changes["early_stopping_patience"] = 3
+    return replace(cfg, **changes), why + "."
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:

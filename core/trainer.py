@@ -181,10 +181,22 @@ class Trainer:
     def _run(self, resume: bool) -> dict[str, Any]:
         t, st = self.t, self.state
         spec = get_backbone(t.backbone)
-        strategy = get_strategy(t.strategy)
         self.device = dev = pick_device(D.device_for_rank(t.device))
         self.progress(0.0, "Loading data")
         data = self.data = load_run_data(self.cfg, self.datasets, spec, self.progress)
+        auto_reason = None
+        if t.strategy == "auto":
+            from .strategies import resolve_auto
+
+            tr = data.split == "train"
+            lengths = [len(x) for x, keep in zip(data.files, tr) if keep] if spec.modality == "text" else None
+            t, auto_reason = resolve_auto(t, int(tr.sum()), spec.modality,
+                                          torch.bincount(data.y[torch.from_numpy(tr)]).tolist(), lengths)
+            self.t = self.cfg.train = t  # this run's copy; config.json on disk keeps 'auto' for replays
+            self.callbacks = [c if not isinstance(c, EarlyStopping) else EarlyStopping(t.early_stopping_patience)
+                              for c in self.callbacks]
+            self.status("running", auto=auto_reason, resolved_strategy=t.strategy)
+        strategy = get_strategy(t.strategy)
         if len(data.classes) < 2:
             raise DataError(f"Only one class ({data.classes[0]}): training needs at least two.")
         train_idx, val_idx = data.idx("train"), data.idx("val")
@@ -227,7 +239,7 @@ class Trainer:
         self.emit("run_start", trainable_params=trainable, total_params=total, device=str(dev),
                   train=len(train_idx), val=len(val_idx), test=int(len(data.idx("test"))), classes=data.classes,
                   total_steps=st.total_steps, epochs=t.epochs, resumed_from=start_epoch if resume else None,
-                  baseline=baseline)
+                  baseline=baseline, auto=auto_reason, strategy=t.strategy)
         for note in self.tracker_notes:
             self.emit("warning", message=note)
         t0 = time.time()

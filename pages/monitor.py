@@ -79,6 +79,8 @@ def live() -> None:
             st.pyplot(charts.confusion_heatmap(e["data"]["confusion"], status.get("classes", []),
                                                f"{e['data']['split']} confusion, epoch {e['epoch'] + 1}"),
                       clear_figure=True)
+    if status.get("auto"):
+        st.caption(f"Auto chose **{status.get('resolved_strategy')}**: {status['auto']}")
     base = status.get("baseline")
     if base:
         st.caption(f"Baseline to beat ({base['name']}, same split): test accuracy {base['accuracy']:.1%} · "

@@ -8,7 +8,7 @@ import streamlit as st
 from core.backbones import list_backbones
 from core.config import DataConfig, RunConfig, TrainConfig, help_for
 from core.datasets import Dataset
-from core.strategies import STRATEGIES, recommend
+from core.strategies import STRATEGIES, recommend, resolve_auto
 
 
 def backbone_picker(ds: Dataset) -> str:
@@ -23,18 +23,33 @@ def backbone_picker(ds: Dataset) -> str:
     return spec.name
 
 
-def strategy_picker(ds: Dataset) -> str:
+def strategy_picker(ds: Dataset, split_cfg: dict) -> str:
     rec, why = recommend(int(ds.manifest["rows"]), ds.modality)
-    names = list(STRATEGIES)
-    name = st.radio("Strategy", names, index=names.index(rec), horizontal=True,
-                    format_func=lambda n: STRATEGIES[n].title + (" (recommended)" if n == rec else ""))
-    st.caption(f"**Why:** {STRATEGIES[name].why}")
-    if name == rec:
-        st.caption(f"**For your data:** {why}")
+    names = ["auto"] + list(STRATEGIES)
+    titles = {"auto": "Auto", **{n: s.title for n, s in STRATEGIES.items()}}
+    name = st.radio("Strategy", names, index=0, horizontal=True,
+                    format_func=lambda n: titles[n] + (" (recommended)" if n == "auto" else ""))
+    if name == "auto":
+        n_train = int(ds.manifest["rows"] * (1 - split_cfg["val"] - split_cfg["test"]))
+        resolved, reason = resolve_auto(TrainConfig(), n_train, ds.modality, list(ds.manifest["classes"].values()))
+        picked = resolved.strategy
+        st.caption(f"**Why:** picks the strategy, learning rate, epochs and class weighting from your data. "
+                   f"Here: **{STRATEGIES[picked].title.lower()}**, because {reason[0].lower() + reason[1:]}")
+    else:
+        st.caption(f"**Why:** {STRATEGIES[name].why}")
+        if name == rec:
+            st.caption(f"**For your data:** {why}")
     return name
 
 
 def train_options(ds: Dataset, strategy: str) -> dict:
+    if strategy == "auto":
+        n_train = int(ds.manifest["rows"] * 0.8)
+        picked, _ = resolve_auto(TrainConfig(), n_train, ds.modality, list(ds.manifest["classes"].values()))
+        c = st.columns(3)
+        epochs = int(c[0].number_input("Epochs", 1, 200, picked.epochs, help="Auto's choice; change it if you like."))
+        c[1].markdown(f"**Learning rate**  \n{STRATEGIES[picked.strategy].lr(picked, ds.modality):.0e}, chosen by auto")
+        return {"epochs": epochs, "lr": None, "batch_size": int(c[2].number_input("Batch size", 1, 1024, 32))}
     s = STRATEGIES[strategy]
     default_lr = (s.default_lr or {}).get(ds.modality, 1e-4)
     key = f"lr_{strategy}"
@@ -85,7 +100,7 @@ def train_options(ds: Dataset, strategy: str) -> dict:
     return o
 
 
-TRAINABLE_SHARE = {"frozen": 0.0, "lora": 0.02, "partial": 0.3, "differential": 1.0, "full": 1.0}
+TRAINABLE_SHARE = {"auto": 0.3, "frozen": 0.0, "lora": 0.02, "partial": 0.3, "differential": 1.0, "full": 1.0}
 
 
 def estimate(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cfg: dict, past: list[dict]) -> str:

@@ -31,7 +31,8 @@ def test_image_flow_frozen_mobilenet(tmp_path):
         shot(page, "03-explore")
 
         nav(page, "3 · Train")
-        page.get_by_text("Frozen backbone (linear probe) (recommended)").wait_for()
+        page.get_by_text("Auto (recommended)").wait_for()
+        page.get_by_text("Here: frozen backbone (linear probe), because").wait_for()
         shot(page, "04-train")
         page.get_by_role("button", name="Start training").click()
 

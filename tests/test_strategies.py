@@ -83,3 +83,21 @@ def test_unknown_strategy_lists_choices():
 
     with pytest.raises(ConfigError, match="full, frozen"):
         TrainConfig(strategy="magic")
+
+
+@pytest.mark.parametrize("n,modality,expected", [(300, "image", "frozen"), (3000, "text", "lora"),
+                                                 (3000, "image", "differential"), (50_000, "text", "full")])
+def test_auto_resolves_from_data_size(n, modality, expected):
+    from core.strategies import resolve_auto
+
+    cfg, why = resolve_auto(TrainConfig(strategy="auto"), n, modality, [n // 2, n // 2])
+    assert cfg.strategy == expected and why.endswith(".") and (f"{n:,}" in why or str(n) in why)
+
+
+def test_auto_keeps_what_the_user_set_and_weights_imbalance():
+    from core.strategies import resolve_auto
+
+    cfg, why = resolve_auto(TrainConfig(strategy="auto", epochs=9), 500, "text", [450, 50])
+    assert cfg.epochs == 9 and cfg.class_weighting == "balanced" and "imbalanced" in why
+    cfg2, _ = resolve_auto(TrainConfig(strategy="auto"), 500, "text", [250, 250])
+    assert cfg2.epochs == 15 and cfg2.class_weighting == "none"

@@ -200,3 +200,11 @@ def test_suspect_labels_find_flipped_labels(stores, tmp_path):
     found = [r for r in flipped if r in sus.index]
     assert len(found) >= 3 and len(sus) <= 12  # most flips found, few false alarms
     assert all(sus.loc[r, "suggested"] == original[r] for r in found)
+
+
+def test_auto_strategy_resolves_at_start_and_replays(stores, text_csv):
+    rec, st, tr = train(stores, config(text_csv, "tiny-text", "auto", epochs=2))
+    assert st["status"] == "completed" and st["resolved_strategy"] == "frozen" and "training examples" in st["auto"]
+    assert json.loads((rec.dir / "config.json").read_text())["train"]["strategy"] == "auto"
+    rec2, st2, _ = train(stores, RunConfig.load(rec.dir / "config.json"))
+    assert st2["resolved_strategy"] == "frozen" and st2["test"] == st["test"]
