@@ -7,6 +7,13 @@ from core.tables import guess_columns, read_table
 from studio.loading import DEMOS, load_demo, load_path, save_directory, save_upload, server_path
 from studio.services import MAX_UPLOAD_MB, current_dataset, guard, set_dataset
 
+
+
+def loaded(ds) -> None:
+    set_dataset(ds.id)
+    st.rerun()  # redraw everything (the sidebar too) around the new dataset
+
+
 st.title("Bring your data")
 st.caption("A CSV/TSV of text + label, a zip of images in one folder per class, or a folder of class folders. "
            f"Uploads up to {MAX_UPLOAD_MB} MB; tables up to 200 MB.")
@@ -19,7 +26,7 @@ with demo:
     for col, (key, (title, _)) in zip(cols, DEMOS.items()):
         if col.button(f"Load {title}", key=f"demo_{key}", width="stretch"):
             with guard("Loading the demo"):
-                set_dataset(load_demo(key).id)
+                loaded(load_demo(key))
 
 with upload:
     up = st.file_uploader("CSV, TSV or zip", type=["csv", "tsv", "txt", "zip"], key="upload_file")
@@ -30,7 +37,7 @@ with upload:
             st.session_state["upload_name"], st.session_state["upload_path"] = up.file_id, path
             if path.suffix.lower() == ".zip":
                 if st.button("Load images from zip", type="primary"):
-                    set_dataset(load_path(path, name=up.name).id)
+                    loaded(load_path(path, name=up.name))
             else:
                 table = read_table(path, up.name)
                 st.caption(f"Encoding {table.encoding}, delimiter {table.delimiter!r}, {len(table.df):,} rows.")
@@ -47,7 +54,7 @@ with upload:
                 if st.button("Load this table", type="primary"):
                     if text_col == label_col:
                         raise DataError("The input and label columns must differ.")
-                    set_dataset(load_path(path, name=up.name, text_col=text_col, label_col=label_col).id)
+                    loaded(load_path(path, name=up.name, text_col=text_col, label_col=label_col))
 
 with folder:
     files = st.file_uploader("A folder with one sub-folder per class", accept_multiple_files="directory",
@@ -55,7 +62,8 @@ with folder:
     if files and st.button("Load this folder", type="primary"):
         with guard("Loading the folder"):
             root = save_directory(files)
-            set_dataset(load_path(root, name=root.name).id)
+            tops = {f.name.replace("\\", "/").split("/")[0] for f in files}
+            loaded(load_path(root, name=tops.pop() if len(tops) == 1 else "uploaded folder"))
 
 with server:
     root = data_root()
@@ -65,7 +73,7 @@ with server:
         rel = st.text_input(f"Folder or file under {root}")
         if rel and st.button("Load from server", type="primary"):
             with guard("Loading from the server"):
-                set_dataset(load_path(server_path(rel)).id)
+                loaded(load_path(server_path(rel)))
 
 ds = current_dataset()
 if ds is not None:

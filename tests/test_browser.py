@@ -172,3 +172,31 @@ def test_messy_real_world_csv_audit_and_fix(tmp_path):
         assert page.get_by_text("repeat an earlier one").count() == 0
         assert page.get_by_text("appear with different labels").count() == 0
         shot(page, "m4-messy-fixed")
+
+
+def test_folder_upload_and_server_folder(tmp_path):
+    from tests.conftest import make_image_folder
+
+    make_image_folder(tmp_path / "shots" / "pets", per_class=4)
+    root = tmp_path / "server-data"
+    make_image_folder(root / "factory", per_class=3, seed=3)
+    with studio_server(tmp_path / "home", {"FTS_DATA_ROOT": str(root)}) as (url, _), browser_page() as page:
+        page.goto(url)
+        idle(page)
+        page.get_by_role("tab", name="Upload a folder").click()
+        page.locator("input[webkitdirectory]").set_input_files(str(tmp_path / "shots" / "pets"))
+        page.get_by_role("button", name="Load this folder").click()
+        page.get_by_text("12 images · 3 classes").wait_for(timeout=60_000)
+        shot(page, "f1-folder-upload")
+        page.get_by_role("tab", name="Server folder").click()
+        page.get_by_label(f"Folder or file under {root}").fill("factory")
+        page.get_by_label(f"Folder or file under {root}").press("Enter")
+        idle(page)
+        page.get_by_role("button", name="Load from server").click()
+        page.get_by_text("9 images · 3 classes").wait_for(timeout=60_000)
+        page.get_by_label(f"Folder or file under {root}").fill("../../etc")
+        page.get_by_label(f"Folder or file under {root}").press("Enter")
+        idle(page)
+        page.get_by_role("button", name="Load from server").click()
+        page.get_by_text("outside the allowed data folder").wait_for(timeout=30_000)
+        shot(page, "f2-server-folder")
