@@ -262,9 +262,7 @@ def cmd_report(args) -> int:
 
     datasets, runs = _stores(args)
     rec = runs.open_dir(args.run_dir)
-    ds_id = rec.status.get("dataset")
-    ds = datasets.get(ds_id) if ds_id and datasets.exists(ds_id) else None
-    out = write_report(rec, args.out, ds, explain=not args.no_saliency)
+    out = write_report(rec, args.out, datasets.find(rec.status.get("dataset")), explain=not args.no_saliency)
     print(str(out))
     return 0
 

@@ -97,6 +97,10 @@ class DatasetStore:
             raise DataError(f"No dataset with id {ds_id!r}. Load the data again on the Data page.")
         return Dataset(ds_id, d, manifest, pd.read_parquet(d / "items.parquet"))
 
+    def find(self, ds_id: str | None) -> Dataset | None:
+        """The version if it is still in this store (a run may come from another studio home)."""
+        return self.get(ds_id) if ds_id and self.exists(ds_id) else None
+
     def exists(self, ds_id: str) -> bool:
         return (self.root / ds_id / "manifest.json").exists()
 

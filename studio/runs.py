@@ -57,9 +57,7 @@ def report_download(rec: RunRecord, key: str) -> None:
                  help="One self-contained file for a domain expert: data, settings, curves, baseline vs model, "
                       "confusion matrix, per-class table and the mistakes with saliency."):
         with st.spinner("Writing the report (with saliency for the mistakes)"):
-            ds_id = rec.status.get("dataset")
-            datasets = services().datasets
-            ds = datasets.get(ds_id) if ds_id and datasets.exists(ds_id) else None
+            ds = services().datasets.find(rec.status.get("dataset"))
             st.session_state[slot] = (rec.id, build_report(rec, ds))
     saved = st.session_state.get(slot)
     if saved and saved[0] == rec.id:
