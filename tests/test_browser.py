@@ -87,9 +87,10 @@ def test_text_flow_lora_minilm(tmp_path):
         shot(page, "t2-monitor")
         nav(page, "5 · Evaluate")
         page.get_by_text("Look at the mistakes").wait_for(timeout=60_000)
+        idle(page, 120_000)  # both toggles drawn, so .last is the Top-losses one
         page.get_by_text("Show why (word attributions)").last.click()
-        idle(page)
-        page.get_by_text("→ predicted").first.wait_for(timeout=60_000)
+        idle(page, 180_000)
+        page.get_by_text("→ predicted").first.wait_for(timeout=180_000)
         shot(page, "t3-evaluate")
         nav(page, "6 · Predict & Export")
         page.get_by_label("Text to classify").fill("A warm, funny and beautifully acted film.")
