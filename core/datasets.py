@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from . import access
 from .archives import extract_zip
 from .errors import DataError
 from .fsutil import atomic_write_json, read_json
@@ -139,11 +140,13 @@ class DatasetStore:
             shutil.rmtree(tmp, ignore_errors=True)
         return self.get(ds_id)
 
-    def derive(self, parent: Dataset, items: pd.DataFrame, change: str) -> Dataset:
+    def derive(self, parent: Dataset, items: pd.DataFrame, change: str, owner: str | None = None) -> Dataset:
         """A new version with some rows removed or relabelled; the parent stays as it was."""
         name = parent.manifest.get("name", parent.id)
-        return self.save(items, parent.modality, name, parent=parent.id, bad=parent.manifest.get("bad"),
-                         notes=parent.manifest.get("notes"), source=parent.manifest.get("source", ""), change=change)
+        ds = self.save(items, parent.modality, name, parent=parent.id, bad=parent.manifest.get("bad"),
+                       notes=parent.manifest.get("notes"), source=parent.manifest.get("source", ""), change=change)
+        access.grant(ds.dir, owner)
+        return ds
 
     def _put_blob(self, src: Path) -> str:
         h = hashlib.sha256(src.read_bytes()).hexdigest()
@@ -158,8 +161,15 @@ class DatasetStore:
 
     # --- ingest
     def ingest(self, source: str | Path, *, text_col: str | None = None, label_col: str | None = None,
-               name: str | None = None, progress: Progress = _noop) -> IngestResult:
-        """A CSV/TSV of text+label or image path+label, a folder of class folders, or a zip of either."""
+               name: str | None = None, progress: Progress = _noop, owner: str | None = None) -> IngestResult:
+        """A CSV/TSV of text+label or image path+label, a folder of class folders, or a zip of either.
+        owner: the studio user who brought it (see core.access); None for the CLI and single-user studio."""
+        res = self._ingest(source, text_col=text_col, label_col=label_col, name=name, progress=progress)
+        access.grant(res.dataset.dir, owner)
+        return res
+
+    def _ingest(self, source: str | Path, *, text_col: str | None, label_col: str | None, name: str | None,
+                progress: Progress) -> IngestResult:
         p = Path(source)
         name = name or p.name
         if not p.exists():
@@ -308,8 +318,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def open_source(store: DatasetStore, source: str, text_col: str | None = None, label_col: str | None = None,
-                progress: Progress = _noop) -> Dataset:
-    """A dataset id from the store, or a path ingested now (same content gives the same id)."""
+                progress: Progress = _noop, owner: str | None = None) -> Dataset:
+    """A dataset id from the store, or a path ingested now (same content gives the same id).
+    owner: the studio user asking; a version they may not see reads as missing."""
     if source.startswith("ds-") and not Path(source).exists():
-        return store.get(source)
-    return store.ingest(source, text_col=text_col, label_col=label_col, progress=progress).dataset
+        ds = store.get(source)
+        if not access.can_see(ds.dir, owner):
+            raise DataError(f"No dataset with id {source!r}. Load the data again on the Data page.")
+        return ds
+    return store.ingest(source, text_col=text_col, label_col=label_col, progress=progress, owner=owner).dataset

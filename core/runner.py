@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import access
 from .config import RunConfig
 from .datasets import DatasetStore, open_source
 from .errors import RunError
@@ -61,18 +62,20 @@ class RunManager:
         for th in self._threads:
             th.start()
 
-    def submit(self, cfg: RunConfig) -> RunHandle:
-        """Validate, record, queue; returns at once."""
+    def submit(self, cfg: RunConfig, owner: str | None = None) -> RunHandle:
+        """Validate, record, queue; returns at once. owner: the studio user starting it (see core.access)."""
         from .backbones import get_backbone
 
         get_backbone(cfg.train.backbone)  # fails early with what is available offline
-        ds = open_source(self.datasets, cfg.data.source, cfg.data.text_col, cfg.data.label_col)
+        ds = open_source(self.datasets, cfg.data.source, cfg.data.text_col, cfg.data.label_col, owner=owner)
         cfg.data.source = ds.id
-        rec = self.runs.create(cfg, ds.id)
+        rec = self.runs.create(cfg, ds.id, owner=owner)
         return self._enqueue(RunHandle(rec))
 
-    def resume(self, run_id: str) -> RunHandle:
-        rec = self.runs.get(run_id)
+    def resume(self, run_id: str, owner: str | None = None) -> RunHandle:
+        rec = self.runs.get(run_id, viewer=owner)
+        if not access.can_change(rec.dir, owner):
+            raise RunError(f"Run {run_id} belongs to someone else: only its owner can resume it.")
         with self._lock:
             h = self._handles.get(run_id)
             if h and not h.done.is_set():
@@ -100,10 +103,12 @@ class RunManager:
             waiting = [r for r in self._order if self._handles[r].run.status.get("status") == "queued"]
         return waiting.index(run_id) + 1 if run_id in waiting else None
 
-    def stop(self, run_id: str) -> bool:
+    def stop(self, run_id: str, owner: str | None = None) -> bool:
         h = self.handle(run_id)
         if h is None or h.done.is_set():
             return False
+        if not access.can_change(h.run.dir, owner):
+            raise RunError(f"Run {run_id} belongs to someone else: only its owner can stop it.")
         h.stop()
         if h.run.status.get("status") == "queued":
             self.runs.set_status(h.run, "stopped", reason="Stopped before it started.")

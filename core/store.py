@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import access
 from .config import RunConfig
 from .datasets import home
 from .errors import RunError
@@ -66,18 +67,20 @@ class RunStore:
         c.execute("PRAGMA journal_mode=WAL")
         return c
 
-    def create(self, cfg: RunConfig, dataset_id: str) -> RunRecord:
+    def create(self, cfg: RunConfig, dataset_id: str, owner: str | None = None) -> RunRecord:
         rid = time.strftime("r%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         d = self.root / rid
         d.mkdir(parents=True)
+        access.grant(d, owner)  # before config.json: the run is never visible to others, not even briefly
         cfg.save(d / "config.json")
         rec = RunRecord(rid, d)
         self.set_status(rec, "queued", dataset=dataset_id, created=time.time())
         return rec
 
-    def get(self, rid: str) -> RunRecord:
+    def get(self, rid: str, viewer: str | None = None) -> RunRecord:
+        """viewer: the studio user asking; someone else's private run reads as missing."""
         d = self.root / rid
-        if not rid or "/" in rid or not (d / "config.json").is_file():
+        if not rid or "/" in rid or not (d / "config.json").is_file() or not access.can_see(d, viewer):
             raise RunError(f"No run {rid!r} in {self.root}.")
         return RunRecord(rid, d)
 
@@ -114,15 +117,16 @@ class RunStore:
             if (d / "config.json").is_file():
                 self._index(RunRecord(d.name, d), read_json(d / "status.json", {}) or {"status": "unknown"})
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self, viewer: str | None = None) -> list[dict[str, Any]]:
         with self._conn() as c:
             rows = c.execute("SELECT id,name,created,dataset,backbone,strategy,status,summary FROM runs "
                              "ORDER BY created DESC").fetchall()
         if not rows and any(self.root.glob("r*/config.json")):
             self.reindex()
-            return self.list()
+            return self.list(viewer)
         keys = ("id", "name", "created", "dataset", "backbone", "strategy", "status")
-        return [{**dict(zip(keys, r[:7])), **json.loads(r[7] or "{}")} for r in rows if (self.root / r[0]).is_dir()]
+        return [{**dict(zip(keys, r[:7])), **json.loads(r[7] or "{}")} for r in rows
+                if (self.root / r[0]).is_dir() and access.can_see(self.root / r[0], viewer)]
 
     def mark_interrupted(self, live: set[str]) -> list[str]:
         """Runs left 'running' or 'queued' by a process that is gone (killed, restarted)."""

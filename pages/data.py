@@ -1,11 +1,13 @@
 import pandas as pd
 import streamlit as st
 
+from core import access
 from core.datasets import data_root
 from core.errors import DataError
 from core.tables import guess_columns, read_table
 from studio.loading import DEMOS, load_demo, load_path, save_directory, save_upload, server_path
-from studio.services import MAX_UPLOAD_MB, current_dataset, guard, set_dataset
+from studio.identity import current_user
+from studio.services import MAX_UPLOAD_MB, can_change, current_dataset, guard, set_dataset
 
 
 
@@ -87,6 +89,14 @@ if ds is not None:
     c[3].metric("Skipped files", len(m.get("bad", [])))
     for note in m.get("notes", []):
         st.info(note)
+    if current_user() and can_change(ds.dir):
+        shared = access.is_shared(ds.dir)
+        on = st.toggle("Anyone on this server can open this dataset from its link", value=shared,
+                       key=f"share_{ds.id}", help="Off: only you (and anyone who loads the very same data) see it.")
+        if on != shared:
+            with guard("Changing who sees the dataset"):
+                access.set_shared(ds.dir, current_user(), on)
+                st.rerun()
     if m.get("bad"):
         with st.expander(f"Bad-files report ({len(m['bad'])})"):
             st.dataframe(pd.DataFrame(m["bad"]), width="stretch", hide_index=True)

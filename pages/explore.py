@@ -7,7 +7,7 @@ from core import audit as A
 from core.split import dataset_split, split_summary
 from studio import charts
 from studio.loading import progress_bar
-from studio.services import guard, need_dataset, services, set_dataset
+from studio.services import derive, guard, need_dataset, services, set_dataset, visible_runs
 
 ds = need_dataset()
 st.title("Explore and audit")
@@ -62,7 +62,7 @@ fixes = {
 for label, (col, enabled, fn) in fixes.items():
     if col.button(label, disabled=not enabled, width="stretch"):
         with guard(label):
-            new = services().datasets.derive(ds, fn(), change=label.lower())
+            new = derive(ds, fn(), change=label.lower())
             set_dataset(new.id)
             st.rerun()
 
@@ -71,13 +71,13 @@ if rare:
     st.error(f"Too few examples to split: {', '.join(rare)}. Merge them, drop them, or use a non-stratified split below.")
     r1, r2 = st.columns(2)
     if r1.button(f"Merge {len(rare)} rare class(es) into 'other'"):
-        set_dataset(services().datasets.derive(ds, A.merge_classes(ds.items, rare), "merge rare classes").id)
+        set_dataset(derive(ds, A.merge_classes(ds.items, rare), "merge rare classes").id)
         st.rerun()
     if r2.button(f"Drop {len(rare)} rare class(es)"):
-        set_dataset(services().datasets.derive(ds, A.drop_classes(ds.items, rare), "drop rare classes").id)
+        set_dataset(derive(ds, A.drop_classes(ds.items, rare), "drop rare classes").id)
         st.rerun()
 
-suspect_runs = [r for r in services().runs.list() if r["dataset"] == ds.id and
+suspect_runs = [r for r in visible_runs() if r["dataset"] == ds.id and
                  (services().runs.root / r["id"] / "eval" / "suspect_labels.parquet").is_file()]
 if suspect_runs:
     sus = pd.read_parquet(services().runs.root / suspect_runs[0]["id"] / "eval" / "suspect_labels.parquet")
@@ -102,11 +102,11 @@ if suspect_runs:
             if b1.button(f"Relabel {len(chosen)} to the suggestion", disabled=not len(chosen)):
                 items = ds.items.copy()
                 items.iloc[chosen["row"].astype(int).tolist(), items.columns.get_loc("label")] = chosen["suggested"].tolist()
-                set_dataset(services().datasets.derive(ds, items, f"relabel {len(chosen)} suspect(s)").id)
+                set_dataset(derive(ds, items, f"relabel {len(chosen)} suspect(s)").id)
                 st.rerun()
             if b2.button(f"Drop {len(chosen)}", disabled=not len(chosen)):
                 items = ds.items.drop(index=ds.items.index[chosen["row"].astype(int).tolist()])
-                set_dataset(services().datasets.derive(ds, items, f"drop {len(chosen)} suspect(s)").id)
+                set_dataset(derive(ds, items, f"drop {len(chosen)} suspect(s)").id)
                 st.rerun()
         else:
             st.write("None: no label is confidently contradicted.")

@@ -2,7 +2,8 @@ import streamlit as st
 
 from studio import charts
 from studio.runs import ICON, eta, pick_run
-from studio.services import guard, services
+from studio.identity import current_user
+from studio.services import can_change, guard, services
 
 st.title("Monitor training")
 rec = pick_run()
@@ -94,13 +95,18 @@ def live() -> None:
 
 live()
 
-b1, b2, _ = st.columns([1, 1, 4])
+b1, b2, note = st.columns([1, 1, 4])
 state = rec.status.get("status")
-if b1.button("Stop", icon=":material/stop:", disabled=state not in ("running", "queued")):
-    if not mgr.stop(rec.id):
-        st.warning("This run is not active in this server process.")
-    st.rerun()
-if b2.button("Resume", icon=":material/play_arrow:", disabled=state not in ("interrupted", "stopped", "failed", "diverged")):
+mine = can_change(rec.dir)
+if not mine:
+    note.caption("Shared with you by its owner: you can watch it, not stop or resume it.")
+if b1.button("Stop", icon=":material/stop:", disabled=not mine or state not in ("running", "queued")):
+    with guard("Stopping"):
+        if not mgr.stop(rec.id, owner=current_user()):
+            st.warning("This run is not active in this server process.")
+        st.rerun()
+if b2.button("Resume", icon=":material/play_arrow:",
+             disabled=not mine or state not in ("interrupted", "stopped", "failed", "diverged")):
     with guard("Resuming"):
-        mgr.resume(rec.id)
+        mgr.resume(rec.id, owner=current_user())
         st.rerun()

@@ -1,11 +1,13 @@
 import pandas as pd
 import streamlit as st
 
+from studio.identity import current_user
 from studio.runs import label, report_download
-from studio.services import guard, services
+from core import access
+from studio.services import can_change, get_run, guard, visible_runs
 
 st.title("Runs")
-runs = services().runs.list()
+runs = visible_runs()
 if not runs:
     st.info("No runs yet.")
     st.stop()
@@ -16,6 +18,7 @@ table = pd.DataFrame([{
     "test acc": (r.get("test") or {}).get("accuracy"), "test macro-F1": (r.get("test") or {}).get("macro_f1"),
     "baseline macro-F1": (r.get("baseline") or {}).get("macro_f1"),
     "trainable": r.get("trainable_params"), "time (s)": r.get("elapsed_s"), "peak MB": r.get("peak_mem_mb"),
+    **({"shared": access.is_shared(get_run(r["id"]).dir)} if current_user() else {}),
 } for r in runs])
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={"test acc": st.column_config.NumberColumn(format="%.3f"),
@@ -27,7 +30,24 @@ one = st.selectbox("Run", [r["run"] for r in table.to_dict("records") if r["stat
                    format_func=lambda i: label(next(r for r in runs if r["id"] == i)) if i else "no finished run yet")
 if one:
     with guard("Writing the report"):
-        report_download(services().runs.get(one), "runs")
+        report_download(get_run(one), "runs")
+
+if current_user():
+    st.subheader("Sharing")
+    mine = [r["id"] for r in runs if can_change(get_run(r["id"]).dir)]
+    if not mine:
+        st.caption("Runs others shared with everyone appear above; you have none of your own yet.")
+    else:
+        rid = st.selectbox("Your run", mine, format_func=lambda i: label(next(r for r in runs if r["id"] == i)),
+                           key="share_run")
+        folder = get_run(rid).dir
+        on = st.toggle("Visible to everyone on this server (read-only for them)", value=access.is_shared(folder),
+                       key=f"share_{rid}", help="Others can then open its curves, evaluation, report and model, "
+                                                 "and export it; only you can stop, resume or unshare it.")
+        if on != access.is_shared(folder):
+            with guard("Changing who sees the run"):
+                access.set_shared(folder, current_user(), on)
+                st.rerun()
 
 st.subheader("Compare runs")
 by_ds = table.groupby("dataset")["run"].apply(list)
@@ -40,7 +60,7 @@ else:
     curves = []
     per_class = {}
     for rid in chosen:
-        rec = services().runs.get(rid)
+        rec = get_run(rid)
         for e in rec.events():
             if e["kind"] == "eval" and e["data"].get("split") == "val":
                 curves.append({"epoch": e["epoch"] + 1, "run": rid, "val macro-F1": e["data"]["macro_f1"]})

@@ -7,6 +7,7 @@ from core.lr_finder import find_lr
 from studio import charts
 from studio.forms import backbone_picker, build_config, estimate, strategy_picker, train_options
 from studio.loading import load_path, progress_bar, save_upload
+from studio.identity import current_user
 from studio.services import guard, need_dataset, services, set_run
 
 ds = need_dataset()
@@ -40,7 +41,7 @@ if st.button("Start training", type="primary", icon=":material/play_arrow:"):
         get_backbone(backbone)
         test_source = load_path(save_upload(test_up), name=test_up.name).id if test_up else None
         cfg = build_config(ds, backbone, strategy, opts, split_cfg, test_source, name or f"{backbone} · {strategy}")
-        h = services().manager.submit(cfg)
+        h = services().manager.submit(cfg, owner=current_user())
         set_run(h.id)
         st.switch_page("pages/monitor.py")
 

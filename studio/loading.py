@@ -12,6 +12,7 @@ import streamlit as st
 from core.datasets import Dataset, data_root
 from core.errors import DataError
 
+from .identity import current_user
 from .services import ASSETS, MAX_UPLOAD_MB, services
 
 DEMOS = {
@@ -40,7 +41,8 @@ def load_path(path: Path, name: str | None = None, text_col: str | None = None,
               label_col: str | None = None) -> Dataset:
     bar, cb = progress_bar(f"Loading {name or path.name}")
     try:
-        res = services().datasets.ingest(path, text_col=text_col, label_col=label_col, name=name, progress=cb)
+        res = services().datasets.ingest(path, text_col=text_col, label_col=label_col, name=name, progress=cb,
+                                         owner=current_user())
     finally:
         bar.empty()
     return res.dataset

@@ -8,7 +8,7 @@ import streamlit as st
 from core.errors import StudioError
 from core.store import RunRecord
 
-from .services import run_id, services, set_run
+from .services import get_run, run_id, set_run, visible_runs
 
 ICON = {"queued": ":material/schedule:", "running": ":material/directions_run:", "completed": ":material/check_circle:",
         "stopped": ":material/stop_circle:", "diverged": ":material/warning:", "failed": ":material/error:",
@@ -21,7 +21,7 @@ def label(r: dict) -> str:
 
 
 def pick_run(only_with_model: bool = False) -> RunRecord | None:
-    runs = services().runs.list()
+    runs = visible_runs()
     if only_with_model:
         runs = [r for r in runs if r["status"] in ("completed", "stopped", "diverged", "interrupted")]
     if not runs:
@@ -35,7 +35,7 @@ def pick_run(only_with_model: bool = False) -> RunRecord | None:
     if choice != cur or st.query_params.get("run") != choice:
         set_run(choice)  # the run id lives in the URL, so refresh and other tabs re-attach
     try:
-        return services().runs.get(choice)
+        return get_run(choice)
     except StudioError as e:
         st.error(str(e))
         return None

