@@ -100,14 +100,20 @@ class VisionEncoder(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """A Hugging Face encoder, mean-pooled over real tokens (what sentence encoders are trained for)."""
+    """A Hugging Face encoder pooled to one vector: 'mean' over real tokens (what sentence encoders are trained
+    for), or 'cls': the model's own pooler on the first token, as its *ForSequenceClassification head uses it."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, pooling: str = "mean"):
         super().__init__()
         self.model = model
+        self.pooling = pooling
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> torch.Tensor:
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        if self.pooling == "cls":
+            pooled = getattr(out, "pooler_output", None)
+            return pooled if pooled is not None else out.last_hidden_state[:, 0]
+        hidden = out.last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
@@ -171,8 +177,10 @@ class BackboneSpec:
     params_m: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def build(self, num_classes: int) -> Classifier:
+    def build(self, num_classes: int, pooling: str = "mean") -> Classifier:
         encoder, dim = self.build_encoder()
+        if isinstance(encoder, TextEncoder):
+            encoder.pooling = pooling
         return Classifier(encoder, dim, num_classes)
 
     def to_json(self) -> dict[str, Any]:
@@ -263,7 +271,7 @@ def _tiny_text_encoder() -> tuple[nn.Module, int]:
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=512)
-    return TextEncoder(BertModel(cfg, add_pooling_layer=False)), 32
+    return TextEncoder(BertModel(cfg)), 32
 
 
 def _mobilenet_offline() -> bool:

@@ -17,8 +17,10 @@ from .predict import Predictor
 FORMATS = ("folder", "onnx", "int8")
 
 
-def export_folder(run_dir: str | Path, out: str | Path) -> Path:
-    """A self-contained folder: model.safetensors (LoRA merged), labels, config and a README."""
+def export_folder(run_dir: str | Path, out: str | Path) -> tuple[Path, dict[str, Any]]:
+    """A self-contained folder: model.safetensors (LoRA merged), labels, config and a README; for a text model
+    pooled the transformers way, also hf/, which AutoModelForSequenceClassification loads as is.
+    Returns the folder and what happened to hf/."""
     from safetensors.torch import save_model
 
     pred = Predictor(run_dir)
@@ -43,7 +45,59 @@ def export_folder(run_dir: str | Path, out: str | Path) -> Path:
                                                          fn="predict_texts" if pred.modality == "text" else "predict_images",
                                                          example='["an example"]' if pred.modality == "text" else '["photo.jpg"]'),
                                    encoding="utf-8")
-    return out
+    hf = _try_hf(pred, out)
+    if hf.get("written"):
+        with open(out / "README.md", "a", encoding="utf-8") as f:
+            f.write(_HF_README.format(diff=hf["max_abs_logit_diff"]))
+    return out, hf
+
+
+def _try_hf(pred: Predictor, out: Path) -> dict[str, Any]:
+    if pred.modality != "text":
+        return {"written": False, "why": "image models export as this folder and ONNX"}
+    if pred.cfg.train.pooling != "cls":
+        return {"written": False, "why": "this run mean-pools token vectors, which AutoModelForSequenceClassification "
+                                         "cannot express; train with pooling 'cls' for a transformers folder"}
+    try:
+        diff = export_hf(pred, out / "hf")
+    except RunError as e:
+        return {"written": False, "why": str(e)}
+    return {"written": True, "folder": "hf", "max_abs_logit_diff": diff}
+
+
+def export_hf(pred: Predictor, out: Path, atol: float = 1e-4) -> float:
+    """save_pretrained of the model's own *ForSequenceClassification class, carrying the fine-tuned encoder and
+    head; checked against the studio model on real texts. Returns the largest logit difference."""
+    from transformers import AutoModelForSequenceClassification
+
+    from .backbones import tokenizer_for
+
+    enc = pred.model.encoder.model
+    config = enc.config.__class__.from_dict(enc.config.to_dict())
+    config.num_labels = len(pred.classes)
+    config.id2label = dict(enumerate(pred.classes))
+    config.label2id = {c: i for i, c in enumerate(pred.classes)}
+    config.architectures = None
+    hf = AutoModelForSequenceClassification.from_config(config)
+    base, head = getattr(hf, hf.base_model_prefix, None), getattr(hf, "classifier", None)
+    if base is None or not isinstance(head, torch.nn.Linear) or getattr(base, "pooler", None) is None:
+        raise RunError(f"{config.model_type}: its sequence-classification head is not one Linear on the pooled "
+                       "output, so it cannot carry this model as is; use this folder or ONNX instead")
+    base.load_state_dict(enc.state_dict(), strict=True)
+    head.load_state_dict(pred.model.head[-1].state_dict())
+    hf.eval()
+    texts = ["A first check sentence.", "Another, somewhat longer sentence to compare the two models on."]
+    batch = tokenizer_for(pred.spec)(texts, padding=True, truncation=True, max_length=pred.cfg.train.max_length,
+                                     return_tensors="pt")
+    with torch.no_grad():
+        diff = float((hf(**batch).logits - pred.model(input_ids=batch["input_ids"],
+                                                       attention_mask=batch["attention_mask"])).abs().max())
+    if diff > atol:
+        raise RunError(f"the transformers model differs from the studio model by {diff:.2g} in the logits; "
+                       "hf/ was not written")
+    hf.save_pretrained(out, safe_serialization=True)
+    tokenizer_for(pred.spec).save_pretrained(out)
+    return diff
 
 
 def _unwrap_lora(model: torch.nn.Module) -> None:
@@ -65,6 +119,21 @@ from core.predict import Predictor
 p = Predictor("path/to/this/folder")
 out = p.{fn}({example})          # a list of {kind}
 print(out)                          # class probabilities, columns in the order of p.classes
+```
+"""
+
+
+_HF_README = """
+## With transformers only
+
+`hf/` is a standard folder (logits match this model to {diff:.1e}):
+
+```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("hf")
+model = AutoModelForSequenceClassification.from_pretrained("hf").eval()
+logits = model(**tok(["an example"], return_tensors="pt", padding=True, truncation=True)).logits
+print(model.config.id2label[int(logits.argmax(-1)[0])])
 ```
 """
 
@@ -145,8 +214,8 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "folder") -> dict[st
     if fmt not in FORMATS:
         raise RunError(f"Unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
     run_dir, out = Path(run_dir), Path(out)
-    folder = export_folder(run_dir, out)
-    report: dict[str, Any] = {"format": fmt, "out": str(folder), "files": []}
+    folder, hf = export_folder(run_dir, out)
+    report: dict[str, Any] = {"format": fmt, "out": str(folder), "files": [], "hf": hf}
     if fmt != "folder":
         pred = Predictor(folder)
         tests = _test_items(run_dir)

@@ -24,7 +24,7 @@ def find_lr(cfg: RunConfig, datasets: DatasetStore, start: float = 1e-7, end: fl
     spec = get_backbone(t.backbone)
     data = load_run_data(cfg, datasets, spec, progress)
     seed_everything(t.seed)
-    model = spec.build(len(data.classes))
+    model = spec.build(len(data.classes), pooling=cfg.train.pooling)
     groups = get_strategy(t.strategy).prepare(model, t, spec.modality)
     dev = pick_device(t.device)
     model.to(dev).train()

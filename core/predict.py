@@ -14,7 +14,7 @@ from safetensors.torch import load_model
 
 from .backbones import Classifier, get_backbone, tokenizer_for
 from .batches import square_crop
-from .config import RunConfig
+from .config import RESOLVED, RunConfig
 from .errors import DataError, RunError
 from .images import BadImage, open_rgb
 from .strategies import get_strategy
@@ -29,14 +29,15 @@ class Predictor:
         if not labels.is_file() or ck is None:
             raise RunError(f"Run {d.name} has no saved model yet (it has not finished an epoch).")
         meta = json.loads(labels.read_text(encoding="utf-8"))
-        self.cfg = RunConfig.load(d / "config.json")
+        resolved = d / RESOLVED  # what 'auto' chose: strategy, max length, ...
+        self.cfg = RunConfig.load(resolved if resolved.is_file() else d / "config.json")
         self.classes: list[str] = meta["classes"]
         self.spec = get_backbone(self.cfg.train.backbone)
         self.modality = self.spec.modality
-        model: Classifier = self.spec.build(len(self.classes))
+        model: Classifier = self.spec.build(len(self.classes), pooling=self.cfg.train.pooling)
         if self.cfg.train.strategy == "lora":  # same module structure as in training
             get_strategy("lora").prepare(model, self.cfg.train, self.modality)
-        load_model(model, str(ck), strict=False)
+        load_model(model, str(ck), strict=True)
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.size = self.cfg.train.image_size or self.spec.image_size

@@ -22,7 +22,7 @@ from safetensors.torch import load_model, save_model
 from . import distributed as D
 from .backbones import Classifier, get_backbone
 from .batches import Inputs, build_inputs, iterate
-from .config import ConfigError, RunConfig
+from .config import RESOLVED, ConfigError, RunConfig
 from .datasets import Dataset, DatasetStore, open_source
 from .errors import DataError, StudioError
 from .evaluate import evaluate
@@ -140,6 +140,7 @@ class Trainer:
         self.model: Classifier | None = None
         self.train_model: torch.nn.Module | None = None  # the model, or its DDP wrapper under torchrun
         self.features: torch.Tensor | None = None
+        self._pretrained: torch.Tensor | None = None  # pretrained-encoder features, shared by baseline and probe
         self.main = D.is_main()
 
     # ------------------------------------------------------------------ events
@@ -203,9 +204,10 @@ class Trainer:
         if self.main:
             atomic_write_json(self.run_rec.dir / "labels.json", {"classes": data.classes, "modality": spec.modality,
                                                                   "backbone": spec.name})
+            self.cfg.save(self.run_rec.dir / RESOLVED)
         seed_everything(t.seed)
         self.progress(0.1, f"Building {spec.name}")
-        model = self.model = spec.build(len(data.classes))
+        model = self.model = spec.build(len(data.classes), pooling=t.pooling)
         groups = strategy.prepare(model, t, spec.modality)
         if t.gradient_checkpointing and hasattr(getattr(model.encoder, "model", None), "gradient_checkpointing_enable"):
             model.encoder.model.gradient_checkpointing_enable()
@@ -230,6 +232,9 @@ class Trainer:
         start_epoch = 0
         if resume:
             start_epoch = self._load_checkpoint(opt, sched, scaler, strategy, spec.modality)
+        elif t.head_init == "probe":
+            self._probe_head(train_idx)
+        self._pretrained = None
         if strategy.frozen_backbone and self.features is None:
             self.features = self._cache_features(data)
 
@@ -275,7 +280,7 @@ class Trainer:
         best = self.run_rec.dir / "checkpoints" / "best" / "model.safetensors"
         test_metrics = None
         if best.is_file():
-            load_model(model, best, strict=False)
+            load_model(model, best, strict=True)
         if best.is_file() or status != "diverged":
             test_idx = data.idx("test")
             if len(test_idx):
@@ -450,13 +455,26 @@ class Trainer:
             result = text_baseline(self.data.files, y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
             x = text_features(self.data.files, train_idx.numpy())
         else:
-            feats = self._cache_features(self.data)  # pretrained encoder: nothing has trained yet
+            feats = self._pretrained = self._cache_features(self.data)  # pretrained encoder: nothing trained yet
             if keep_features:
                 self.features = feats
             x = feats.cpu().numpy()
             result = feature_baseline(x, y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
         self._suspect_labels(x, y)
         return result
+
+    def _probe_head(self, train_idx: torch.Tensor) -> None:
+        """LP-FT: the head starts as a logistic-regression probe on the pretrained features, so fine-tuning begins
+        at the probe's accuracy instead of a random head whose large early gradients distort the backbone."""
+        from .baseline import probe_head
+
+        feats = self._pretrained if self._pretrained is not None else self._cache_features(self.data)
+        self.progress(0.0, "Fitting the linear probe that starts the head")
+        w, b = probe_head(feats.cpu().numpy(), self.data.y.numpy(), train_idx.numpy(), len(self.data.classes))
+        linear = self.model.head[-1]
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(w))
+            linear.bias.copy_(torch.from_numpy(b))
 
     def _suspect_labels(self, x, y: np.ndarray) -> None:
         """Training/validation examples whose label an out-of-fold model confidently contradicts."""
@@ -523,7 +541,7 @@ class Trainer:
         s = torch.load(ck / "trainer.pt", weights_only=True, map_location="cpu")
         for e in range(1, s["next_epoch"]):
             strategy.on_epoch_start(self.model, self.t, e, opt, modality)
-        load_model(self.model, str(ck / "model.safetensors"), strict=False, device=str(self.device))
+        load_model(self.model, str(ck / "model.safetensors"), strict=True, device=str(self.device))
         opt.load_state_dict(s["optimizer"])
         sched.load_state_dict(s["scheduler"])
         if scaler and s.get("scaler"):

@@ -46,10 +46,29 @@ def test_predict_images_and_zip(stores, image_dir):
 def test_export_folder_reloads_identically(stores, text_csv, tmp_path):
     rec, st, _ = train(stores, config(text_csv, "tiny-text", "lora", epochs=1))
     before = Predictor(rec.dir).predict_texts(["match goal team", "cook taste dinner"])
-    out = export_folder(rec.dir, tmp_path / "exp")
+    out, hf = export_folder(rec.dir, tmp_path / "exp")
     after = Predictor(out).predict_texts(["match goal team", "cook taste dinner"])
     np.testing.assert_allclose(before, after, atol=1e-5)
     assert "predict_texts" in (out / "README.md").read_text()
+    assert not hf["written"] and "mean-pools" in hf["why"] and not (out / "hf").exists()
+
+
+def test_cls_pooled_text_model_exports_a_transformers_folder(stores, text_csv, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rec, st, _ = train(stores, config(text_csv, "tiny-text", "lora", epochs=1, pooling="cls"))
+    texts = ["match goal team", "cook taste dinner", "cloud data server"]
+    before = Predictor(rec.dir).predict_texts(texts)
+    out, hf = export_folder(rec.dir, tmp_path / "exp")
+    assert hf["written"] and hf["max_abs_logit_diff"] < 1e-4
+    model = AutoModelForSequenceClassification.from_pretrained(out / "hf").eval()
+    tok = AutoTokenizer.from_pretrained(out / "hf")
+    with torch.no_grad():
+        probs = model(**tok(texts, return_tensors="pt", padding=True)).logits.softmax(-1).numpy()
+    np.testing.assert_allclose(probs, before, atol=1e-5)
+    assert [model.config.id2label[i] for i in range(3)] == Predictor(rec.dir).classes
+    assert "AutoModelForSequenceClassification" in (out / "README.md").read_text()
 
 
 def test_run_without_a_model_explains(stores, image_dir):

@@ -93,7 +93,7 @@ def test_export_reload_matches_run_predictions(runs_home, backbone, tmp_path):
     preds = pd.read_parquet(rec.dir / "eval" / "test_predictions.parquet")
     classes = Predictor(rec.dir).classes
     expected = preds[[f"p:{c}" for c in classes]].to_numpy()
-    out = export_folder(rec.dir, tmp_path / "export")
+    out, _ = export_folder(rec.dir, tmp_path / "export")
     assert {"model.safetensors", "config.json", "labels.json", "README.md"} <= {p.name for p in out.iterdir()}
     p = Predictor(out)
     assert not any("lora" in n for n, _ in p.model.named_parameters())  # merged
@@ -103,6 +103,27 @@ def test_export_reload_matches_run_predictions(runs_home, backbone, tmp_path):
         got, errs = p.predict_images(preds["file"].tolist())
         assert not any(errs)
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_minilm_lora_exports_a_folder_transformers_loads_as_is(runs_home, tmp_path):
+    """LoRA merged into MiniLM, pooled the transformers way: AutoModelForSequenceClassification reproduces the
+    run's own test predictions."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rec, st, _ = train(runs_home, config(DEMO / "reviews.csv", "all-MiniLM-L6-v2", "lora", epochs=1, batch_size=16,
+                                         max_steps=4, pooling="cls", max_length=64))
+    preds = pd.read_parquet(rec.dir / "eval" / "test_predictions.parquet")
+    classes = Predictor(rec.dir).classes
+    out, hf = export_folder(rec.dir, tmp_path / "export")
+    assert hf["written"], hf
+    model = AutoModelForSequenceClassification.from_pretrained(out / "hf").eval()
+    tok = AutoTokenizer.from_pretrained(out / "hf")
+    with torch.no_grad():
+        enc = tok(preds["input"].tolist(), return_tensors="pt", padding=True, truncation=True, max_length=64)
+        probs = model(**enc).logits.softmax(-1).numpy()
+    np.testing.assert_allclose(probs, preds[[f"p:{c}" for c in classes]].to_numpy(), atol=1e-4)
+    assert type(model).__name__ == "BertForSequenceClassification"
 
 
 @pytest.mark.parametrize("backbone", ["mobilenet_v2", "all-MiniLM-L6-v2"])
