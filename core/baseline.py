@@ -40,24 +40,6 @@ def feature_baseline(features: np.ndarray, y: np.ndarray, train: np.ndarray, tes
     return _summary(evaluate(y[test], probs, classes), "image")
 
 
-def probe_head(features: np.ndarray, y: np.ndarray, train: np.ndarray, n_classes: int,
-               class_weight: str | None = "balanced") -> tuple[np.ndarray, np.ndarray]:
-    """(weight [C, D], bias [C]) of a logistic-regression probe on the frozen features, with the standardisation
-    folded in, so a Linear head starts where the probe ends (linear probe, then fine-tune: LP-FT)."""
-    scaler = StandardScaler().fit(features[train])
-    clf = LogisticRegression(C=2.0, max_iter=2000, class_weight=class_weight)
-    clf.fit(scaler.transform(features[train]), y[train])
-    coef, icpt = clf.coef_, clf.intercept_
-    if coef.shape[0] == 1:  # binary: sklearn keeps one row; softmax over [0, z] is the same sigmoid
-        coef, icpt = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, icpt[0]])
-    w = np.zeros((n_classes, features.shape[1]))
-    b = np.full(n_classes, -30.0)  # classes absent from the training part start (and likely stay) unpredicted
-    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
-    w[clf.classes_] = coef / scale
-    b[clf.classes_] = icpt - (coef * (scaler.mean_ / scale)).sum(1)
-    return w.astype(np.float32), b.astype(np.float32)
-
-
 def out_of_fold(x, y: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0) -> np.ndarray:
     """Each example's class probabilities from a model that never saw it (k-fold), for label checking."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -97,7 +98,23 @@ def _config_from_args(args):
         t.backbone = args.backbone
     if args.strategy and args.config:
         t.strategy = args.strategy
-    t.__post_init__()
+    if args.pooling:
+        t.pooling = args.pooling
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            raise CliError(f"--set {item!r}: expected KEY=VALUE with KEY one of: {', '.join(sorted(fields))}.")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw  # a bare word, such as a strategy or schedule name
+        setattr(t, key, value)
+    try:
+        t.__post_init__()
+    except TypeError:
+        raise CliError(f"--set {' '.join(args.set or [])}: a value has the wrong type (numbers unquoted, "
+                       "true/false, or a name).") from None
     return cfg
 
 
@@ -200,6 +217,9 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--max-steps", type=int)
+    t.add_argument("--pooling", choices=["mean", "cls"], help="Text: 'cls' exports a transformers folder too.")
+    t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="Any other training setting, e.g. --set "
+                   "label_smoothing=0.1 class_weighting=balanced (names as in the run's config.json).")
     t.add_argument("--runs-dir")
     t.add_argument("--json", action="store_true")
 

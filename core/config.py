@@ -10,7 +10,6 @@ STRATEGIES = ("auto", "full", "frozen", "partial", "differential", "lora")
 SCHEDULES = ("cosine", "linear", "constant")
 LOSSES = ("ce", "focal")
 CLASS_WEIGHTING = ("none", "balanced")
-HEAD_INIT = ("random", "probe")
 RESOLVED = "config.resolved.json"  # beside config.json: the settings a run actually used once 'auto' chose them
 POOLING = ("mean", "cls")
 RARE_POLICIES = ("error", "unstratified")
@@ -73,8 +72,6 @@ class TrainConfig:
     pooling: str = field(default="mean", metadata={"help": "Text: 'mean' over tokens (what sentence encoders are "
                                                            "trained for) or 'cls' (the model's own pooler, as in "
                                                            "AutoModelForSequenceClassification: exports as a HF folder)."})
-    head_init: str = field(default="random", metadata={"help": "'probe': start the head from a logistic-regression "
-                                                               "probe on the frozen features, then fine-tune (LP-FT)."})
     mixup_alpha: float = 0.0
     # strategy knobs
     lora_r: int = 8
@@ -94,7 +91,6 @@ class TrainConfig:
         _check(self.schedule in SCHEDULES, f"Unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}.")
         _check(self.loss in LOSSES, f"Unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}.")
         _check(self.pooling in POOLING, f"pooling must be one of {POOLING}, got {self.pooling!r}.")
-        _check(self.head_init in HEAD_INIT, f"head_init must be one of {HEAD_INIT}, got {self.head_init!r}.")
         _check(self.class_weighting in CLASS_WEIGHTING, f"class_weighting must be one of {CLASS_WEIGHTING}.")
         _check(1 <= self.epochs <= 1000, f"epochs must be between 1 and 1000, got {self.epochs}.")
         _check(1 <= self.batch_size <= 4096, f"batch_size must be between 1 and 4096, got {self.batch_size}.")

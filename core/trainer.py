@@ -140,7 +140,6 @@ class Trainer:
         self.model: Classifier | None = None
         self.train_model: torch.nn.Module | None = None  # the model, or its DDP wrapper under torchrun
         self.features: torch.Tensor | None = None
-        self._pretrained: torch.Tensor | None = None  # pretrained-encoder features, shared by baseline and probe
         self.main = D.is_main()
 
     # ------------------------------------------------------------------ events
@@ -232,9 +231,6 @@ class Trainer:
         start_epoch = 0
         if resume:
             start_epoch = self._load_checkpoint(opt, sched, scaler, strategy, spec.modality)
-        elif t.head_init == "probe":
-            self._probe_head(train_idx)
-        self._pretrained = None
         if strategy.frozen_backbone and self.features is None:
             self.features = self._cache_features(data)
 
@@ -455,26 +451,13 @@ class Trainer:
             result = text_baseline(self.data.files, y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
             x = text_features(self.data.files, train_idx.numpy())
         else:
-            feats = self._pretrained = self._cache_features(self.data)  # pretrained encoder: nothing trained yet
+            feats = self._cache_features(self.data)  # pretrained encoder: nothing has trained yet
             if keep_features:
                 self.features = feats
             x = feats.cpu().numpy()
             result = feature_baseline(x, y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
         self._suspect_labels(x, y)
         return result
-
-    def _probe_head(self, train_idx: torch.Tensor) -> None:
-        """LP-FT: the head starts as a logistic-regression probe on the pretrained features, so fine-tuning begins
-        at the probe's accuracy instead of a random head whose large early gradients distort the backbone."""
-        from .baseline import probe_head
-
-        feats = self._pretrained if self._pretrained is not None else self._cache_features(self.data)
-        self.progress(0.0, "Fitting the linear probe that starts the head")
-        w, b = probe_head(feats.cpu().numpy(), self.data.y.numpy(), train_idx.numpy(), len(self.data.classes))
-        linear = self.model.head[-1]
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(w))
-            linear.bias.copy_(torch.from_numpy(b))
 
     def _suspect_labels(self, x, y: np.ndarray) -> None:
         """Training/validation examples whose label an out-of-fold model confidently contradicts."""

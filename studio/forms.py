@@ -84,6 +84,10 @@ def train_options(ds: Dataset, strategy: str) -> dict:
             o["mixup_alpha"] = e[1].number_input("MixUp alpha (0 = off)", 0.0, 1.0, 0.0, 0.1)
         else:
             o["max_length"] = int(e[0].number_input("Max tokens", 16, 512, 128, 16))
+            o["pooling"] = e[1].selectbox(
+                "Pooling", ["mean", "cls"], format_func={"mean": "mean of tokens", "cls": "model's pooler (CLS)"}.get,
+                help="Mean suits sentence encoders such as MiniLM. CLS is how transformers' "
+                     "AutoModelForSequenceClassification reads a text, so the export includes a folder it loads as is.")
         o["amp"] = e[2].checkbox("Mixed precision on GPU", True)
         if strategy == "lora":
             l1, l2 = st.columns(2)

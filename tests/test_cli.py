@@ -53,6 +53,8 @@ def test_train_replay_evaluate_resume(tmp_path, image_dir):
     (["train", "--data", "{data}", "--backbone", "tiny-cnn", "--epochs", "0"], "epochs must be"),
     (["audit", "{empty}"], "no rows"),
     (["evaluate", "/tmp"], "not a run folder"),
+    (["train", "--data", "{data}", "--backbone", "tiny-cnn", "--set", "colour=blue"], "KEY one of"),
+    (["train", "--data", "{data}", "--backbone", "tiny-cnn", "--set", "label_smoothing=2"], "label_smoothing must"),
 ])
 def test_errors_exit_2_with_one_line(tmp_path, text_csv, args, needle):
     (tmp_path / "empty.csv").write_text("text,label\n", encoding="utf-8")
@@ -60,3 +62,18 @@ def test_errors_exit_2_with_one_line(tmp_path, text_csv, args, needle):
     rc, out, err = cli(*args, home=tmp_path)
     assert rc == 2
     assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_text_train_with_settings_then_export_for_transformers(tmp_path, text_csv):
+    rc, out, err = cli("train", "--data", str(text_csv), "--backbone", "tiny-text", "--strategy", "full",
+                       "--pooling", "cls", "--set", "epochs=1", "label_smoothing=0.1", "class_weighting=balanced",
+                       "--json", home=tmp_path)
+    r = json.loads(out)
+    assert rc == 0, err
+    cfg = json.loads((tmp_path / "runs" / r["run_id"] / "config.json").read_text())["train"]
+    assert (cfg["pooling"], cfg["epochs"], cfg["label_smoothing"], cfg["class_weighting"]) == ("cls", 1, 0.1, "balanced")
+    rc, out, err = cli("export", r["run_dir"], "--format", "folder", "--out", str(tmp_path / "exp"), "--json",
+                       home=tmp_path)
+    rep = json.loads(out)
+    assert rc == 0, err
+    assert rep["hf"]["written"] and (tmp_path / "exp" / "hf" / "config.json").is_file()
