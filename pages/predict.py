@@ -98,6 +98,12 @@ with guard("Loading the model"):
     saved = st.session_state.get("export_zip")
     if saved and saved[0] == rec.id:
         report = saved[3]
+        hf = report.get("hf") or {}
+        if hf.get("written"):
+            st.caption(f"Includes hf/: loads with transformers' AutoModelForSequenceClassification "
+                       f"(logits match to {hf['max_abs_logit_diff']:.1e}).")
+        elif pred.modality == "text":
+            st.caption(f"No transformers folder: {hf.get('why', '')}.")
         if "onnx" in report:
             o = report["onnx"]
             st.caption(f"ONNX: largest logit difference from PyTorch {o['max_abs_logit_diff']:.1e} on "
