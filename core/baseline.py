@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 from scipy.sparse import hstack
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -64,11 +63,9 @@ def suspects(probs: np.ndarray, y: np.ndarray, p_given_below: float = 0.15, conf
 
 
 def text_features(texts: list[str], fit_rows: np.ndarray):
-    word = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)
-    char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=200_000)
-    fit = [texts[i] for i in fit_rows]
-    word.fit(fit)
-    char.fit(fit)
+    from .lexical import vectorizers
+
+    word, char = vectorizers([texts[i] for i in fit_rows])
     return hstack([word.transform(texts), char.transform(texts)]).tocsr()
 
 

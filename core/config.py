@@ -69,6 +69,9 @@ class TrainConfig:
     image_size: int | None = None
     max_length: int = 128
     augment: bool = True
+    blend: bool = field(default=False, metadata={"help": "Text: also fit TF-IDF + logistic regression and average its "
+                                                         "probabilities with the network's, weighted as validation "
+                                                         "prefers (0 = network only). 'auto' turns it on."})
     pooling: str = field(default="mean", metadata={"help": "Text: 'mean' over tokens (what sentence encoders are "
                                                            "trained for) or 'cls' (the model's own pooler, as in "
                                                            "AutoModelForSequenceClassification: exports as a HF folder)."})

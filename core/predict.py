@@ -17,6 +17,8 @@ from .batches import square_crop
 from .config import RESOLVED, RunConfig
 from .errors import DataError, RunError
 from .images import BadImage, open_rgb
+from .lexical import FOLDER as LEXICAL
+from .lexical import LexicalModel, blend
 from .strategies import get_strategy
 
 
@@ -41,6 +43,10 @@ class Predictor:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.size = self.cfg.train.image_size or self.spec.image_size
+        # a blended run: the network's probabilities averaged with its TF-IDF model's (see core.lexical)
+        self.network_weight = json.loads((d / "blend.json").read_text())["network_weight"] \
+            if (d / "blend.json").is_file() else 1.0
+        self.lexical = LexicalModel.load(d / LEXICAL) if self.network_weight < 1.0 else None
         self.mean = torch.tensor(self.spec.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(self.spec.std).view(1, 3, 1, 1)
 
@@ -58,7 +64,10 @@ class Predictor:
             enc = tok(texts[s:s + batch_size], truncation=True, max_length=self.cfg.train.max_length,
                       padding=True, return_tensors="pt")
             out.append(self._probs({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}))
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
+        probs = np.concatenate(out) if out else np.zeros((0, len(self.classes)))
+        if self.lexical is not None and len(texts):
+            probs = blend(probs, self.lexical.predict_proba(list(texts)), self.network_weight)
+        return probs
 
     def predict_images(self, images: list[Any], batch_size: int = 32) -> tuple[np.ndarray, list[str | None]]:
         """Paths, bytes or PIL images. Unreadable ones get NaN probabilities and a reason."""

@@ -140,6 +140,7 @@ class Trainer:
         self.model: Classifier | None = None
         self.train_model: torch.nn.Module | None = None  # the model, or its DDP wrapper under torchrun
         self.features: torch.Tensor | None = None
+        self.blend: tuple[Any, float] | None = None  # (lexical model, network weight) once fitted
         self.main = D.is_main()
 
     # ------------------------------------------------------------------ events
@@ -277,6 +278,8 @@ class Trainer:
         test_metrics = None
         if best.is_file():
             load_model(model, best, strict=True)
+        if t.blend and spec.modality == "text" and len(val_idx) and status in ("completed", "stopped"):
+            self._fit_blend(train_idx, val_idx, amp_dtype)
         if best.is_file() or status != "diverged":
             test_idx = data.idx("test")
             if len(test_idx):
@@ -399,8 +402,30 @@ class Trainer:
         probs = torch.cat(out).numpy() if out else np.zeros((0, len(self.data.classes)))
         return D.gather_rows(full, probs)
 
+    def _fit_blend(self, train_idx: torch.Tensor, val_idx: torch.Tensor, amp_dtype) -> None:
+        """The lexical model and its weight, chosen on validation with the final network; saved with the run."""
+        from .lexical import FOLDER, LexicalModel, best_weight
+
+        self.progress(0.0, "Fitting the TF-IDF model to blend with")
+        texts, y = self.data.files, self.data.y.numpy()
+        lex = LexicalModel.fit([texts[i] for i in train_idx.tolist()], y[train_idx.numpy()], len(self.data.classes))
+        w, scores = best_weight(self.predict(val_idx, amp_dtype), lex.predict_proba([texts[i] for i in val_idx.tolist()]),
+                                y[val_idx.numpy()], self.data.classes)
+        self.blend = (lex, w)
+        info = {"network_weight": w, "val_macro_f1": scores}
+        if self.main:
+            if w < 1.0:
+                lex.save(self.run_rec.dir / FOLDER)
+            atomic_write_json(self.run_rec.dir / "blend.json", info)
+        self.status("running", blend=info)
+
     def _eval_split(self, name: str, idx: torch.Tensor, amp_dtype, save_predictions: bool = False) -> dict[str, Any]:
         probs = self.predict(idx, amp_dtype)
+        if name == "test" and self.blend is not None:
+            from .lexical import blend
+
+            lex, w = self.blend
+            probs = blend(probs, lex.predict_proba([self.data.files[i] for i in idx.tolist()]) if w < 1 else None, w)
         y = self.data.y[idx].numpy()
         res = evaluate(y, probs, self.data.classes)
         res["epoch"] = self.state.epoch + 1

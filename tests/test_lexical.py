@@ -1,0 +1,72 @@
+"""The TF-IDF partner of a blended text run: pickle-free save/load, weight chosen on validation, travels with exports."""
+import json
+
+import numpy as np
+from scipy.sparse import hstack
+from sklearn.linear_model import LogisticRegression
+
+from core.lexical import LexicalModel, best_weight, blend
+from core.predict import Predictor
+from tests.conftest import make_text_csv
+from tests.helpers import config, train
+
+
+def _texts(tmp_path, classes=3):
+    import pandas as pd
+
+    df = pd.read_csv(make_text_csv(tmp_path / "t.csv"))
+    df = df[df["label"].isin(sorted(df["label"].unique())[:classes])]
+    labels = sorted(df["label"].unique())
+    return df["text"].tolist(), np.array([labels.index(v) for v in df["label"]])
+
+
+def test_matches_scikit_learn_and_survives_save_load(tmp_path):
+    for k in (2, 3):  # binary keeps one coefficient row in scikit-learn
+        texts, y = _texts(tmp_path, k)
+        lex = LexicalModel.fit(texts[:60], y[:60], k)
+        ref = LogisticRegression(C=2.0, max_iter=2000, class_weight="balanced").fit(
+            hstack([lex.word.transform(texts[:60]), lex.char.transform(texts[:60])]).tocsr(), y[:60])
+        x = hstack([lex.word.transform(texts[60:]), lex.char.transform(texts[60:])]).tocsr()
+        np.testing.assert_allclose(lex.predict_proba(texts[60:]), ref.predict_proba(x), atol=1e-5)
+        lex.save(tmp_path / f"lex{k}")
+        assert not list((tmp_path / f"lex{k}").glob("*.pkl"))
+        again = LexicalModel.load(tmp_path / f"lex{k}")
+        np.testing.assert_allclose(again.predict_proba(texts[60:]), lex.predict_proba(texts[60:]), atol=1e-6)
+
+
+def test_classes_missing_from_training_get_zero_probability(tmp_path):
+    texts, y = _texts(tmp_path, 3)
+    keep = y != 2
+    lex = LexicalModel.fit([t for t, k in zip(texts, keep) if k], y[keep], 3)
+    p = lex.predict_proba(texts[:5])
+    assert p.shape == (5, 3) and np.all(p[:, 2] == 0) and np.allclose(p.sum(1), 1)
+
+
+def test_best_weight_prefers_the_better_model_and_ties_go_to_the_network():
+    y = np.array([0, 1, 0, 1])
+    good, bad = np.eye(2)[y], np.eye(2)[1 - y]
+    assert best_weight(good, bad, y, ["a", "b"])[0] == 1.0
+    w, scores = best_weight(bad, good, y, ["a", "b"])
+    assert w <= 0.4 and scores["lexical_only"] == 1.0 and scores["network_only"] == 0.0
+    assert best_weight(good, good, y, ["a", "b"])[0] == 1.0
+    np.testing.assert_allclose(blend(good, bad, 0.25), 0.25 * good + 0.75 * bad)
+
+
+def test_blended_run_predicts_and_exports_as_it_was_evaluated(stores, tmp_path):
+    import pandas as pd
+
+    from core.export import export_folder
+
+    csv = make_text_csv(tmp_path / "topics.csv", per_class=30)
+    rec, st, _ = train(stores, config(csv, "tiny-text", "full", epochs=1, blend=True, lr=1e-6))  # a weak network
+    assert st["status"] == "completed"
+    info = json.loads((rec.dir / "blend.json").read_text())
+    assert info["network_weight"] < 1.0 and info["val_macro_f1"]["blend"] >= info["val_macro_f1"]["network_only"]
+    assert st["blend"]["network_weight"] == info["network_weight"]
+    preds = pd.read_parquet(rec.dir / "eval" / "test_predictions.parquet")
+    classes = Predictor(rec.dir).classes
+    expected = preds[[f"p:{c}" for c in classes]].to_numpy()
+    np.testing.assert_allclose(Predictor(rec.dir).predict_texts(preds["input"].tolist()), expected, atol=1e-5)
+    out, _ = export_folder(rec.dir, tmp_path / "exp")
+    np.testing.assert_allclose(Predictor(out).predict_texts(preds["input"].tolist()), expected, atol=1e-5)
+    assert st["test"]["macro_f1"] > 0.9  # the lexical half carries these clearly worded topics
