@@ -67,11 +67,13 @@ def optdigits(cache: Path, per_class: int = 60) -> Path:
     return root
 
 
+# (backbone, how to get the data, settings for every run). The digit images are 8-28 px: every run reads them
+# at 128 px (what auto picks for small images), so all runs and the baseline see the same inputs.
 DATASETS = {
-    "reviews": ("all-MiniLM-L6-v2", lambda cache: DEMO / "reviews.csv"),
-    "debates": ("all-MiniLM-L6-v2", debates),
-    "digits": ("mobilenet_v2", lambda cache: DEMO / "digits"),
-    "optdigits": ("mobilenet_v2", optdigits),
+    "reviews": ("all-MiniLM-L6-v2", lambda cache: DEMO / "reviews.csv", {}),
+    "debates": ("all-MiniLM-L6-v2", debates, {}),
+    "digits": ("mobilenet_v2", lambda cache: DEMO / "digits", {"image_size": 128}),
+    "optdigits": ("mobilenet_v2", optdigits, {"image_size": 128}),
 }
 
 
@@ -112,11 +114,11 @@ def main() -> None:
         home, cache = Path(tmp) / "home", Path(tmp) / "cache"
         cache.mkdir(parents=True)
         for name in args.datasets:
-            backbone, make = DATASETS[name]
+            backbone, make, settings = DATASETS[name]
             source = make(cache)
             base = None
             for i, strategy in enumerate(args.strategies):
-                r = run_one(home, source, backbone, strategy, baseline=i == 0, **overrides)
+                r = run_one(home, source, backbone, strategy, baseline=i == 0, **{**settings, **overrides})
                 base = base or r["baseline"]
                 r.update(dataset=name, baseline=base)
                 rows.append(r)

@@ -274,6 +274,13 @@ def _tiny_text_encoder() -> tuple[nn.Module, int]:
     return TextEncoder(BertModel(cfg)), 32
 
 
+def _seeded(cls):
+    """Test backbones have no pretrained file: a fixed seed makes 'pretrained' mean the same weights everywhere."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return cls()
+
+
 def _mobilenet_offline() -> bool:
     return provide_offline_mobilenet()
 
@@ -290,7 +297,7 @@ register(BackboneSpec(
 register(BackboneSpec(
     name="tiny-cnn", modality="image", params_m=0.006, hidden=True, image_size=32,
     description="Random tiny CNN for smoke tests (no pretraining).",
-    build_encoder=lambda: (VisionEncoder(TinyCNN()), 32), is_offline=lambda: True))
+    build_encoder=lambda: (VisionEncoder(_seeded(TinyCNN)), 32), is_offline=lambda: True))
 register(BackboneSpec(
     name="tiny-text", modality="text", params_m=1.0, hidden=True,
     description="Random 2-layer BERT with MiniLM's tokenizer, for smoke tests (no pretraining).",

@@ -63,7 +63,7 @@ def suspects(probs: np.ndarray, y: np.ndarray, p_given_below: float = 0.15, conf
 
 
 def text_features(texts: list[str], fit_rows: np.ndarray):
-    from .lexical import vectorizers
+    from .blend import vectorizers
 
     word, char = vectorizers([texts[i] for i in fit_rows])
     return hstack([word.transform(texts), char.transform(texts)]).tocsr()

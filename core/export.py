@@ -45,10 +45,10 @@ def export_folder(run_dir: str | Path, out: str | Path) -> tuple[Path, dict[str,
                                                          fn="predict_texts" if pred.modality == "text" else "predict_images",
                                                          example='["an example"]' if pred.modality == "text" else '["photo.jpg"]'),
                                    encoding="utf-8")
-    if pred.lexical is not None:  # the blended run's TF-IDF half travels with it
+    if pred.partner is not None:  # a blended run's linear partner travels with it
         import shutil
 
-        from .lexical import FOLDER
+        from .blend import FOLDER
 
         shutil.copytree(Path(run_dir) / FOLDER, out / FOLDER, dirs_exist_ok=True)
         shutil.copyfile(Path(run_dir) / "blend.json", out / "blend.json")
@@ -226,7 +226,7 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "folder") -> dict[st
     blend = json.loads((folder / "blend.json").read_text()) if (folder / "blend.json").is_file() else None
     if blend and blend["network_weight"] < 1:
         report["blend"] = {"network_weight": blend["network_weight"],
-                           "note": "ONNX, INT8 and hf/ carry the network alone; its TF-IDF partner is in lexical/, "
+                           "note": "ONNX, INT8 and hf/ carry the network alone; its linear partner is in partner/, "
                                    "applied by core.predict.Predictor"}
     if fmt != "folder":
         pred = Predictor(folder)

@@ -17,8 +17,8 @@ from .batches import square_crop
 from .config import RESOLVED, RunConfig
 from .errors import DataError, RunError
 from .images import BadImage, open_rgb
-from .lexical import FOLDER as LEXICAL
-from .lexical import LexicalModel, blend
+from .blend import FOLDER as PARTNER
+from .blend import blend, load_partner
 from .strategies import get_strategy
 
 
@@ -46,7 +46,10 @@ class Predictor:
         # a blended run: the network's probabilities averaged with its TF-IDF model's (see core.lexical)
         self.network_weight = json.loads((d / "blend.json").read_text())["network_weight"] \
             if (d / "blend.json").is_file() else 1.0
-        self.lexical = LexicalModel.load(d / LEXICAL) if self.network_weight < 1.0 else None
+        self.partner = load_partner(d / PARTNER) if self.network_weight < 1.0 else None
+        self.pretrained = None
+        if self.partner is not None and self.modality == "image":  # the partner reads the untouched backbone
+            self.pretrained = self.spec.build_encoder()[0].to(device).eval()
         self.mean = torch.tensor(self.spec.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(self.spec.std).view(1, 3, 1, 1)
 
@@ -65,8 +68,8 @@ class Predictor:
                       padding=True, return_tensors="pt")
             out.append(self._probs({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}))
         probs = np.concatenate(out) if out else np.zeros((0, len(self.classes)))
-        if self.lexical is not None and len(texts):
-            probs = blend(probs, self.lexical.predict_proba(list(texts)), self.network_weight)
+        if self.partner is not None and len(texts):
+            probs = blend(probs, self.partner.predict_proba(list(texts)), self.network_weight)
         return probs
 
     def predict_images(self, images: list[Any], batch_size: int = 32) -> tuple[np.ndarray, list[str | None]]:
@@ -86,7 +89,12 @@ class Predictor:
                     errors[i] = str(e)
             if tensors:
                 x = torch.stack(tensors).float().div_(255)
-                probs[ok] = self._probs({"pixel_values": (x - self.mean) / self.std})
+                x = (x - self.mean) / self.std
+                probs[ok] = self._probs({"pixel_values": x})
+                if self.partner is not None:
+                    with torch.no_grad():
+                        feats = self.pretrained(pixel_values=x.to(self.device)).float().cpu().numpy()
+                    probs[ok] = blend(probs[ok], self.partner.predict_proba(feats), self.network_weight)
         return probs, errors
 
     def table(self, names: list[str], probs: np.ndarray, errors: list[str | None] | None = None) -> pd.DataFrame:

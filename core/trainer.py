@@ -140,7 +140,8 @@ class Trainer:
         self.model: Classifier | None = None
         self.train_model: torch.nn.Module | None = None  # the model, or its DDP wrapper under torchrun
         self.features: torch.Tensor | None = None
-        self.blend: tuple[Any, float] | None = None  # (lexical model, network weight) once fitted
+        self.blend: tuple[Any, float] | None = None  # (linear partner, network weight) once fitted
+        self._pretrained: np.ndarray | None = None  # images: pretrained-backbone features, for the partner
         self.main = D.is_main()
 
     # ------------------------------------------------------------------ events
@@ -175,6 +176,12 @@ class Trainer:
                 (rec.dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
             return self._fail(f"Training failed: {type(e).__name__}: {e}. Details are in error.txt in the run folder.")
 
+    def _median_image_side(self) -> int | None:
+        ds = self.datasets.find(self.run_rec.status.get("dataset"))
+        if ds is None or "width" not in ds.items.columns:
+            return None
+        return int(ds.items[["width", "height"]].min(axis=1).median())
+
     def _fail(self, reason: str) -> dict[str, Any]:
         self.emit("run_end", status="failed", reason=reason)
         return self.status("failed", reason=reason, finished=time.time())
@@ -189,14 +196,18 @@ class Trainer:
         if t.strategy == "auto":
             from .strategies import resolve_auto
 
+            before = t
             tr = data.split == "train"
             lengths = [len(x) for x, keep in zip(data.files, tr) if keep] if spec.modality == "text" else None
             t, auto_reason = resolve_auto(t, int(tr.sum()), spec.modality,
-                                          torch.bincount(data.y[torch.from_numpy(tr)]).tolist(), lengths)
+                                          torch.bincount(data.y[torch.from_numpy(tr)]).tolist(), lengths,
+                                          self._median_image_side())
             self.t = self.cfg.train = t  # this run's copy; config.json on disk keeps 'auto' for replays
             self.callbacks = [c if not isinstance(c, EarlyStopping) else EarlyStopping(t.early_stopping_patience)
                               for c in self.callbacks]
             self.status("running", auto=auto_reason, resolved_strategy=t.strategy)
+            if (t.image_size, t.max_length) != (before.image_size, before.max_length):  # inputs depend on them
+                data = self.data = load_run_data(self.cfg, self.datasets, spec, self.progress)
         strategy = get_strategy(t.strategy)
         if len(data.classes) < 2:
             raise DataError(f"Only one class ({data.classes[0]}): training needs at least two.")
@@ -230,6 +241,8 @@ class Trainer:
         if t.baseline and baseline is None and len(test_idx):
             baseline = self._baseline(spec.modality, train_idx, test_idx, keep_features=strategy.frozen_backbone)
         start_epoch = 0
+        if t.blend and spec.modality == "image" and self._pretrained is None:  # before any weight moves
+            self._pretrained = self._cache_features(data).cpu().numpy()
         if resume:
             start_epoch = self._load_checkpoint(opt, sched, scaler, strategy, spec.modality)
         if strategy.frozen_backbone and self.features is None:
@@ -278,8 +291,8 @@ class Trainer:
         test_metrics = None
         if best.is_file():
             load_model(model, best, strict=True)
-        if t.blend and spec.modality == "text" and len(val_idx) and status in ("completed", "stopped"):
-            self._fit_blend(train_idx, val_idx, amp_dtype)
+        if t.blend and len(val_idx) and status in ("completed", "stopped"):
+            self._fit_blend(spec.modality, train_idx, val_idx, amp_dtype)
         if best.is_file() or status != "diverged":
             test_idx = data.idx("test")
             if len(test_idx):
@@ -402,30 +415,41 @@ class Trainer:
         probs = torch.cat(out).numpy() if out else np.zeros((0, len(self.data.classes)))
         return D.gather_rows(full, probs)
 
-    def _fit_blend(self, train_idx: torch.Tensor, val_idx: torch.Tensor, amp_dtype) -> None:
-        """The lexical model and its weight, chosen on validation with the final network; saved with the run."""
-        from .lexical import FOLDER, LexicalModel, best_weight
+    def _fit_blend(self, modality: str, train_idx: torch.Tensor, val_idx: torch.Tensor, amp_dtype) -> None:
+        """The linear partner (TF-IDF for text, a probe on pretrained features for images) and the network's
+        weight, chosen on validation with the final network; saved with the run."""
+        from .blend import FOLDER, LexicalModel, ProbeModel, best_weight
 
-        self.progress(0.0, "Fitting the TF-IDF model to blend with")
-        texts, y = self.data.files, self.data.y.numpy()
-        lex = LexicalModel.fit([texts[i] for i in train_idx.tolist()], y[train_idx.numpy()], len(self.data.classes))
-        w, scores = best_weight(self.predict(val_idx, amp_dtype), lex.predict_proba([texts[i] for i in val_idx.tolist()]),
+        y, n = self.data.y.numpy(), len(self.data.classes)
+        if modality == "text":
+            self.progress(0.0, "Fitting the TF-IDF model to blend with")
+            partner = LexicalModel.fit([self.data.files[i] for i in train_idx.tolist()], y[train_idx.numpy()], n)
+        else:
+            self.progress(0.0, "Fitting the pretrained-feature model to blend with")
+            partner = ProbeModel.fit(self._pretrained[train_idx.numpy()], y[train_idx.numpy()], n)
+        w, scores = best_weight(self.predict(val_idx, amp_dtype), self._partner_probs(partner, val_idx),
                                 y[val_idx.numpy()], self.data.classes)
-        self.blend = (lex, w)
-        info = {"network_weight": w, "val_macro_f1": scores}
+        self.blend = (partner, w)
+        info = {"network_weight": w, "partner": "TF-IDF + logistic regression" if modality == "text" else
+                "logistic regression on pretrained features", "val_macro_f1": scores}
         if self.main:
             if w < 1.0:
-                lex.save(self.run_rec.dir / FOLDER)
+                partner.save(self.run_rec.dir / FOLDER)
             atomic_write_json(self.run_rec.dir / "blend.json", info)
         self.status("running", blend=info)
+
+    def _partner_probs(self, partner, idx: torch.Tensor) -> np.ndarray:
+        if self._pretrained is not None:
+            return partner.predict_proba(self._pretrained[idx.numpy()])
+        return partner.predict_proba([self.data.files[i] for i in idx.tolist()])
 
     def _eval_split(self, name: str, idx: torch.Tensor, amp_dtype, save_predictions: bool = False) -> dict[str, Any]:
         probs = self.predict(idx, amp_dtype)
         if name == "test" and self.blend is not None:
-            from .lexical import blend
+            from .blend import blend
 
-            lex, w = self.blend
-            probs = blend(probs, lex.predict_proba([self.data.files[i] for i in idx.tolist()]) if w < 1 else None, w)
+            partner, w = self.blend
+            probs = blend(probs, self._partner_probs(partner, idx) if w < 1 else None, w)
         y = self.data.y[idx].numpy()
         res = evaluate(y, probs, self.data.classes)
         res["epoch"] = self.state.epoch + 1
@@ -479,6 +503,8 @@ class Trainer:
             feats = self._cache_features(self.data)  # pretrained encoder: nothing has trained yet
             if keep_features:
                 self.features = feats
+            if self.t.blend:
+                self._pretrained = feats.cpu().numpy()
             x = feats.cpu().numpy()
             result = feature_baseline(x, y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
         self._suspect_labels(x, y)

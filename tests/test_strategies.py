@@ -85,13 +85,14 @@ def test_unknown_strategy_lists_choices():
         TrainConfig(strategy="magic")
 
 
-@pytest.mark.parametrize("n,modality,expected", [(300, "image", "frozen"), (3000, "text", "lora"),
-                                                 (3000, "image", "differential"), (50_000, "text", "full")])
-def test_auto_resolves_from_data_size(n, modality, expected):
+@pytest.mark.parametrize("n,modality,epochs", [(300, "image", 12), (300, "text", 6), (3000, "text", 4),
+                                               (3000, "image", 8), (50_000, "text", 3)])
+def test_auto_resolves_from_data_size(n, modality, epochs):
     from core.strategies import resolve_auto
 
     cfg, why = resolve_auto(TrainConfig(strategy="auto"), n, modality, [n // 2, n // 2])
-    assert cfg.strategy == expected and why.endswith(".") and (f"{n:,}" in why or str(n) in why)
+    assert (cfg.strategy, cfg.epochs, cfg.blend) == ("full", epochs, True)
+    assert why.endswith(".") and (f"{n:,}" in why or str(n) in why) and "blends" in why
 
 
 def test_auto_keeps_what_the_user_set_and_weights_imbalance():
@@ -100,4 +101,4 @@ def test_auto_keeps_what_the_user_set_and_weights_imbalance():
     cfg, why = resolve_auto(TrainConfig(strategy="auto", epochs=9), 500, "text", [450, 50])
     assert cfg.epochs == 9 and cfg.class_weighting == "balanced" and "imbalanced" in why
     cfg2, _ = resolve_auto(TrainConfig(strategy="auto"), 500, "text", [250, 250])
-    assert cfg2.epochs == 15 and cfg2.class_weighting == "none"
+    assert cfg2.epochs == 6 and cfg2.class_weighting == "none"

@@ -204,7 +204,19 @@ def test_suspect_labels_find_flipped_labels(stores, tmp_path):
 
 def test_auto_strategy_resolves_at_start_and_replays(stores, text_csv):
     rec, st, tr = train(stores, config(text_csv, "tiny-text", "auto", epochs=2))
-    assert st["status"] == "completed" and st["resolved_strategy"] == "frozen" and "training examples" in st["auto"]
+    assert st["status"] == "completed" and st["resolved_strategy"] == "full" and "training examples" in st["auto"]
     assert json.loads((rec.dir / "config.json").read_text())["train"]["strategy"] == "auto"
+    resolved = json.loads((rec.dir / "config.resolved.json").read_text())["train"]
+    assert resolved["strategy"] == "full" and resolved["blend"] is True and resolved["epochs"] == 2
+    assert "network_weight" in st["blend"] and (rec.dir / "blend.json").is_file()
     rec2, st2, _ = train(stores, RunConfig.load(rec.dir / "config.json"))
-    assert st2["resolved_strategy"] == "frozen" and st2["test"] == st["test"]
+    assert st2["resolved_strategy"] == "full" and st2["test"] == st["test"]
+
+
+def test_auto_reads_small_images_at_a_small_size(stores, tmp_path):
+    from tests.conftest import make_image_folder
+
+    rec, st, tr = train(stores, config(make_image_folder(tmp_path / "small", size=24), "tiny-cnn", "auto",
+                                       epochs=1, max_steps=2))
+    assert st["status"] == "completed" and tr.t.image_size == 128 and "small images (24 px)" in st["auto"]
+    assert tr.data.inputs.batch(tr.data.idx("train")[:2])["pixel_values"].shape[-1] == 128

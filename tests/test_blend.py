@@ -1,11 +1,11 @@
-"""The TF-IDF partner of a blended text run: pickle-free save/load, weight chosen on validation, travels with exports."""
+"""Blended runs: the linear partner saves without pickle, its weight is chosen on validation, it travels with exports."""
 import json
 
 import numpy as np
 from scipy.sparse import hstack
 from sklearn.linear_model import LogisticRegression
 
-from core.lexical import LexicalModel, best_weight, blend
+from core.blend import LexicalModel, best_weight, blend
 from core.predict import Predictor
 from tests.conftest import make_text_csv
 from tests.helpers import config, train
@@ -47,7 +47,7 @@ def test_best_weight_prefers_the_better_model_and_ties_go_to_the_network():
     good, bad = np.eye(2)[y], np.eye(2)[1 - y]
     assert best_weight(good, bad, y, ["a", "b"])[0] == 1.0
     w, scores = best_weight(bad, good, y, ["a", "b"])
-    assert w <= 0.4 and scores["lexical_only"] == 1.0 and scores["network_only"] == 0.0
+    assert w <= 0.4 and scores["partner_only"] == 1.0 and scores["network_only"] == 0.0
     assert best_weight(good, good, y, ["a", "b"])[0] == 1.0
     np.testing.assert_allclose(blend(good, bad, 0.25), 0.25 * good + 0.75 * bad)
 
@@ -70,3 +70,22 @@ def test_blended_run_predicts_and_exports_as_it_was_evaluated(stores, tmp_path):
     out, _ = export_folder(rec.dir, tmp_path / "exp")
     np.testing.assert_allclose(Predictor(out).predict_texts(preds["input"].tolist()), expected, atol=1e-5)
     assert st["test"]["macro_f1"] > 0.9  # the lexical half carries these clearly worded topics
+
+
+def test_blended_image_run_predicts_and_exports_as_it_was_evaluated(stores, image_dir, tmp_path):
+    import pandas as pd
+
+    from core.export import export_folder
+
+    rec, st, _ = train(stores, config(image_dir, "tiny-cnn", "full", epochs=1, blend=True, lr=1e-7))
+    info = json.loads((rec.dir / "blend.json").read_text())
+    assert st["status"] == "completed" and info["network_weight"] < 1.0
+    assert info["partner"] == "logistic regression on pretrained features"
+    preds = pd.read_parquet(rec.dir / "eval" / "test_predictions.parquet")
+    classes = Predictor(rec.dir).classes
+    expected = preds[[f"p:{c}" for c in classes]].to_numpy()
+    got, errs = Predictor(rec.dir).predict_images(preds["file"].tolist())
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    out, _ = export_folder(rec.dir, tmp_path / "exp")
+    again, _ = Predictor(out).predict_images(preds["file"].tolist())
+    np.testing.assert_allclose(again, expected, atol=1e-4)

@@ -1,0 +1,149 @@
+"""A fine-tuned network blended with the run's fast linear partner, where validation says the pair beats
+either alone: text with TF-IDF + logistic regression, images with logistic regression on the pretrained
+backbone's features (the baseline's own models, kept). Saved as JSON + safetensors, never pickle.
+
+Small datasets often carry cues one kind of model smooths over (names and set phrases for a word-piece
+encoder; generic shape features that a fine-tune on a few hundred images drifts from); a weighted average of
+the two models' probabilities keeps both kinds of evidence.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import hstack
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from .evaluate import evaluate
+
+FOLDER = "partner"  # inside a run or export folder, beside blend.json
+_WORD = dict(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)
+_CHAR = dict(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=200_000)
+
+
+def vectorizers(texts: list[str]) -> tuple[TfidfVectorizer, TfidfVectorizer]:
+    word, char = TfidfVectorizer(**_WORD), TfidfVectorizer(**_CHAR)
+    word.fit(texts)
+    char.fit(texts)
+    return word, char
+
+
+def _softmax_or_sigmoid(z: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-learn's LogisticRegression.predict_proba from its decision values."""
+    if z.shape[1] == 1:  # binary: one coefficient row, P(second class) = sigmoid
+        p1 = 1 / (1 + np.exp(-z[:, 0]))
+        p = np.stack([1 - p1, p1], 1)
+    else:
+        z = z - z.max(1, keepdims=True)
+        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    out = np.zeros((len(z), n_classes))
+    out[:, present] = p
+    return out
+
+
+def _save_arrays(folder: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "partner.json").write_text(json.dumps(meta), encoding="utf-8")
+    # scikit-learn may hand back Fortran-ordered arrays; safetensors writes memory order as row-major
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / "weights.safetensors"))
+
+
+def _load_arrays(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "weights.safetensors")), json.loads((folder / "partner.json").read_text("utf-8"))
+
+
+def _logistic(x, y: np.ndarray) -> LogisticRegression:
+    return LogisticRegression(C=2.0, max_iter=2000, class_weight="balanced").fit(x, y)
+
+
+@dataclass
+class LexicalModel:
+    word: TfidfVectorizer
+    char: TfidfVectorizer
+    coef: np.ndarray  # [rows, features]; one row for two classes, as scikit-learn keeps it
+    intercept: np.ndarray
+    present: np.ndarray  # class indices seen in training
+    n_classes: int
+
+    @classmethod
+    def fit(cls, texts: list[str], y: np.ndarray, n_classes: int) -> "LexicalModel":
+        word, char = vectorizers(texts)
+        clf = _logistic(hstack([word.transform(texts), char.transform(texts)]).tocsr(), y)
+        return cls(word, char, clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32),
+                   clf.classes_.astype(np.int64), n_classes)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        x = hstack([self.word.transform(texts), self.char.transform(texts)]).tocsr()
+        return _softmax_or_sigmoid(np.asarray(x @ self.coef.T) + self.intercept, self.present, self.n_classes)
+
+    def save(self, folder: Path) -> None:
+        _save_arrays(folder, {"word_idf": self.word.idf_, "char_idf": self.char.idf_, "coef": self.coef,
+                              "intercept": self.intercept, "present": self.present},
+                     {"kind": "lexical", "n_classes": self.n_classes,
+                      "word_vocabulary": {k: int(v) for k, v in self.word.vocabulary_.items()},
+                      "char_vocabulary": {k: int(v) for k, v in self.char.vocabulary_.items()}})
+
+    @classmethod
+    def load(cls, folder: Path) -> "LexicalModel":
+        arrays, meta = _load_arrays(folder)
+        word, char = TfidfVectorizer(**_WORD), TfidfVectorizer(**_CHAR)
+        word.vocabulary_, char.vocabulary_ = meta["word_vocabulary"], meta["char_vocabulary"]
+        word.idf_, char.idf_ = arrays["word_idf"], arrays["char_idf"]
+        return cls(word, char, arrays["coef"], arrays["intercept"], arrays["present"], meta["n_classes"])
+
+
+@dataclass
+class ProbeModel:
+    """Logistic regression on standardised pretrained-backbone features (the image baseline)."""
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+    present: np.ndarray
+    n_classes: int
+
+    @classmethod
+    def fit(cls, features: np.ndarray, y: np.ndarray, n_classes: int) -> "ProbeModel":
+        mean, scale = features.mean(0), features.std(0)
+        scale = np.where(scale > 0, scale, 1.0)
+        clf = _logistic((features - mean) / scale, y)
+        return cls(mean.astype(np.float32), scale.astype(np.float32), clf.coef_.astype(np.float32),
+                   clf.intercept_.astype(np.float32), clf.classes_.astype(np.int64), n_classes)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        z = ((features - self.mean) / self.scale) @ self.coef.T + self.intercept
+        return _softmax_or_sigmoid(z, self.present, self.n_classes)
+
+    def save(self, folder: Path) -> None:
+        _save_arrays(folder, {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept,
+                              "present": self.present}, {"kind": "probe", "n_classes": self.n_classes})
+
+    @classmethod
+    def load(cls, folder: Path) -> "ProbeModel":
+        a, meta = _load_arrays(folder)
+        return cls(a["mean"], a["scale"], a["coef"], a["intercept"], a["present"], meta["n_classes"])
+
+
+def load_partner(folder: Path) -> LexicalModel | ProbeModel:
+    kind = json.loads((folder / "partner.json").read_text("utf-8"))["kind"]
+    return LexicalModel.load(folder) if kind == "lexical" else ProbeModel.load(folder)
+
+
+def best_weight(net: np.ndarray, partner: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[float, dict]:
+    """The network's share w in w*net + (1-w)*partner that maximises validation macro-F1 (ties go to the network)."""
+    scores = {}
+    for w in np.round(np.linspace(1.0, 0.0, 11), 2):
+        scores[float(w)] = evaluate(y, w * net + (1 - w) * partner, classes)["macro_f1"]
+    best = max(scores, key=lambda w: (round(scores[w], 6), w))
+    return best, {"network_only": scores[1.0], "partner_only": scores[0.0], "blend": scores[best]}
+
+
+def blend(net: np.ndarray, partner: np.ndarray | None, weight: float) -> np.ndarray:
+    return net if partner is None or weight >= 1.0 else weight * net + (1 - weight) * partner
