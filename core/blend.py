@@ -147,3 +147,16 @@ def best_weight(net: np.ndarray, partner: np.ndarray, y: np.ndarray, classes: li
 
 def blend(net: np.ndarray, partner: np.ndarray | None, weight: float) -> np.ndarray:
     return net if partner is None or weight >= 1.0 else weight * net + (1 - weight) * partner
+
+
+def describe(status: dict) -> str | None:
+    """One sentence on a blended run: what the network was averaged with, and why (validation macro-F1)."""
+    b = status.get("blend")
+    if not b:
+        return None
+    v = b["val_macro_f1"]
+    scores = f"validation macro-F1: network {v['network_only']:.3f}, partner {v['partner_only']:.3f}"
+    if b["network_weight"] >= 1.0:
+        return f"Blend checked and not used: the network alone did best ({scores})."
+    return (f"Predictions blend the network ({b['network_weight']:.0%}) with {b['partner']} "
+            f"({1 - b['network_weight']:.0%}): {scores}, together {v['blend']:.3f}.")

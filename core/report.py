@@ -165,6 +165,10 @@ def build_report(rec: RunRecord, dataset=None, max_errors: int = 12, explain: bo
         d = t["macro_f1"] - base["macro_f1"]
         verdict = (f"<p><b>The fine-tuned model {'beats' if d > 0 else 'does not beat'} the baseline</b> "
                    f"by {d:+.3f} macro-F1 on the same {res['n']} test examples.</p>")
+    from .blend import describe
+
+    if describe(status):
+        verdict += f"<p>{html.escape(describe(status))}</p>"
     per_class = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1"})
     per_class["support"] = per_class["support"].astype(int)
     summary = (f"<p>{html.escape(rec.config.train.backbone)} · {html.escape(rec.config.train.strategy)} · "

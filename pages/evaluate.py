@@ -3,6 +3,7 @@ import html
 import pandas as pd
 import streamlit as st
 
+from core.blend import describe as blend_line
 from core.explain import gradcam, overlay, token_attributions, tokens_html
 from core.images import open_rgb
 from studio import charts
@@ -34,6 +35,8 @@ with guard("Writing the report"):
 if base:
     st.caption(f"Baseline: {base['name']} on the same split — accuracy {base['accuracy']:.1%}, "
                f"macro-F1 {base['macro_f1']:.3f}.")
+if blend_line(rec.status):
+    st.caption(blend_line(rec.status) + " Explanations below show the network's side.")
 
 left, right = st.columns([3, 2])
 with left:

@@ -1,8 +1,9 @@
 import streamlit as st
 
+from core.blend import describe as blend_line
 from studio import charts
-from studio.runs import ICON, eta, pick_run
 from studio.identity import current_user
+from studio.runs import ICON, eta, pick_run
 from studio.services import can_change, guard, services
 
 st.title("Monitor training")
@@ -82,6 +83,8 @@ def live() -> None:
                       clear_figure=True)
     if status.get("auto"):
         st.caption(f"Auto chose **{status.get('resolved_strategy')}**: {status['auto']}")
+    if blend_line(status):
+        st.caption(blend_line(status))
     base = status.get("baseline")
     if base:
         st.caption(f"Baseline to beat ({base['name']}, same split): test accuracy {base['accuracy']:.1%} · "
