@@ -252,13 +252,16 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "folder") -> dict[st
             # Dynamic INT8 pays off on MatMul-heavy transformers; on CNNs onnxruntime's ConvInteger is slower than
             # fp32, so only their Linear layers are quantised.
             ops = ["MatMul", "Gemm"] if pred.modality == "image" else None
-            quantize_dynamic(str(onnx_path), str(q_path), weight_type=QuantType.QInt8, op_types_to_quantize=ops)
+            quantize_dynamic(str(onnx_path), str(q_path), weight_type=QuantType.QInt8, op_types_to_quantize=ops,
+                             per_channel=True)  # one scale per output channel: the accuracy loss, not the size, shrinks
             t_q, q = _timed(_ort_logits, q_path, feed)
             q_acc = float((q.argmax(1) == y).mean())
             report["int8"] = {"file": q_path.name, "size_mb": round(q_path.stat().st_size / 2**20, 2),
                               "size_ratio": round(q_path.stat().st_size / onnx_path.stat().st_size, 3),
                               "seconds": round(t_q, 4), "speedup_vs_fp32_onnx": round(t_onnx / t_q, 2),
                               "accuracy": q_acc, "accuracy_change_points": round((q_acc - acc) * 100, 2),
+                              # finer than accuracy on a small test set: how many predictions INT8 changed at all
+                              "agreement_with_fp32": float((q.argmax(1) == ref.argmax(1)).mean()),
                               "max_abs_logit_diff": float(np.abs(q - ref).max())}
     report["files"] = sorted(p.name for p in folder.iterdir())
     (folder / "export_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")

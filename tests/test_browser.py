@@ -32,8 +32,10 @@ def test_image_flow_frozen_mobilenet(tmp_path):
 
         nav(page, "3 · Train")
         page.get_by_text("Auto (recommended)").wait_for()
-        page.get_by_text("Here: frozen backbone (linear probe), because").wait_for()
+        page.get_by_text("Here: full fine-tuning, because").wait_for()
         shot(page, "04-train")
+        page.get_by_text("Frozen backbone (linear probe)", exact=True).click()  # seconds on CPU, for CI
+        idle(page)
         page.get_by_role("button", name="Start training").click()
 
         page.get_by_text("Training loss").first.wait_for(timeout=60_000)

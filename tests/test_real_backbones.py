@@ -134,5 +134,6 @@ def test_onnx_parity_and_int8_report(runs_home, backbone, tmp_path):
     assert rep["onnx"]["max_abs_logit_diff"] < 1e-4 and rep["onnx"]["checked_on"] == 40
     q = rep["int8"]
     assert q["size_ratio"] < 1.0 and 0 <= q["accuracy"] <= 1
+    assert q["agreement_with_fp32"] >= 0.95 and abs(q["accuracy_change_points"]) <= 2.5  # at most 1 of 40 flips
     print(f"\n{backbone}: ONNX max |diff| {rep['onnx']['max_abs_logit_diff']:.2e}; INT8 size x{q['size_ratio']}, "
           f"speed x{q['speedup_vs_fp32_onnx']}, accuracy {rep['onnx']['accuracy']:.3f} -> {q['accuracy']:.3f}")
