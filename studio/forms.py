@@ -104,7 +104,7 @@ def train_options(ds: Dataset, strategy: str) -> dict:
     return o
 
 
-TRAINABLE_SHARE = {"auto": 0.3, "frozen": 0.0, "lora": 0.02, "partial": 0.3, "differential": 1.0, "full": 1.0}
+TRAINABLE_SHARE = {"auto": 1.0, "frozen": 0.0, "lora": 0.02, "partial": 0.3, "differential": 1.0, "full": 1.0}
 
 
 def estimate(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cfg: dict, past: list[dict]) -> str:
