@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser_util import browser_page, chromium_available, idle, shot, studio_server
 
@@ -87,6 +88,7 @@ def test_text_flow_lora_minilm(tmp_path):
         page.get_by_text("LoRA adapters", exact=True).click()
         idle(page)
         epochs = page.get_by_label("Epochs", exact=True)
+        expect(epochs).to_have_count(1, timeout=30_000)  # auto's own Epochs input has gone
         epochs.fill("1")
         epochs.press("Enter")
         idle(page)
