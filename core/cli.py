@@ -228,7 +228,7 @@ def _train_args(t: argparse.ArgumentParser) -> None:
 def cmd_export(args) -> int:
     from .export import export
 
-    rep = export(args.run_dir, args.out, args.format)
+    rep = export(args.run_dir, args.out, args.format, datasets=_stores(args)[0])
     _out(rep, args.json)
     return 0
 

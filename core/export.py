@@ -217,7 +217,23 @@ def _timed(fn, *a, repeat: int = 3) -> tuple[float, Any]:
     return best, out
 
 
-def export(run_dir: str | Path, out: str | Path, fmt: str = "folder") -> dict[str, Any]:
+def _labelled_rows(run_dir: Path, datasets, pred: Predictor, cap: int = 2000) -> tuple[list[str], np.ndarray] | None:
+    """Up to `cap` labelled inputs of the run's own dataset (all splits): INT8 changes a prediction only near a
+    decision boundary, so a 40-example test set cannot resolve a change under 2.5 points; hundreds can."""
+    from .store import RunRecord
+
+    ds = datasets.find(RunRecord(run_dir.name, run_dir).status.get("dataset")) if datasets is not None else None
+    if ds is None:
+        return None
+    items = ds.items[ds.items["label"].isin(pred.classes)]
+    items = items.sample(n=min(cap, len(items)), random_state=0) if len(items) > cap else items
+    inputs = items["text"].tolist() if pred.modality == "text" else \
+        [str(ds.dir.parent / p) for p in items["path"]]
+    return inputs, items["label"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy()
+
+
+def export(run_dir: str | Path, out: str | Path, fmt: str = "folder", datasets=None) -> dict[str, Any]:
+    """datasets: the run's DatasetStore, when at hand, lets the INT8 check use the whole dataset."""
     if fmt not in FORMATS:
         raise RunError(f"Unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
     run_dir, out = Path(run_dir), Path(out)
@@ -263,6 +279,13 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "folder") -> dict[st
                               # finer than accuracy on a small test set: how many predictions INT8 changed at all
                               "agreement_with_fp32": float((q.argmax(1) == ref.argmax(1)).mean()),
                               "max_abs_logit_diff": float(np.abs(q - ref).max())}
+            wide = _labelled_rows(run_dir, datasets, pred)
+            if wide is not None:
+                feed_all = _inputs(pred, wide[0])
+                a32 = float((_torch_logits(pred, feed_all).argmax(1) == wide[1]).mean())
+                a8 = float((_ort_logits(q_path, feed_all).argmax(1) == wide[1]).mean())
+                report["int8"]["all_rows"] = {"checked_on": len(wide[1]), "fp32_accuracy": a32, "int8_accuracy": a8,
+                                              "accuracy_change_points": round((a8 - a32) * 100, 2)}
     report["files"] = sorted(p.name for p in folder.iterdir())
     (folder / "export_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report

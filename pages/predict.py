@@ -11,7 +11,7 @@ from core.export import export
 from core.predict import read_zip_images, to_csv_bytes
 from core.tables import guess_columns, read_table
 from studio.runs import pick_run
-from studio.services import guard, predictor
+from studio.services import guard, predictor, services
 
 st.title("Predict & export")
 rec = pick_run(only_with_model=True)
@@ -92,7 +92,7 @@ with guard("Loading the model"):
                    format_func={"folder": "Folder (safetensors)", "onnx": "+ ONNX", "int8": "+ ONNX + INT8"}.get)
     if st.button("Prepare export (zip)"):
         with st.spinner("Exporting and checking"), tempfile.TemporaryDirectory() as tmp:
-            report = export(rec.dir, Path(tmp) / f"model-{rec.id}", fmt)
+            report = export(rec.dir, Path(tmp) / f"model-{rec.id}", fmt, datasets=services().datasets)
             data = shutil.make_archive(str(Path(tmp) / "export"), "zip", report["out"])
             st.session_state["export_zip"] = (rec.id, fmt, Path(data).read_bytes(), report)
     saved = st.session_state.get("export_zip")
@@ -110,7 +110,10 @@ with guard("Loading the model"):
                        f"{o['checked_on']} test inputs; {o['size_mb']} MB.")
         if "int8" in report:
             q = report["int8"]
+            wide = q.get("all_rows")
             st.caption(f"INT8: {q['size_mb']} MB ({q['size_ratio']:.0%} of fp32), {q['speedup_vs_fp32_onnx']}x the "
-                       f"speed of fp32 ONNX on CPU, test accuracy {q['accuracy_change_points']:+.1f} points.")
+                       f"speed of fp32 ONNX on CPU, test accuracy {q['accuracy_change_points']:+.1f} points"
+                       + (f" ({wide['accuracy_change_points']:+.2f} points over {wide['checked_on']:,} labelled rows "
+                          "of the dataset)." if wide else "."))
         st.download_button(f"Download model ({saved[1]}, zip)", saved[2], file_name=f"model-{rec.id}-{saved[1]}.zip",
                            mime="application/zip")

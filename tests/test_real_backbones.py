@@ -130,10 +130,12 @@ def test_minilm_lora_exports_a_folder_transformers_loads_as_is(runs_home, tmp_pa
 def test_onnx_parity_and_int8_report(runs_home, backbone, tmp_path):
     from core.export import export
 
-    rep = export(run_of(runs_home, backbone, "frozen").dir, tmp_path / "exp", "int8")
+    rep = export(run_of(runs_home, backbone, "frozen").dir, tmp_path / "exp", "int8", datasets=runs_home[0])
     assert rep["onnx"]["max_abs_logit_diff"] < 1e-4 and rep["onnx"]["checked_on"] == 40
     q = rep["int8"]
     assert q["size_ratio"] < 1.0 and 0 <= q["accuracy"] <= 1
     assert q["agreement_with_fp32"] >= 0.95 and abs(q["accuracy_change_points"]) <= 2.5  # at most 1 of 40 flips
+    assert q["all_rows"]["checked_on"] == 400 and abs(q["all_rows"]["accuracy_change_points"]) <= 1.0
     print(f"\n{backbone}: ONNX max |diff| {rep['onnx']['max_abs_logit_diff']:.2e}; INT8 size x{q['size_ratio']}, "
-          f"speed x{q['speedup_vs_fp32_onnx']}, accuracy {rep['onnx']['accuracy']:.3f} -> {q['accuracy']:.3f}")
+          f"speed x{q['speedup_vs_fp32_onnx']}, accuracy {rep['onnx']['accuracy']:.3f} -> {q['accuracy']:.3f}; "
+          f"all 400 rows {q['all_rows']['fp32_accuracy']:.4f} -> {q['all_rows']['int8_accuracy']:.4f}")
