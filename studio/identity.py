@@ -50,8 +50,9 @@ def _workspace_key() -> str:
         st.session_state["workspace"] = key
     if not st.session_state.get("workspace_cookie_set") and st.context.cookies.get(COOKIE) != key:
         st.session_state["workspace_cookie_set"] = True
-        st.html(f"<script>document.cookie = '{COOKIE}={key}; path=/; max-age=31536000; SameSite=Strict';</script>",
-                unsafe_allow_javascript=True)
+        with st.container(height=1, border=False):  # the script draws nothing, but its slot would show a box
+            st.html(f"<script>document.cookie = '{COOKIE}={key}; path=/; max-age=31536000; SameSite=Strict';"
+                    "</script>", unsafe_allow_javascript=True)
     return key
 
 
