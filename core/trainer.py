@@ -490,9 +490,7 @@ class Trainer:
 
     def _baseline(self, modality: str, train_idx, test_idx, keep_features: bool) -> dict[str, Any]:
         """Same split, no fine-tuning: TF-IDF + LR for text, LR on pretrained features for images."""
-        from .baseline import feature_baseline, text_baseline
-
-        from .baseline import text_features
+        from .baseline import feature_baseline, text_baseline, text_features
 
         self.progress(0.0, "Training the scikit-learn baseline")
         y = self.data.y.numpy()

@@ -61,8 +61,8 @@ def current_user() -> str | None:
     if not private_mode():
         return None
     if "user" not in st.session_state:
-        who = _logged_in_user()
-        st.session_state["user"] = f"user:{who}" if who else (f"user:{_proxy_user()}" if _proxy_user() else None)
+        who = _logged_in_user() or _proxy_user()
+        st.session_state["user"] = f"user:{who}" if who else None
     return st.session_state["user"] or f"ws:{_workspace_key()}"
 
 
