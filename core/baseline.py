@@ -54,6 +54,33 @@ def out_of_fold(x, y: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0)
     return probs
 
 
+def mirror_check(features: np.ndarray, mirrored: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0,
+                 folds: int = 5) -> dict | None:
+    """Whether left-right mirroring keeps an image's class, from probes on pretrained features: each fold's
+    probe labels its held-out images as they are and mirrored. Flipping is ruled out when mirrored images
+    lose at least two points of accuracy and the loss is significant (one-sided sign test on the examples
+    that change, p < 0.01). None when there are too few examples per class to tell."""
+    from scipy.stats import binomtest
+    from sklearn.model_selection import StratifiedKFold
+
+    from .blend import ProbeModel
+
+    counts = np.bincount(y, minlength=n_classes)
+    k = int(min(folds, counts[counts > 0].min())) if len(y) else 0
+    if k < 2 or len(y) < 20:
+        return None
+    right, right_m = np.zeros(len(y), bool), np.zeros(len(y), bool)
+    for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(features, y):
+        probe = ProbeModel.fit(features[tr], y[tr], n_classes)
+        right[te] = probe.predict_proba(features[te]).argmax(1) == y[te]
+        right_m[te] = probe.predict_proba(mirrored[te]).argmax(1) == y[te]
+    lost, gained = int((right & ~right_m).sum()), int((~right & right_m).sum())
+    p = binomtest(lost, lost + gained, 0.5, alternative="greater").pvalue if lost + gained else 1.0
+    acc, acc_m = float(right.mean()), float(right_m.mean())
+    return {"n": int(len(y)), "accuracy": acc, "mirrored_accuracy": acc_m, "p_value": float(p),
+            "flip": not (acc - acc_m >= 0.02 and p < 0.01)}
+
+
 def suspects(probs: np.ndarray, y: np.ndarray, p_given_below: float = 0.15, confidence_above: float = 0.7) -> np.ndarray:
     """Positions whose given label the out-of-fold model confidently contradicts, most suspicious first."""
     p_given = probs[np.arange(len(y)), y]

@@ -68,11 +68,12 @@ class Inputs:
     def __len__(self) -> int:
         return len(self.pixels) if self.modality == "image" else len(self.ids)
 
-    def batch(self, idx: torch.Tensor, augment: bool = False, gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def batch(self, idx: torch.Tensor, augment: bool = False, gen: torch.Generator | None = None,
+              flip: bool = True) -> dict[str, torch.Tensor]:
         if self.modality == "image":
             x = self.pixels[idx]
             if augment:
-                x = augment_images(x, gen)
+                x = augment_images(x, gen, flip)
             x = x.float().div_(255)
             return {"pixel_values": (x - self.mean) / self.std}
         seqs = [self.ids[i] for i in idx.tolist()]
@@ -85,8 +86,8 @@ class Inputs:
         return {"input_ids": ids, "attention_mask": mask}
 
 
-def augment_images(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
-    """Random resized crop (scale 0.7-1) and horizontal flip, per image, on uint8 tensors."""
+def augment_images(x: torch.Tensor, gen: torch.Generator | None, flip: bool = True) -> torch.Tensor:
+    """Random resized crop (scale 0.7-1) and, if `flip`, horizontal flip, per image, on uint8 tensors."""
     n, _, h, w = x.shape
     out = torch.empty_like(x)
     r = torch.rand((n, 4), generator=gen)
@@ -97,7 +98,7 @@ def augment_images(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor
         left = int(r[i, 2].item() * (w - cw))
         crop = x[i:i + 1, :, top:top + ch, left:left + cw].float()
         crop = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
-        if r[i, 3].item() < 0.5:
+        if flip and r[i, 3].item() < 0.5:
             crop = crop.flip(-1)
         out[i] = crop.round().clamp_(0, 255).to(torch.uint8)[0]
     return out

@@ -69,9 +69,15 @@ class TrainConfig:
     image_size: int | None = None
     max_length: int = 128
     augment: bool = True
-    blend: bool = field(default=False, metadata={"help": "Text: also fit TF-IDF + logistic regression and average its "
-                                                         "probabilities with the network's, weighted as validation "
-                                                         "prefers (0 = network only). 'auto' turns it on."})
+    hflip: bool | None = field(default=None, metadata={"help": "Images: mirror some training images while augmenting. "
+                                                            "None: yes, unless a probe on the pretrained features "
+                                                            "loses accuracy on mirrored validation images (digits, "
+                                                            "text, anything where left and right differ)."})
+    blend: bool = field(default=False, metadata={"help": "Also fit the baseline's kind of model (TF-IDF + logistic "
+                                                         "regression for text, a probe on pretrained features for "
+                                                         "images) and average its probabilities with the network's; "
+                                                         "the network's share is the largest that validation supports "
+                                                         "with confidence. 'auto' turns it on."})
     pooling: str = field(default="mean", metadata={"help": "Text: 'mean' over tokens (what sentence encoders are "
                                                            "trained for) or 'cls' (the model's own pooler, as in "
                                                            "AutoModelForSequenceClassification: exports as a HF folder)."})
@@ -95,6 +101,7 @@ class TrainConfig:
         _check(self.loss in LOSSES, f"Unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}.")
         _check(self.pooling in POOLING, f"pooling must be one of {POOLING}, got {self.pooling!r}.")
         _check(self.class_weighting in CLASS_WEIGHTING, f"class_weighting must be one of {CLASS_WEIGHTING}.")
+        _check(self.hflip in (None, True, False), f"hflip must be true, false or null (decide from the data), got {self.hflip!r}.")
         _check(1 <= self.epochs <= 1000, f"epochs must be between 1 and 1000, got {self.epochs}.")
         _check(1 <= self.batch_size <= 4096, f"batch_size must be between 1 and 4096, got {self.batch_size}.")
         _check(self.lr is None or 0 < self.lr < 10, f"lr must be positive and below 10, got {self.lr}.")

@@ -130,11 +130,11 @@ class Trainer:
         self.state = TrainerState(batch_size=self.t.batch_size, grad_accum=self.t.grad_accum)
         cbs = [NanGuard(), EarlyStopping(self.t.early_stopping_patience), JsonlLog(run.dir / "events.jsonl"),
                StatusHeartbeat(store)] + list(callbacks or [])
-        self.tracker_notes: list[str] = []
+        self.notes: list[str] = []  # warnings for the event stream, emitted right after run_start
         if self.t.trackers and D.is_main():
             from .trackers import build
 
-            extra, self.tracker_notes = build(self.t.trackers, run.dir, cfg.name or run.id, vars(self.t))
+            extra, self.notes = build(self.t.trackers, run.dir, cfg.name or run.id, vars(self.t))
             cbs += extra
         self.callbacks = sorted(cbs, key=lambda c: c.order)
         self.model: Classifier | None = None
@@ -243,6 +243,8 @@ class Trainer:
         start_epoch = 0
         if t.blend and spec.modality == "image" and self._pretrained is None:  # before any weight moves
             self._pretrained = self._cache_features(data).cpu().numpy()
+        if spec.modality == "image" and t.augment and t.hflip is None and not strategy.frozen_backbone:
+            self._decide_flip(auto_reason)
         if resume:
             start_epoch = self._load_checkpoint(opt, sched, scaler, strategy, spec.modality)
         if strategy.frozen_backbone and self.features is None:
@@ -255,7 +257,7 @@ class Trainer:
                   train=len(train_idx), val=len(val_idx), test=int(len(data.idx("test"))), classes=data.classes,
                   total_steps=st.total_steps, epochs=t.epochs, resumed_from=start_epoch if resume else None,
                   baseline=baseline, auto=auto_reason, strategy=t.strategy)
-        for note in self.tracker_notes:
+        for note in self.notes:
             self.emit("warning", message=note)
         t0 = time.time()
         steps_at_start = st.step
@@ -326,7 +328,7 @@ class Trainer:
     def _batch(self, idx: torch.Tensor, train: bool, gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         if self.features is not None:
             return {"features": self.features[idx].to(self.device)}
-        b = self.data.inputs.batch(idx, augment=train and self.t.augment, gen=gen)
+        b = self.data.inputs.batch(idx, augment=train and self.t.augment, gen=gen, flip=self.t.hflip is not False)
         return {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
 
     def _train_epoch(self, epoch, train_idx, opt, sched, scaler, amp_dtype, loss_fn, t0, steps_at_start) -> float:
@@ -472,21 +474,57 @@ class Trainer:
             df.to_parquet(self.run_rec.dir / "eval" / f"{name}_predictions.parquet", index=False)
         return res
 
-    @torch.no_grad()
     def _cache_features(self, data: RunData) -> torch.Tensor:
         """The frozen backbone's features for every row, computed once per run."""
+        feats = self._features(data, torch.arange(len(data.inputs)), note="Computing backbone features")
+        return torch.from_numpy(feats).to(self.device)
+
+    def _decide_flip(self, auto_reason: str | None) -> None:
+        """Mirror training images only if mirroring keeps their meaning. Probes on pretrained features (5-fold,
+        over training and validation rows) classify each held-out image as it is and mirrored; digits, text
+        and anything with a left and right lose accuracy mirrored, photos of objects do not."""
+        from .baseline import mirror_check
+
+        t, data = self.t, self.data
+        check = self.run_rec.status.get("flip_check")  # resumed: decided at the start
+        if check is None and self._pretrained is not None:
+            rows = torch.cat([data.idx("train"), data.idx("val")]).numpy()
+            if len(rows) > 2000:  # bounds the extra feature pass on big datasets
+                rows = np.sort(np.random.default_rng(t.seed).choice(rows, 2000, replace=False))
+            self.progress(0.0, "Checking whether mirrored images keep their class")
+            check = mirror_check(self._pretrained[rows], self._features(data, torch.from_numpy(rows), mirror=True),
+                                 self.data.y.numpy()[rows], len(data.classes), t.seed)
+        t.hflip = True if check is None else check["flip"]
+        if check is None:
+            return
+        if self.main:
+            self.cfg.save(self.run_rec.dir / RESOLVED)
+        fields: dict[str, Any] = {"flip_check": check}
+        if not check["flip"]:
+            note = (f"mirrored images lose their class (held-out accuracy of a probe on pretrained features "
+                    f"{check['accuracy']:.2f}, mirrored {check['mirrored_accuracy']:.2f}), so training images "
+                    f"are not flipped")
+            if auto_reason:
+                fields["auto"] = auto_reason.rstrip(".") + "; " + note + "."
+            self.notes.append(note[0].upper() + note[1:] + ".")  # shown once the run has started
+        self.status("running", **fields)
+
+    @torch.no_grad()
+    def _features(self, data: RunData, idx: torch.Tensor, mirror: bool = False, note: str = "") -> np.ndarray:
+        """The current encoder's pooled features of these rows (left-right mirrored if asked)."""
         model = self.model
         model.eval()
-        n = len(data.inputs)
-        feats = torch.empty((n, model.feat_dim))
-        all_idx = torch.arange(n)
+        feats = np.empty((len(idx), model.feat_dim), dtype=np.float32)
         done = 0
-        for b in iterate(all_idx, 64, shuffle=False):
+        for b in iterate(idx, 64, shuffle=False):
             batch = {k: v.to(self.device) for k, v in data.inputs.batch(b).items()}
-            feats[b] = model.features(**batch).float().cpu()
+            if mirror:
+                batch["pixel_values"] = batch["pixel_values"].flip(-1)
+            feats[done:done + len(b)] = model.features(**batch).float().cpu().numpy()
             done += len(b)
-            self.progress(done / n, f"Computing backbone features {done:,}/{n:,}")
-        return feats.to(self.device)
+            if note:
+                self.progress(done / len(idx), f"{note} {done:,}/{len(idx):,}")
+        return feats
 
     def _baseline(self, modality: str, train_idx, test_idx, keep_features: bool) -> dict[str, Any]:
         """Same split, no fine-tuning: TF-IDF + LR for text, LR on pretrained features for images."""
@@ -501,9 +539,7 @@ class Trainer:
             feats = self._cache_features(self.data)  # pretrained encoder: nothing has trained yet
             if keep_features:
                 self.features = feats
-            if self.t.blend:
-                self._pretrained = feats.cpu().numpy()
-            x = feats.cpu().numpy()
+            x = self._pretrained = feats.cpu().numpy()
             result = feature_baseline(x, y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
         self._suspect_labels(x, y)
         return result

@@ -81,6 +81,11 @@ def train_options(ds: Dataset, strategy: str) -> dict:
         e = st.columns(3)
         if ds.modality == "image":
             o["augment"] = e[0].checkbox("Augment (crop, flip)", True)
+            flip = {"check": None, "always": True, "never": False}
+            o["hflip"] = flip[e[0].selectbox("Mirror images", list(flip), disabled=not o["augment"],
+                                             format_func={"check": "unless it changes the class",
+                                                          "always": "always", "never": "never"}.get,
+                                             help=help_for(TrainConfig, "hflip"))]
             o["mixup_alpha"] = e[1].number_input("MixUp alpha (0 = off)", 0.0, 1.0, 0.0, 0.1)
         else:
             o["max_length"] = int(e[0].number_input("Max tokens", 16, 512, 128, 16))

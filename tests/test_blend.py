@@ -52,6 +52,25 @@ def test_best_weight_prefers_the_better_model_and_ties_go_to_the_network():
     np.testing.assert_allclose(blend(good, bad, 0.25), 0.25 * good + 0.75 * bad)
 
 
+def test_best_weight_keeps_the_partner_when_validation_cannot_tell_them_apart():
+    """One more right answer in 40 is noise: the blend stays with the partner (the baseline's model) rather
+    than betting on the network; a network that is right far more often takes over."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 40)
+    partner_right = np.ones(40, bool)
+    partner_right[:4] = False  # 36/40
+    net_right = np.ones(40, bool)
+    net_right[4:7] = False  # 37/40, wrong on three others
+    as_probs = lambda right, confidence=0.9: np.eye(2)[np.where(right, y, 1 - y)] * (2 * confidence - 1) + (1 - confidence)
+    net, partner = as_probs(net_right, 0.7), as_probs(partner_right)
+    w, scores = best_weight(net, partner, y, ["a", "b"])
+    assert scores["network_only"] > scores["partner_only"]
+    assert w < 1.0 and ((w * net + (1 - w) * partner).argmax(1) == partner.argmax(1)).all()
+    much_better = np.ones(40, bool)
+    w, _ = best_weight(as_probs(much_better), as_probs(partner_right & (np.arange(40) % 3 > 0)), y, ["a", "b"])
+    assert w == 1.0
+
+
 def test_blended_run_predicts_and_exports_as_it_was_evaluated(stores, tmp_path):
     import pandas as pd
 

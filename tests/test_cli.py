@@ -47,6 +47,16 @@ def test_train_replay_evaluate_resume(tmp_path, image_dir):
     assert rc == 2 and "already completed" in err
 
 
+def test_auto_reports_the_baseline_beside_the_test_metrics(tmp_path, image_dir):
+    rc, out, err = cli("train", "--data", str(image_dir), "--backbone", "tiny-cnn", "--strategy", "auto",
+                       "--set", "epochs=1", "--json", home=tmp_path)
+    r = json.loads(out)
+    assert rc == 0, err
+    assert set(r["baseline"]) >= {"accuracy", "macro_f1"} and set(r["test"]) == {"accuracy", "macro_f1"}
+    assert r["resolved_strategy"] == "full" and r["auto"]
+    assert 0.0 <= r["blend"]["network_weight"] <= 1.0
+
+
 @pytest.mark.parametrize("args,needle", [
     (["train", "--data", "/nope.csv", "--backbone", "tiny-cnn"], "not found"),
     (["train", "--data", "{data}", "--backbone", "resnet-9000"], "Unknown backbone"),

@@ -139,3 +139,26 @@ def test_onnx_parity_and_int8_report(runs_home, backbone, tmp_path):
     print(f"\n{backbone}: ONNX max |diff| {rep['onnx']['max_abs_logit_diff']:.2e}; INT8 size x{q['size_ratio']}, "
           f"speed x{q['speedup_vs_fp32_onnx']}, accuracy {rep['onnx']['accuracy']:.3f} -> {q['accuracy']:.3f}; "
           f"all 400 rows {q['all_rows']['fp32_accuracy']:.4f} -> {q['all_rows']['int8_accuracy']:.4f}")
+
+
+@pytest.mark.parametrize("classes, flips", [(["0", "1", "8"], True), (["2", "3", "4", "5", "7"], False)])
+def test_images_are_mirrored_only_where_mirroring_keeps_the_class(runs_home, tmp_path, classes, flips):
+    import json
+    import shutil
+
+    from core.trainer import RESOLVED
+    from tests.helpers import Record
+
+    for c in classes:  # 0, 1 and 8 read the same mirrored; 2, 3, 4, 5 and 7 do not
+        shutil.copytree(DEMO / "digits" / c, tmp_path / "digits" / c)
+    rec_events = Record()
+    rec, st, _ = train(runs_home, config(tmp_path / "digits", "mobilenet_v2", "full", epochs=1, batch_size=16,
+                                         max_steps=1, image_size=128), callbacks=[rec_events])
+    assert st["status"] == "completed", st.get("reason")
+    check = st["flip_check"]
+    assert check["flip"] is flips and check["n"] >= 0.8 * len(classes) * 40  # training + validation rows
+    assert json.loads((rec.dir / RESOLVED).read_text())["train"]["hflip"] is flips
+    notes = [e.data["message"] for e in rec_events.events if e.kind == "warning"]
+    assert any("not flipped" in m for m in notes) is not flips
+    if not flips:
+        assert check["accuracy"] - check["mirrored_accuracy"] >= 0.02 and check["p_value"] < 0.01
