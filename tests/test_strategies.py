@@ -93,12 +93,15 @@ def test_auto_resolves_from_data_size(n, modality, epochs):
     cfg, why = resolve_auto(TrainConfig(strategy="auto"), n, modality, [n // 2, n // 2])
     assert (cfg.strategy, cfg.epochs, cfg.blend) == ("full", epochs, True)
     assert why.endswith(".") and (f"{n:,}" in why or str(n) in why) and "blends" in why
+    assert cfg.label_smoothing == (0.1 if modality == "image" else 0.0)
 
 
 def test_auto_keeps_what_the_user_set_and_weights_imbalance():
     from core.strategies import resolve_auto
 
     cfg, why = resolve_auto(TrainConfig(strategy="auto", epochs=9), 500, "text", [450, 50])
-    assert cfg.epochs == 9 and cfg.class_weighting == "balanced" and "imbalanced" in why
+    assert cfg.epochs == 9 and "(9 epochs" in why and cfg.class_weighting == "balanced" and "imbalanced" in why
+    kept, _ = resolve_auto(TrainConfig(strategy="auto", label_smoothing=0.05), 500, "image", [250, 250])
+    assert kept.label_smoothing == 0.05
     cfg2, _ = resolve_auto(TrainConfig(strategy="auto"), 500, "text", [250, 250])
     assert cfg2.epochs == 6 and cfg2.class_weighting == "none"
