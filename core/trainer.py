@@ -244,7 +244,7 @@ class Trainer:
         if t.blend and spec.modality == "image" and self._pretrained is None:  # before any weight moves
             self._pretrained = self._cache_features(data).cpu().numpy()
         if spec.modality == "image" and t.augment and t.hflip is None and not strategy.frozen_backbone:
-            self._decide_flip(auto_reason)
+            self._decide_flip(auto_reason)  # the model is still the pretrained one here
         if resume:
             start_epoch = self._load_checkpoint(opt, sched, scaler, strategy, spec.modality)
         if strategy.frozen_backbone and self.features is None:
@@ -487,13 +487,15 @@ class Trainer:
 
         t, data = self.t, self.data
         check = self.run_rec.status.get("flip_check")  # resumed: decided at the start
-        if check is None and self._pretrained is not None:
+        if check is None:
             rows = torch.cat([data.idx("train"), data.idx("val")]).numpy()
-            if len(rows) > 2000:  # bounds the extra feature pass on big datasets
+            if len(rows) > 2000:  # bounds the extra feature passes on big datasets
                 rows = np.sort(np.random.default_rng(t.seed).choice(rows, 2000, replace=False))
-            self.progress(0.0, "Checking whether mirrored images keep their class")
-            check = mirror_check(self._pretrained[rows], self._features(data, torch.from_numpy(rows), mirror=True),
-                                 self.data.y.numpy()[rows], len(data.classes), t.seed)
+            note = "Checking whether mirrored images keep their class"
+            seen = (self._pretrained[rows] if self._pretrained is not None else
+                    self._features(data, torch.from_numpy(rows), note=note))
+            check = mirror_check(seen, self._features(data, torch.from_numpy(rows), mirror=True, note=note),
+                                 data.y.numpy()[rows], len(data.classes), t.seed)
         t.hflip = True if check is None else check["flip"]
         if check is None:
             return
