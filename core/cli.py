@@ -150,10 +150,10 @@ def cmd_train(args) -> int:
         get_backbone(cfg.train.backbone)
         rid = None
         if D.is_main():  # rank 0 ingests and creates the run; the others wait, then share it
-            ds = open_source(datasets, cfg.data.source, cfg.data.text_col, cfg.data.label_col)
+            ds = open_source(datasets, cfg.data.source, cfg.data.text_col, cfg.data.label_col, owner=args.owner)
             if not Path(cfg.data.source).exists():
                 cfg.data.source = ds.id
-            rid = runs.create(cfg, ds.id).id
+            rid = runs.create(cfg, ds.id, owner=args.owner).id
         rid = D.broadcast(rid)
         rec = RunRecord(rid, runs.root / rid)
         cfg = D.broadcast(cfg)
@@ -222,6 +222,8 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="Any other training setting, e.g. --set "
                    "label_smoothing=0.1 class_weighting=balanced (names as in the run's config.json).")
     t.add_argument("--runs-dir")
+    t.add_argument("--owner", help="The studio user the run and its data belong to (their login e-mail or proxy "
+                   "user name); without it a CLI run is visible to everyone using the studio on this home.")
     t.add_argument("--json", action="store_true")
 
 

@@ -9,6 +9,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +25,8 @@ from .images import BadImage, inspect_image, is_image_name
 from .tables import clean_text_table, guess_columns, read_table
 
 Progress = Callable[[float, str], None]
+# who is ingesting, for the versions an ingest writes (per thread: studio sessions ingest concurrently)
+_INGEST_OWNER: ContextVar[str | None] = ContextVar("fts_ingest_owner", default=None)
 IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints"}
 
 
@@ -112,7 +115,7 @@ class DatasetStore:
     # --- writing
     def save(self, items: pd.DataFrame, modality: str, name: str, *, parent: str | None = None,
              bad: list[dict[str, str]] | None = None, notes: list[str] | None = None,
-             source: str = "", change: str = "") -> Dataset:
+             source: str = "", change: str = "", owner: str | None = None) -> Dataset:
         items = items.reset_index(drop=True)
         if items.empty:
             raise DataError(f"{name}: no usable examples.")
@@ -134,6 +137,7 @@ class DatasetStore:
         tmp = Path(tempfile.mkdtemp(prefix=f".{ds_id}.", dir=self.root))
         items.to_parquet(tmp / "items.parquet", index=False)
         atomic_write_json(tmp / "manifest.json", manifest)
+        access.grant(tmp, owner or _INGEST_OWNER.get())  # owned from the moment it appears, never briefly public
         try:
             os.replace(tmp, d)
         except OSError:  # another process wrote the same content first
@@ -144,8 +148,9 @@ class DatasetStore:
         """A new version with some rows removed or relabelled; the parent stays as it was."""
         name = parent.manifest.get("name", parent.id)
         ds = self.save(items, parent.modality, name, parent=parent.id, bad=parent.manifest.get("bad"),
-                       notes=parent.manifest.get("notes"), source=parent.manifest.get("source", ""), change=change)
-        access.grant(ds.dir, owner)
+                       notes=parent.manifest.get("notes"), source=parent.manifest.get("source", ""), change=change,
+                       owner=owner)
+        access.grant(ds.dir, owner)  # the same content may already exist, brought by someone else
         return ds
 
     def _put_blob(self, src: Path) -> str:
@@ -164,8 +169,12 @@ class DatasetStore:
                name: str | None = None, progress: Progress = _noop, owner: str | None = None) -> IngestResult:
         """A CSV/TSV of text+label or image path+label, a folder of class folders, or a zip of either.
         owner: the studio user who brought it (see core.access); None for the CLI and single-user studio."""
-        res = self._ingest(source, text_col=text_col, label_col=label_col, name=name, progress=progress)
-        access.grant(res.dataset.dir, owner)
+        token = _INGEST_OWNER.set(owner)
+        try:
+            res = self._ingest(source, text_col=text_col, label_col=label_col, name=name, progress=progress)
+        finally:
+            _INGEST_OWNER.reset(token)
+        access.grant(res.dataset.dir, owner)  # the same content may already exist, brought by someone else
         return res
 
     def _ingest(self, source: str | Path, *, text_col: str | None, label_col: str | None, name: str | None,

@@ -33,6 +33,26 @@ def test_datasets_are_seen_only_by_their_owners(stores, tmp_path):
         access.set_shared(fixed.dir, BOB, False)
 
 
+def test_a_new_version_is_owned_the_moment_it_appears(stores, tmp_path, monkeypatch):
+    """The version folder is renamed into place with its owners already inside: no instant where its id
+    would show it to anyone."""
+    import os
+
+    datasets, _ = stores
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name.startswith("ds-"):
+            seen.append(access.read(Path(src)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    ds = datasets.ingest(make_text_csv(tmp_path / "t.csv"), owner=ANN).dataset
+    datasets.derive(ds, ds.items.head(30), "drop most", owner=BOB)
+    assert [a["owners"] for a in seen] == [[ANN], [BOB]]
+
+
 def test_runs_are_private_until_shared_and_read_only_for_others(stores, image_dir):
     datasets, runs = stores
     mgr = RunManager(runs, datasets)

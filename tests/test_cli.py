@@ -57,6 +57,17 @@ def test_auto_reports_the_baseline_beside_the_test_metrics(tmp_path, image_dir):
     assert 0.0 <= r["blend"]["network_weight"] <= 1.0
 
 
+def test_owner_keeps_a_cli_run_private_to_that_studio_user(tmp_path, image_dir):
+    from core.store import RunStore
+
+    rc, out, err = cli("train", "--data", str(image_dir), "--backbone", "tiny-cnn", "--strategy", "frozen",
+                       "--epochs", "1", "--owner", "ann@example.org", "--json", home=tmp_path)
+    assert rc == 0, err
+    runs = RunStore(tmp_path / "runs")
+    assert [r["id"] for r in runs.list(viewer="ann@example.org")] == [json.loads(out)["run_id"]]
+    assert runs.list(viewer="bob@example.org") == []
+
+
 @pytest.mark.parametrize("args,needle", [
     (["train", "--data", "/nope.csv", "--backbone", "tiny-cnn"], "not found"),
     (["train", "--data", "{data}", "--backbone", "resnet-9000"], "Unknown backbone"),
