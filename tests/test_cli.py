@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,33 @@ def cli(*args, home):
     p = subprocess.run([sys.executable, "-m", "core.cli", "--home", str(home), *args], capture_output=True, text=True,
                        timeout=300)
     return p.returncode, p.stdout, p.stderr
+
+
+def test_app_command_serves_the_studio_with_the_demo(tmp_path):
+    import os
+    import shutil
+    import time
+    import urllib.request
+
+    from tests.browser_util import free_port
+
+    exe = shutil.which("finetune-studio", path=str(Path(sys.executable).parent))
+    assert exe, "the console command is installed beside this Python"
+    port = free_port()
+    proc = subprocess.Popen([exe, "app", "--port", str(port), "--headless", "--demo"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "FTS_HOME": str(tmp_path)})
+    try:
+        deadline, health = time.time() + 60, None
+        while time.time() < deadline and health != b"ok":
+            try:
+                health = urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read()
+            except OSError:
+                time.sleep(0.5)
+        assert health == b"ok"
+        assert f"http://localhost:{port}" in proc.stdout.readline()
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_backbones_json(tmp_path):
