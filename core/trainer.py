@@ -481,8 +481,9 @@ class Trainer:
 
     def _decide_flip(self, auto_reason: str | None) -> None:
         """Mirror training images only if mirroring keeps their meaning. Probes on pretrained features (5-fold,
-        over training and validation rows) classify each held-out image as it is and mirrored; digits, text
-        and anything with a left and right lose accuracy mirrored, photos of objects do not."""
+        over training and validation rows) classify each held-out image as it is and mirrored: most digits,
+        text and anything with a left and right lose accuracy mirrored; classes that look alike either way
+        (0, 1, 8; most objects photographed from the side) do not."""
         from .baseline import mirror_check
 
         t, data = self.t, self.data
