@@ -163,8 +163,9 @@ def build_report(rec: RunRecord, dataset=None, max_errors: int = 12, explain: bo
     verdict = ""
     if base and t:
         d = t["macro_f1"] - base["macro_f1"]
-        verdict = (f"<p><b>The fine-tuned model {'beats' if d > 0 else 'does not beat'} the baseline</b> "
-                   f"by {d:+.3f} macro-F1 on the same {res['n']} test examples.</p>")
+        how = (f"beats the baseline</b> by {d:.3f}" if d > 0 else "ties with the baseline</b>" if d == 0 else
+               f"falls short of the baseline</b> by {-d:.3f}")
+        verdict = f"<p><b>The fine-tuned model {how} macro-F1 on the same {res['n']} test examples.</p>"
     from .blend import describe
 
     if describe(status):
