@@ -145,23 +145,25 @@ def best_weight(net: np.ndarray, partner: np.ndarray, y: np.ndarray, classes: li
     model: maximising a pessimistic estimate of the gain, rather than the raw score, keeps the network's share
     only where validation supports it, so a blend does not fall below the baseline on a noisy split."""
     y = np.asarray(y)
-    present = np.unique(y)
-    onehot_y = np.eye(len(classes))[y][:, present]
+    weights = [float(w) for w in np.round(np.linspace(1.0, 0.0, 11), 2)]
+    mix = {w: w * net + (1 - w) * partner for w in weights}
+    scores = {w: evaluate(y, mix[w], classes)["macro_f1"] for w in weights}
+    if not len(y):
+        return 1.0, {"network_only": scores[1.0], "partner_only": scores[0.0], "blend": scores[1.0]}
     rng = np.random.default_rng(seed)
-    # multiplicity of each example in each bootstrap resample: [resamples, n]
-    m = rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=resamples).astype(np.float64) if len(y) else None
+    # a bounded sample of a very large validation split keeps the [resamples, rows] matrix small
+    rows = np.sort(rng.choice(len(y), 20_000, replace=False)) if len(y) > 20_000 else np.arange(len(y))
+    present = np.unique(y[rows])
+    onehot_y = np.eye(len(classes))[y[rows]][:, present]
+    # multiplicity of each example in each bootstrap resample: [resamples, rows]
+    m = rng.multinomial(len(rows), np.full(len(rows), 1 / len(rows)), size=resamples).astype(np.float64)
 
     def f1s(probs: np.ndarray) -> np.ndarray:  # macro-F1 over the classes validation has, per resample
-        p = np.eye(len(classes))[probs.argmax(1)][:, present]
+        p = np.eye(len(classes))[probs[rows].argmax(1)][:, present]
         tp, n_pred, n_true = m @ (p * onehot_y), m @ p, m @ onehot_y
         denom = n_pred + n_true
         return np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0).mean(1)
 
-    weights = [float(w) for w in np.round(np.linspace(1.0, 0.0, 11), 2)]
-    mix = {w: w * net + (1 - w) * partner for w in weights}
-    scores = {w: evaluate(y, mix[w], classes)["macro_f1"] for w in weights}
-    if m is None:
-        return 1.0, {"network_only": scores[1.0], "partner_only": scores[0.0], "blend": scores[1.0]}
     alone = f1s(partner)
     gain = {w: float(np.quantile(f1s(mix[w]) - alone, quantile)) for w in weights}
     best = max(weights, key=lambda w: (round(gain[w], 4), w))
