@@ -108,3 +108,12 @@ def test_blended_image_run_predicts_and_exports_as_it_was_evaluated(stores, imag
     out, _ = export_folder(rec.dir, tmp_path / "exp")
     again, _ = Predictor(out).predict_images(preds["file"].tolist())
     np.testing.assert_allclose(again, expected, atol=1e-4)
+
+
+def test_best_weight_on_a_large_validation_split_stays_bounded():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 60_000)
+    net = np.eye(3)[np.where(rng.random(60_000) < 0.9, y, (y + 1) % 3)] * 0.7 + 0.1  # right 90% of the time
+    partner = np.eye(3)[np.where(rng.random(60_000) < 0.6, y, (y + 2) % 3)] * 0.7 + 0.1  # right 60%
+    w, scores = best_weight(net, partner, y, ["a", "b", "c"])
+    assert w == 1.0 and scores["network_only"] > 0.85 and scores["gain_p10"] > 0.2
