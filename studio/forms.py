@@ -80,7 +80,7 @@ def train_options(ds: Dataset, strategy: str) -> dict:
         o["seed"] = int(d[2].number_input("Seed", 0, 1_000_000, 0))
         e = st.columns(3)
         if ds.modality == "image":
-            o["augment"] = e[0].checkbox("Augment (crop, flip)", True)
+            o["augment"] = e[0].checkbox("Augment (random crops, mirroring)", True)
             flip = {"check": None, "always": True, "never": False}
             o["hflip"] = flip[e[0].selectbox("Mirror images", list(flip), disabled=not o["augment"],
                                              format_func={"check": "unless it changes the class",
