@@ -192,8 +192,8 @@ def resolve_auto(cfg: TrainConfig, n_train: int, modality: str, class_counts: li
     Measured on four real datasets (benchmarks/README.md): on a few hundred examples a frozen backbone, and
     even a full fine-tune, can lose to the scikit-learn baseline; a full fine-tune whose probabilities are
     averaged with the baseline-style linear model beat it on all four once the network's share was chosen
-    pessimistically (see core.blend.best_weight); images also get label smoothing and, where mirroring changes
-    the class, no flips (decided in the trainer from the data)."""
+    pessimistically (see core.blend.best_weight), and tied on a fifth where the network alone loses; images
+    also get label smoothing and, where mirroring changes the class, no flips (decided in the trainer)."""
     from dataclasses import replace
 
     defaults = TrainConfig()
