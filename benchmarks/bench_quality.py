@@ -1,6 +1,6 @@
 """Quality of each strategy and of `auto` against the scikit-learn baseline, on four real labelled datasets.
 
-    .venv/bin/python benchmarks/bench_quality.py                      # everything (~1 h on 2 CPU cores)
+    .venv/bin/python benchmarks/bench_quality.py                      # everything (~1¼ h on 2 CPU cores)
     .venv/bin/python benchmarks/bench_quality.py --datasets reviews --strategies auto frozen
     .venv/bin/python benchmarks/bench_quality.py --datasets digits --update   # re-measure rows, keep the rest
 
