@@ -362,6 +362,18 @@ def _dynamic_torchvision(arch: str) -> BackboneSpec:
                         image_size=int(size), params_m=round(weights.meta.get("num_params", 0) / 1e6, 1))
 
 
+def _hf_params_m(cfg) -> float:
+    """Millions of weights, counted on a model built on the meta device (no memory, nothing downloaded)."""
+    from transformers import AutoModel
+
+    try:
+        with torch.device("meta"):
+            model = AutoModel.from_config(cfg)
+    except (ValueError, KeyError, TypeError, RuntimeError, ImportError):  # AutoModel cannot build it bare
+        return 0.0
+    return round(sum(p.numel() for p in model.parameters()) / 1e6, 1)
+
+
 def _dynamic_hf(source: str) -> BackboneSpec:
     from transformers import AutoConfig
 
@@ -377,10 +389,10 @@ def _dynamic_hf(source: str) -> BackboneSpec:
         size = getattr(cfg, "image_size", 224)
         return BackboneSpec(name=source, modality="image", description=f"Hugging Face image model {source}",
                             build_encoder=lambda: _hf_image_encoder(source), is_offline=lambda: local,
-                            image_size=int(size if isinstance(size, int) else size[0]))
+                            image_size=int(size if isinstance(size, int) else size[0]), params_m=_hf_params_m(cfg))
     return BackboneSpec(name=source, modality="text", description=f"Hugging Face text model {source}",
                         build_encoder=lambda: _hf_text_encoder(source), is_offline=lambda: local,
-                        tokenizer_source=source)
+                        tokenizer_source=source, params_m=_hf_params_m(cfg))
 
 
 def lora_targets(model: Classifier) -> list[str]:

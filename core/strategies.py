@@ -184,8 +184,12 @@ def recommend(n_examples: int, modality: str) -> tuple[str, str]:
     return "full", f"{n_examples:,} examples: enough data to fine-tune every weight."
 
 
+LARGE_BACKBONE_M = 300  # millions of weights; above this, auto trains LoRA adapters instead of every weight
+
+
 def resolve_auto(cfg: TrainConfig, n_train: int, modality: str, class_counts: list[int],
-                 text_lengths: list[int] | None = None, image_side: int | None = None) -> tuple[TrainConfig, str]:
+                 text_lengths: list[int] | None = None, image_side: int | None = None,
+                 params_m: float = 0.0) -> tuple[TrainConfig, str]:
     """A concrete config for strategy 'auto', from the data, and the one-line reason shown to the user.
     Only settings still at their defaults are changed; anything the user set is kept.
 
@@ -207,6 +211,12 @@ def resolve_auto(cfg: TrainConfig, n_train: int, modality: str, class_counts: li
         epochs = cfg.epochs
     changes["epochs"] = epochs
     why = f"{n_train:,} training examples: every weight fine-tunes ({epochs} epochs, early stopping)"
+    if params_m >= LARGE_BACKBONE_M:
+        # gradients and Adam state for every weight of a large model need ~4x its size in memory, and a small
+        # dataset cannot move that many weights well; low-rank adapters keep both in check
+        changes["strategy"] = "lora"
+        why = (f"{n_train:,} training examples on a large backbone ({params_m:,.0f}M weights): LoRA adapters "
+               f"train beside the frozen weights ({epochs} epochs, early stopping)")
     if not cfg.blend:
         changes["blend"] = True
         why += (", then blends with a fast linear model " + ("on TF-IDF" if modality == "text" else
@@ -225,8 +235,6 @@ def resolve_auto(cfg: TrainConfig, n_train: int, modality: str, class_counts: li
     if modality == "image" and cfg.label_smoothing == defaults.label_smoothing:
         changes["label_smoothing"] = 0.1  # as in torchvision's own training recipes; keeps a small fine-tune humble
         why += "; label smoothing 0.1"
-    if cfg.early_stopping_patience == 0:
-        changes["early_stopping_patience"] = 3
     return replace(cfg, **changes), why + "."
 
 

@@ -201,7 +201,7 @@ class Trainer:
             lengths = [len(x) for x, keep in zip(data.files, tr) if keep] if spec.modality == "text" else None
             t, auto_reason = resolve_auto(t, int(tr.sum()), spec.modality,
                                           torch.bincount(data.y[torch.from_numpy(tr)]).tolist(), lengths,
-                                          self._median_image_side())
+                                          self._median_image_side(), spec.params_m)
             self.t = self.cfg.train = t  # this run's copy; config.json on disk keeps 'auto' for replays
             self.callbacks = [c if not isinstance(c, EarlyStopping) else EarlyStopping(t.early_stopping_patience)
                               for c in self.callbacks]

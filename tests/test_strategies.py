@@ -105,3 +105,23 @@ def test_auto_keeps_what_the_user_set_and_weights_imbalance():
     assert kept.label_smoothing == 0.05
     cfg2, _ = resolve_auto(TrainConfig(strategy="auto"), 500, "text", [250, 250])
     assert cfg2.epochs == 6 and cfg2.class_weighting == "none"
+
+
+def test_auto_trains_lora_on_large_backbones_and_keeps_explicit_patience():
+    from core.strategies import resolve_auto
+
+    cfg, why = resolve_auto(TrainConfig(strategy="auto"), 800, "text", [400, 400], params_m=355.0)
+    assert cfg.strategy == "lora" and "large backbone (355M weights)" in why and "LoRA" in why
+    small, _ = resolve_auto(TrainConfig(strategy="auto"), 800, "text", [400, 400], params_m=22.7)
+    assert small.strategy == "full"
+    off, _ = resolve_auto(TrainConfig(strategy="auto", early_stopping_patience=0), 800, "text", [400, 400])
+    assert off.early_stopping_patience == 0  # 0 means off, and the user asked for it
+
+
+def test_a_hugging_face_folder_reports_its_size():
+    from core.backbones import get_backbone, minilm_folder
+
+    if minilm_folder() is None:
+        pytest.skip("MiniLM weights package not installed")
+    spec = get_backbone(str(minilm_folder()))
+    assert spec.modality == "text" and 22 < spec.params_m < 24  # all-MiniLM-L6-v2: 22.7M weights
