@@ -109,7 +109,8 @@ def run_one(home: Path, source: Path, backbone: str, strategy: str, baseline: bo
         raise RuntimeError(f"{strategy} on {source.name}: {st.get('status')} {st.get('reason', '')}")
     return {"strategy": strategy, "resolved": st.get("resolved_strategy") or strategy, "auto": st.get("auto", ""),
             "accuracy": st["test"]["accuracy"], "macro_f1": st["test"]["macro_f1"], "wall_s": wall,
-            "epochs": st.get("epoch"), "best_epoch": st.get("best_epoch"), "baseline": st.get("baseline")}
+            "epochs": st.get("epoch"), "best_epoch": st.get("best_epoch"), "baseline": st.get("baseline"),
+            "vs_baseline": st.get("vs_baseline")}
 
 
 def _value(text: str):
@@ -139,8 +140,9 @@ def main() -> None:
             backbone, make, settings = DATASETS[name]
             source = make(cache)
             base = None
-            for i, strategy in enumerate(args.strategies):
-                r = run_one(home, source, backbone, strategy, baseline=i == 0, **{**settings, **overrides})
+            for strategy in args.strategies:
+                # every run trains the baseline too (seconds): its test predictions pair with the run's
+                r = run_one(home, source, backbone, strategy, baseline=True, **{**settings, **overrides})
                 base = base or r["baseline"]
                 r.update(dataset=name, baseline=base)
                 rows.append(r)
@@ -164,17 +166,29 @@ def merged(kept: list[dict], new: list[dict]) -> list[dict]:
     return sorted(out, key=lambda r: (order[r["dataset"]], STRATEGIES.index(r["strategy"])))
 
 
+def _interval(vs: dict | None) -> str:
+    """The paired bootstrap interval of the macro-F1 difference and its verdict (core.evaluate)."""
+    if not vs:
+        return "— (not recorded)"
+    if vs["verdict"] == "same":
+        return "same predictions"
+    words = {"better": "better", "worse": "worse", "within_noise": "within noise"}[vs["verdict"]]
+    return f"{vs['low']:+.3f} … {vs['high']:+.3f} ({words})"
+
+
 def markdown(rows: list[dict]) -> str:
     df = pd.DataFrame(rows)
-    lines = ["| dataset | model | macro-F1 | accuracy | Δ F1 vs baseline | wall time |", "|---|---|---|---|---|---|"]
+    lines = ["| dataset | model | macro-F1 | accuracy | Δ F1 vs baseline | paired 95% interval | wall time |",
+             "|---|---|---|---|---|---|---|"]
     for name, g in df.groupby("dataset", sort=False):
         b = g.iloc[0]["baseline"]
         lines.append(f"| {name} | baseline: {b['name']} | {b['macro_f1']:.3f} | {b['accuracy']:.3f} | — | "
-                     f"(inside the first run) |")
+                     f"— | (seconds, inside each run) |")
         for _, r in g.iterrows():
             label = f"auto → {r['resolved']}" if r["strategy"] == "auto" else r["strategy"]
             lines.append(f"| {name} | {label} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | "
-                         f"{r['macro_f1'] - b['macro_f1']:+.3f} | {r['wall_s']:.0f} s |")
+                         f"{r['macro_f1'] - b['macro_f1']:+.3f} | {_interval(r.get('vs_baseline'))} | "
+                         f"{r['wall_s']:.0f} s |")
     verdict = []
     for name, g in df.groupby("dataset", sort=False):
         b = g.iloc[0]["baseline"]["macro_f1"]

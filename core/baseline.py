@@ -29,14 +29,14 @@ def text_baseline(texts: list[str], y: np.ndarray, train: np.ndarray, test: np.n
                   classes: list[str]) -> dict[str, Any]:
     x = text_features(texts, train)
     probs = _fit_predict(x[train], y[train], x[test], len(classes))
-    return _summary(evaluate(y[test], probs, classes), "text")
+    return _summary(evaluate(y[test], probs, classes), "text", probs)
 
 
 def feature_baseline(features: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
                      classes: list[str]) -> dict[str, Any]:
     scaler = StandardScaler().fit(features[train])
     probs = _fit_predict(scaler.transform(features[train]), y[train], scaler.transform(features[test]), len(classes))
-    return _summary(evaluate(y[test], probs, classes), "image")
+    return _summary(evaluate(y[test], probs, classes), "image", probs)
 
 
 def out_of_fold(x, y: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0) -> np.ndarray:
@@ -96,5 +96,30 @@ def text_features(texts: list[str], fit_rows: np.ndarray):
     return hstack([word.transform(texts), char.transform(texts)]).tocsr()
 
 
-def _summary(res: dict[str, Any], modality: str) -> dict[str, Any]:
-    return {"name": NAME[modality], "accuracy": res["accuracy"], "macro_f1": res["macro_f1"], "n": res["n"]}
+def _summary(res: dict[str, Any], modality: str, probs: np.ndarray) -> dict[str, Any]:
+    """What a run records of its baseline; 'pred' (the test predictions, for the paired comparison) is kept
+    beside the run, not in its status."""
+    return {"name": NAME[modality], "accuracy": res["accuracy"], "macro_f1": res["macro_f1"], "n": res["n"],
+            "pred": probs.argmax(1)}
+
+
+def comparison(status: dict) -> str | None:
+    """One sentence for a domain expert: is the model better than the baseline on this test set, or could
+    the difference be luck of the split (paired bootstrap interval)?"""
+    c, base, t = status.get("vs_baseline"), status.get("baseline"), status.get("test")
+    if not (base and t):
+        return None
+    if not c:  # runs from before the comparison was recorded
+        return f"Macro-F1 {t['macro_f1'] - base['macro_f1']:+.3f} against the baseline ({base['name']})."
+    n, d = c["n"], c["macro_f1_diff"]
+    if c["verdict"] == "same":
+        return f"Makes the same prediction as the baseline ({base['name']}) on all {n:,} test examples."
+    interval = f"{c['level']:.0%} bootstrap interval {c['low']:+.3f} to {c['high']:+.3f}"
+    swaps = (f"it gets {c['fixed']:,} test examples right that the baseline gets wrong, and {c['broken']:,} "
+             f"wrong that the baseline gets right")
+    if c["verdict"] == "better":
+        return f"Better than the baseline ({base['name']}): macro-F1 {d:+.3f} ({interval}); {swaps}."
+    if c["verdict"] == "worse":
+        return f"Worse than the baseline ({base['name']}): macro-F1 {d:+.3f} ({interval}); {swaps}."
+    return (f"Not distinguishable from the baseline ({base['name']}) on {n:,} test examples: macro-F1 {d:+.3f} "
+            f"({interval}); {swaps}. A larger test set would tell them apart.")

@@ -17,7 +17,7 @@ from scipy.sparse import hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from .evaluate import evaluate
+from .evaluate import bootstrap_macro_f1, evaluate
 
 FOLDER = "partner"  # inside a run or export folder, beside blend.json
 _WORD = dict(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)
@@ -150,22 +150,9 @@ def best_weight(net: np.ndarray, partner: np.ndarray, y: np.ndarray, classes: li
     scores = {w: evaluate(y, mix[w], classes)["macro_f1"] for w in weights}
     if not len(y):
         return 1.0, {"network_only": scores[1.0], "partner_only": scores[0.0], "blend": scores[1.0]}
-    rng = np.random.default_rng(seed)
-    # a bounded sample of a very large validation split keeps the [resamples, rows] matrix small
-    rows = np.sort(rng.choice(len(y), 20_000, replace=False)) if len(y) > 20_000 else np.arange(len(y))
-    present = np.unique(y[rows])
-    onehot_y = np.eye(len(classes))[y[rows]][:, present]
-    # multiplicity of each example in each bootstrap resample: [resamples, rows]
-    m = rng.multinomial(len(rows), np.full(len(rows), 1 / len(rows)), size=resamples).astype(np.float64)
-
-    def f1s(probs: np.ndarray) -> np.ndarray:  # macro-F1 over the classes validation has, per resample
-        p = np.eye(len(classes))[probs[rows].argmax(1)][:, present]
-        tp, n_pred, n_true = m @ (p * onehot_y), m @ p, m @ onehot_y
-        denom = n_pred + n_true
-        return np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0).mean(1)
-
-    alone = f1s(partner)
-    gain = {w: float(np.quantile(f1s(mix[w]) - alone, quantile)) for w in weights}
+    scored = bootstrap_macro_f1(y, [partner.argmax(1)] + [mix[w].argmax(1) for w in weights], len(classes),
+                                resamples, seed)
+    gain = {w: float(np.quantile(f - scored[0], quantile)) for w, f in zip(weights, scored[1:])}
     best = max(weights, key=lambda w: (round(gain[w], 4), w))
     return best, {"network_only": scores[1.0], "partner_only": scores[0.0], "blend": scores[best],
                   "gain_p10": gain[best]}

@@ -130,7 +130,8 @@ def _run_foreground(trainer, resume: bool = False) -> dict[str, Any]:
 def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
     return {"run_id": rec.id, "run_dir": str(rec.dir), "status": st.get("status"), "reason": st.get("reason", ""),
             "trainable_params": st.get("trainable_params"), "total_params": st.get("total_params"),
-            "test": st.get("test"), "baseline": st.get("baseline"), "best_epoch": st.get("best_epoch"),
+            "test": st.get("test"), "baseline": st.get("baseline"),
+            "vs_baseline": st.get("vs_baseline"), "best_epoch": st.get("best_epoch"),
             **({"blend": st["blend"]} if st.get("blend") else {}),
             **({"auto": st["auto"], "resolved_strategy": st.get("resolved_strategy")} if st.get("auto") else {}),
             "elapsed_s": st.get("elapsed_s")}

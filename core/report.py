@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .baseline import comparison  # noqa: E402
 from .errors import RunError  # noqa: E402
 from .store import RunRecord  # noqa: E402
 from .strategies import STRATEGIES  # noqa: E402
@@ -166,6 +167,8 @@ def build_report(rec: RunRecord, dataset=None, max_errors: int = 12, explain: bo
         how = (f"beats the baseline</b> by {d:.3f}" if d > 0 else "ties with the baseline</b>" if d == 0 else
                f"falls short of the baseline</b> by {-d:.3f}")
         verdict = f"<p><b>The fine-tuned model {how} macro-F1 on the same {res['n']} test examples.</p>"
+        if status.get("vs_baseline"):
+            verdict += f"<p>{html.escape(comparison(status))}</p>"
     from .blend import describe
 
     if describe(status):

@@ -31,6 +31,8 @@ from .fsutil import DiskFullError, atomic_replace_dir, atomic_write_json
 from .store import RunRecord, RunStore
 from .strategies import count_params, freeze_frozen_norms, get_strategy
 
+BASELINE_PRED = "baseline_test_pred.npy"  # in eval/: the baseline's test predictions
+
 
 @dataclass
 class TrainerState:
@@ -141,6 +143,7 @@ class Trainer:
         self.train_model: torch.nn.Module | None = None  # the model, or its DDP wrapper under torchrun
         self.features: torch.Tensor | None = None
         self.blend: tuple[Any, float] | None = None  # (linear partner, network weight) once fitted
+        self._baseline_pred: np.ndarray | None = None  # its test predictions, for the paired comparison
         self._pretrained: np.ndarray | None = None  # images: pretrained-backbone features, for the partner
         self.main = D.is_main()
 
@@ -290,7 +293,7 @@ class Trainer:
         reason = self.control.reason
         elapsed = time.time() - t0
         best = self.run_rec.dir / "checkpoints" / "best" / "model.safetensors"
-        test_metrics = None
+        test_metrics = vs_baseline = None
         if best.is_file():
             load_model(model, best, strict=True)
         if t.blend and len(val_idx) and status in ("completed", "stopped"):
@@ -300,10 +303,11 @@ class Trainer:
             if len(test_idx):
                 res = self._eval_split("test", test_idx, amp_dtype, save_predictions=True)
                 test_metrics = {"accuracy": res["accuracy"], "macro_f1": res["macro_f1"]}
+                vs_baseline = res["vs_baseline"]
                 self.emit("eval", split="test", **{k: res[k] for k in ("accuracy", "macro_f1", "loss", "confusion")})
         final = self.status(
             status, reason=reason, finished=time.time(), elapsed_s=round(elapsed, 2),
-            test=test_metrics, best_epoch=st.best_epoch + 1, epoch=st.epoch + 1, step=st.step,
+            test=test_metrics, vs_baseline=vs_baseline, best_epoch=st.best_epoch + 1, epoch=st.epoch + 1, step=st.step,
             trainable_params=trainable, total_params=total, peak_mem_mb=round(peak_memory_mb(dev), 1))
         self.emit("run_end", status=status, reason=reason, test=test_metrics, elapsed_s=elapsed)
         return final
@@ -455,6 +459,8 @@ class Trainer:
         y = self.data.y[idx].numpy()
         res = evaluate(y, probs, self.data.classes)
         res["epoch"] = self.state.epoch + 1
+        if name == "test":
+            res["vs_baseline"] = self._vs_baseline(y, probs.argmax(1))
         if not self.main:
             return res
         atomic_write_json(self.run_rec.dir / "eval" / f"{name}.json", res)
@@ -544,8 +550,25 @@ class Trainer:
                 self.features = feats
             x = self._pretrained = feats.cpu().numpy()
             result = feature_baseline(x, y, train_idx.numpy(), test_idx.numpy(), self.data.classes)
+        self._baseline_pred = result.pop("pred")
+        if self.main:
+            (self.run_rec.dir / "eval").mkdir(exist_ok=True)
+            np.save(self.run_rec.dir / "eval" / BASELINE_PRED, self._baseline_pred)
         self._suspect_labels(x, y)
         return result
+
+    def _vs_baseline(self, y: np.ndarray, pred: np.ndarray) -> dict[str, Any] | None:
+        """The paired comparison with the baseline's predictions on the same test rows (kept from the start of
+        the run, or read back after a resume)."""
+        from .evaluate import paired_comparison
+
+        base = self._baseline_pred
+        path = self.run_rec.dir / "eval" / BASELINE_PRED
+        if base is None and path.is_file():
+            base = np.load(path, allow_pickle=False)
+        if base is None or len(base) != len(y):
+            return None
+        return paired_comparison(y, pred, base, self.data.classes, seed=self.t.seed)
 
     def _suspect_labels(self, x, y: np.ndarray) -> None:
         """Training/validation examples whose label an out-of-fold model confidently contradicts."""

@@ -3,6 +3,7 @@ import html
 import pandas as pd
 import streamlit as st
 
+from core.baseline import comparison
 from core.blend import describe as blend_line
 from core.explain import gradcam, overlay, token_attributions, tokens_html
 from core.images import open_rgb
@@ -23,18 +24,22 @@ preds = pd.read_parquet(pred_path) if pred_path.is_file() else pd.DataFrame()
 modality = "image" if "file" in preds.columns else "text"
 
 base = rec.status.get("baseline")
+# a difference the test set cannot resolve is shown grey, not as a green or red win
+tone = "off" if (rec.status.get("vs_baseline") or {}).get("verdict") in ("within_noise", "same") else "normal"
 c = st.columns(4)
 c[0].metric("Test accuracy", f"{res['accuracy']:.1%}",
-            delta=f"{(res['accuracy'] - base['accuracy']) * 100:+.1f} pts vs baseline" if base else None)
+            delta=f"{(res['accuracy'] - base['accuracy']) * 100:+.1f} pts vs baseline" if base else None,
+            delta_color=tone)
 c[1].metric("Macro-F1", f"{res['macro_f1']:.3f}",
-            delta=f"{res['macro_f1'] - base['macro_f1']:+.3f} vs baseline" if base else None)
+            delta=f"{res['macro_f1'] - base['macro_f1']:+.3f} vs baseline" if base else None,
+            delta_color=tone)
 c[2].metric("ROC-AUC", f"{res['roc_auc']:.3f}" if res.get("roc_auc") is not None else "–")
 c[3].metric("Test examples", res["n"])
 with guard("Writing the report"):
     report_download(rec, "evaluate")
 if base:
     st.caption(f"Baseline: {base['name']} on the same split — accuracy {base['accuracy']:.1%}, "
-               f"macro-F1 {base['macro_f1']:.3f}.")
+               f"macro-F1 {base['macro_f1']:.3f}. " + (comparison(rec.status) or ""))
 if blend_line(rec.status):
     st.caption(blend_line(rec.status) + " Explanations below show the network's side.")
 

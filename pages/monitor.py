@@ -1,5 +1,6 @@
 import streamlit as st
 
+from core.baseline import comparison
 from core.blend import describe as blend_line
 from studio import charts
 from studio.identity import current_user
@@ -93,6 +94,8 @@ def live() -> None:
         t = status["test"]
         vs = f" (baseline {base['macro_f1']:.3f})" if base else ""
         st.success(f"Test accuracy {t['accuracy']:.1%} · macro-F1 {t['macro_f1']:.3f}{vs}")
+        if comparison(status):
+            st.caption(comparison(status))
         st.page_link("pages/evaluate.py", label="Open the evaluation", icon=":material/arrow_forward:")
 
 

@@ -6,6 +6,9 @@ from studio.runs import label, report_download
 from core import access
 from studio.services import can_change, get_run, guard, visible_runs
 
+# the paired bootstrap verdict on the test set (core.evaluate.paired_comparison)
+VERDICT = {"better": "better", "worse": "worse", "within_noise": "within noise", "same": "same predictions"}
+
 st.title("Runs")
 runs = visible_runs()
 if not runs:
@@ -17,13 +20,17 @@ table = pd.DataFrame([{
     "strategy": r["strategy"], "dataset": r["dataset"],
     "test acc": (r.get("test") or {}).get("accuracy"), "test macro-F1": (r.get("test") or {}).get("macro_f1"),
     "baseline macro-F1": (r.get("baseline") or {}).get("macro_f1"),
+    "vs baseline": VERDICT.get((r.get("vs_baseline") or {}).get("verdict"), ""),
     "trainable": r.get("trainable_params"), "time (s)": r.get("elapsed_s"), "peak MB": r.get("peak_mem_mb"),
     **({"shared": access.is_shared(get_run(r["id"]).dir)} if current_user() else {}),
 } for r in runs])
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={"test acc": st.column_config.NumberColumn(format="%.3f"),
                             "test macro-F1": st.column_config.NumberColumn(format="%.3f"),
-                            "baseline macro-F1": st.column_config.NumberColumn(format="%.3f")})
+                            "baseline macro-F1": st.column_config.NumberColumn(format="%.3f"),
+                            "vs baseline": st.column_config.TextColumn(
+                                help="Macro-F1 against the baseline on the same test examples: 'better' or 'worse' "
+                                     "only when a 95% paired bootstrap interval excludes zero")})
 
 st.subheader("Report")
 one = st.selectbox("Run", [r["run"] for r in table.to_dict("records") if r["status"] in ("completed", "stopped")] or [None],

@@ -82,6 +82,7 @@ def test_auto_reports_the_baseline_beside_the_test_metrics(tmp_path, image_dir):
     assert rc == 0, err
     assert set(r["baseline"]) >= {"accuracy", "macro_f1"} and set(r["test"]) == {"accuracy", "macro_f1"}
     assert r["resolved_strategy"] == "full" and r["auto"]
+    assert r["vs_baseline"]["verdict"] in ("better", "worse", "within_noise", "same")
     assert 0.0 <= r["blend"]["network_weight"] <= 1.0
 
 

@@ -82,6 +82,7 @@ def test_resume_after_kill_continues_from_checkpoint(stores, image_dir):
     record = Record()
     _, st, _ = train(stores, cfg, [record], resume_rec=rec)
     assert st["status"] == "completed" and st["epoch"] == 3
+    assert st["vs_baseline"]["n"] == st["baseline"]["n"]  # baseline predictions read back after the restart
     start = next(e for e in record.events if e.kind == "run_start")
     assert start.data["resumed_from"] == 1
     assert [e.epoch for e in record.events if e.kind == "epoch_start"] == [1, 2]
@@ -179,7 +180,11 @@ def test_every_run_reports_a_baseline_on_the_same_split(stores, text_csv, image_
     rec, st, _ = train(stores, config(text_csv, "tiny-text", "frozen", epochs=1))
     b = st["baseline"]
     assert b["name"].startswith("TF-IDF") and b["macro_f1"] > 0.8  # separable topics
-    assert b["n"] == rec.result("test")["n"]
+    assert b["n"] == rec.result("test")["n"] and "pred" not in b
+    vs = st["vs_baseline"]  # paired with the baseline's own test predictions, kept beside the run
+    assert vs["n"] == b["n"] and vs["verdict"] in ("better", "worse", "within_noise", "same")
+    assert vs["low"] <= vs["macro_f1_diff"] <= vs["high"]
+    assert (rec.dir / "eval" / "baseline_test_pred.npy").is_file()
     _, st2, tr = train(stores, config(image_dir, "tiny-cnn", "frozen", epochs=1))
     assert st2["baseline"]["name"].startswith("logistic regression") and tr.features is not None
 
