@@ -13,10 +13,12 @@ STEPS = [
 ]
 HISTORY = [st.Page("pages/runs.py", title="Runs", icon=":material/history:")]
 
+from studio.entry import NAVIGATED  # noqa: E402
 from studio.services import remember_from_url  # noqa: E402
 
 remember_from_url()
 page = st.navigation({"Steps": STEPS, "History": HISTORY})
+st.session_state[NAVIGATED] = True
 
 from studio.sidebar import where_am_i  # noqa: E402  (after navigation: it reads the chosen page)
 

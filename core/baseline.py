@@ -103,6 +103,10 @@ def _summary(res: dict[str, Any], modality: str, probs: np.ndarray) -> dict[str,
             "pred": probs.argmax(1)}
 
 
+def _examples(k: int) -> str:
+    return f"{k:,} test example" + ("" if k == 1 else "s")
+
+
 def comparison(status: dict) -> str | None:
     """One sentence for a domain expert: is the model better than the baseline on this test set, or could
     the difference be luck of the split (paired bootstrap interval)?"""
@@ -113,13 +117,13 @@ def comparison(status: dict) -> str | None:
         return f"Macro-F1 {t['macro_f1'] - base['macro_f1']:+.3f} against the baseline ({base['name']})."
     n, d = c["n"], c["macro_f1_diff"]
     if c["verdict"] == "same":
-        return f"Makes the same prediction as the baseline ({base['name']}) on all {n:,} test examples."
+        return f"Makes the same prediction as the baseline on all {n:,} test examples."
     interval = f"{c['level']:.0%} bootstrap interval {c['low']:+.3f} to {c['high']:+.3f}"
-    swaps = (f"it gets {c['fixed']:,} test examples right that the baseline gets wrong, and {c['broken']:,} "
-             f"wrong that the baseline gets right")
+    swaps = (f"it gets {_examples(c['fixed'])} right that the baseline gets wrong, and {c['broken']:,} wrong "
+             f"that the baseline gets right")
     if c["verdict"] == "better":
-        return f"Better than the baseline ({base['name']}): macro-F1 {d:+.3f} ({interval}); {swaps}."
+        return f"Better than the baseline: macro-F1 {d:+.3f} ({interval}); {swaps}."
     if c["verdict"] == "worse":
-        return f"Worse than the baseline ({base['name']}): macro-F1 {d:+.3f} ({interval}); {swaps}."
-    return (f"Not distinguishable from the baseline ({base['name']}) on {n:,} test examples: macro-F1 {d:+.3f} "
+        return f"Worse than the baseline: macro-F1 {d:+.3f} ({interval}); {swaps}."
+    return (f"Not distinguishable from the baseline on {n:,} test examples: macro-F1 {d:+.3f} "
             f"({interval}); {swaps}. A larger test set would tell them apart.")

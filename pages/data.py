@@ -5,10 +5,12 @@ from core import access
 from core.datasets import data_root
 from core.errors import DataError
 from core.tables import guess_columns, read_table
+from studio.entry import through_app
 from studio.loading import DEMOS, load_demo, load_path, save_directory, save_upload, server_path
 from studio.identity import current_user
 from studio.services import MAX_UPLOAD_MB, can_change, current_dataset, guard, set_dataset
 
+through_app()
 
 
 def loaded(ds) -> None:

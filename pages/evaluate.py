@@ -8,8 +8,11 @@ from core.blend import describe as blend_line
 from core.explain import gradcam, overlay, token_attributions, tokens_html
 from core.images import open_rgb
 from studio import charts
+from studio.entry import through_app
 from studio.runs import pick_run, report_download
 from studio.services import guard, predictor, set_dataset
+
+through_app()
 
 st.title("Evaluate")
 rec = pick_run(only_with_model=True)

@@ -6,8 +6,11 @@ import streamlit as st
 from core import audit as A
 from core.split import dataset_split, split_summary
 from studio import charts
+from studio.entry import through_app
 from studio.loading import progress_bar
 from studio.services import derive, guard, need_dataset, services, set_dataset, visible_runs
+
+through_app()
 
 ds = need_dataset()
 st.title("Explore and audit")

@@ -3,9 +3,12 @@ import streamlit as st
 from core.baseline import comparison
 from core.blend import describe as blend_line
 from studio import charts
+from studio.entry import through_app
 from studio.identity import current_user
 from studio.runs import ICON, eta, pick_run
 from studio.services import can_change, guard, services
+
+through_app()
 
 st.title("Monitor training")
 rec = pick_run()

@@ -10,8 +10,11 @@ from core.explain import gradcam, overlay, token_attributions, tokens_html
 from core.export import export
 from core.predict import read_zip_images, to_csv_bytes
 from core.tables import guess_columns, read_table
+from studio.entry import through_app
 from studio.runs import pick_run
 from studio.services import guard, predictor, services
+
+through_app()
 
 st.title("Predict & export")
 rec = pick_run(only_with_model=True)

@@ -1,10 +1,13 @@
 import pandas as pd
 import streamlit as st
 
+from studio.entry import through_app
 from studio.identity import current_user
 from studio.runs import label, report_download
 from core import access
 from studio.services import can_change, get_run, guard, visible_runs
+
+through_app()
 
 # the paired bootstrap verdict on the test set (core.evaluate.paired_comparison)
 VERDICT = {"better": "better", "worse": "worse", "within_noise": "within noise", "same": "same predictions"}

@@ -5,10 +5,13 @@ import streamlit as st
 from core.backbones import get_backbone
 from core.lr_finder import find_lr
 from studio import charts
+from studio.entry import through_app
 from studio.forms import backbone_picker, build_config, estimate, strategy_picker, train_options
 from studio.loading import load_path, progress_bar, save_upload
 from studio.identity import current_user
 from studio.services import guard, need_dataset, services, set_run
+
+through_app()
 
 ds = need_dataset()
 st.title("Choose a backbone and strategy")

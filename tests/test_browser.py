@@ -12,6 +12,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(not chromium_available(), 
 DIGIT = Path(__file__).resolve().parents[1] / "assets" / "demo" / "digits" / "3"
 
 
+VERDICT = re.compile(r"(Better than|Worse than|Not distinguishable from|Makes the same prediction as) the baseline")
+
+
 def nav(page, title: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
     idle(page)
@@ -44,6 +47,7 @@ def test_image_flow_frozen_mobilenet(tmp_path):
         page.get_by_text(re.compile(r"^Test accuracy \d")).wait_for(timeout=30_000)
         assert "run=" in page.url
         rid = re.search(r"run=([\w-]+)", page.url).group(1)
+        page.get_by_text(VERDICT).first.wait_for(timeout=30_000)  # the paired comparison, in words
         shot(page, "05-monitor")
 
         page.reload()
@@ -53,6 +57,7 @@ def test_image_flow_frozen_mobilenet(tmp_path):
         nav(page, "5 · Evaluate")
         page.get_by_text("Look at the mistakes").wait_for(timeout=60_000)
         assert page.locator("[data-testid='stImage']").count() >= 1  # the confusion heatmap
+        expect(page.get_by_text(VERDICT).first).to_be_visible()
         shot(page, "06-evaluate")
         page.get_by_text("Show why (Grad-CAM)").first.click()
         idle(page)
@@ -75,6 +80,19 @@ def test_image_flow_frozen_mobilenet(tmp_path):
         other.get_by_text("No runs yet").wait_for(timeout=30_000)
         assert other.get_by_text(rid).count() == 0
         shot(other, "09-other-user")
+
+
+def test_a_deep_link_is_the_first_request_a_fresh_server_gets(tmp_path):
+    """Streamlit reads a pages/ folder as file-based navigation until st.navigation first runs: a shared link
+    opened on a just-started studio must still get the studio's own navigation and sidebar."""
+    with studio_server(tmp_path) as (url, _), browser_page() as page:
+        page.goto(f"{url}/runs?run=r-nothing")
+        idle(page)
+        page.get_by_text("No runs yet").wait_for(timeout=60_000)
+        side = page.get_by_test_id("stSidebarNav")
+        expect(side.get_by_text("5 · Evaluate", exact=True)).to_be_visible()
+        assert side.get_by_text("evaluate", exact=True).count() == 0  # not the file names
+        expect(page.get_by_text("Fine-Tune Studio").first).to_be_visible()  # the studio's sidebar
 
 
 @pytest.mark.slow
