@@ -18,8 +18,8 @@ st.title("Choose a backbone and strategy")
 split_cfg = st.session_state.get("split", {"val": 0.1, "test": 0.1, "seed": 0, "rare": "error"})
 
 backbone = backbone_picker(ds)
-strategy = strategy_picker(ds, split_cfg)
-opts = train_options(ds, strategy)
+strategy = strategy_picker(ds, split_cfg, backbone)
+opts = train_options(ds, strategy, backbone)
 if strategy != "auto" and st.button("Suggest a learning rate", icon=":material/auto_graph:",
              help="A range test: about 60 quick steps with a rising learning rate on a throwaway copy of the model."):
     with guard("Finding a learning rate"):

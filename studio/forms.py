@@ -5,9 +5,10 @@ import math
 
 import streamlit as st
 
-from core.backbones import list_backbones
+from core.backbones import get_backbone, list_backbones
 from core.config import DataConfig, RunConfig, TrainConfig, help_for
 from core.datasets import Dataset
+from core.errors import StudioError
 from core.strategies import STRATEGIES, recommend, resolve_auto
 
 
@@ -23,7 +24,22 @@ def backbone_picker(ds: Dataset) -> str:
     return spec.name
 
 
-def strategy_picker(ds: Dataset, split_cfg: dict) -> str:
+@st.cache_data(ttl=3600, show_spinner=False)
+def _params_m(backbone: str) -> float:
+    """Millions of weights (a custom Hugging Face id costs one small config download, once an hour)."""
+    try:
+        return get_backbone(backbone).params_m if backbone else 0.0
+    except StudioError:  # unknown or unreachable: Start training names the problem
+        return 0.0
+
+
+def _auto(ds: Dataset, n_train: int, backbone: str) -> tuple[TrainConfig, str]:
+    """What auto will pick for this data and backbone (its size decides full fine-tuning or LoRA)."""
+    return resolve_auto(TrainConfig(), n_train, ds.modality, list(ds.manifest["classes"].values()),
+                        params_m=_params_m(backbone))
+
+
+def strategy_picker(ds: Dataset, split_cfg: dict, backbone: str = "") -> str:
     rec, why = recommend(int(ds.manifest["rows"]), ds.modality)
     names = ["auto"] + list(STRATEGIES)
     titles = {"auto": "Auto", **{n: s.title for n, s in STRATEGIES.items()}}
@@ -31,7 +47,7 @@ def strategy_picker(ds: Dataset, split_cfg: dict) -> str:
                     format_func=lambda n: titles[n] + (" (recommended)" if n == "auto" else ""))
     if name == "auto":
         n_train = int(ds.manifest["rows"] * (1 - split_cfg["val"] - split_cfg["test"]))
-        resolved, reason = resolve_auto(TrainConfig(), n_train, ds.modality, list(ds.manifest["classes"].values()))
+        resolved, reason = _auto(ds, n_train, backbone)
         picked = resolved.strategy
         st.caption(f"**Why:** picks the strategy, learning rate, epochs and class weighting from your data. "
                    f"Here: **{STRATEGIES[picked].title.lower()}**, because {reason[0].lower() + reason[1:]}")
@@ -42,10 +58,9 @@ def strategy_picker(ds: Dataset, split_cfg: dict) -> str:
     return name
 
 
-def train_options(ds: Dataset, strategy: str) -> dict:
+def train_options(ds: Dataset, strategy: str, backbone: str = "") -> dict:
     if strategy == "auto":
-        n_train = int(ds.manifest["rows"] * 0.8)
-        picked, _ = resolve_auto(TrainConfig(), n_train, ds.modality, list(ds.manifest["classes"].values()))
+        picked, _ = _auto(ds, int(ds.manifest["rows"] * 0.8), backbone)
         c = st.columns(3)
         epochs = int(c[0].number_input("Epochs", 1, 200, picked.epochs, help="Auto's choice; change it if you like."))
         c[1].markdown(f"**Learning rate**  \n{STRATEGIES[picked.strategy].lr(picked, ds.modality):.0e}, chosen by auto")

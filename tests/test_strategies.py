@@ -125,3 +125,18 @@ def test_a_hugging_face_folder_reports_its_size():
         pytest.skip("MiniLM weights package not installed")
     spec = get_backbone(str(minilm_folder()))
     assert spec.modality == "text" and 22 < spec.params_m < 24  # all-MiniLM-L6-v2: 22.7M weights
+
+
+def test_train_page_preview_follows_the_backbone_size(monkeypatch):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from core import backbones as B
+    from studio.forms import _auto
+
+    big = replace(B.get_backbone("tiny-text"), name="big-text-test", params_m=400.0, hidden=True)
+    monkeypatch.setitem(B._REGISTRY, big.name, big)
+    ds = SimpleNamespace(modality="text", manifest={"rows": 1000, "classes": {"a": 500, "b": 500}})
+    cfg, why = _auto(ds, 800, "big-text-test")
+    assert cfg.strategy == "lora" and "400M weights" in why
+    assert _auto(ds, 800, "tiny-text")[0].strategy == "full"
