@@ -167,8 +167,8 @@ def build_report(rec: RunRecord, dataset=None, max_errors: int = 12, explain: bo
         how = (f"beats the baseline</b> by {d:.3f}" if d > 0 else "ties with the baseline</b>" if d == 0 else
                f"falls short of the baseline</b> by {-d:.3f}")
         verdict = f"<p><b>The fine-tuned model {how} macro-F1 on the same {res['n']} test examples.</p>"
-        if status.get("vs_baseline"):
-            verdict += f"<p>{html.escape(comparison(status))}</p>"
+        if status.get("vs_baseline"):  # the verdict the test set can back, with its interval
+            verdict = f"<p><b>{html.escape(comparison(status))}</b></p>"
     from .blend import describe
 
     if describe(status):

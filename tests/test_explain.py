@@ -67,6 +67,8 @@ def test_html_report_renders_every_section_in_chromium(predictors, tmp_path):
         for section in SECTIONS:
             assert f"<h2>{section}</h2>" in text, section
         assert "data:image/png;base64," in text and "http" not in text.split("<body>")[1]  # self-contained
+        assert rec.status["vs_baseline"]  # the verdict with its interval, not a bare difference
+        assert "bootstrap interval" in text or "same prediction as the baseline" in text
         if not chromium_available():
             continue
         with browser_page() as page:
