@@ -19,11 +19,12 @@ if not runs:
     st.stop()
 
 table = pd.DataFrame([{
-    "run": r["id"], "name": r.get("name"), "status": r["status"], "backbone": r["backbone"],
-    "strategy": r["strategy"], "dataset": r["dataset"],
-    "test acc": (r.get("test") or {}).get("accuracy"), "test macro-F1": (r.get("test") or {}).get("macro_f1"),
+    # what a reader compares first comes first: the table scrolls sideways on a laptop screen
+    "run": r["id"], "status": r["status"], "test macro-F1": (r.get("test") or {}).get("macro_f1"),
     "baseline macro-F1": (r.get("baseline") or {}).get("macro_f1"),
     "vs baseline": VERDICT.get((r.get("vs_baseline") or {}).get("verdict"), ""),
+    "test acc": (r.get("test") or {}).get("accuracy"), "strategy": r["strategy"], "backbone": r["backbone"],
+    "name": r.get("name"), "dataset": r["dataset"],
     "trainable": r.get("trainable_params"), "time (s)": r.get("elapsed_s"), "peak MB": r.get("peak_mem_mb"),
     **({"shared": access.is_shared(get_run(r["id"]).dir)} if current_user() else {}),
 } for r in runs])
