@@ -26,6 +26,7 @@ import json
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -96,10 +97,21 @@ DATASETS = {
 }
 
 
-def run_one(home: Path, source: Path, backbone: str, strategy: str, baseline: bool, **overrides) -> dict:
+@contextmanager
+def workspace(names: list[str]):
+    """A throwaway studio home, and (name, backbone, data source, settings) for each dataset asked for."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home, cache = Path(tmp) / "home", Path(tmp) / "cache"
+        cache.mkdir(parents=True)
+        yield home, ((name, DATASETS[name][0], DATASETS[name][1](cache), DATASETS[name][2]) for name in names)
+
+
+def run_one(home: Path, source: Path, backbone: str, strategy: str, baseline: bool, split_seed: int = 0,
+            **overrides) -> dict:
     datasets, runs = DatasetStore(home / "datasets"), RunStore(home / "runs")
     # a quarter held out for testing: on a few hundred examples a 10% test set is too noisy to rank models
-    cfg = RunConfig(data=DataConfig(source=str(source), val_fraction=0.15, test_fraction=0.25),
+    cfg = RunConfig(data=DataConfig(source=str(source), val_fraction=0.15, test_fraction=0.25,
+                                    split_seed=split_seed),
                     train=TrainConfig(backbone=backbone, strategy=strategy, baseline=baseline, seed=0, **overrides))
     rec = runs.create(cfg, datasets.ingest(str(source)).dataset.id)
     t0 = time.perf_counter()
@@ -110,7 +122,7 @@ def run_one(home: Path, source: Path, backbone: str, strategy: str, baseline: bo
     return {"strategy": strategy, "resolved": st.get("resolved_strategy") or strategy, "auto": st.get("auto", ""),
             "accuracy": st["test"]["accuracy"], "macro_f1": st["test"]["macro_f1"], "wall_s": wall,
             "epochs": st.get("epoch"), "best_epoch": st.get("best_epoch"), "baseline": st.get("baseline"),
-            "vs_baseline": st.get("vs_baseline")}
+            "vs_baseline": st.get("vs_baseline"), "network_weight": (st.get("blend") or {}).get("network_weight")}
 
 
 def _value(text: str):
@@ -133,12 +145,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     kept = json.loads((RESULTS / "quality.json").read_text()) if args.update else []
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        home, cache = Path(tmp) / "home", Path(tmp) / "cache"
-        cache.mkdir(parents=True)
-        for name in args.datasets:
-            backbone, make, settings = DATASETS[name]
-            source = make(cache)
+    with workspace(args.datasets) as (home, datasets):
+        for name, backbone, source, settings in datasets:
             base = None
             for strategy in args.strategies:
                 # every run trains the baseline too (seconds): its test predictions pair with the run's

@@ -11,32 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-import time
-from pathlib import Path
 
 import numpy as np
 
-from core.config import DataConfig, RunConfig, TrainConfig
-from core.datasets import DatasetStore
-from core.store import RunStore
-from core.trainer import Trainer
-
-from bench_quality import DATASETS, RESULTS  # same datasets, same settings
-
-
-def run_auto(home: Path, source: Path, backbone: str, seed: int, **settings) -> dict:
-    datasets, runs = DatasetStore(home / "datasets"), RunStore(home / "runs")
-    cfg = RunConfig(data=DataConfig(source=str(source), val_fraction=0.15, test_fraction=0.25, split_seed=seed),
-                    train=TrainConfig(backbone=backbone, strategy="auto", seed=0, **settings))
-    rec = runs.create(cfg, datasets.ingest(str(source)).dataset.id)
-    t0 = time.perf_counter()
-    st = Trainer(cfg, rec, runs, datasets).run()
-    if st.get("status") != "completed":
-        raise RuntimeError(f"auto on {source.name}, split {seed}: {st.get('status')} {st.get('reason', '')}")
-    return {"split_seed": seed, "auto": st["test"]["macro_f1"], "baseline": st["baseline"]["macro_f1"],
-            "network_weight": (st.get("blend") or {}).get("network_weight"), "vs_baseline": st.get("vs_baseline"),
-            "wall_s": time.perf_counter() - t0}
+from bench_quality import DATASETS, RESULTS, run_one, workspace  # same datasets, settings and runs
 
 
 def summary(name: str, rows: list[dict]) -> str:
@@ -59,15 +37,14 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
     args = ap.parse_args()
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        home, cache = Path(tmp) / "home", Path(tmp) / "cache"
-        cache.mkdir(parents=True)
-        for name in args.datasets:
-            backbone, make, settings = DATASETS[name]
-            source = make(cache)
+    with workspace(args.datasets) as (home, datasets):
+        for name, backbone, source, settings in datasets:
             out[name] = []
             for seed in args.seeds:
-                r = run_auto(home, source, backbone, seed, **settings)
+                one = run_one(home, source, backbone, "auto", baseline=True, split_seed=seed, **settings)
+                r = {"split_seed": seed, "auto": one["macro_f1"], "baseline": one["baseline"]["macro_f1"],
+                     "network_weight": one["network_weight"], "vs_baseline": one["vs_baseline"],
+                     "wall_s": one["wall_s"]}
                 out[name].append(r)
                 print(f"{name:11s} split {seed}: auto {r['auto']:.3f} baseline {r['baseline']:.3f} "
                       f"(network share {r['network_weight']}) {r['wall_s']:.0f}s", flush=True)
