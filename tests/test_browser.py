@@ -126,7 +126,7 @@ def test_text_flow_lora_minilm(tmp_path):
         nav(page, "6 · Predict & Export")
         page.get_by_label("Text to classify").fill("A warm, funny and beautifully acted film.")
         page.get_by_label("Text to classify").press("Control+Enter")
-        page.get_by_text("Prediction:").first.wait_for(timeout=60_000)
+        page.get_by_text("Prediction:").first.wait_for(timeout=180_000)  # loads MiniLM + adapters first
         shot(page, "t4-predict")
 
 
