@@ -193,6 +193,7 @@ def cmd_resume(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .baseline import comparison
     from .store import RunStore
 
     rec = RunStore(Path(args.run_dir).parent).open_dir(args.run_dir)
@@ -201,7 +202,9 @@ def cmd_evaluate(args) -> int:
         raise CliError(f"{rec.dir} has no test evaluation (status: {rec.status.get('status', 'unknown')}).")
     out = {"run_id": rec.id, "status": rec.status.get("status"), "test": {k: res[k] for k in
            ("n", "accuracy", "macro_f1", "roc_auc", "loss")}, "per_class": res["per_class"],
-           "most_confused": res["most_confused"], "val": rec.result("val")}
+           "most_confused": res["most_confused"], "val": rec.result("val"),
+           "baseline": rec.status.get("baseline"), "vs_baseline": rec.status.get("vs_baseline"),
+           "verdict": comparison(rec.status)}
     _out(out, args.json)
     return 0
 

@@ -70,7 +70,9 @@ def test_train_replay_evaluate_resume(tmp_path, image_dir):
     r2 = json.loads(out2)
     assert rc == 0 and r2["test"] == r["test"] and r2["run_id"] != r["run_id"]
     rc, out3, _ = cli("evaluate", r["run_dir"], "--json", home=tmp_path)
-    assert rc == 0 and json.loads(out3)["test"]["accuracy"] == r["test"]["accuracy"]
+    ev = json.loads(out3)
+    assert rc == 0 and ev["test"]["accuracy"] == r["test"]["accuracy"]
+    assert ev["vs_baseline"]["n"] == ev["test"]["n"] and "the baseline" in ev["verdict"]
     rc, _, err = cli("resume", r["run_dir"], home=tmp_path)
     assert rc == 2 and "already completed" in err
 
