@@ -103,8 +103,8 @@ class RunStore:
     def _index(self, rec: RunRecord, st: dict[str, Any]) -> None:
         try:
             cfg = json.loads((rec.dir / "config.json").read_text(encoding="utf-8"))
-            summary = {k: st.get(k) for k in ("test", "baseline", "vs_baseline", "trainable_params", "total_params", "elapsed_s",
-                                              "peak_mem_mb", "epoch", "step", "reason")}
+            summary = {k: st.get(k) for k in ("test", "baseline", "vs_baseline", "trainable_params", "total_params",
+                                              "elapsed_s", "peak_mem_mb", "epoch", "step", "reason")}
             with self._conn() as c:
                 c.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)",
                           (rec.id, cfg.get("name", ""), st.get("created", time.time()), st.get("dataset", ""),

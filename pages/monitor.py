@@ -97,8 +97,8 @@ def live() -> None:
         t = status["test"]
         vs = f" (baseline {base['macro_f1']:.3f})" if base else ""
         st.success(f"Test accuracy {t['accuracy']:.1%} · macro-F1 {t['macro_f1']:.3f}{vs}")
-        if comparison(status):
-            st.caption(comparison(status))
+        if verdict := comparison(status):
+            st.caption(verdict)
         st.page_link("pages/evaluate.py", label="Open the evaluation", icon=":material/arrow_forward:")
 
 
