@@ -55,14 +55,15 @@ def _data(kind: str, tmp: Path) -> str:
 
 
 def run_case(kind: str, settings: dict, tmp: Path) -> dict:
-    from core.config import DataConfig, RunConfig, TrainConfig
+    from core.config import RunConfig
     from core.datasets import DatasetStore
     from core.store import RunStore
     from core.trainer import Trainer
 
     home = Path(tempfile.mkdtemp(dir=tmp))
     datasets, runs = DatasetStore(home / "datasets"), RunStore(home / "runs")
-    cfg = RunConfig(data=DataConfig(source=_data(kind, tmp)), train=TrainConfig(**settings))
+    # as a config.json written then would be read now (settings that moved are migrated)
+    cfg = RunConfig.from_dict({"data": {"source": _data(kind, tmp)}, "train": dict(settings)})
     ds = datasets.ingest(cfg.data.source).dataset
     rec = runs.create(cfg, ds.id)
     st = Trainer(cfg, rec, runs, datasets).run()

@@ -282,3 +282,31 @@ def merge_classes(items: pd.DataFrame, classes: list[str], into: str = "other") 
     items = items.copy()
     items.loc[items["label"].isin(classes), "label"] = into
     return items
+
+
+# --------------------------------------------------------------------------- a test file against training data
+def cross_duplicates(train: Dataset, test: Dataset, max_examples: int = 5) -> dict[str, Any]:
+    """Test rows that repeat, exactly or nearly, a row of the training data: scores on them measure memory, not
+    generalisation. Same methods as the audit (normalised text / file content, MinHash / perceptual hashes)."""
+    n = len(train.items)
+    both = pd.concat([train.items, test.items], ignore_index=True)
+    if train.modality == "text":
+        keys = pd.Series([normalise_text(t) for t in both["text"]])
+        pairs = text_near_pairs(keys.tolist())
+    else:
+        keys = both["blob"].astype(str)
+        pairs = image_near_pairs(both["phash"].to_numpy())
+    exact_id = pd.factorize(keys)[0]
+    in_train = set(exact_id[:n].tolist())
+    exact = [i - n for i in range(n, len(both)) if exact_id[i] in in_train]
+    cross = pairs[(pairs[:, 0] < n) != (pairs[:, 1] < n)] if len(pairs) else pairs
+    near_pairs = {(int(max(a, b)) - n, int(min(a, b))) for a, b in cross}
+    near = sorted({t for t, _ in near_pairs} - set(exact))
+    partner = {t: s for t, s in sorted(near_pairs)}
+    first_train = {k: i for i, k in reversed(list(enumerate(exact_id[:n])))}
+    examples = [{"test_row": t, "test": test.display(t)[:200], "train": train.display(first_train[exact_id[n + t]])[:200],
+                 "kind": "exact"} for t in exact[:max_examples]]
+    examples += [{"test_row": t, "test": test.display(t)[:200], "train": train.display(partner[t])[:200],
+                  "kind": "near"} for t in near[:max(0, max_examples - len(examples))]]
+    return {"test_rows_total": int(len(test.items)), "exact": len(exact), "near": len(near),
+            "test_rows": sorted(exact + near), "examples": examples}

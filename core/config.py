@@ -1,4 +1,5 @@
-"""One typed config per run, saved as config.json beside it and replayable from the CLI."""
+"""One typed config per run, saved as config.json beside it and replayable from the CLI. Bounds, defaults,
+choices and help live in the fields (core.settings); the CLI and the Train form read them from here."""
 from __future__ import annotations
 
 import json
@@ -6,118 +7,161 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-STRATEGIES = ("auto", "full", "frozen", "partial", "differential", "lora")
+from .settings import ConfigError, build, setting, validate
+
+RESOLVED = "config.resolved.json"  # beside config.json: the settings a run actually used once its plan was made
 SCHEDULES = ("cosine", "linear", "constant")
-LOSSES = ("ce", "focal")
+LOSSES = ("ce", "focal", "mse", "huber")
 CLASS_WEIGHTING = ("none", "balanced")
-RESOLVED = "config.resolved.json"  # beside config.json: the settings a run actually used once 'auto' chose them
 POOLING = ("mean", "cls")
 RARE_POLICIES = ("error", "unstratified")
+TRACKERS = ("tensorboard", "mlflow")
+MAX_SEED = 2**32 - 1
+
+__all__ = ["ConfigError", "DataConfig", "TrainConfig", "RunConfig", "RESOLVED", "help_for"]
 
 
-from .errors import StudioError
+def _strategy_choices() -> list[str]:
+    from .strategies import strategy_names
+
+    return ["auto", *strategy_names()]
 
 
-class ConfigError(StudioError, ValueError):
-    """A config value a person has to change; the message says which and why."""
+def _task_choices() -> list[str]:
+    from .tasks import task_names
+
+    return task_names()
 
 
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
+def _monitor_choices() -> list[str]:
+    from .tasks import metric_names
+
+    return metric_names()
 
 
 @dataclass
 class DataConfig:
-    source: str = field(default="", metadata={"help": "Dataset id (ds-...) or a CSV/TSV, image folder or zip path."})
-    text_col: str | None = field(default=None, metadata={"help": "Input column of a table (text or image path)."})
-    label_col: str | None = field(default=None, metadata={"help": "Label column of a table."})
-    test_source: str | None = field(default=None, metadata={"help": "Your own held-out test file; replaces the carved-out test split."})
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    split_seed: int = 0
-    rare_policy: str = field(default="error", metadata={"help": "Classes too small to stratify: 'error' names them, 'unstratified' splits randomly."})
+    source: str = setting("", flag="--data", help="Dataset id (ds-...) or a CSV/TSV, image folder or zip path.")
+    text_col: str | None = setting(None, help="Input column of a table (text, or image paths relative to the file).")
+    label_col: str | None = setting(None, help="Label column of a table (a class, or a number for regression).")
+    test_source: str | None = setting(None, flag="--test-data",
+                                      help="Your own held-out test file; replaces the carved-out test split.")
+    task: str = setting("classification", choices=_task_choices,
+                        help="'classification' (one label per example) or 'regression' (a number per example).")
+    val_fraction: float = setting(0.1, low=0, high=0.5, low_open=True, high_open=True,
+                                  help="Share of the data held out for validation.")
+    test_fraction: float = setting(0.1, low=0, high=0.5, high_open=True,
+                                   help="Share held out for the final test (ignored with your own test file).")
+    split_seed: int = setting(0, low=0, high=MAX_SEED, help="Seed of the train/validation/test split.")
+    rare_policy: str = setting("error", choices=RARE_POLICIES,
+                               help="Classes too small to stratify: 'error' names them, 'unstratified' splits randomly.")
+    test_overlap: str = setting("warn", choices=("warn", "drop"),
+                                help="Your own test file: test examples that repeat (or nearly repeat) a training "
+                                     "example inflate the scores; 'warn' counts and shows them, 'drop' leaves them "
+                                     "out of the test set.")
 
     def __post_init__(self) -> None:
-        _check(bool(self.source), "data.source is empty: give a dataset id or a path to a CSV, folder or zip.")
-        _check(0.0 < self.val_fraction < 0.5, f"val_fraction must be between 0 and 0.5, got {self.val_fraction}.")
-        _check(0.0 <= self.test_fraction < 0.5, f"test_fraction must be between 0 and 0.5, got {self.test_fraction}.")
-        _check(self.rare_policy in RARE_POLICIES, f"rare_policy must be one of {RARE_POLICIES}, got {self.rare_policy!r}.")
+        validate(self, "data")
+        if not self.source:
+            raise ConfigError("data.source is empty: give a dataset id or a path to a CSV, folder or zip.")
+        if self.text_col and self.text_col == self.label_col:
+            raise ConfigError(f"The input and label columns are both {self.text_col!r}: they must differ.")
 
 
 @dataclass
 class TrainConfig:
-    backbone: str = field(default="mobilenet_v2", metadata={"help": "A name from `finetune-studio backbones`, any torchvision model, or a Hugging Face id/folder."})
-    strategy: str = field(default="frozen", metadata={"help": f"One of {STRATEGIES}."})
-    epochs: int = 5
-    lr: float | None = field(default=None, metadata={"help": "Peak learning rate; None takes the strategy's default."})
-    batch_size: int = 32
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    schedule: str = "cosine"
-    label_smoothing: float = 0.0
-    class_weighting: str = "none"
-    loss: str = "ce"
-    focal_gamma: float = 2.0
-    grad_accum: int = 1
-    max_grad_norm: float | None = 1.0
-    amp: bool = field(default=True, metadata={"help": "Mixed precision on GPU (bf16 where supported, else fp16). Ignored on CPU."})
-    gradient_checkpointing: bool = False
-    early_stopping_patience: int = field(default=3, metadata={"help": "Epochs without validation improvement before stopping; 0 turns it off."})
-    monitor: str = "macro_f1"
-    seed: int = 0
-    image_size: int | None = None
-    max_length: int = 128
-    augment: bool = True
-    hflip: bool | None = field(default=None, metadata={"help": "Images: mirror some training images while augmenting. "
-                                                            "None: yes, unless a probe on the pretrained features "
-                                                            "loses accuracy on mirrored validation images (digits, "
-                                                            "text, anything where left and right differ)."})
-    blend: bool = field(default=False, metadata={"help": "Also fit the baseline's kind of model (TF-IDF + logistic "
-                                                         "regression for text, a probe on pretrained features for "
-                                                         "images) and average its probabilities with the network's; "
-                                                         "the network's share is the largest that validation supports "
-                                                         "with confidence. 'auto' turns it on."})
-    pooling: str = field(default="mean", metadata={"help": "Text: 'mean' over tokens (what sentence encoders are "
-                                                           "trained for) or 'cls' (the model's own pooler, as in "
-                                                           "AutoModelForSequenceClassification: exports as a HF folder)."})
-    mixup_alpha: float = 0.0
-    # strategy knobs
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
-    lr_decay: float = field(default=0.8, metadata={"help": "differential: each group down from the head gets this factor of the one above."})
-    head_lr_mult: float = field(default=10.0, metadata={"help": "differential/partial/lora: head LR = lr x this."})
-    unfreeze_last: int = field(default=2, metadata={"help": "partial: backbone groups trained from the start (counted from the top)."})
-    unfreeze_every: int = field(default=0, metadata={"help": "partial: unfreeze one more group every K epochs (0: never)."})
-    device: str = "auto"
-    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimiser steps (smoke runs)."})
-    baseline: bool = field(default=True, metadata={"help": "Also fit a fast scikit-learn baseline on the same split."})
-    trackers: list[str] = field(default_factory=list, metadata={"help": "Mirror the run to 'tensorboard' and/or 'mlflow'."})
+    backbone: str | None = setting(None, help="A name from `finetune-studio backbones`, any torchvision model, or a "
+                                              "Hugging Face id/folder. None: the data's default (MobileNetV2 for "
+                                              "images, all-MiniLM-L6-v2 for text).")
+    strategy: str = setting("auto", choices=_strategy_choices,
+                            help="How the backbone adapts; 'auto' picks from the data.")
+    epochs: int = setting(5, low=1, high=1000, help="Passes over the training data.")
+    lr: float | None = setting(None, low=0, high=10, low_open=True, high_open=True,
+                               help="Peak learning rate; None takes the strategy's default.")
+    batch_size: int = setting(32, low=1, high=4096, help="Examples per step (per device under torchrun).")
+    weight_decay: float = setting(0.01, low=0, high=1, help="AdamW weight decay (not on biases and norms).")
+    warmup_ratio: float = setting(0.1, low=0, high=1, high_open=True, help="Share of steps spent warming up the LR.")
+    schedule: str = setting("cosine", choices=SCHEDULES, help="LR schedule after warm-up.")
+    label_smoothing: float = setting(0.0, low=0, high=1, high_open=True, help="Classification: label smoothing.")
+    class_weighting: str = setting("none", choices=CLASS_WEIGHTING,
+                                   help="Classification: 'balanced' weights rarer classes up.")
+    loss: str | None = setting(None, choices=LOSSES,
+                               help="Classification: 'ce' or 'focal'; regression: 'mse' or 'huber' (smooth L1). "
+                                    "None: the task's usual one.")
+    focal_gamma: float = setting(2.0, low=0, high=10, help="Focal loss: focusing parameter.")
+    grad_accum: int = setting(1, low=1, high=1024, help="Micro-batches per optimiser step.")
+    max_grad_norm: float | None = setting(1.0, low=0, low_open=True, help="Gradient clipping; None: off.")
+    amp: bool = setting(True, help="Mixed precision on GPU (bf16 where supported, else fp16). Ignored on CPU.")
+    gradient_checkpointing: bool = setting(False, help="Trade compute for memory on large Hugging Face models.")
+    early_stopping_patience: int = setting(3, low=0, high=1000,
+                                           help="Epochs without validation improvement before stopping; 0: off.")
+    monitor: str | None = setting(None, choices=_monitor_choices,
+                                  help="Validation metric that picks the best epoch; None: the task's own "
+                                       "(macro-F1 for classification, RMSE for regression).")
+    seed: int = setting(0, low=0, high=2**32 - 1, help="Seed for weights, order and augmentation.")
+    image_size: int | None = setting(None, low=16, high=1024, help="Images: side in pixels; None: the backbone's.")
+    max_length: int = setting(128, low=8, high=4096, help="Text: tokens read per example.")
+    augment: bool = setting(True, help="Images: random crops (and mirroring where it keeps the class).")
+    hflip: bool | None = setting(None, help="Images: mirror some training images while augmenting. None: yes, unless "
+                                            "a probe on the pretrained features loses accuracy on mirrored validation "
+                                            "images (digits, text, anything where left and right differ).")
+    blend: bool = setting(False, help="Also fit the baseline's kind of model (TF-IDF for text, a probe on pretrained "
+                                      "features for images) and average it with the network, giving the network the "
+                                      "largest share validation supports with confidence. 'auto' turns it on.")
+    pooling: str = setting("mean", choices=POOLING,
+                           help="Text: 'mean' over tokens (what sentence encoders are trained for) or 'cls' (the "
+                                "model's own pooler, as in AutoModelForSequenceClassification: exports a HF folder).")
+    mixup_alpha: float = setting(0.0, low=0, high=10, help="Images: MixUp strength; 0: off.")
+    device: str = setting("auto", help="auto, cpu, cuda, cuda:N or mps.")
+    max_steps: int | None = setting(None, low=1, help="Stop after this many optimiser steps (smoke runs).")
+    baseline: bool = setting(True, help="Also fit a fast scikit-learn baseline on the same split.")
+    trackers: list[str] = setting(factory=list, choices=TRACKERS, help="Mirror the run to tensorboard and/or mlflow.")
+    strategy_args: dict[str, dict[str, Any]] = setting(
+        factory=dict, cli=False, help="Each strategy's own settings by strategy name, e.g. {\"lora\": {\"r\": 16}}.")
 
     def __post_init__(self) -> None:
-        _check(self.strategy in STRATEGIES, f"Unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}.")
-        _check(self.schedule in SCHEDULES, f"Unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}.")
-        _check(self.loss in LOSSES, f"Unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}.")
-        _check(self.pooling in POOLING, f"pooling must be one of {POOLING}, got {self.pooling!r}.")
-        _check(self.class_weighting in CLASS_WEIGHTING, f"class_weighting must be one of {CLASS_WEIGHTING}.")
-        _check(self.hflip in (None, True, False), f"hflip must be true, false or null (decide from the data), got {self.hflip!r}.")
-        _check(1 <= self.epochs <= 1000, f"epochs must be between 1 and 1000, got {self.epochs}.")
-        _check(1 <= self.batch_size <= 4096, f"batch_size must be between 1 and 4096, got {self.batch_size}.")
-        _check(self.lr is None or 0 < self.lr < 10, f"lr must be positive and below 10, got {self.lr}.")
-        _check(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
-        _check(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
-        _check(self.grad_accum >= 1, "grad_accum must be at least 1.")
-        _check(self.monitor in ("macro_f1", "accuracy", "loss"), "monitor must be macro_f1, accuracy or loss.")
-        _check(8 <= self.max_length <= 4096, f"max_length must be between 8 and 4096, got {self.max_length}.")
-        _check(self.image_size is None or 16 <= self.image_size <= 1024, "image_size must be between 16 and 1024.")
-        _check(self.lora_r >= 1, "lora_r must be at least 1.")
-        _check(0 < self.lr_decay <= 1, "lr_decay must be in (0, 1].")
-        _check(self.unfreeze_last >= 0 and self.unfreeze_every >= 0, "unfreeze_last and unfreeze_every cannot be negative.")
-        _check(all(t in ("tensorboard", "mlflow") for t in self.trackers),
-               f"trackers can be 'tensorboard' and 'mlflow', got {self.trackers}.")
-        _check(self.device in ("auto", "cpu") or self.device.startswith("cuda") or self.device == "mps",
-               f"device must be auto, cpu, cuda[:N] or mps, got {self.device!r}.")
+        validate(self, "train")
+        d = self.device
+        if not (d in ("auto", "cpu", "mps") or d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit())):
+            raise ConfigError(f"train.device must be auto, cpu, cuda[:N] or mps, got {d!r}.")
+        from .strategies import check_strategy_args
+
+        self.strategy_args = check_strategy_args(self.strategy, self.strategy_args)
+
+    def settings_for(self, strategy: str | None = None) -> Any:
+        """The typed settings of a strategy (this run's by default), defaults filled in."""
+        from .strategies import get_strategy
+
+        s = get_strategy(strategy or self.strategy)
+        return s.settings(**self.strategy_args.get(s.name, {}))
+
+
+# Settings that were flat in train before strategies carried their own (runs made by earlier versions).
+LEGACY = {"lora_r": [("lora", "r")], "lora_alpha": [("lora", "alpha")], "lora_dropout": [("lora", "dropout")],
+          "lr_decay": [("differential", "lr_decay")], "unfreeze_last": [("partial", "unfreeze_last")],
+          "unfreeze_every": [("partial", "unfreeze_every")],
+          "head_lr_mult": [("differential", "head_lr_mult"), ("partial", "head_lr_mult")]}
+
+
+def _migrate(train: dict[str, Any]) -> dict[str, Any]:
+    train = dict(train)
+    old = {k: train.pop(k) for k in list(train) if k in LEGACY}
+    if not old:
+        return train
+    from dataclasses import fields as fs
+
+    from .strategies import get_strategy
+
+    args = {k: dict(v) for k, v in (train.get("strategy_args") or {}).items()}
+    for key, value in old.items():
+        for strategy, name in LEGACY[key]:
+            default = next(f.default for f in fs(get_strategy(strategy).settings) if f.name == name)
+            if value != default:
+                args.setdefault(strategy, {})[name] = value
+    keep = train.get("strategy", "auto")
+    # settings of strategies other than this run's were ignored by the versions that wrote them
+    train["strategy_args"] = {k: v for k, v in args.items() if k == keep or keep == "auto"}
+    return train
 
 
 @dataclass
@@ -125,19 +169,40 @@ class RunConfig:
     data: DataConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     name: str = ""
+    # train settings the person chose (CLI flags, --set, form fields they changed); 'auto' never overrides them.
+    # None (configs from earlier versions): every setting that differs from its default counts as chosen.
+    chosen: list[str] | None = None
+
+    def user_set(self) -> set[str]:
+        if self.chosen is not None:
+            return set(self.chosen)
+        defaults = TrainConfig()
+        return {f.name for f in fields(TrainConfig) if getattr(self.train, f.name) != getattr(defaults, f.name)}
+
+    def choose(self, *names: str) -> None:
+        self.chosen = sorted(set(self.chosen or ()) | set(names))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        _check(isinstance(d, dict) and "data" in d, "A run config needs a 'data' section.")
-        return cls(data=_build(DataConfig, d["data"], "data"),
-                   train=_build(TrainConfig, d.get("train", {}), "train"),
-                   name=str(d.get("name", "")))
+        if not (isinstance(d, dict) and "data" in d):
+            raise ConfigError("A run config needs a 'data' section.")
+        extra = sorted(set(d) - {"data", "train", "name", "chosen"})
+        if extra:
+            raise ConfigError(f"Unknown run config section(s): {', '.join(extra)}. Known: data, train, name, chosen.")
+        chosen = d.get("chosen")
+        if chosen is not None and not (isinstance(chosen, list) and all(isinstance(c, str) for c in chosen)):
+            raise ConfigError("'chosen' must be a list of train setting names.")
+        train = d.get("train", {})
+        return cls(data=build(DataConfig, d["data"], "data"),
+                   train=build(TrainConfig, _migrate(train) if isinstance(train, dict) else train, "train"),
+                   name=str(d.get("name", "")), chosen=chosen)
 
     def save(self, path: Path) -> None:
         from .fsutil import atomic_write_text
+
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
@@ -149,15 +214,12 @@ class RunConfig:
             return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise ConfigError(f"No run config at {p}.") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{p} is a folder, not a config file.") from None
         except json.JSONDecodeError as e:
             raise ConfigError(f"{p} is not valid JSON (line {e.lineno}): {e.msg}.") from None
-
-
-def _build(kind: type, d: dict[str, Any], section: str) -> Any:
-    known = {f.name for f in fields(kind)}
-    unknown = sorted(set(d) - known)
-    _check(not unknown, f"Unknown {section} setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
-    return kind(**d)
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p} is not a text file (a run config is JSON).") from None
 
 
 def help_for(kind: type, name: str) -> str:

@@ -1,4 +1,7 @@
-"""The trainer emits typed events; metric history, checkpoints, logs and the UI feed are callbacks."""
+"""Events out, control in. The loop emits typed events (the UI, the CLI and the report read them from
+events.jsonl); callbacks hook the loop's steps with a narrow context (config, state, control, run folder), as
+transformers' TrainerCallback(args, state, control) does; the Stop button, early stopping and the guards all
+stop a run through the one Control."""
 from __future__ import annotations
 
 import json
@@ -7,10 +10,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from .trainer import Trainer
+    import numpy as np
+    import torch
+
+    from .config import TrainConfig
 
 EVENT_KINDS = ("run_start", "progress", "epoch_start", "step", "eval", "epoch_end", "checkpoint", "warning",
                "run_end")
@@ -32,7 +38,7 @@ class Event:
 
 
 class Control:
-    """The one way to stop a run: the Stop button, early stopping and the NaN guard all set it."""
+    """The one way to stop a run: the Stop button, early stopping and the guards all set it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -46,11 +52,60 @@ class Control:
                 self.should_stop, self.status, self.reason = True, status, reason
 
 
+@dataclass
+class TrainState:
+    epoch: int = 0
+    step: int = 0  # optimiser steps done
+    total_steps: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    batch_size: int = 0
+    grad_accum: int = 1
+    improved: bool = False  # the last validation was the best so far
+    train_loss: float = math.nan  # mean loss of the last epoch
+    started: float = field(default_factory=time.time)
+    steps_at_start: int = 0  # a resumed run's ETA counts only the steps it ran itself
+    results: dict[str, Any] = field(default_factory=dict)  # what the run reports at the end (test, blend, ...)
+
+
+@dataclass
+class Parts:
+    """What checkpointing and the range test touch: the model (and its DDP wrapper), optimiser and scaler."""
+    model: Any
+    optimizer: Any = None
+    scaler: Any = None
+    train_model: Any = None
+    rewrap: Callable[[], None] = lambda: None
+
+
+@dataclass
+class Context:
+    cfg: "TrainConfig"  # this run's resolved settings; read-only
+    state: TrainState
+    control: Control
+    run_dir: Path | None
+    parts: Parts
+    emit: Callable[..., None]
+    predict: Callable[["torch.Tensor"], "np.ndarray"]  # outputs for rows, gathered across ranks
+    main: bool = True
+
+
 class Callback:
+    """Hooks around the loop's steps; each is a no-op unless overridden. Lower `order` runs first."""
     order = 0
 
-    def on_event(self, ev: Event, trainer: "Trainer") -> None:
-        pass
+    def on_fit_start(self, ctx: Context) -> None: ...
+    def on_epoch_start(self, ctx: Context) -> None: ...
+    def on_batch(self, ctx: Context, batch: Any) -> Any:
+        return batch
+    def on_step_end(self, ctx: Context, loss: float) -> None: ...
+    def on_validate(self, ctx: Context) -> None: ...
+    def on_epoch_end(self, ctx: Context) -> None: ...
+    def on_fit_end(self, ctx: Context) -> None: ...
+    def on_error(self, ctx: Context, exc: BaseException) -> bool:
+        """True when handled and the epoch should be retried."""
+        return False
+    def on_event(self, ctx: Context, ev: Event) -> None: ...
 
 
 class JsonlLog(Callback):
@@ -60,7 +115,7 @@ class JsonlLog(Callback):
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    def on_event(self, ev, trainer):
+    def on_event(self, ctx, ev):
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(ev.to_json() + "\n")
 
@@ -73,36 +128,13 @@ class MemoryFeed(Callback):
         self.events: list[Event] = []
         self._lock = threading.Lock()
 
-    def on_event(self, ev, trainer):
+    def on_event(self, ctx, ev):
         with self._lock:
             self.events.append(ev)
 
     def since(self, n: int) -> list[Event]:
         with self._lock:
             return self.events[n:]
-
-
-class NanGuard(Callback):
-    order = -10
-
-    def on_event(self, ev, trainer):
-        if ev.kind == "step" and not math.isfinite(ev.data.get("loss", 0.0)):
-            trainer.control.stop("diverged", f"Training diverged at step {ev.step} (loss is {ev.data['loss']}). "
-                                             "Lower the learning rate (try 10x smaller) and start again.")
-
-
-class EarlyStopping(Callback):
-    order = -5
-
-    def __init__(self, patience: int):
-        self.patience = patience
-
-    def on_event(self, ev, trainer):
-        if ev.kind == "eval" and ev.data.get("split") == "val" and self.patience:
-            last = trainer.state.epoch + 1 >= trainer.t.epochs  # the run ends anyway: no early stop to report
-            if not last and trainer.state.epoch - trainer.state.best_epoch >= self.patience:
-                trainer.control.stop("completed", f"Early stopping: no validation improvement for "
-                                                  f"{self.patience} epoch(s).")
 
 
 def read_events(path: Path, since: int = 0) -> list[dict[str, Any]]:

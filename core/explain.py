@@ -8,8 +8,7 @@ import torch
 from matplotlib import colormaps
 from PIL import Image
 
-from .backbones import tokenizer_for
-from .batches import square_crop
+from .modalities.image import square_crop
 from .predict import Predictor
 
 
@@ -25,10 +24,7 @@ def gradcam(pred: Predictor, image: Image.Image, target: int | None = None) -> t
     """Heatmap in [0, 1] at the model's input size, and the class it explains (default: the prediction)."""
     from captum.attr import LayerAttribution, LayerGradCam
 
-    if pred.modality != "image":
-        raise ValueError("Grad-CAM explains image models.")
-    x = square_crop(image.convert("RGB"), pred.size).float().unsqueeze(0) / 255
-    x = ((x - pred.mean) / pred.std).to(pred.device)
+    x = pred.pre.normalise(pred.pre.load(image).unsqueeze(0)).to(pred.device)
     model = pred.model.eval()
 
     def forward(pixels: torch.Tensor) -> torch.Tensor:
@@ -66,11 +62,11 @@ def token_attributions(pred: Predictor, text: str, target: int | None = None, st
     """Integrated Gradients on the token embeddings, from an all-padding baseline, merged into words."""
     from captum.attr import LayerIntegratedGradients
 
-    if pred.modality != "text":
-        raise ValueError("Token attributions explain text models.")
-    tok = tokenizer_for(pred.spec)
-    enc = tok([text], truncation=True, max_length=pred.cfg.train.max_length, return_tensors="pt")
-    ids, mask = enc["input_ids"].to(pred.device), enc["attention_mask"].to(pred.device)
+    tok = pred.pre.tokenizer
+    batch, _, errors = pred.pre.batch([text])
+    if batch is None:
+        raise ValueError(f"Cannot explain this input: {errors[0]}.")
+    ids, mask = batch["input_ids"].to(pred.device), batch["attention_mask"].to(pred.device)
     model = pred.model.eval()
     emb = next(m for n, m in model.named_modules() if n.endswith("embeddings") and hasattr(m, "word_embeddings"))
 

@@ -1,4 +1,6 @@
-"""Load a trained run and predict new texts or images, in batches, with probabilities."""
+"""Load a trained run (or an export of one) and predict new inputs in batches. Inputs are preprocessed exactly as
+in training (the modality's preprocessor with the backbone's settings); unreadable ones get a reason, not a
+score."""
 from __future__ import annotations
 
 import io
@@ -12,14 +14,26 @@ import pandas as pd
 import torch
 from safetensors.torch import load_model
 
-from .backbones import Classifier, get_backbone, tokenizer_for
-from .batches import square_crop
-from .config import RESOLVED, RunConfig
-from .errors import DataError, RunError
-from .images import BadImage, open_rgb
+from .backbones import Classifier, get_backbone
 from .blend import FOLDER as PARTNER
 from .blend import blend, load_partner
+from .config import RESOLVED, RunConfig
+from .errors import DataError, ModelError, RunError
+from .modalities import get_modality
 from .strategies import get_strategy
+from .tasks import from_meta
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        out = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path}: {what} is not valid JSON (line {e.lineno}: {e.msg}); export the run again.") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: {what} is not a text file; export the run again.") from None
+    if not isinstance(out, dict):
+        raise ModelError(f"{path}: {what} should hold a JSON object; export the run again.")
+    return out
 
 
 class Predictor:
@@ -28,84 +42,88 @@ class Predictor:
         labels = d / "labels.json"
         ck = next((p for p in (d / "model.safetensors", d / "checkpoints" / "best" / "model.safetensors",
                                d / "checkpoints" / "last" / "model.safetensors") if p.is_file()), None)
+        if not d.is_dir():
+            raise RunError(f"{d}: not a folder. Give an exported model folder or a run folder.")
         if not labels.is_file() or ck is None:
-            raise RunError(f"Run {d.name} has no saved model yet (it has not finished an epoch).")
-        meta = json.loads(labels.read_text(encoding="utf-8"))
-        resolved = d / RESOLVED  # what 'auto' chose: strategy, max length, ...
+            raise RunError(f"{d.name} has no saved model yet (no labels.json and model.safetensors: it has not "
+                           "finished an epoch, or this is not a run or export folder).")
+        meta = _read_json(labels, "labels.json")
+        if not isinstance(meta.get("classes"), list):
+            raise ModelError(f"{labels}: labels.json has no list of classes; export the run again.")
+        resolved = d / RESOLVED  # what the plan chose: strategy, max length, ...
         self.cfg = RunConfig.load(resolved if resolved.is_file() else d / "config.json")
+        self.meta, self.task = meta, from_meta(meta)
         self.classes: list[str] = meta["classes"]
-        self.spec = get_backbone(self.cfg.train.backbone)
-        self.modality = self.spec.modality
-        model: Classifier = self.spec.build(len(self.classes), pooling=self.cfg.train.pooling)
-        if self.cfg.train.strategy == "lora":  # same module structure as in training
-            get_strategy("lora").prepare(model, self.cfg.train, self.modality)
-        load_model(model, str(ck), strict=True)
-        self.model = model.to(device).eval()
+        if meta.get("backbone") and self.cfg.train.backbone and meta["backbone"] != self.cfg.train.backbone:
+            raise ModelError(f"{d}: labels.json says backbone {meta['backbone']!r} but config.json "
+                             f"{self.cfg.train.backbone!r}; the folder was altered. Export the run again.")
+        self.spec = get_backbone(self.cfg.train.backbone or meta.get("backbone", ""))
+        self.modality = get_modality(self.spec.modality)
         self.device = torch.device(device)
-        self.size = self.cfg.train.image_size or self.spec.image_size
-        # a blended run: the network's probabilities averaged with its TF-IDF model's (see core.lexical)
-        self.network_weight = json.loads((d / "blend.json").read_text())["network_weight"] \
-            if (d / "blend.json").is_file() else 1.0
+        self.model = self._load(ck)
+        self.pre = self.modality.preprocessor(self.spec, self.cfg.train)
+        self.size = getattr(self.pre, "size", None)
+        # a blended run: the network's outputs averaged with its linear partner's (see core.blend)
+        blend_file = d / "blend.json"
+        self.network_weight = float(_read_json(blend_file, "blend.json").get("network_weight", 1.0)) \
+            if blend_file.is_file() else 1.0
         self.partner = load_partner(d / PARTNER) if self.network_weight < 1.0 else None
         self.pretrained = None
-        if self.partner is not None and self.modality == "image":  # the partner reads the untouched backbone
-            self.pretrained = self.spec.build_encoder()[0].to(device).eval()
-        self.mean = torch.tensor(self.spec.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.spec.std).view(1, 3, 1, 1)
+        if self.partner is not None:
+            self.pretrained = self.modality.partner_encoder(self.spec, self.device)
+
+    def _load(self, ck: Path) -> Classifier:
+        n = self.task.out_dim(self.task.targets_from_meta([], self.meta))
+        model: Classifier = self.spec.build(n, pooling=self.cfg.train.pooling)
+        get_strategy(self.cfg.train.strategy).prepare(model, self.cfg.train, self.modality.name)  # same structure
+        try:
+            load_model(model, str(ck), strict=True)
+        except RuntimeError as e:
+            msg = str(e)
+            if "size mismatch" in msg and "head" in msg:
+                raise ModelError(f"{ck}: the model's head does not have {n} outputs, as labels.json says; the folder "
+                                 "was altered or mixed with another export. Export the run again.") from None
+            raise ModelError(f"{ck}: the weights do not fit backbone {self.spec.name} as config.json describes it "
+                             f"({msg.splitlines()[0][:160]}). Export the run again.") from None
+        except Exception as e:  # safetensors raises its own error types for a damaged file
+            raise ModelError(f"{ck}: the weights file is damaged or incomplete ({type(e).__name__}: "
+                             f"{str(e)[:160]}). Copy or export it again.") from None
+        return model.to(self.device).eval()
 
     @torch.no_grad()
-    def _probs(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+    def _outputs(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         logits = self.model(**{k: v.to(self.device) for k, v in batch.items()})
-        return torch.softmax(logits.float(), -1).cpu().numpy()
+        return self.task.outputs(logits, self.meta).float().cpu().numpy()
+
+    def predict(self, items: list[Any], batch_size: int = 32) -> tuple[np.ndarray, list[str | None]]:
+        """Outputs per item (class probabilities, or a value) and, for items that cannot be read, a reason
+        (their outputs are NaN). Items: texts, or image paths, bytes or PIL images."""
+        n_out = self.task.out_dim(self.task.targets_from_meta([], self.meta))
+        out = np.full((len(items), n_out), np.nan)
+        errors: list[str | None] = [None] * len(items)
+        for s in range(0, len(items), batch_size):
+            chunk = items[s:s + batch_size]
+            batch, ok, errs = self.pre.batch(chunk)
+            errors[s:s + len(chunk)] = errs
+            if batch is None:
+                continue
+            rows = [s + i for i in ok]
+            out[rows] = self._outputs(batch)
+            if self.partner is not None:
+                view = self.modality.partner_view(self, [chunk[i] for i in ok], batch)
+                out[rows] = blend(out[rows], self.partner.predict_proba(view), self.network_weight)
+        return out, errors
 
     def predict_texts(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        if self.modality != "text":
-            raise DataError("This model classifies images; give it images.")
-        tok = tokenizer_for(self.spec)
-        out = []
-        for s in range(0, len(texts), batch_size):
-            enc = tok(texts[s:s + batch_size], truncation=True, max_length=self.cfg.train.max_length,
-                      padding=True, return_tensors="pt")
-            out.append(self._probs({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}))
-        probs = np.concatenate(out) if out else np.zeros((0, len(self.classes)))
-        if self.partner is not None and len(texts):
-            probs = blend(probs, self.partner.predict_proba(list(texts)), self.network_weight)
-        return probs
+        return self.predict(list(texts), batch_size)[0]
 
     def predict_images(self, images: list[Any], batch_size: int = 32) -> tuple[np.ndarray, list[str | None]]:
-        """Paths, bytes or PIL images. Unreadable ones get NaN probabilities and a reason."""
-        if self.modality != "image":
-            raise DataError("This model classifies text; give it text.")
-        probs = np.full((len(images), len(self.classes)), np.nan)
-        errors: list[str | None] = [None] * len(images)
-        for s in range(0, len(images), batch_size):
-            tensors, ok = [], []
-            for i in range(s, min(s + batch_size, len(images))):
-                try:
-                    img = images[i] if hasattr(images[i], "convert") else open_rgb(images[i])
-                    tensors.append(square_crop(img.convert("RGB"), self.size))
-                    ok.append(i)
-                except BadImage as e:
-                    errors[i] = str(e)
-            if tensors:
-                x = torch.stack(tensors).float().div_(255)
-                x = (x - self.mean) / self.std
-                probs[ok] = self._probs({"pixel_values": x})
-                if self.partner is not None:
-                    with torch.no_grad():
-                        feats = self.pretrained(pixel_values=x.to(self.device)).float().cpu().numpy()
-                    probs[ok] = blend(probs[ok], self.partner.predict_proba(feats), self.network_weight)
-        return probs, errors
+        return self.predict(list(images), batch_size)
 
-    def table(self, names: list[str], probs: np.ndarray, errors: list[str | None] | None = None) -> pd.DataFrame:
-        ok = np.isfinite(probs).all(1)
-        pred = [self.classes[int(i)] if good else "" for i, good in zip(np.nan_to_num(probs).argmax(1), ok)]
-        conf = np.where(ok, np.nan_to_num(probs).max(1) if len(probs) else 0.0, np.nan)
-        df = pd.DataFrame({"input": names, "prediction": pred, "confidence": conf})
-        for j, c in enumerate(self.classes):
-            df[f"p:{c}"] = probs[:, j]
-        if errors is not None:
-            df["error"] = [e or "" for e in errors]
+    def table(self, names: list[str], out: np.ndarray, errors: list[str | None] | None = None) -> pd.DataFrame:
+        """One row per input: the prediction, its confidence (classification), every output, and any error."""
+        df = pd.DataFrame({"input": names, **self.task.prediction_table(out, self.meta)})
+        df["error"] = [e or "" for e in (errors or [None] * len(names))]
         return df
 
 

@@ -66,9 +66,14 @@ def make_split(labels: np.ndarray, groups: np.ndarray, val: float = 0.1, test: f
 
 
 def dataset_split(ds: Dataset, group_ids: list[int] | np.ndarray | None = None, val: float = 0.1,
-                  test: float = 0.1, seed: int = 0, rare_policy: str = "error") -> np.ndarray:
-    """The split for this dataset version and these settings: computed once, then read from disk."""
-    key = f"val{val:g}-test{test:g}-seed{seed}-{rare_policy}"
+                  test: float = 0.1, seed: int = 0, rare_policy: str = "error",
+                  task: str = "classification") -> np.ndarray:
+    """The split for this dataset version and these settings: computed once, then read from disk.
+    Stratified by what the task balances (classes, or bins of a numeric target)."""
+    from .tasks import get_task
+
+    kind = get_task(task)
+    key = f"val{val:g}-test{test:g}-seed{seed}-{rare_policy}{kind.split_suffix}"
     path = ds.dir / "splits" / f"{key}.json"
     saved = read_json(path)
     if saved and len(saved["split"]) == len(ds.items):
@@ -77,7 +82,7 @@ def dataset_split(ds: Dataset, group_ids: list[int] | np.ndarray | None = None, 
         from .audit import cached_audit
 
         group_ids = cached_audit(ds).group_ids
-    split = make_split(ds.items["label"].to_numpy(), np.asarray(group_ids), val, test, seed, rare_policy)
+    split = make_split(kind.strata(ds.items["label"].to_numpy()), np.asarray(group_ids), val, test, seed, rare_policy)
     atomic_write_json(path, {"key": key, "split": split.tolist()})
     return split
 

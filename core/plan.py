@@ -1,0 +1,225 @@
+"""Plan, then train. Before the loop starts, the plan resolves the backbone and 'auto', builds the model,
+fits the baseline and finds suspect labels, decides whether mirroring keeps the class, caches frozen features,
+and writes the resolved config once; nothing rewrites it during training."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import distributed as D
+from .backbones import BackboneSpec, Classifier, get_backbone
+from .config import RESOLVED, RunConfig
+from .errors import DataError
+from .fsutil import atomic_write_json
+from .modalities import FeatureInputs, get_modality
+from .rundata import RunData, check_backbone, load_rows, open_data
+from .strategies import Strategy, get_strategy, resolve_auto
+
+Progress = Callable[[float, str], None]
+Report = Callable[..., None]
+
+
+def pick_device(pref: str) -> torch.device:
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(pref)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Plan:
+    cfg: RunConfig  # resolved: what the run actually uses
+    spec: BackboneSpec
+    strategy: Strategy
+    data: RunData
+    model: Classifier
+    groups: list[dict[str, Any]]
+    device: torch.device
+    progress: Progress
+    auto_reason: str | None = None
+    notes: list[str] = field(default_factory=list)  # shown as warnings once the run has started
+    facts: dict[str, Any] = field(default_factory=dict)  # what the run's status records about the plan
+    baseline: dict[str, Any] | None = None
+    baseline_pred: np.ndarray | None = None
+    blend_view: Any = None  # what the blend partner reads per row (texts, or pretrained features)
+    _pretrained: np.ndarray | None = None
+
+    def features(self, idx: torch.Tensor, mirror: bool = False, note: str = "") -> np.ndarray:
+        """The current encoder's pooled features of these rows (left-right mirrored if asked)."""
+        model, inputs = self.model, self.data.inputs
+        model.eval()
+        feats = np.empty((len(idx), model.feat_dim), dtype=np.float32)
+        done = 0
+        with torch.no_grad():
+            for s in range(0, len(idx), 64):
+                b = idx[s:s + 64]
+                batch = {k: v.to(self.device) for k, v in inputs.batch(b).items()}
+                if mirror:
+                    batch["pixel_values"] = batch["pixel_values"].flip(-1)
+                feats[done:done + len(b)] = model.features(**batch).float().cpu().numpy()
+                done += len(b)
+                if note:
+                    self.progress(done / len(idx), f"{note} {done:,}/{len(idx):,}")
+        return feats
+
+    def pretrained_features(self) -> np.ndarray:
+        """Every row's features from the encoder before any training step (computed once)."""
+        if self._pretrained is None:
+            self._pretrained = self.features(torch.arange(len(self.data.inputs)), note="Computing backbone features")
+        return self._pretrained
+
+
+def make_plan(cfg: RunConfig, datasets, run_dir: Path, previous: dict[str, Any], resume: bool,
+              progress: Progress, report: Report) -> Plan:
+    cfg = RunConfig.from_dict(cfg.to_dict())  # this run's own copy; config.json keeps what was asked
+    progress(0.0, "Loading data")
+    opened = open_data(cfg, datasets, progress)
+    modality = get_modality(opened[0].modality)
+    if not cfg.train.backbone:
+        cfg.train.backbone = modality.default_backbone
+    spec = get_backbone(cfg.train.backbone)
+    check_backbone(spec, opened[0])
+    data = load_rows(cfg, opened, drop_test_rows=_test_overlap(cfg, opened, previous, report))
+    if data.task.has_classes and len(data.classes) < 2:
+        raise DataError(f"Only one class ({data.classes[0]}): training needs at least two.")
+    reason = None
+    if cfg.train.strategy == "auto":
+        cfg.train, reason = _resolve_auto(cfg, data, spec)
+        report(auto=reason, resolved_strategy=cfg.train.strategy)
+    data.attach_inputs(spec, cfg.train, progress)
+    data.task.monitor(cfg.train)  # a metric or loss the task does not have is refused here, not mid-run
+    data.task.loss_name(cfg.train)
+    strategy = get_strategy(cfg.train.strategy)
+    device = pick_device(D.device_for_rank(cfg.train.device))
+    progress(0.1, f"Building {spec.name}")
+    seed_everything(cfg.train.seed)
+    model = spec.build(data.task.out_dim(data.targets), pooling=cfg.train.pooling)
+    groups = strategy.prepare(model, cfg.train, spec.modality)
+    if cfg.train.gradient_checkpointing and hasattr(getattr(model.encoder, "model", None),
+                                                    "gradient_checkpointing_enable"):
+        model.encoder.model.gradient_checkpointing_enable()
+    model.to(device)
+    plan = Plan(cfg, spec, strategy, data, model, groups, device, progress, reason)
+    _baseline(plan, previous if resume else {}, run_dir)
+    if cfg.train.blend:
+        plan.blend_view = data.modality.linear_view(plan)  # before any weight moves
+    _mirror(plan, previous, reason)
+    if strategy.frozen_backbone:
+        data.inputs = FeatureInputs(torch.from_numpy(plan.pretrained_features()).to(device))
+    if D.is_main():
+        atomic_write_json(run_dir / "labels.json", {**data.meta, "task": data.task.name,
+                                                    "modality": spec.modality, "backbone": spec.name})
+        cfg.save(run_dir / RESOLVED)
+    return plan
+
+
+def _resolve_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec):
+    tr = data.split == "train"
+    items = [x for x, keep in zip(data.files, tr) if keep]
+    counts = np.bincount(data.targets.truth[tr].astype(np.int64)).tolist() if data.task.has_classes else None
+    facts = data.modality.auto_facts(data.ds, items)
+    return resolve_auto(cfg.train, int(tr.sum()), spec.modality, counts, params_m=spec.params_m,
+                        chosen=cfg.user_set(), **facts)
+
+
+def _baseline(plan: Plan, previous: dict[str, Any], run_dir: Path) -> None:
+    """Same split, no fine-tuning: the task's estimator on the modality's linear view (TF-IDF, or the pretrained
+    features). A resumed run keeps what its start measured."""
+    from .callbacks.evaluation import save_baseline_pred
+
+    t, data = plan.cfg.train, plan.data
+    test = data.idx("test").numpy()
+    if previous.get("baseline") is not None:
+        plan.baseline = previous["baseline"]
+        return
+    if not t.baseline or not len(test):
+        return
+    plan.progress(0.0, "Training the scikit-learn baseline")
+    view = data.modality.linear_view(plan)
+    train = data.idx("train").numpy()
+    x_tr, x_te = data.modality.baseline_matrices(view, train, test)
+    out = data.task.baseline_predict(x_tr, data.targets.truth[train], x_te, data.meta)
+    res = data.task.evaluate(data.targets.truth[test], out, data.meta)
+    plan.baseline = {"name": data.modality.baseline_name(data.task.estimator),
+                     **{k: res[k] for k in data.task.headline}, "n": res["n"]}
+    plan.baseline_pred = data.task.point(out)
+    if D.is_main():
+        save_baseline_pred(run_dir, plan.baseline_pred)
+        _suspect_labels(plan, view, run_dir)
+
+
+def _suspect_labels(plan: Plan, view, run_dir: Path) -> None:
+    """Training/validation examples whose label an out-of-fold model confidently contradicts."""
+    data = plan.data
+    rows = np.flatnonzero(data.split != "test")
+    x = data.modality.suspect_matrix(view, rows, data.idx("train").numpy())
+    found = data.task.suspects(x, data.targets.truth[rows], data.meta, plan.cfg.train.seed)
+    if found is None:
+        return
+    pos, probs = found
+    c, y = data.classes, data.targets.truth
+    df = pd.DataFrame({"row": rows[pos], "input": [data.display[i] for i in rows[pos]],
+                       "given": [c[y[i]] for i in rows[pos]], "suggested": [c[j] for j in probs.argmax(1)],
+                       "p_given": probs[np.arange(len(pos)), y[rows[pos]]], "confidence": probs.max(1)})
+    (run_dir / "eval").mkdir(parents=True, exist_ok=True)
+    df.to_parquet(run_dir / "eval" / "suspect_labels.parquet", index=False)
+
+
+def _mirror(plan: Plan, previous: dict[str, Any], auto_reason: str | None) -> None:
+    """Mirror training images only if mirroring keeps their meaning. Probes on pretrained features (5-fold,
+    over training and validation rows) classify each held-out image as it is and mirrored: most digits, text
+    and anything with a left and right lose accuracy mirrored; classes that look alike either way (0, 1, 8;
+    most objects photographed from the side) do not."""
+    from .baseline import mirror_check
+
+    t, data = plan.cfg.train, plan.data
+    if not (data.modality.mixable and t.augment and t.hflip is None and not plan.strategy.frozen_backbone):
+        return
+    check = previous.get("flip_check")  # resumed: decided at the start
+    if check is None and data.task.has_classes:
+        rows = torch.cat([data.idx("train"), data.idx("val")]).numpy()
+        if len(rows) > 2000:  # bounds the extra feature passes on big datasets
+            rows = np.sort(np.random.default_rng(t.seed).choice(rows, 2000, replace=False))
+        note = "Checking whether mirrored images keep their class"
+        seen = plan._pretrained[rows] if plan._pretrained is not None else \
+            plan.features(torch.from_numpy(rows), note=note)
+        check = mirror_check(seen, plan.features(torch.from_numpy(rows), mirror=True, note=note),
+                             data.targets.truth[rows], len(data.classes), t.seed)
+    plan.cfg.train = replace(t, hflip=True if check is None else check["flip"])
+    if check is None:
+        return
+    plan.facts["flip_check"] = check
+    if not check["flip"]:
+        note = (f"mirrored images lose their class (held-out accuracy of a probe on pretrained features "
+                f"{check['accuracy']:.2f}, mirrored {check['mirrored_accuracy']:.2f}), so training images "
+                f"are not flipped")
+        if auto_reason:
+            plan.auto_reason = auto_reason.rstrip(".") + "; " + note + "."
+            plan.facts["auto"] = plan.auto_reason
+        plan.notes.append(note[0].upper() + note[1:] + ".")
+
+
+def _test_overlap(cfg: RunConfig, opened, previous: dict[str, Any], report: Report) -> set[int] | None:
+    """Your own test file against the training data: exact and near repeats inflate the scores."""
+    if opened[1] is None:
+        return None
+    from .audit import cross_duplicates
+
+    found = previous.get("test_overlap") or cross_duplicates(opened[0], opened[1])
+    report(test_overlap={**found, "dropped": cfg.data.test_overlap == "drop"})
+    return set(found["test_rows"]) if cfg.data.test_overlap == "drop" else None

@@ -1,0 +1,89 @@
+"""What a strategy is: a name, a title, a one-line reason, its own settings, and the parameter groups it trains."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..backbones import Classifier
+    from ..config import TrainConfig
+
+
+@dataclass
+class NoSettings:
+    """A strategy with nothing of its own to set."""
+
+
+@dataclass
+class Strategy:
+    name: str
+    title: str
+    why: str
+    settings: type = NoSettings
+    frozen_backbone: bool = False
+    default_lr: dict[str, float] = field(default_factory=dict)  # by modality
+    trainable_share: float = 1.0  # rough share of weights that train, for the memory estimate
+    adapter: bool = False  # adds modules beside the backbone's own (merged away on export)
+
+    def lr(self, cfg: "TrainConfig", modality: str) -> float:
+        return cfg.lr if cfg.lr is not None else self.default_lr.get(modality, 1e-4)
+
+    def prepare(self, model: "Classifier", cfg: "TrainConfig", modality: str) -> list[dict[str, Any]]:
+        """Set requires_grad and return AdamW parameter groups, each with its `lr_mult` of the base rate."""
+        raise NotImplementedError
+
+    def on_epoch_start(self, model: "Classifier", cfg: "TrainConfig", epoch: int, optimizer: Any,
+                       modality: str) -> bool:
+        """Change what trains at an epoch boundary; True when parameter groups changed."""
+        return False
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        """The model with any adapters folded into plain layers (for export); a no-op for most strategies."""
+        return model
+
+
+def decay_split(named: list[tuple[str, nn.Parameter]], base_lr: float, wd: float, tag: str, mult: float = 1.0,
+                floor: float = 0.0) -> list[dict[str, Any]]:
+    """No weight decay on biases and norm weights (1-D tensors), as in nanoGPT's configure_optimizers.
+    Each group's rate is max(base_lr x mult, floor), so a learning-rate range test can sweep the base rate and
+    keep every group's relation to it."""
+    decay = [p for n, p in named if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for n, p in named if p.requires_grad and p.ndim < 2]
+    lr = max(base_lr * mult, floor) if floor else base_lr * mult
+    groups = []
+    for params, w, name in ((decay, wd, tag), (no_decay, 0.0, f"{tag}/no_decay")):
+        if params:
+            groups.append({"params": params, "lr": lr, "weight_decay": w, "name": name, "lr_mult": mult,
+                           "lr_floor": floor})
+    return groups
+
+
+def group_lr(group: dict[str, Any], base_lr: float) -> float:
+    m, floor = group.get("lr_mult", 1.0), group.get("lr_floor", 0.0)
+    return max(base_lr * m, floor) if floor else base_lr * m
+
+
+def named(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    return list(module.named_parameters())
+
+
+def set_trainable(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def freeze_frozen_norms(model: nn.Module) -> None:
+    """BatchNorm layers whose weights are frozen also keep their running statistics (call after .train())."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            ps = list(m.parameters(recurse=False))
+            if ps and not any(p.requires_grad for p in ps):
+                m.eval()
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total

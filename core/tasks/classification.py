@@ -1,0 +1,118 @@
+"""Classification: one label per example; the head gives one logit per class."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import Targets, Task
+
+
+class Classification(Task):
+    name = "classification"
+    title = "Classification"
+    metrics = ("macro_f1", "accuracy", "loss")
+    lower_is_better = frozenset({"loss"})
+    losses = ("ce", "focal")
+    headline = ("accuracy", "macro_f1")
+    event_keys = ("accuracy", "macro_f1", "loss", "confusion")
+    estimator = "logistic regression"
+    has_classes = True
+
+    def targets(self, labels, train_rows, name="the data"):
+        classes = sorted(set(labels))
+        pos = {c: i for i, c in enumerate(classes)}
+        idx = np.array([pos[v] for v in labels], dtype=np.int64)
+        return Targets(torch.from_numpy(idx), idx, classes)
+
+    def targets_from_meta(self, labels, meta):
+        from ..errors import DataError
+
+        pos = {c: i for i, c in enumerate(meta["classes"])}
+        unknown = sorted(set(labels) - set(pos))
+        if unknown:
+            raise DataError(f"Label(s) never seen in training: {', '.join(map(str, unknown[:10]))}.")
+        idx = np.array([pos[v] for v in labels], dtype=np.int64)
+        return Targets(torch.from_numpy(idx), idx, list(meta["classes"]))
+
+    def out_dim(self, targets):
+        return len(targets.classes)
+
+    def loss_fn(self, t, targets, train_idx, device):
+        kind = self.loss_name(t)
+        weight = None
+        if t.class_weighting == "balanced":
+            counts = torch.bincount(targets.y[train_idx], minlength=len(targets.classes)).float().clamp(min=1)
+            weight = (counts.sum() / (len(counts) * counts)).to(device)
+
+        def fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            logits = logits.float()
+            if kind == "focal":
+                ce = F.cross_entropy(logits, y, weight=weight, reduction="none", label_smoothing=t.label_smoothing)
+                pt = torch.exp(-F.cross_entropy(logits, y, reduction="none"))
+                return ((1 - pt) ** t.focal_gamma * ce).mean()
+            return F.cross_entropy(logits, y, weight=weight, label_smoothing=t.label_smoothing)
+        return fn
+
+    def outputs(self, logits, targets_meta):
+        return torch.softmax(logits.float(), -1)
+
+    def evaluate(self, truth, out, meta):
+        from ..evaluate import evaluate
+
+        return evaluate(truth, out, meta["classes"])
+
+    def baseline_predict(self, x_train, y_train, x_test, meta):
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=2.0, max_iter=2000, class_weight="balanced").fit(x_train, y_train)
+        probs = np.zeros((x_test.shape[0], len(meta["classes"])))
+        probs[:, clf.classes_] = clf.predict_proba(x_test)
+        return probs
+
+    def point(self, out):
+        return np.asarray(out).argmax(1)
+
+    def compare(self, truth, out, base_out, meta, seed=0):
+        from ..evaluate import paired_comparison
+
+        base = np.asarray(base_out)
+        return paired_comparison(truth, self.point(out), base if base.ndim == 1 else self.point(base),
+                                 meta["classes"], seed=seed)
+
+    def prediction_columns(self, truth, out, meta):
+        classes = meta["classes"]
+        cols: dict[str, Any] = {}
+        if truth is not None:
+            p_true = out[np.arange(len(truth)), truth]
+            cols.update({"true": [classes[i] for i in truth], "pred": [classes[i] for i in out.argmax(1)],
+                         "confidence": out.max(1), "p_true": p_true,
+                         "loss": -np.log(np.clip(p_true, 1e-12, 1))})
+        for j, c in enumerate(classes):
+            cols[f"p:{c}"] = out[:, j]
+        return cols
+
+    def suspects(self, x, truth, meta, seed):
+        from ..baseline import out_of_fold, suspects
+
+        probs = out_of_fold(x, truth, len(meta["classes"]), seed=seed)
+        pos = suspects(probs, truth)
+        return pos, probs[pos]
+
+    def prediction_table(self, out, meta):
+        classes = meta["classes"]
+        ok = np.isfinite(out).all(1) if len(out) else np.zeros(0, bool)
+        safe = np.nan_to_num(out)
+        cols: dict[str, Any] = {"prediction": [classes[int(i)] if good else "" for i, good in zip(safe.argmax(1), ok)],
+                                "confidence": np.where(ok, safe.max(1) if len(out) else 0.0, np.nan)}
+        for j, c in enumerate(classes):
+            cols[f"p:{c}"] = out[:, j]
+        return cols
+
+    def strata(self, labels):
+        return np.asarray(labels).astype(str)
+
+
+CLASSIFICATION = Classification()
