@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up .venv/ (once; re-runs take seconds) and then:
 #   ./dev.sh app [--port N]   launch the studio on the bundled demo data
+#   ./dev.sh lint             static checks (ruff: undefined names, unused imports)
 #   ./dev.sh test [PYTEST_ARGS]   run the whole test suite
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -45,6 +46,9 @@ case "$cmd" in
     export FTS_HOME="${FTS_HOME:-$PWD/workspace}"
     exec .venv/bin/finetune-studio app --demo "$@"
     ;;
+  lint)
+    exec .venv/bin/ruff check .
+    ;;
   test)
     if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
       echo "Installing Debian's chromium for the browser tests..." >&2
@@ -53,6 +57,6 @@ case "$cmd" in
     exec .venv/bin/python -m pytest "$@"
     ;;
   *)
-    echo "usage: ./dev.sh app [--port N] | ./dev.sh test [pytest args]" >&2; exit 2
+    echo "usage: ./dev.sh app [--port N] | ./dev.sh lint | ./dev.sh test [pytest args]" >&2; exit 2
     ;;
 esac

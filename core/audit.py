@@ -99,9 +99,11 @@ def _hash_rows(block: np.ndarray) -> np.ndarray:
     return h
 
 
-def image_near_pairs(hashes: np.ndarray, max_distance: int = IMAGE_HAMMING) -> np.ndarray:
-    """Pairs of 64-bit perceptual hashes within max_distance bits. Four 16-bit bands: any pair within 3 bits
-    shares a band for certain; farther pairs usually do."""
+def image_near_pairs(hashes: np.ndarray, max_distance: int = IMAGE_HAMMING,
+                     colours: np.ndarray | None = None) -> np.ndarray:
+    """Pairs of 64-bit perceptual hashes within max_distance bits (and, where colour signatures are given, of
+    about the same colours). Four 16-bit bands: any pair within 3 bits shares a band for certain; farther pairs
+    usually do."""
     h = hashes.astype(np.int64).view(np.uint64)
     if len(h) < 2:
         return np.empty((0, 2), dtype=np.int64)
@@ -112,7 +114,17 @@ def image_near_pairs(hashes: np.ndarray, max_distance: int = IMAGE_HAMMING) -> n
         x = h[pairs[:, 0]] ^ h[pairs[:, 1]]
         dist = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(1)
         pairs = pairs[dist <= max_distance]
+    if colours is not None and len(pairs):
+        from .images import colours_close
+
+        pairs = pairs[[colours_close(colours[a], colours[b]) for a, b in pairs]]
     return pairs
+
+
+def _colours(items: pd.DataFrame) -> np.ndarray:
+    if "colour" not in items.columns:
+        return np.full(len(items), "", dtype=object)
+    return items["colour"].fillna("").astype(str).to_numpy()
 
 
 def _components(n: int, pairs: np.ndarray) -> np.ndarray:
@@ -138,6 +150,8 @@ class AuditReport:
     group_ids: list[int] = field(default_factory=list)
     naive_leaks: int = 0
     advice: list[str] = field(default_factory=list)
+    lookalike_labels: list[dict[str, Any]] = field(default_factory=list)
+    numeric_labels: bool = False  # most labels are numbers with many distinct values: a regression target?
 
     @property
     def exact_duplicates(self) -> int:
@@ -147,6 +161,7 @@ class AuditReport:
         return {"rows": self.rows, "classes": self.classes, "exact_duplicates": self.exact_duplicates,
                 "exact_duplicate_groups": len(self.exact_groups), "near_duplicate_groups": len(self.near_groups),
                 "label_conflicts": len(self.conflicts), "naive_split_leaking_groups": self.naive_leaks,
+                "lookalike_labels": self.lookalike_labels, "numeric_labels": self.numeric_labels,
                 "advice": self.advice}
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,7 +169,8 @@ class AuditReport:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AuditReport":
-        return cls(**d)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def cached_audit(ds: Dataset, progress: Callable[[float, str], None] | None = None) -> AuditReport:
@@ -190,7 +206,7 @@ def audit(ds: Dataset, progress: Callable[[float, str], None] | None = None) -> 
     if ds.modality == "text":
         pairs_u = text_near_pairs(keys.iloc[uniq].tolist())
     else:
-        pairs_u = image_near_pairs(items["phash"].to_numpy()[uniq])
+        pairs_u = image_near_pairs(items["phash"].to_numpy()[uniq], colours=_colours(items)[uniq])
     near_u = _components(len(uniq), pairs_u)
     group = near_u[exact_id]
     progress(0.8, "Checking label conflicts and leakage")
@@ -208,9 +224,47 @@ def audit(ds: Dataset, progress: Callable[[float, str], None] | None = None) -> 
                       exact_groups=exact_groups, near_groups=near_groups, conflicts=conflicts,
                       group_ids=group.tolist())
     rep.naive_leaks = _naive_leaks(group)
+    rep.lookalike_labels = lookalike_labels(labels)
+    rep.numeric_labels = looks_numeric(labels)
     rep.advice = _advice(rep, ds)
     progress(1.0, "Audit done")
     return rep
+
+
+def _label_key(label: str) -> str:
+    """What two labels that a person would call the same have in common: Unicode composition, case, spacing,
+    and for numbers their value ('1', '1.0', ' 01')."""
+    norm = _WS.sub(" ", unicodedata.normalize("NFKC", label)).strip()
+    try:
+        return f"number:{float(norm)!r}"
+    except ValueError:
+        return "text:" + norm.casefold()
+
+
+def lookalike_labels(labels) -> list[dict[str, Any]]:
+    """Groups of labels written differently that look like one class; merged only when a person says so."""
+    counts = Counter(str(v) for v in labels)
+    groups: dict[str, list[str]] = {}
+    for lab in counts:
+        groups.setdefault(_label_key(lab), []).append(lab)
+    out = []
+    for members in groups.values():
+        if len(members) > 1:
+            ranked = sorted(members, key=lambda m: (-counts[m], m))
+            out.append({"labels": {m: counts[m] for m in ranked}, "into": ranked[0]})
+    return sorted(out, key=lambda g: -sum(g["labels"].values()))
+
+
+def looks_numeric(labels, min_distinct: int = 20) -> bool:
+    values = pd.to_numeric(pd.Series(labels, dtype=object).astype(str).str.strip(), errors="coerce")
+    return bool(len(values) and values.notna().mean() >= 0.95 and values.nunique() > min_distinct)
+
+
+def merge_lookalikes(items: pd.DataFrame, groups: list[dict[str, Any]]) -> pd.DataFrame:
+    items = items.copy()
+    for g in groups:
+        items.loc[items["label"].isin(list(g["labels"])), "label"] = g["into"]
+    return items
 
 
 def _naive_leaks(group: np.ndarray, seed: int = 0) -> int:
@@ -230,6 +284,13 @@ def _advice(rep: AuditReport, ds: Dataset) -> list[str]:
     elif counts.max() / max(counts.min(), 1) >= 5:
         out.append(f"Imbalanced: '{counts.idxmax()}' has {counts.max()} examples, '{counts.idxmin()}' only "
                    f"{counts.min()}. Use class weighting (Train page) and judge by macro-F1, not accuracy.")
+    if rep.numeric_labels:
+        out.append(f"The labels are numbers with {len(counts)} distinct values: this looks like a number to "
+                   "predict (regression) rather than classes. Choose 'numbers (regression)' on the Train page.")
+    if rep.lookalike_labels:
+        names = "; ".join(" / ".join(repr(k) for k in g["labels"]) for g in rep.lookalike_labels[:3])
+        out.append(f"{len(rep.lookalike_labels)} group(s) of labels look alike but are written differently ({names}); "
+                   "they count as separate classes until you merge them.")
     rare = counts[counts < 3]
     if len(rare):
         out.append(f"Too few examples to split: {', '.join(f'{k} ({v})' for k, v in rare.items())}. "
@@ -295,7 +356,7 @@ def cross_duplicates(train: Dataset, test: Dataset, max_examples: int = 5) -> di
         pairs = text_near_pairs(keys.tolist())
     else:
         keys = both["blob"].astype(str)
-        pairs = image_near_pairs(both["phash"].to_numpy())
+        pairs = image_near_pairs(both["phash"].to_numpy(), colours=_colours(both))
     exact_id = pd.factorize(keys)[0]
     in_train = set(exact_id[:n].tolist())
     exact = [i - n for i in range(n, len(both)) if exact_id[i] in in_train]

@@ -1,22 +1,30 @@
-"""finetune-studio: the studio and the headless engine from one command."""
+"""finetune-studio: the studio and the headless engine from one command.
+
+Exit codes: 0 done; 2 something to fix on your side (one plain line on stderr says what, and what to do next);
+1 a fault in the studio itself (the line says where the details were written); 130 interrupted."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
 import sys
+import time
+import traceback
 from pathlib import Path
 from typing import Any
 
+from .cliargs import CliError, add_train_arguments, config_from_args
 from .errors import StudioError
 
 EXIT_USAGE = 2
 
 
-class CliError(StudioError):
-    pass
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes as one plain line and exit code 2, like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def _out(obj: Any, as_json: bool) -> None:
@@ -27,11 +35,20 @@ def _out(obj: Any, as_json: bool) -> None:
             print(f"{k}: {v}")
 
 
+def _home(args) -> Path:
+    from .datasets import home
+
+    base = Path(args.home).expanduser() if getattr(args, "home", None) else home()
+    if base.exists() and not base.is_dir():
+        raise CliError(f"--home {base} is a file; give a folder for the studio's data (it is created if missing).")
+    return base
+
+
 def _stores(args):
-    from .datasets import DatasetStore, home
+    from .datasets import DatasetStore
     from .store import RunStore
 
-    base = Path(args.home) if getattr(args, "home", None) else home()
+    base = _home(args)
     runs = RunStore(Path(args.runs_dir) if getattr(args, "runs_dir", None) else base / "runs")
     return DatasetStore(base / "datasets"), runs
 
@@ -42,7 +59,9 @@ def cmd_app(args) -> int:
         raise CliError(f"Studio entry point not found at {app}; install from the repository (pip install -e .).")
     if args.demo:
         os.environ.setdefault("FTS_DEMO", "1")
-    argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+    if args.home:
+        os.environ["FTS_HOME"] = str(_home(args))
+    argv = [sys.executable, "-m", "studio.serve", "run", str(app), "--server.port", str(args.port),
             # headless: no first-run e-mail prompt, no browser launch on a server; the URL is printed
             "--server.headless", "false" if args.open else "true", "--browser.gatherUsageStats", "false",
             "--server.maxUploadSize", os.environ.get("FTS_MAX_UPLOAD_MB", "200"),
@@ -77,47 +96,6 @@ def cmd_audit(args) -> int:
     return 0
 
 
-def _config_from_args(args):
-    from .config import DataConfig, RunConfig, TrainConfig
-
-    if args.config:
-        cfg = RunConfig.load(args.config)
-    else:
-        if not args.data:
-            raise CliError("Give --data PATH (or --config RUN_DIR/config.json).")
-        cfg = RunConfig(data=DataConfig(source=args.data, text_col=args.text_col, label_col=args.label_col,
-                                        test_source=args.test_data),
-                        train=TrainConfig(backbone=args.backbone or "mobilenet_v2",
-                                          strategy=args.strategy or "frozen"))
-    t = cfg.train
-    for k in ("epochs", "lr", "batch_size", "seed", "max_steps"):
-        v = getattr(args, k)
-        if v is not None:
-            setattr(t, k, v)
-    if args.backbone and args.config:
-        t.backbone = args.backbone
-    if args.strategy and args.config:
-        t.strategy = args.strategy
-    if args.pooling:
-        t.pooling = args.pooling
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for item in args.set or []:
-        key, sep, raw = item.partition("=")
-        if not sep or key not in fields:
-            raise CliError(f"--set {item!r}: expected KEY=VALUE with KEY one of: {', '.join(sorted(fields))}.")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw  # a bare word, such as a strategy or schedule name
-        setattr(t, key, value)
-    try:
-        t.__post_init__()
-    except TypeError:
-        raise CliError(f"--set {' '.join(args.set or [])}: a value has the wrong type (numbers unquoted, "
-                       "true/false, or a name).") from None
-    return cfg
-
-
 def _run_foreground(trainer, resume: bool = False) -> dict[str, Any]:
     """Ctrl-C stops at the next step (status 'stopped'), like the Stop button."""
     prev = signal.signal(signal.SIGINT, lambda *_: trainer.control.stop())
@@ -128,34 +106,25 @@ def _run_foreground(trainer, resume: bool = False) -> dict[str, Any]:
 
 
 def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
+    keys = ("test", "baseline", "vs_baseline", "best_epoch", "test_overlap", "blend", "auto", "resolved_strategy",
+            "task")
     return {"run_id": rec.id, "run_dir": str(rec.dir), "status": st.get("status"), "reason": st.get("reason", ""),
             "trainable_params": st.get("trainable_params"), "total_params": st.get("total_params"),
-            "test": st.get("test"), "baseline": st.get("baseline"),
-            "vs_baseline": st.get("vs_baseline"), "best_epoch": st.get("best_epoch"),
-            **({"blend": st["blend"]} if st.get("blend") else {}),
-            **({"auto": st["auto"], "resolved_strategy": st.get("resolved_strategy")} if st.get("auto") else {}),
-            "elapsed_s": st.get("elapsed_s")}
+            **{k: st[k] for k in keys if st.get(k) is not None}, "elapsed_s": st.get("elapsed_s")}
 
 
 def cmd_train(args) -> int:
     from . import distributed as D
-    from .backbones import get_backbone
-    from .datasets import open_source
+    from .runner import prepare_run
     from .store import RunRecord
     from .trainer import Trainer
 
-    cfg = _config_from_args(args)
+    cfg = config_from_args(args)
     datasets, runs = _stores(args)
     D.init_from_env()  # under torchrun: join the group; alone: nothing
     try:
-        get_backbone(cfg.train.backbone)
-        rid = None
-        if D.is_main():  # rank 0 ingests and creates the run; the others wait, then share it
-            ds = open_source(datasets, cfg.data.source, cfg.data.text_col, cfg.data.label_col, owner=args.owner)
-            if not Path(cfg.data.source).exists():
-                cfg.data.source = ds.id
-            rid = runs.create(cfg, ds.id, owner=args.owner).id
-        rid = D.broadcast(rid)
+        rid = prepare_run(cfg, datasets, runs, args.owner).id if D.is_main() else None
+        rid = D.broadcast(rid)  # rank 0 ingests and creates the run; the others share it
         rec = RunRecord(rid, runs.root / rid)
         cfg = D.broadcast(cfg)
         st = _run_foreground(Trainer(cfg, rec, runs, datasets))
@@ -171,7 +140,7 @@ def cmd_lr_find(args) -> int:
     from .lr_finder import find_lr
 
     datasets, _ = _stores(args)
-    res = find_lr(_config_from_args(args), datasets)
+    res = find_lr(config_from_args(args), datasets)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -200,87 +169,46 @@ def cmd_evaluate(args) -> int:
     res = rec.result("test")
     if res is None:
         raise CliError(f"{rec.dir} has no test evaluation (status: {rec.status.get('status', 'unknown')}).")
-    out = {"run_id": rec.id, "status": rec.status.get("status"), "test": {k: res[k] for k in
-           ("n", "accuracy", "macro_f1", "roc_auc", "loss")}, "per_class": res["per_class"],
-           "most_confused": res["most_confused"], "val": rec.result("val"),
+    skip = {"per_class", "most_confused", "confusion", "classes", "vs_baseline", "epoch"}
+    out = {"run_id": rec.id, "status": rec.status.get("status"), "task": rec.status.get("task", "classification"),
+           "test": {k: v for k, v in res.items() if k not in skip and not isinstance(v, (list, dict))},
+           **{k: res[k] for k in ("per_class", "most_confused") if k in res}, "val": rec.result("val"),
            "baseline": rec.status.get("baseline"), "vs_baseline": rec.status.get("vs_baseline"),
-           "verdict": comparison(rec.status)}
+           "verdict": comparison(rec.status), "test_overlap": rec.status.get("test_overlap")}
     _out(out, args.json)
     return 0
-
-
-def _train_args(t: argparse.ArgumentParser) -> None:
-    t.add_argument("--data")
-    t.add_argument("--test-data")
-    t.add_argument("--text-col")
-    t.add_argument("--label-col")
-    t.add_argument("--config", help="A run's config.json to replay.")
-    t.add_argument("--backbone")
-    t.add_argument("--strategy", choices=["auto", "full", "frozen", "partial", "differential", "lora"])
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--max-steps", type=int)
-    t.add_argument("--pooling", choices=["mean", "cls"], help="Text: 'cls' exports a transformers folder too.")
-    t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="Any other training setting, e.g. --set "
-                   "label_smoothing=0.1 class_weighting=balanced (names as in the run's config.json).")
-    t.add_argument("--runs-dir")
-    t.add_argument("--owner", help="The studio user the run and its data belong to (their login e-mail or proxy "
-                   "user name); without it a CLI run is visible to everyone using the studio on this home.")
-    t.add_argument("--json", action="store_true")
 
 
 def cmd_export(args) -> int:
     from .export import export
 
-    rep = export(args.run_dir, args.out, args.format, datasets=_stores(args)[0])
+    rep = export(args.run_dir, args.out, args.format, datasets=_stores(args)[0], force=args.force)
     _out(rep, args.json)
     return 0
 
 
 def cmd_predict(args) -> int:
-    from .images import is_image_name
-    from .predict import Predictor, read_zip_images
-    from .tables import guess_columns, read_table
+    from .predict_files import predict_path
 
-    pred = Predictor(args.export_dir)
-    src = Path(args.input)
-    if not src.exists():
-        raise CliError(f"{src}: not found.")
-    errors = None
-    if src.is_dir():
-        files = sorted(f for f in src.rglob("*") if f.is_file() and is_image_name(f.name))
-        names = [str(f.relative_to(src)) for f in files]
-        probs, errors = pred.predict_images([str(f) for f in files])
-    elif src.suffix.lower() == ".zip":
-        members = read_zip_images(src.read_bytes())
-        names = [n for n, _ in members]
-        probs, errors = pred.predict_images([b for _, b in members])
-    elif is_image_name(src.name):
-        names = [src.name]
-        probs, errors = pred.predict_images([str(src)])
-    else:
-        df = read_table(src).df
-        col = args.text_col or (df.columns[0] if len(df.columns) == 1 else guess_columns(df, src.name)[0])
-        names = df[col].astype(str).tolist()
-        if pred.modality == "image":
-            base = src.parent
-            probs, errors = pred.predict_images([str(base / n) for n in names])
-        else:
-            probs = pred.predict_texts(names)
-    table = pred.table(names, probs, errors)
-    rows = []
-    for r, p in zip(table.to_dict("records"), probs):
-        rows.append({"input": r["input"], "prediction": r["prediction"] or None,
-                     "confidence": None if r["prediction"] == "" else float(r["confidence"]),
-                     "probabilities": {c: float(v) for c, v in zip(pred.classes, p)} if r["prediction"] else None,
-                     **({"error": r["error"]} if r.get("error") else {})})
+    table, skipped = predict_path(args.export_dir, args.input, args.text_col)
+    failed = int((table["error"] != "").sum())
     if args.json:
-        print(json.dumps({"classes": pred.classes, "predictions": rows}, indent=2))
+        rows = []
+        for r in json.loads(table.to_json(orient="records")):
+            probs = {k[2:]: r.pop(k) for k in list(r) if k.startswith("p:")}
+            rows.append({**r, **({"probabilities": probs} if probs and r.get("prediction") not in ("", None) else {}),
+                         "error": r.get("error") or None})
+        classes = [c[2:] for c in table.columns if c.startswith("p:")]
+        print(json.dumps({**({"classes": classes} if classes else {}), "predictions": rows, "skipped": skipped},
+                         indent=2, ensure_ascii=False))
     else:
-        for r in rows:
-            print(f"{r['prediction'] or 'ERROR'}\t{(r['confidence'] or 0):.3f}\t{r['input']}")
+        table.to_csv(args.out or sys.stdout, index=False)
+    for s in skipped:
+        print(f"skipped {s['item']}: {s['reason']}", file=sys.stderr)
+    if failed:
+        print(f"error: {failed} of {len(table)} input(s) could not be predicted; their reasons are in the 'error' "
+              "column.", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
@@ -295,9 +223,9 @@ def cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="finetune-studio", description=__doc__)
+    p = Parser(prog="finetune-studio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--home", help="Studio data folder (default: $FTS_HOME or ~/.finetune-studio).")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
 
     a = sub.add_parser("app", help="Launch the studio in the browser.")
     a.add_argument("--port", type=int, default=8501)
@@ -319,9 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     au.set_defaults(fn=cmd_audit)
 
     t = sub.add_parser("train", help="Train headless (or replay a run with --config).")
-    lf = sub.add_parser("lr-find", help="Learning-rate range test: suggests a learning rate.")
+    lf = sub.add_parser("lr-find", help="Learning-rate range test: suggests a value for lr.")
     for sp in (t, lf):
-        _train_args(sp)
+        add_train_arguments(sp)
     t.set_defaults(fn=cmd_train)
     lf.set_defaults(fn=cmd_lr_find)
 
@@ -330,17 +258,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_resume)
 
+    from .export import FORMATS
+
     x = sub.add_parser("export", help="Export a run: folder, ONNX (parity-checked) or INT8.")
     x.add_argument("run_dir")
-    x.add_argument("--format", choices=["folder", "onnx", "int8"], default="folder")
-    x.add_argument("--out", required=True)
+    x.add_argument("--format", choices=FORMATS, default="folder")
+    x.add_argument("--out", required=True, help="A new or empty folder.")
+    x.add_argument("--force", action="store_true", help="Replace what the --out folder holds.")
     x.add_argument("--json", action="store_true")
     x.set_defaults(fn=cmd_export)
 
     pr = sub.add_parser("predict", help="Predict with an exported model (or a run folder).")
     pr.add_argument("export_dir")
-    pr.add_argument("input", help="A text table (CSV/TSV), an image, a folder of images or a zip.")
-    pr.add_argument("--text-col")
+    pr.add_argument("input", help="A table (CSV/TSV/JSON Lines/Parquet/Excel), an image, a folder of images or a zip.")
+    pr.add_argument("--text-col", help="The table's input column (asked when it is not obvious).")
+    pr.add_argument("--out", help="Write the predictions CSV here instead of to standard output.")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(fn=cmd_predict)
 
@@ -355,6 +287,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(fn=cmd_evaluate)
     return p
+
+
+def _log_fault(args) -> Path | None:
+    """The traceback of a fault in the studio, kept where the user can find and send it."""
+    for base in (getattr(args, "home", None), os.environ.get("FTS_HOME"), Path.home() / ".finetune-studio", "/tmp"):
+        if not base:
+            continue
+        try:
+            d = Path(base).expanduser() / "logs"
+            d.mkdir(parents=True, exist_ok=True)
+            path = d / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            path.write_text(traceback.format_exc(), encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,7 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # one line, never a traceback; FTS_DEBUG=1 shows it
         if os.environ.get("FTS_DEBUG"):
             raise
-        print(f"error: unexpected {type(e).__name__}: {e} (set FTS_DEBUG=1 for details)", file=sys.stderr)
+        where = _log_fault(args)
+        print(f"error: unexpected {type(e).__name__} in the studio itself: {e}. "
+              + (f"The details are in {where}; please include that file when reporting it." if where else
+                 "Run again with FTS_DEBUG=1 to see the details."), file=sys.stderr)
         return 1
 
 

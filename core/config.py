@@ -82,13 +82,13 @@ class TrainConfig:
     weight_decay: float = setting(0.01, low=0, high=1, help="AdamW weight decay (not on biases and norms).")
     warmup_ratio: float = setting(0.1, low=0, high=1, high_open=True, help="Share of steps spent warming up the LR.")
     schedule: str = setting("cosine", choices=SCHEDULES, help="LR schedule after warm-up.")
-    label_smoothing: float = setting(0.0, low=0, high=1, high_open=True, help="Classification: label smoothing.")
-    class_weighting: str = setting("none", choices=CLASS_WEIGHTING,
+    label_smoothing: float = setting(0.0, low=0, high=1, high_open=True, scope=("classification",), help="Classification: label smoothing.")
+    class_weighting: str = setting("none", choices=CLASS_WEIGHTING, scope=("classification",),
                                    help="Classification: 'balanced' weights rarer classes up.")
     loss: str | None = setting(None, choices=LOSSES,
                                help="Classification: 'ce' or 'focal'; regression: 'mse' or 'huber' (smooth L1). "
                                     "None: the task's usual one.")
-    focal_gamma: float = setting(2.0, low=0, high=10, help="Focal loss: focusing parameter.")
+    focal_gamma: float = setting(2.0, low=0, high=10, scope=("classification",), help="Focal loss: focusing parameter.")
     grad_accum: int = setting(1, low=1, high=1024, help="Micro-batches per optimiser step.")
     max_grad_norm: float | None = setting(1.0, low=0, low_open=True, help="Gradient clipping; None: off.")
     amp: bool = setting(True, help="Mixed precision on GPU (bf16 where supported, else fp16). Ignored on CPU.")
@@ -99,19 +99,19 @@ class TrainConfig:
                                   help="Validation metric that picks the best epoch; None: the task's own "
                                        "(macro-F1 for classification, RMSE for regression).")
     seed: int = setting(0, low=0, high=2**32 - 1, help="Seed for weights, order and augmentation.")
-    image_size: int | None = setting(None, low=16, high=1024, help="Images: side in pixels; None: the backbone's.")
-    max_length: int = setting(128, low=8, high=4096, help="Text: tokens read per example.")
-    augment: bool = setting(True, help="Images: random crops (and mirroring where it keeps the class).")
-    hflip: bool | None = setting(None, help="Images: mirror some training images while augmenting. None: yes, unless "
+    image_size: int | None = setting(None, low=16, high=1024, scope=("image",), help="Images: side in pixels; None: the backbone's.")
+    max_length: int = setting(128, low=8, high=4096, scope=("text",), help="Text: tokens read per example.")
+    augment: bool = setting(True, scope=("image",), help="Images: random crops (and mirroring where it keeps the class).")
+    hflip: bool | None = setting(None, scope=("image",), help="Images: mirror some training images while augmenting. None: yes, unless "
                                             "a probe on the pretrained features loses accuracy on mirrored validation "
                                             "images (digits, text, anything where left and right differ).")
     blend: bool = setting(False, help="Also fit the baseline's kind of model (TF-IDF for text, a probe on pretrained "
                                       "features for images) and average it with the network, giving the network the "
                                       "largest share validation supports with confidence. 'auto' turns it on.")
-    pooling: str = setting("mean", choices=POOLING,
+    pooling: str = setting("mean", choices=POOLING, scope=("text",),
                            help="Text: 'mean' over tokens (what sentence encoders are trained for) or 'cls' (the "
                                 "model's own pooler, as in AutoModelForSequenceClassification: exports a HF folder).")
-    mixup_alpha: float = setting(0.0, low=0, high=10, help="Images: MixUp strength; 0: off.")
+    mixup_alpha: float = setting(0.0, low=0, high=10, scope=("image",), help="Images: MixUp strength; 0: off.")
     device: str = setting("auto", help="auto, cpu, cuda, cuda:N or mps.")
     max_steps: int | None = setting(None, low=1, help="Stop after this many optimiser steps (smoke runs).")
     baseline: bool = setting(True, help="Also fit a fast scikit-learn baseline on the same split.")
@@ -133,7 +133,7 @@ class TrainConfig:
         from .strategies import get_strategy
 
         s = get_strategy(strategy or self.strategy)
-        return s.settings(**self.strategy_args.get(s.name, {}))
+        return build(s.settings, self.strategy_args.get(s.name, {}), s.name)
 
 
 # Settings that were flat in train before strategies carried their own (runs made by earlier versions).

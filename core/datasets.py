@@ -22,7 +22,7 @@ from .archives import extract_zip
 from .errors import DataError
 from .fsutil import atomic_write_json, read_json
 from .images import BadImage, inspect_image, is_image_name
-from .tables import clean_text_table, guess_columns, read_table
+from .tables import TABLE_TYPES, clean_text_table, guess_columns, read_table
 
 Progress = Callable[[float, str], None]
 # who is ingesting, for the versions an ingest writes (per thread: studio sessions ingest concurrently)
@@ -190,7 +190,7 @@ class DatasetStore:
                 progress(0.0, "Extracting archive")
                 out = extract_zip(p, Path(tmp) / "x", progress=lambda f, m: progress(0.3 * f, f"Extracting {m}"),
                                   name=name)
-                tables = [t for t in out.rglob("*") if t.suffix.lower() in (".csv", ".tsv") and not hidden(t)]
+                tables = [t for t in out.rglob("*") if t.suffix.lower().lstrip(".") in TABLE_TYPES and not hidden(t)]
                 images = any(is_image_name(f.name) for f in out.rglob("*") if f.is_file())
                 if tables and not images:
                     return self.ingest_table(tables[0], text_col=text_col, label_col=label_col, name=name)
@@ -263,7 +263,7 @@ class DatasetStore:
                 return {"bad": {"item": rel, "reason": str(e)}}
             return {"path": self._put_blob(f), "blob": None, "source": rel,
                     "label": label, "width": info.width, "height": info.height, "mode": info.mode,
-                    "phash": np.int64(np.uint64(info.phash).view(np.int64))}
+                    "phash": np.int64(np.uint64(info.phash).view(np.int64)), "colour": info.colour}
 
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             for r in pool.map(one, files):

@@ -44,11 +44,12 @@ def check_target(out: Path, force: bool) -> None:
                        "replace its contents.")
 
 
-def export_folder(run_dir: Path, out: Path) -> dict[str, Any]:
+def export_folder(run_dir: str | Path, out: str | Path) -> tuple[Path, dict[str, Any]]:
     """model.safetensors (adapters merged), labels, config and a README; a blended run's partner; for a text
-    model pooled the transformers way, also hf/. Returns what happened to hf/."""
+    model pooled the transformers way, also hf/. Returns the folder and what happened to hf/."""
     from safetensors.torch import save_model
 
+    run_dir, out = Path(run_dir), Path(out)
     pred = Predictor(run_dir)
     strategy = get_strategy(pred.cfg.train.strategy)
     model = strategy.merge(pred.model)
@@ -69,7 +70,7 @@ def export_folder(run_dir: Path, out: Path) -> dict[str, Any]:
 
         shutil.copytree(run_dir / FOLDER, out / FOLDER, dirs_exist_ok=True)
         shutil.copyfile(run_dir / "blend.json", out / "blend.json")
-    return pred.modality.extra_export(Predictor(out), out)
+    return out, pred.modality.extra_export(Predictor(out), out)
 
 
 class _Logits(torch.nn.Module):
@@ -217,7 +218,7 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "folder", datasets=N
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         progress(0.0, "Writing the model folder")
-        report: dict[str, Any] = {"format": fmt, "out": str(out), "files": [], "hf": export_folder(run_dir, tmp)}
+        report: dict[str, Any] = {"format": fmt, "out": str(out), "files": [], "hf": export_folder(run_dir, tmp)[1]}
         blend = json.loads((tmp / "blend.json").read_text()) if (tmp / "blend.json").is_file() else None
         if blend and blend["network_weight"] < 1:
             report["blend"] = {"network_weight": blend["network_weight"],

@@ -27,21 +27,36 @@ def is_image_name(name: str) -> bool:
     return Path(n).suffix.lower() in IMAGE_EXTS and not n.startswith((".", "._"))
 
 
+def _to_uint8(arr: np.ndarray, full_scale: float) -> np.ndarray:
+    """Scale by the format's own range (never by this image's maximum, which would make a dark scan and a
+    bright scan of the same thing identical); NaN reads as black, +Inf as white."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=full_scale, neginf=0.0)
+        return np.clip(np.rint(arr / full_scale * 255.0), 0, 255).astype(np.uint8)
+
+
+def float_range(arr: np.ndarray) -> float:
+    """The range floating-point pixels are written in: [0, 1] (the usual convention), else 8- or 16-bit
+    levels stored as floats. Decided from the value range, so images written the same way scale the same."""
+    with np.errstate(invalid="ignore"):
+        finite = arr[np.isfinite(arr)]
+    top = float(finite.max()) if finite.size else 0.0
+    return 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else 65535.0
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
-    """3-channel RGB whatever the mode: transparency composited on white, CMYK/16-bit/palette converted."""
+    """3-channel RGB whatever the mode: transparency composited on white, CMYK/palette converted, 16-bit and
+    32-bit integer images by the 16-bit range, floating-point images by their format's range."""
     img = ImageOps.exif_transpose(img) or img
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = arr.max() or 1.0
-        return Image.fromarray((arr / hi * 255).astype(np.uint8)).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        return Image.fromarray(_to_uint8(np.asarray(img), 65535.0)).convert("RGB")
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = arr.min(), arr.max()
-        return Image.fromarray(((arr - lo) / ((hi - lo) or 1) * 255).astype(np.uint8)).convert("RGB")
+        return Image.fromarray(_to_uint8(arr, float_range(arr))).convert("RGB")
     return img.convert("RGB")
 
 
@@ -84,12 +99,31 @@ def phash(img: Image.Image) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
+def colour_signature(img: Image.Image) -> str:
+    """Mean colour of each quarter of the image, as 12 hex bytes: the perceptual hash sees only brightness, so
+    a red and a blue part of the same shape hash alike; this tells them apart."""
+    small = np.asarray(img.convert("RGB").resize((8, 8), Image.Resampling.BOX), dtype=np.float64)
+    quads = [small[:4, :4], small[:4, 4:], small[4:, :4], small[4:, 4:]]
+    return bytes(int(round(v)) for q in quads for v in q.reshape(-1, 3).mean(0)).hex()
+
+
+COLOUR_TOLERANCE = 48  # levels of 255 per channel and quarter: re-encoding moves a few, a new colour many
+
+
+def colours_close(a: str, b: str) -> bool:
+    if not a or not b:
+        return True  # versions ingested before colours were kept: brightness alone decides
+    x, y = np.frombuffer(bytes.fromhex(a), np.uint8), np.frombuffer(bytes.fromhex(b), np.uint8)
+    return int(np.abs(x.astype(int) - y.astype(int)).max()) <= COLOUR_TOLERANCE
+
+
 @dataclass
 class ImageInfo:
     width: int
     height: int
     mode: str
     phash: int
+    colour: str = ""
 
 
 def inspect_image(path: Path) -> ImageInfo:
@@ -106,4 +140,4 @@ def inspect_image(path: Path) -> ImageInfo:
     except OSError as e:
         raise BadImage(f"cannot open: {e}") from None
     rgb = open_rgb(path, draft=(64, 64))
-    return ImageInfo(w, h, mode, phash(rgb))
+    return ImageInfo(w, h, mode, phash(rgb), colour_signature(rgb))

@@ -61,7 +61,7 @@ class RangeTest(Callback):
 
 
 def find_lr(cfg: RunConfig, datasets: DatasetStore, start: float = 1e-7, end: float = 1.0, steps: int = 60,
-            progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+            progress: Callable[[float, str], None] | None = None, callbacks: list[Callback] = ()) -> dict[str, Any]:
     progress = progress or (lambda f, m: None)
     if cfg.train.strategy == "auto":
         raise ConfigError("The range test needs a concrete strategy: 'auto' picks its own learning rate. "
@@ -93,7 +93,7 @@ def find_lr(cfg: RunConfig, datasets: DatasetStore, start: float = 1e-7, end: fl
     scaler = torch.amp.GradScaler("cuda") if t.amp and amp_dtype(dev) == torch.float16 else None
     learner = Learner(Parts(model, opt, scaler, model), inputs, data.y, train_idx, t,
                       data.task.loss_fn(t, data.targets, train_idx, dev), lambda z: z, data.task.out_dim(data.targets),
-                      dev, [test])
+                      dev, [test, *callbacks])
     learner.state.total_steps = steps
     learner.fit()
     return {"lrs": test.lrs, "losses": test.losses, "suggestion": suggest(test.lrs, test.losses)}

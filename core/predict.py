@@ -115,9 +115,13 @@ class Predictor:
         return out, errors
 
     def predict_texts(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        if self.modality.file_inputs:
+            raise DataError(f"This model reads {self.modality.noun}s; give it {self.modality.noun}s, not texts.")
         return self.predict(list(texts), batch_size)[0]
 
     def predict_images(self, images: list[Any], batch_size: int = 32) -> tuple[np.ndarray, list[str | None]]:
+        if not self.modality.file_inputs:
+            raise DataError(f"This model reads {self.modality.noun}s; give it {self.modality.noun}s, not images.")
         return self.predict(list(images), batch_size)
 
     def table(self, names: list[str], out: np.ndarray, errors: list[str | None] | None = None) -> pd.DataFrame:

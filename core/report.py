@@ -13,6 +13,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+# labels are people's class names, never TeX: "$5-$10" must print as written (mathtext would fail on it)
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -21,7 +23,7 @@ import seaborn as sns  # noqa: E402
 from .baseline import comparison  # noqa: E402
 from .errors import RunError  # noqa: E402
 from .store import RunRecord  # noqa: E402
-from .strategies import STRATEGIES  # noqa: E402
+from .strategies import get_strategy  # noqa: E402
 
 SECTIONS = ("Summary", "Data", "Settings", "Training curves", "Results", "Confusion matrix", "Per class",
             "Mistakes")
@@ -70,7 +72,7 @@ def _confusion(res: dict[str, Any]) -> str:
 
 def _settings_in_words(cfg, status: dict[str, Any]) -> str:
     t = cfg.train
-    s = STRATEGIES[t.strategy]
+    s = get_strategy(t.strategy)
     lr = f"{t.lr:.0e}" if t.lr else "the strategy's default"
     parts = [
         f"Backbone <b>{html.escape(t.backbone)}</b>, adapted with <b>{html.escape(s.title.lower())}</b>: {html.escape(s.why)}",

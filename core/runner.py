@@ -19,6 +19,24 @@ from .store import FINAL, RunRecord, RunStore
 from .trainer import Trainer
 
 
+def prepare_run(cfg: RunConfig, datasets: DatasetStore, runs: RunStore, owner: str | None) -> RunRecord:
+    """Everything checked before a run folder exists: the data loads, the backbone exists and fits it (the
+    data's default backbone when none is named)."""
+    from pathlib import Path
+
+    from .backbones import get_backbone
+    from .modalities import get_modality
+    from .rundata import check_backbone
+
+    ds = open_source(datasets, cfg.data.source, cfg.data.text_col, cfg.data.label_col, owner=owner)
+    if not cfg.train.backbone:
+        cfg.train.backbone = get_modality(ds.modality).default_backbone
+    check_backbone(get_backbone(cfg.train.backbone), ds)
+    if not Path(cfg.data.source).exists():
+        cfg.data.source = ds.id
+    return runs.create(cfg, ds.id, owner=owner)
+
+
 @dataclass
 class RunHandle:
     run: RunRecord
@@ -64,13 +82,7 @@ class RunManager:
 
     def submit(self, cfg: RunConfig, owner: str | None = None) -> RunHandle:
         """Validate, record, queue; returns at once. owner: the studio user starting it (see core.access)."""
-        from .backbones import get_backbone
-
-        get_backbone(cfg.train.backbone)  # fails early with what is available offline
-        ds = open_source(self.datasets, cfg.data.source, cfg.data.text_col, cfg.data.label_col, owner=owner)
-        cfg.data.source = ds.id
-        rec = self.runs.create(cfg, ds.id, owner=owner)
-        return self._enqueue(RunHandle(rec))
+        return self._enqueue(RunHandle(prepare_run(cfg, self.datasets, self.runs, owner)))
 
     def resume(self, run_id: str, owner: str | None = None) -> RunHandle:
         rec = self.runs.get(run_id, viewer=owner)

@@ -21,11 +21,12 @@ class ConfigError(StudioError, ValueError):
 def setting(default: Any = MISSING, *, help: str = "", choices: Any = None, low: float | None = None,
             high: float | None = None, low_open: bool = False, high_open: bool = False,
             factory: Callable[[], Any] | None = None, flag: str | None = None, cli: bool = True,
-            label: str | None = None, step: float | None = None) -> Any:
+            label: str | None = None, step: float | None = None, scope: tuple[str, ...] | None = None) -> Any:
     """A dataclass field with what a person needs to set it: help, choices (a list or a callable returning
-    one), bounds (inclusive unless *_open), the CLI flag (default --field-name) and a form label."""
+    one), bounds (inclusive unless *_open), the CLI flag (default --field-name), a form label, and the
+    modalities or tasks it applies to (scope; None: all)."""
     meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open,
-            "high_open": high_open, "flag": flag, "cli": cli, "label": label, "step": step}
+            "high_open": high_open, "flag": flag, "cli": cli, "label": label, "step": step, "scope": scope}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -136,9 +137,11 @@ def build(kind: type, d: Any, section: str) -> Any:
     if unknown:
         raise ConfigError(f"Unknown {section} setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
     try:
-        return kind(**d)
+        obj = kind(**d)
     except TypeError as e:  # a missing required field
         raise ConfigError(f"{section}: {e}.") from None
+    validate(obj, section)  # settings classes need not validate themselves
+    return obj
 
 
 def parse_text(kind: type, f: Field, raw: str, section: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pandas as pd
 from .errors import DataError
 
 MAX_TABLE_BYTES = 200 * 1024 * 1024
+TABLE_TYPES = ("csv", "tsv", "txt", "tab", "jsonl", "ndjson", "json", "parquet", "xlsx")
 MAX_TEXT_CHARS = 20_000
 
 TEXT_NAMES = ("text", "sentence", "review", "content", "body", "comment", "message", "document", "input",
@@ -28,8 +30,16 @@ class TableRead:
     notes: list[str] = field(default_factory=list)
 
 
+# Single-byte code pages of Latin-script languages: a detector cannot tell them apart on a short table, and
+# cp1252 (what Western spreadsheets save) is by far the most common of them.
+_LATIN_PAGES = {"cp1252", "latin_1", "iso8859_15", "mac_roman", "mac_iceland", "mac_latin2", "mac_turkish", "cp1250",
+                "cp1254", "cp1257", "cp775", "cp850", "cp852", "cp858", "cp437", "hp_roman8", "iso8859_2",
+                "iso8859_3", "iso8859_4", "iso8859_9", "iso8859_10", "iso8859_13", "iso8859_14", "iso8859_16"}
+
+
 def decode_bytes(raw: bytes, name: str) -> tuple[str, str]:
-    """Text and the encoding it was read with: BOMs first, then strict UTF-8, then cp1252/latin-1."""
+    """Text and the encoding it was read with: BOMs first, then strict UTF-8, then detection
+    (charset-normalizer: Shift-JIS, GBK, cp1251, ...), with cp1252 for Western European text."""
     if raw.startswith(codecs.BOM_UTF8):
         return raw[len(codecs.BOM_UTF8):].decode("utf-8", errors="strict"), "utf-8-sig"
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -53,10 +63,26 @@ def decode_bytes(raw: bytes, name: str) -> tuple[str, str]:
         return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
-    try:
-        return raw.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        return raw.decode("latin-1"), "latin-1"
+    return _detect(raw[:1 << 20], raw, name)
+
+
+def _detect(sample: bytes, raw: bytes, name: str) -> tuple[str, str]:
+    from charset_normalizer import from_bytes
+
+    found = from_bytes(sample)
+    best = found.best()
+    latin = best is None or best.encoding in _LATIN_PAGES or any(
+        m.encoding in ("cp1252", "latin_1") and m.chaos <= best.chaos + 0.1 for m in found)
+    # Windows code pages are what spreadsheets save; prefer one over a Mac page that reads about as well
+    windows = [m.encoding for m in found if best is not None and m.encoding.startswith("cp125")
+               and m.chaos <= best.chaos + 0.1]
+    guess = windows[:1] if best is not None and best.encoding.startswith("mac_") else []
+    for enc in (["cp1252"] if latin else []) + guess + ([best.encoding] if best else []) + ["latin-1"]:
+        try:
+            return raw.decode(enc), enc
+        except (UnicodeDecodeError, LookupError):
+            continue
+    raise DataError(f"{name}: could not tell its text encoding. Re-save it as UTF-8.")
 
 
 def sniff_delimiter(text: str, name: str) -> str:
@@ -72,8 +98,7 @@ def sniff_delimiter(text: str, name: str) -> str:
         return best if counts[best] else ","
 
 
-def read_table(source: str | Path | bytes, name: str | None = None) -> TableRead:
-    """Read a delimited text table with every cell as the exact string written (NA stays 'NA')."""
+def _raw(source: str | Path | bytes, name: str | None) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray)):
         raw, name = bytes(source), name or "upload"
     else:
@@ -83,6 +108,10 @@ def read_table(source: str | Path | bytes, name: str | None = None) -> TableRead
             size = p.stat().st_size
         except FileNotFoundError:
             raise DataError(f"{name}: file not found.") from None
+        except OSError as e:
+            raise DataError(f"{name}: cannot be read ({e.strerror}).") from None
+        if p.is_dir():
+            raise DataError(f"{name}: is a folder, not a table.")
         if size > MAX_TABLE_BYTES:
             raise DataError(f"{name}: {size / 2**20:.0f} MB is over the {MAX_TABLE_BYTES // 2**20} MB table limit. "
                             "Split the file or sample it.")
@@ -91,22 +120,143 @@ def read_table(source: str | Path | bytes, name: str | None = None) -> TableRead
         raise DataError(f"{name}: over the {MAX_TABLE_BYTES // 2**20} MB table limit.")
     if not raw.strip():
         raise DataError(f"{name}: the file is empty (no rows).")
+    return raw, name
+
+
+def read_table(source: str | Path | bytes, name: str | None = None) -> TableRead:
+    """A table with every cell as the exact string written (NA stays 'NA'): delimited text (CSV/TSV in any
+    common encoding and delimiter), JSON Lines, a JSON list of records, Parquet or Excel (.xlsx)."""
+    raw, name = _raw(source, name)
+    kind = Path(name).suffix.lower().lstrip(".")
+    if kind in ("jsonl", "ndjson", "json"):
+        tr = _read_json(raw, name, lines=kind != "json")
+    elif kind in ("parquet", "xlsx", "xlsm"):
+        tr = _read_binary(raw, name, kind)
+    elif kind in ("xls", "ods", "numbers"):
+        raise DataError(f"{name}: .{kind} files are not read; save it as .xlsx or CSV (UTF-8) and load that.")
+    else:
+        tr = _read_delimited(raw, name)
+    tr.df = _unique_columns(tr.df, tr.notes)
+    if len(tr.df) == 0:
+        raise DataError(f"{name}: has a header ({', '.join(tr.df.columns)}) but no rows.")
+    return tr
+
+
+def _read_delimited(raw: bytes, name: str) -> TableRead:
     text, encoding = decode_bytes(raw, name)
     delimiter = sniff_delimiter(text, name)
+    df = _parse(text, delimiter, name, index_col=None)
+    if not isinstance(df.index, pd.RangeIndex):  # rows have more fields than the header
+        _check_extra_fields(text, delimiter, name)
+        df = _parse(text, delimiter, name, index_col=False)  # only an empty field after the last: dropped
+    trailing = [c for c in df.columns if str(c).startswith("Unnamed:") and (df[c] == "").all()]
+    df = df.drop(columns=trailing)
+    notes = [] if encoding == "utf-8" else [f"Read as {encoding}" + ("." if encoding in ("utf-8-sig", "utf-16")
+                                                                      else " (detected).")]
+    return TableRead(df=df, encoding=encoding, delimiter=delimiter, notes=notes)
+
+
+def _parse(text: str, delimiter: str, name: str, index_col) -> pd.DataFrame:
+    import warnings
+
     try:
-        df = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, na_filter=False,
-                         skip_blank_lines=True, engine="c")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            return pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, na_filter=False,
+                               skip_blank_lines=True, engine="c", index_col=index_col)
     except pd.errors.ParserError as e:
         raise DataError(f"{name}: could not be parsed as a table ({e}). Check quotes and the delimiter.") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{name}: the file is empty (no rows).") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    if len(df) == 0:
-        raise DataError(f"{name}: has a header ({', '.join(df.columns)}) but no rows.")
+
+
+def _check_extra_fields(text: str, delimiter: str, name: str) -> None:
+    """A delimiter at the end of every row is harmless; a value past the header's last column is not."""
+    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    width = len(next(rows, []))
+    for line, row in enumerate(rows, 2):
+        if len(row) > width and any(cell.strip() for cell in row[width:]):
+            raise DataError(f"{name}: row {line} has {len(row)} fields but the header {width}; a value holds an "
+                            f"unquoted '{delimiter}'? Quote such cells, or check the delimiter.")
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else str(v)
+
+
+def _as_text(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({str(c): [_cell(v) for v in df[c].tolist()] for c in df.columns})
+
+
+def _read_json(raw: bytes, name: str, lines: bool) -> TableRead:
+    text, encoding = decode_bytes(raw, name)
+    if lines:
+        rows = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{name}: line {i} is not valid JSON ({e.msg}).") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{name}: line {i} is not a JSON object ({{\"text\": ..., \"label\": ...}}).")
+            rows.append(row)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{name}: not valid JSON (line {e.lineno}: {e.msg}).") from None
+        lists = [v for v in data.values() if isinstance(v, list)] if isinstance(data, dict) else []
+        rows = data if isinstance(data, list) else lists[0] if len(lists) == 1 else None
+        if rows is None or not all(isinstance(r, dict) for r in rows):
+            raise DataError(f"{name}: expected a list of records ([{{\"text\": ..., \"label\": ...}}, ...]).")
+    if not rows:
+        raise DataError(f"{name}: the file is empty (no rows).")
+    return TableRead(_as_text(pd.DataFrame(rows)), encoding, "json", [])
+
+
+def _read_binary(raw: bytes, name: str, kind: str) -> TableRead:
     notes = []
-    if encoding not in ("utf-8",):
-        notes.append(f"Read as {encoding}.")
-    return TableRead(df=df, encoding=encoding, delimiter=delimiter, notes=notes)
+    try:
+        if kind == "parquet":
+            df = pd.read_parquet(io.BytesIO(raw))
+        else:
+            sheets = pd.read_excel(io.BytesIO(raw), sheet_name=None, dtype=object)
+            first = next(iter(sheets))
+            df = sheets[first]
+            if len(sheets) > 1:
+                notes.append(f"Read the first sheet, '{first}', of {len(sheets)}.")
+    except ImportError as e:
+        raise DataError(f"{name}: reading .{kind} needs a package that is not installed ({e.name}); save it as "
+                        "CSV instead.") from None
+    except Exception as e:  # readers raise many types on a damaged file
+        raise DataError(f"{name}: could not be read as .{kind} ({type(e).__name__}: {str(e)[:120]}).") from None
+    return TableRead(_as_text(df), kind, kind, notes)
+
+
+def _unique_columns(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Header names as written, trimmed; two that end up equal ('text' and ' text') get told apart."""
+    seen: dict[str, int] = {}
+    names = []
+    for c in df.columns:
+        base = str(c).strip()
+        if base.endswith(tuple(f".{i}" for i in range(1, 10))) and base.rsplit(".", 1)[0].strip() in seen:
+            base = base.rsplit(".", 1)[0].strip()  # pandas' own renaming of an exact repeat
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base} ({seen[base]})")
+    if len(set(names)) != len(names) or any(n.endswith(")") and " (" in n for n in names):
+        repeated = sorted({n for n in seen if seen[n] > 1})
+        if repeated:
+            notes.append(f"Column name(s) repeated: {', '.join(repeated)}; the later ones are shown as "
+                         f"'{repeated[0]} (2)' and so on.")
+    out = df.copy()
+    out.columns = names
+    return out
 
 
 def guess_columns(df: pd.DataFrame, name: str = "table") -> tuple[str, str]:
@@ -140,6 +290,7 @@ class CleanReport:
     empty_input: int = 0
     empty_label: int = 0
     truncated: int = 0
+    padded_labels: bool = False
 
     def notes(self) -> list[str]:
         out = []
@@ -149,6 +300,8 @@ class CleanReport:
             out.append(f"{self.empty_label} row(s) with an empty label were dropped.")
         if self.truncated:
             out.append(f"{self.truncated} text(s) longer than {MAX_TEXT_CHARS:,} characters were truncated.")
+        if self.padded_labels:
+            out.append("Spaces around labels were removed (no two labels became one).")
         return out
 
 
@@ -158,7 +311,13 @@ def clean_text_table(df: pd.DataFrame, text_col: str, label_col: str, name: str 
         raise DataError(f"{name}: no column named {', '.join(map(repr, missing))}. Columns found: {', '.join(df.columns)}.")
     rep = CleanReport(rows_in=len(df))
     text = df[text_col].astype(str)
-    label = df[label_col].astype(str).str.strip()
+    raw = df[label_col].astype(str)
+    stripped = raw.str.strip()
+    # padding is dropped only where that merges no two labels that were written differently; otherwise both
+    # stay as written and the audit shows them side by side, with a one-click merge
+    merges = bool(len(raw)) and bool(raw.groupby(stripped).nunique().max() > 1)
+    label = (raw if merges else stripped).where(stripped != "", "")
+    rep.padded_labels = bool(not merges and (raw != stripped).any())
     blank = text.str.strip() == ""
     no_label = label == ""
     rep.empty_input = int(blank.sum())

@@ -4,7 +4,7 @@ import streamlit as st
 from core import access
 from core.datasets import data_root
 from core.errors import DataError
-from core.tables import guess_columns, read_table
+from core.tables import TABLE_TYPES, guess_columns, read_table
 from studio.entry import through_app
 from studio.loading import DEMOS, load_demo, load_path, save_directory, save_upload, server_path
 from studio.identity import current_user
@@ -19,7 +19,8 @@ def loaded(ds) -> None:
 
 
 st.title("Bring your data")
-st.caption("A CSV/TSV of text + label, a zip of images in one folder per class, or a folder of class folders. "
+st.caption("A table of text + label (CSV/TSV, JSON Lines, Parquet, Excel), a zip of images in one folder per class, "
+           "or a folder of class folders. "
            f"Uploads up to {MAX_UPLOAD_MB} MB; tables up to 200 MB.")
 
 demo, upload, folder, server = st.tabs(["Demo data", "Upload a file", "Upload a folder", "Server folder"])
@@ -33,7 +34,8 @@ with demo:
                 loaded(load_demo(key))
 
 with upload:
-    up = st.file_uploader("CSV, TSV or zip", type=["csv", "tsv", "txt", "zip"], key="upload_file")
+    up = st.file_uploader("A table (CSV, TSV, JSON Lines, JSON, Parquet, Excel) or a zip of images",
+                          type=[*TABLE_TYPES, "zip"], key="upload_file")
     if up is not None:
         with guard("Reading the upload"):
             path = save_upload(up) if st.session_state.get("upload_name") != up.file_id else \
@@ -44,7 +46,11 @@ with upload:
                     loaded(load_path(path, name=up.name))
             else:
                 table = read_table(path, up.name)
-                st.caption(f"Encoding {table.encoding}, delimiter {table.delimiter!r}, {len(table.df):,} rows.")
+                st.caption(f"Encoding {table.encoding}, delimiter {table.delimiter!r}, {len(table.df):,} rows."
+                           if table.delimiter not in ("json", "parquet", "xlsx", "xlsm") else
+                           f"{table.delimiter.upper()} table, {len(table.df):,} rows.")
+                for note in table.notes:
+                    st.caption(note)
                 st.dataframe(table.df.head(8), width="stretch", hide_index=True)
                 cols = list(table.df.columns)
                 try:
@@ -55,9 +61,9 @@ with upload:
                 c1, c2 = st.columns(2)
                 text_col = c1.selectbox("Input column (text or image path)", cols, index=cols.index(g_in))
                 label_col = c2.selectbox("Label column", cols, index=cols.index(g_label))
-                if st.button("Load this table", type="primary"):
-                    if text_col == label_col:
-                        raise DataError("The input and label columns must differ.")
+                if text_col == label_col:
+                    st.warning("The input and label columns are the same column; choose two different ones.")
+                if st.button("Load this table", type="primary", disabled=text_col == label_col):
                     loaded(load_path(path, name=up.name, text_col=text_col, label_col=label_col))
 
 with folder:

@@ -4,11 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from core import audit as A
+from core.tasks import REGISTRY as TASKS
 from core.split import dataset_split, split_summary
 from studio import charts
 from studio.entry import through_app
 from studio.loading import progress_bar
-from studio.services import derive, guard, need_dataset, services, set_dataset, visible_runs
+from studio.services import current_task, derive, guard, need_dataset, services, set_dataset, visible_runs
 
 through_app()
 
@@ -69,8 +70,23 @@ for label, (col, enabled, fn) in fixes.items():
             set_dataset(new.id)
             st.rerun()
 
+if rep.lookalike_labels:
+    st.markdown("**Labels that look alike** — written differently, so they count as different classes:")
+    for i, g in enumerate(rep.lookalike_labels):
+        c1, c2 = st.columns([4, 1])
+        c1.write(" · ".join(f"`{k!r}` ({v})" for k, v in g["labels"].items()))
+        if c2.button(f"Merge into {g['into']!r}", key=f"merge_alike_{i}", width="stretch"):
+            with guard("Merging labels"):
+                set_dataset(derive(ds, A.merge_lookalikes(ds.items, [g]), f"merge labels into {g['into']!r}").id)
+                st.rerun()
+if rep.numeric_labels and current_task().has_classes:
+    if st.button("Treat the labels as numbers to predict (regression)", key="use_regression",
+                 icon=":material/show_chart:"):
+        st.session_state["task"] = next(t.name for t in TASKS if not t.has_classes)
+        st.rerun()
+
 rare = [k for k, v in rep.classes.items() if v < 3]
-if rare:
+if rare and current_task().has_classes:
     st.error(f"Too few examples to split: {', '.join(rare)}. Merge them, drop them, or use a non-stratified split below.")
     r1, r2 = st.columns(2)
     if r1.button(f"Merge {len(rare)} rare class(es) into 'other'"):

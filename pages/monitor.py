@@ -2,11 +2,13 @@ import streamlit as st
 
 from core.baseline import comparison
 from core.blend import describe as blend_line
+from core.fsutil import read_json
 from studio import charts
 from studio.entry import through_app
 from studio.identity import current_user
 from studio.runs import ICON, eta, pick_run
-from studio.services import can_change, guard, services
+from studio.services import can_change, event_tail, guard, services
+from studio.task_views import TASK_VIEWS, overlap_note
 
 through_app()
 
@@ -17,21 +19,10 @@ if rec is None:
 mgr = services().manager
 
 
-@st.fragment(run_every=2)
-def live() -> None:
-    status = rec.status
-    state = status.get("status", "unknown")
-    events = rec.events()
-    steps = [e for e in events if e["kind"] == "step"]
-    last = steps[-1]["data"] if steps else {}
+def header(status: dict, state: str, tail) -> None:
+    last = tail.last_step["data"] if tail.last_step else {}
     total = status.get("total_steps") or last.get("total_steps") or 0
-    done = status.get("step", 0) if state != "running" else (steps[-1]["step"] if steps else 0)
-
-    seen = st.session_state.setdefault("monitor_seen", {})
-    if seen.get(rec.id, state) != state:  # redraw the whole page (buttons, sidebar) when the state changes
-        seen[rec.id] = state
-        st.rerun(scope="app")
-    seen[rec.id] = state
+    done = status.get("step", 0) if state != "running" else (tail.last_step["step"] if tail.last_step else 0)
     c = st.columns([2, 1, 1, 1])
     c[0].markdown(f"### {ICON.get(state, '')} {state.capitalize()}")
     if state == "queued":
@@ -42,15 +33,28 @@ def live() -> None:
     c[1].metric("Step", f"{done}/{total}" if total else "–")
     c[2].metric("ETA", eta(last.get("eta_s")) if state == "running" else "–")
     c[3].metric("Trainable weights", f"{status.get('trainable_params', 0):,}" if status.get("trainable_params") else "–")
-    prog = [e for e in events if e["kind"] == "progress"]
-    if state == "running" and not steps and prog:
-        st.progress(prog[-1]["data"]["fraction"], text=prog[-1]["data"]["message"])
+    if state == "running" and not tail.last_step and tail.last_progress:
+        st.progress(tail.last_progress["data"]["fraction"], text=tail.last_progress["data"]["message"])
     elif total:
         st.progress(min(1.0, done / total), text=f"{done}/{total} steps")
-    for w in [e for e in events if e["kind"] == "warning"][-3:]:
-        st.warning(w["data"]["message"])
+    for w in tail.warnings:
+        st.warning(w)
 
-    cur = charts.curves(events)
+
+@st.fragment(run_every=2)
+def live() -> None:
+    status = rec.status
+    state = status.get("status", "unknown")
+    tail = event_tail(rec.dir)
+    seen = st.session_state.setdefault("monitor_seen", {})
+    if seen.get(rec.id, state) != state:  # redraw the whole page (buttons, sidebar) when the state changes
+        seen[rec.id] = state
+        st.rerun(scope="app")
+    seen[rec.id] = state
+    header(status, state, tail)
+    view = TASK_VIEWS[status.get("task") or (read_json(rec.dir / "labels.json", {}) or {}).get("task", "classification")]
+    cur = charts.curves_from_tail(tail)
+    metrics, unit = view.live_metrics()
     left, right = st.columns(2)
     with left:
         st.markdown("**Training loss** (per step)")
@@ -60,14 +64,14 @@ def live() -> None:
             st.caption("Appears after the first step.")
     with right:
         st.markdown("**Validation** (per epoch)")
-        if len(cur["epochs"]) >= 2:
-            st.line_chart(cur["epochs"], x="epoch", y=["val accuracy", "val macro-F1"], x_label="epoch",
-                          y_label="score", height=260)
-        elif len(cur["epochs"]) == 1:
-            row = cur["epochs"].iloc[0]
-            m1, m2 = st.columns(2)
-            m1.metric("Val accuracy (epoch 1)", f"{row['val accuracy']:.1%}")
-            m2.metric("Val macro-F1 (epoch 1)", f"{row['val macro-F1']:.3f}")
+        ep = cur["epochs"]
+        if len(ep) >= 2:
+            st.line_chart(ep, x="epoch", y=[m for m in metrics if m in ep], x_label="epoch", y_label=unit, height=260)
+        elif len(ep) == 1:
+            cols = st.columns(len(metrics))
+            for col, m in zip(cols, metrics):
+                if m in ep:
+                    col.metric(f"{m.capitalize()} (epoch 1)", f"{ep[m].iloc[0]:.3f}")
         else:
             st.caption("Appears after the first epoch.")
     l2, r2 = st.columns(2)
@@ -77,26 +81,28 @@ def live() -> None:
             st.line_chart(cur["steps"], x="step", y="learning rate", x_label="step", y_label="LR", height=200)
         if len(cur["epochs"]) >= 2:
             st.markdown("**Loss per epoch**")
-            st.line_chart(cur["epochs"], x="epoch", y=["train loss", "val loss"], x_label="epoch", y_label="loss", height=200)
+            st.line_chart(cur["epochs"], x="epoch", y=["train loss", "val loss"], x_label="epoch", y_label="loss",
+                          height=200)
     with r2:
-        evs = [e for e in events if e["kind"] == "eval"]
-        if evs:
-            e = evs[-1]
+        if tail.evals and "confusion" in tail.evals[-1]["data"]:
+            e = tail.evals[-1]
             st.pyplot(charts.confusion_heatmap(e["data"]["confusion"], status.get("classes", []),
                                                f"{e['data']['split']} confusion, epoch {e['epoch'] + 1}"),
                       clear_figure=True)
+    footer(status, state, view)
+
+
+def footer(status: dict, state: str, view) -> None:
     if status.get("auto"):
         st.caption(f"Auto chose **{status.get('resolved_strategy')}**: {status['auto']}")
     if blend_line(status):
         st.caption(blend_line(status))
+    overlap_note(status)
     base = status.get("baseline")
     if base:
-        st.caption(f"Baseline to beat ({base['name']}, same split): test accuracy {base['accuracy']:.1%} · "
-                   f"macro-F1 {base['macro_f1']:.3f}")
+        st.caption(f"Baseline to beat ({base['name']}, same split): test {view.baseline_numbers(base)}")
     if state in ("completed", "stopped") and status.get("test"):
-        t = status["test"]
-        vs = f" (baseline {base['macro_f1']:.3f})" if base else ""
-        st.success(f"Test accuracy {t['accuracy']:.1%} · macro-F1 {t['macro_f1']:.3f}{vs}")
+        st.success(view.final_line(status["test"], base))
         if verdict := comparison(status):
             st.caption(verdict)
         st.page_link("pages/evaluate.py", label="Open the evaluation", icon=":material/arrow_forward:")

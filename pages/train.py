@@ -3,12 +3,13 @@ import json
 import streamlit as st
 
 from core.backbones import get_backbone
-from core.lr_finder import find_lr
+from core.tasks import REGISTRY as TASKS
 from studio import charts
 from studio.entry import through_app
 from studio.forms import backbone_picker, build_config, estimate, strategy_picker, train_options
-from studio.loading import load_path, progress_bar, save_upload
 from studio.identity import current_user
+from studio.jobs import job_panel, start_job
+from studio.loading import load_path, save_upload
 from studio.services import guard, need_dataset, services, set_run
 
 through_app()
@@ -16,34 +17,73 @@ through_app()
 ds = need_dataset()
 st.title("Choose a backbone and strategy")
 split_cfg = st.session_state.get("split", {"val": 0.1, "test": 0.1, "seed": 0, "rare": "error"})
+task = st.session_state.get("task", "classification")
+if len(TASKS.names()) > 1:
+    task = st.radio("The labels are", TASKS.names(), index=TASKS.names().index(task), horizontal=True, key="task_train",
+                    format_func=lambda n: {"classification": "classes", "regression": "numbers (regression)"}.get(n, n),
+                    help="Classes: one label per example. Numbers: the model predicts a value (regression).")
+    st.session_state["task"] = task
 
 backbone = backbone_picker(ds)
-strategy = strategy_picker(ds, split_cfg, backbone)
-opts = train_options(ds, strategy, backbone)
-if strategy != "auto" and st.button("Suggest a learning rate", icon=":material/auto_graph:",
-             help="A range test: about 60 quick steps with a rising learning rate on a throwaway copy of the model."):
-    with guard("Finding a learning rate"):
-        bar, cb = progress_bar("Learning-rate range test")
-        res = find_lr(build_config(ds, backbone, strategy, opts, split_cfg, None, ""), services().datasets, progress=cb)
-        bar.empty()
-        st.session_state["lr_curve"] = {**res, "strategy": strategy}
-        st.session_state["lr_pending"] = (strategy, res["suggestion"])
-        st.rerun()
-curve = st.session_state.get("lr_curve")
-if curve and curve["strategy"] == strategy:
-    st.pyplot(charts.lr_curve(curve), clear_figure=True)
-    if not curve["suggestion"]:
-        st.info("No clear suggestion: the loss diverged too early. Keep the default.")
+strategy = strategy_picker(ds, split_cfg, backbone, task)
+opts, chosen = train_options(ds, strategy, backbone, task, split_cfg)
+if strategy != "auto":
+    def _range_test(progress, cancelled):
+        from core.lr_finder import find_lr
+
+        return find_lr(build_config(ds, backbone, strategy, opts, split_cfg, None, "", chosen, task),
+                       services().datasets, progress=progress)
+
+    if st.button("Suggest a learning rate", icon=":material/auto_graph:",
+                 help="A range test: about 60 quick steps with a rising learning rate on a throwaway copy of the model, "
+                      "with this run's own loss and batches."):
+        start_job("lr", _range_test, label="Learning-rate range test", context={"strategy": strategy})
+    res = job_panel("lr", context={"strategy": strategy})
+    if res is not None:
+        st.pyplot(charts.lr_curve(res), clear_figure=True)
+        if res["suggestion"]:
+            if st.button(f"Use {res['suggestion']:.1e}", key="use_lr"):
+                st.session_state["lr_pending"] = (strategy, res["suggestion"])
+                st.rerun()
+        else:
+            st.info("No clear suggestion: the loss diverged too early. Keep the default.")
+
 test_up = st.file_uploader("Optional: your own held-out test file (same format as the training data)",
-                           type=["csv", "tsv", "zip"], key="test_upload")
+                           type=["csv", "tsv", "zip", "jsonl", "json", "parquet", "xlsx"], key="test_upload")
+test_overlap = "warn"
+test_ds = None
+if test_up is not None:
+    with guard("Reading the test file"):
+        from core.audit import cross_duplicates
+
+        if st.session_state.get("test_upload_id") != test_up.file_id:
+            st.session_state["test_ds"] = load_path(save_upload(test_up), name=test_up.name).id
+            st.session_state["test_upload_id"] = test_up.file_id
+        test_ds = services().datasets.get(st.session_state["test_ds"])
+        if test_ds.modality != ds.modality:
+            st.error(f"{test_up.name} holds {test_ds.modality}s but the training data {ds.modality}s.")
+            test_ds = None
+        else:
+            found = cross_duplicates(ds, test_ds)
+            bad = found["exact"] + found["near"]
+            if bad:
+                st.warning(f"{bad} of {found['test_rows_total']} test example(s) repeat a training example "
+                           f"({found['exact']} exactly, {found['near']} nearly): scores on them measure memory, not "
+                           "how the model does on new data.", icon=":material/content_copy:")
+                with st.expander("Show them"):
+                    st.dataframe(found["examples"], hide_index=True, width="stretch")
+                if st.checkbox(f"Leave these {bad} out of the test set", value=True, key="drop_overlap"):
+                    test_overlap = "drop"
+            else:
+                st.caption(f"{found['test_rows_total']} test examples; none repeats a training example.")
 name = st.text_input("Run name (optional)", placeholder=f"{backbone} · {strategy}")
 st.caption(estimate(ds, backbone, strategy, opts, split_cfg, services().runs.list()))
 
 if st.button("Start training", type="primary", icon=":material/play_arrow:"):
     with guard("Starting the run"):
         get_backbone(backbone)
-        test_source = load_path(save_upload(test_up), name=test_up.name).id if test_up else None
-        cfg = build_config(ds, backbone, strategy, opts, split_cfg, test_source, name or f"{backbone} · {strategy}")
+        cfg = build_config(ds, backbone, strategy, opts, split_cfg, test_ds.id if test_ds else None,
+                           name or f"{backbone} · {strategy}", chosen, task, test_overlap)
         h = services().manager.submit(cfg, owner=current_user())
         set_run(h.id)
         st.switch_page("pages/monitor.py")
@@ -51,7 +91,7 @@ if st.button("Start training", type="primary", icon=":material/play_arrow:"):
 with st.expander("Run the same thing headless"):
     st.caption("Save this as config.json and replay it with the CLI, or across GPUs and machines with torchrun.")
     with guard("Building the config"):
-        cfg = build_config(ds, backbone or "?", strategy, opts, split_cfg, None, name)
+        cfg = build_config(ds, backbone or None, strategy, opts, split_cfg, None, name, chosen, task)
         st.code(json.dumps(cfg.to_dict(), indent=2), language="json")
         st.code("finetune-studio train --config config.json --json\n\n"
                 "# all GPUs of this machine (DistributedDataParallel, NCCL)\n"

@@ -6,6 +6,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["text.parse_math"] = False  # class names are shown as written, never read as TeX
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -53,17 +54,34 @@ def confusion_heatmap(cm: list[list[int]], classes: list[str], title: str = "Con
     return fig
 
 
+METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy", "loss": "loss", "mae": "MAE", "rmse": "RMSE",
+                "r2": "R²", "spearman": "Spearman"}
+
+
 def curves(events: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
-    """Tables for line charts from a run's events: per step (loss, lr) and per epoch (val metrics)."""
+    """Tables for line charts from a run's events: per step (loss, lr) and per epoch (every validation metric
+    the task reports, named 'val <metric>')."""
     steps = pd.DataFrame([{"step": e["step"], "train loss": e["data"]["loss"], "learning rate": e["data"]["lr"]}
                           for e in events if e["kind"] == "step"])
     ev = [e for e in events if e["kind"] == "eval" and e["data"].get("split") == "val"]
-    epochs = pd.DataFrame([{"epoch": e["epoch"] + 1, "val loss": e["data"]["loss"],
-                            "val accuracy": e["data"]["accuracy"], "val macro-F1": e["data"]["macro_f1"]} for e in ev])
+    epochs = pd.DataFrame([{"epoch": e["epoch"] + 1, **{f"val {METRIC_NAMES[k]}": v for k, v in e["data"].items()
+                                                        if k in METRIC_NAMES and isinstance(v, (int, float))}}
+                           for e in ev])
     ends = {e["epoch"] + 1: e["data"]["train_loss"] for e in events if e["kind"] == "epoch_end"}
     if len(epochs):
         epochs["train loss"] = epochs["epoch"].map(ends)
     return {"steps": steps, "epochs": epochs}
+
+
+def curves_from_tail(tail) -> dict[str, pd.DataFrame]:
+    """The same tables from a run's EventTail (thinned steps, one row per epoch)."""
+    ev = [e for e in tail.evals if e["data"].get("split") == "val"]
+    epochs = pd.DataFrame([{"epoch": e["epoch"] + 1, **{f"val {METRIC_NAMES[k]}": v for k, v in e["data"].items()
+                                                        if k in METRIC_NAMES and isinstance(v, (int, float))}}
+                           for e in ev])
+    if len(epochs):
+        epochs["train loss"] = epochs["epoch"].map(tail.epoch_ends)
+    return {"steps": pd.DataFrame(tail.steps), "epochs": epochs}
 
 
 def lr_curve(res: dict[str, Any]):

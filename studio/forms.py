@@ -1,22 +1,79 @@
-"""Forms that build core configs. Pages get a RunConfig, never loose kwargs."""
+"""The Train form. Every field's bounds, default, choices and help come from the config's own fields
+(core.config, core.settings), strategies and their settings from the strategy registry: nothing is retyped
+here. A field the person changes from the default it shows is recorded as chosen, so 'auto' keeps it."""
 from __future__ import annotations
 
 import math
+from dataclasses import fields
+from typing import Any
 
 import streamlit as st
 
 from core.backbones import get_backbone, list_backbones
-from core.config import DataConfig, RunConfig, TrainConfig, help_for
+from core.config import DataConfig, RunConfig, TrainConfig
 from core.datasets import Dataset
 from core.errors import StudioError
-from core.strategies import STRATEGIES, recommend, resolve_auto
+from core.settings import choices_of, default_of, shape
+from core.strategies import REGISTRY as STRATEGIES
+from core.strategies import recommend, resolve_auto
+
+LABELS = {"lr": "Learning rate", "batch_size": "Batch size", "warmup_ratio": "Warm-up share",
+          "weight_decay": "Weight decay", "schedule": "LR schedule", "class_weighting": "Class weighting",
+          "label_smoothing": "Label smoothing", "early_stopping_patience": "Early-stop patience (epochs, 0 = off)",
+          "grad_accum": "Gradient accumulation", "max_length": "Max tokens", "mixup_alpha": "MixUp alpha (0 = off)",
+          "image_size": "Image size (px)", "augment": "Augment (random crops, mirroring)", "hflip": "Mirror images",
+          "amp": "Mixed precision on GPU", "focal_gamma": "Focal gamma", "max_grad_norm": "Gradient clipping norm"}
+SHOWN = {"loss": {None: "the task's usual", "ce": "cross-entropy", "focal": "focal", "mse": "mean squared error",
+                  "huber": "Huber (smooth L1)"},
+         "hflip": {None: "unless it changes the class", True: "always", False: "never"},
+         "pooling": {"mean": "mean of tokens", "cls": "model's pooler (CLS)"}}
+ADVANCED = [["schedule", "warmup_ratio", "weight_decay"], ["class_weighting", "loss", "label_smoothing"],
+            ["early_stopping_patience", "grad_accum", "seed"], ["augment", "hflip", "mixup_alpha"],
+            ["image_size", "max_length", "pooling"], ["amp", "max_grad_norm", "focal_gamma"]]
+
+
+def _field(kind: type, name: str):
+    return next(f for f in fields(kind) if f.name == name)
+
+
+def applies(kind: type, name: str, scope_names: set[str]) -> bool:
+    scope = _field(kind, name).metadata.get("scope")
+    return scope is None or bool(set(scope) & scope_names)
+
+
+def setting_input(where, kind: type, name: str, default: Any, key: str, label: str | None = None) -> Any:
+    """A widget for one setting with the config's own bounds, choices and help."""
+    f = _field(kind, name)
+    base, optional, _ = shape(kind, name)
+    m = f.metadata
+    label = label or m.get("label") or LABELS.get(name) or name.replace("_", " ").capitalize()
+    choices = choices_of(f)
+    if name in SHOWN or choices:
+        options = list(SHOWN[name]) if name in SHOWN else ([None] if optional else []) + choices
+        if name == "loss":
+            options = [o for o in options if o is None or o in (choices or [])]
+        names = SHOWN.get(name, {})
+        return where.selectbox(label, options, index=options.index(default) if default in options else 0,
+                               format_func=lambda o: names.get(o, str(o)), help=m["help"], key=key)
+    if base is bool:
+        return where.checkbox(label, value=bool(default), help=m["help"], key=key)
+    lo = None if m.get("low") is None or m.get("low_open") else m["low"]
+    hi = None if m.get("high") is None or m.get("high_open") else m["high"]
+    if base is int:
+        return int(where.number_input(label, min_value=lo, max_value=hi, value=int(default), step=1, help=m["help"],
+                                      key=key))
+    small = default is not None and 0 < abs(default) < 1e-3
+    return float(where.number_input(label, min_value=None if lo is None else float(lo),
+                                    max_value=None if hi is None else float(hi), value=float(default),
+                                    step=m.get("step") or (None if small else 0.05), format="%.1e" if small else "%.3f",
+                                    help=m["help"], key=key))
 
 
 def backbone_picker(ds: Dataset) -> str:
     specs = [s for s in list_backbones() if s.modality == ds.modality]
     labels = [f"{s.name} — {s.params_m:g}M params{'' if s.is_offline() else ' (needs download)'}" for s in specs]
     choice = st.selectbox("Backbone", labels + ["Other: a torchvision model or Hugging Face id"],
-                          help=help_for(TrainConfig, "backbone"))
+                          help=_field(TrainConfig, "backbone").metadata["help"])
     if choice.startswith("Other"):
         return st.text_input("Model name or id", placeholder="resnet18 or google/vit-base-patch16-224").strip()
     spec = specs[labels.index(choice)]
@@ -33,109 +90,116 @@ def _params_m(backbone: str) -> float:
         return 0.0
 
 
-def _auto(ds: Dataset, n_train: int, backbone: str) -> tuple[TrainConfig, str]:
+def n_train(ds: Dataset, split_cfg: dict) -> int:
+    return int(ds.manifest["rows"] * (1 - split_cfg["val"] - split_cfg["test"]))
+
+
+def _auto(ds: Dataset, n: int, backbone: str, task: str = "classification") -> tuple[TrainConfig, str]:
     """What auto will pick for this data and backbone (its size decides full fine-tuning or LoRA)."""
-    return resolve_auto(TrainConfig(), n_train, ds.modality, list(ds.manifest["classes"].values()),
-                        params_m=_params_m(backbone))
+    from core.tasks import get_task
+
+    counts = list(ds.manifest["classes"].values()) if get_task(task).has_classes else None
+    return resolve_auto(TrainConfig(), n, ds.modality, counts, params_m=_params_m(backbone), chosen=set())
 
 
-def strategy_picker(ds: Dataset, split_cfg: dict, backbone: str = "") -> str:
+def strategy_picker(ds: Dataset, split_cfg: dict, backbone: str = "", task: str = "classification") -> str:
     rec, why = recommend(int(ds.manifest["rows"]), ds.modality)
-    names = ["auto"] + list(STRATEGIES)
-    titles = {"auto": "Auto", **{n: s.title for n, s in STRATEGIES.items()}}
-    name = st.radio("Strategy", names, index=0, horizontal=True,
+    names = ["auto", *STRATEGIES.names()]
+    titles = {"auto": "Auto", **{s.name: s.title for s in STRATEGIES}}
+    name = st.radio("Strategy", names, index=0, horizontal=True, key="strategy",
                     format_func=lambda n: titles[n] + (" (recommended)" if n == "auto" else ""))
     if name == "auto":
-        n_train = int(ds.manifest["rows"] * (1 - split_cfg["val"] - split_cfg["test"]))
-        resolved, reason = _auto(ds, n_train, backbone)
-        picked = resolved.strategy
-        st.caption(f"**Why:** picks the strategy, learning rate, epochs and class weighting from your data. "
-                   f"Here: **{STRATEGIES[picked].title.lower()}**, because {reason[0].lower() + reason[1:]}")
+        resolved, reason = _auto(ds, n_train(ds, split_cfg), backbone, task)
+        st.caption(f"**Why:** picks the strategy, epochs and class weighting from your data. Here: "
+                   f"**{STRATEGIES.get(resolved.strategy).title.lower()}**, because {reason[0].lower() + reason[1:]}")
     else:
-        st.caption(f"**Why:** {STRATEGIES[name].why}")
+        st.caption(f"**Why:** {STRATEGIES.get(name).why}")
         if name == rec:
             st.caption(f"**For your data:** {why}")
     return name
 
 
-def train_options(ds: Dataset, strategy: str, backbone: str = "") -> dict:
+def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "classification",
+                  split_cfg: dict | None = None) -> tuple[dict, list[str]]:
+    """(settings, the names the person changed from what the form showed)."""
+    scope = {ds.modality, task}
+    shown = TrainConfig()
     if strategy == "auto":
-        picked, _ = _auto(ds, int(ds.manifest["rows"] * 0.8), backbone)
-        c = st.columns(3)
-        epochs = int(c[0].number_input("Epochs", 1, 200, picked.epochs, help="Auto's choice; change it if you like."))
-        c[1].markdown(f"**Learning rate**  \n{STRATEGIES[picked.strategy].lr(picked, ds.modality):.0e}, chosen by auto")
-        return {"epochs": epochs, "lr": None, "batch_size": int(c[2].number_input("Batch size", 1, 1024, 32))}
-    s = STRATEGIES[strategy]
-    default_lr = (s.default_lr or {}).get(ds.modality, 1e-4)
-    key = f"lr_{strategy}"
-    pending = st.session_state.pop("lr_pending", None)
-    if pending and pending[0] == strategy and pending[1]:
-        st.session_state[key] = float(pending[1])  # set before the widget exists
+        shown, _ = _auto(ds, n_train(ds, split_cfg or {"val": 0.1, "test": 0.1}), backbone, task)
+    o: dict[str, Any] = {}
     c = st.columns(3)
-    o = {"epochs": int(c[0].number_input("Epochs", 1, 200, 8 if strategy == "frozen" else 5)),
-         "lr": float(c[1].number_input("Learning rate", 1e-7, 1.0, st.session_state.get(key, default_lr), format="%.1e",
-                                       key=key,
-                                       help=f"Usual range for {s.title.lower()}: {default_lr / 3:.0e} – {default_lr * 3:.0e}.")),
-         "batch_size": int(c[2].number_input("Batch size", 1, 1024, 32))}
+    o["epochs"] = setting_input(c[0], TrainConfig, "epochs", shown.epochs, f"epochs_{strategy}",
+                                label="Epochs" + (" (auto's choice)" if strategy == "auto" else ""))
+    if strategy == "auto":
+        lr_default = STRATEGIES.get(shown.strategy).lr(shown, ds.modality)
+        c[1].markdown(f"**Learning rate**  \n{lr_default:.0e}, chosen by auto")
+    else:
+        lr_default = STRATEGIES.get(strategy).lr(shown, ds.modality)
+        key = f"lr_{strategy}"
+        pending = st.session_state.pop("lr_pending", None)
+        if pending and pending[0] == strategy and pending[1]:
+            st.session_state[key] = float(pending[1])  # set before the widget exists
+        o["lr"] = setting_input(c[1], TrainConfig, "lr", lr_default, key)
+    o["batch_size"] = setting_input(c[2], TrainConfig, "batch_size", shown.batch_size, f"bs_{strategy}")
     with st.expander("More options (defaults are sensible)"):
-        a = st.columns(3)
-        o["schedule"] = a[0].selectbox("LR schedule", ["cosine", "linear", "constant"])
-        o["warmup_ratio"] = a[1].number_input("Warm-up share", 0.0, 0.5, 0.1, 0.05)
-        o["weight_decay"] = a[2].number_input("Weight decay", 0.0, 1.0, 0.01, 0.01)
-        b = st.columns(3)
-        counts = ds.manifest["classes"]
-        imbalanced = max(counts.values()) / max(1, min(counts.values())) >= 3
-        o["class_weighting"] = b[0].selectbox("Class weighting", ["none", "balanced"], index=int(imbalanced),
-                                              help="'balanced' when some classes are much rarer.")
-        o["loss"] = b[1].selectbox("Loss", ["ce", "focal"], format_func={"ce": "cross-entropy", "focal": "focal"}.get)
-        o["label_smoothing"] = b[2].number_input("Label smoothing", 0.0, 0.5, 0.0, 0.05)
-        d = st.columns(3)
-        o["early_stopping_patience"] = int(d[0].number_input("Early-stop patience (epochs, 0 = off)", 0, 50, 3))
-        o["grad_accum"] = int(d[1].number_input("Gradient accumulation", 1, 64, 1))
-        o["seed"] = int(d[2].number_input("Seed", 0, 1_000_000, 0))
-        e = st.columns(3)
-        if ds.modality == "image":
-            o["augment"] = e[0].checkbox("Augment (random crops, mirroring)", True)
-            flip = {"check": None, "always": True, "never": False}
-            o["hflip"] = flip[e[0].selectbox("Mirror images", list(flip), disabled=not o["augment"],
-                                             format_func={"check": "unless it changes the class",
-                                                          "always": "always", "never": "never"}.get,
-                                             help=help_for(TrainConfig, "hflip"))]
-            o["mixup_alpha"] = e[1].number_input("MixUp alpha (0 = off)", 0.0, 1.0, 0.0, 0.1)
-        else:
-            o["max_length"] = int(e[0].number_input("Max tokens", 16, 512, 128, 16))
-            o["pooling"] = e[1].selectbox(
-                "Pooling", ["mean", "cls"], format_func={"mean": "mean of tokens", "cls": "model's pooler (CLS)"}.get,
-                help="Mean suits sentence encoders such as MiniLM. CLS is how transformers' "
-                     "AutoModelForSequenceClassification reads a text, so the export includes a folder it loads as is.")
-        o["amp"] = e[2].checkbox("Mixed precision on GPU", True)
-        if strategy == "lora":
-            l1, l2 = st.columns(2)
-            o["lora_r"] = int(l1.number_input("LoRA rank", 1, 128, 8))
-            o["lora_alpha"] = int(l2.number_input("LoRA alpha", 1, 256, 16))
-        if strategy == "differential":
-            l1, l2 = st.columns(2)
-            o["lr_decay"] = l1.number_input("Per-layer LR factor", 0.1, 1.0, 0.8, 0.05, help=help_for(TrainConfig, "lr_decay"))
-            o["head_lr_mult"] = l2.number_input("Head LR multiplier", 1.0, 100.0, 10.0)
-        if strategy == "partial":
-            l1, l2 = st.columns(2)
-            o["unfreeze_last"] = int(l1.number_input("Layer groups trained from the start", 0, 50, 2))
-            o["unfreeze_every"] = int(l2.number_input("Unfreeze one more every N epochs (0 = never)", 0, 50, 0))
-    return o
+        for row in ADVANCED:
+            names = [n for n in row if applies(TrainConfig, n, scope)]
+            cols = st.columns(3)
+            for col, n in zip(cols, names):
+                default = getattr(shown, n)
+                if n == "image_size" and default is None:
+                    default = get_backbone(backbone).image_size if backbone else 224
+                if n == "max_grad_norm" and default is None:
+                    default = 1.0
+                o[n] = setting_input(col, TrainConfig, n, default, f"{n}_{strategy}")
+        args = strategy_settings(strategy)
+        if args:
+            o["strategy_args"] = {strategy: args}
+    changed = [k for k, v in o.items() if k != "strategy_args" and v != _shown(shown, k, lr_default, backbone)]
+    if o.get("lr") == lr_default:
+        o["lr"] = None  # the strategy's default: stays None in the config, as the CLI writes it
+    if o.get("image_size") is not None and o["image_size"] == _shown(shown, "image_size", lr_default, backbone):
+        o["image_size"] = shown.image_size
+    if "strategy_args" in o and o["strategy_args"][strategy]:
+        changed.append("strategy_args")
+    return o, changed
 
 
-TRAINABLE_SHARE = {"auto": 1.0, "frozen": 0.0, "lora": 0.02, "partial": 0.3, "differential": 1.0, "full": 1.0}
+def _shown(shown: TrainConfig, name: str, lr_default: float, backbone: str) -> Any:
+    if name == "lr":
+        return lr_default
+    if name == "image_size" and shown.image_size is None:
+        return get_backbone(backbone).image_size if backbone else 224
+    if name == "max_grad_norm" and shown.max_grad_norm is None:
+        return 1.0
+    return getattr(shown, name)
+
+
+def strategy_settings(strategy: str) -> dict[str, Any]:
+    """The strategy's own settings, from its settings class; only values changed from its defaults."""
+    if strategy == "auto":
+        return {}
+    kind = STRATEGIES.get(strategy).settings
+    fs = fields(kind)
+    out = {}
+    cols = st.columns(max(1, min(3, len(fs)))) if fs else []
+    for i, f in enumerate(fs):
+        v = setting_input(cols[i % len(cols)], kind, f.name, default_of(f), f"{strategy}_{f.name}")
+        if v != default_of(f):
+            out[f.name] = v
+    return out
 
 
 def estimate(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cfg: dict, past: list[dict]) -> str:
     """Steps from the data; memory from the weight count; time from earlier runs of the same setup."""
-    n_train = int(ds.manifest["rows"] * (1 - split_cfg["val"] - split_cfg["test"]))
-    steps = math.ceil(n_train / opts["batch_size"]) * opts["epochs"]
-    out = f"About {n_train:,} training examples → {steps:,} optimiser steps."
+    n = n_train(ds, split_cfg)
+    steps = math.ceil(n / opts["batch_size"]) * opts["epochs"]
+    out = f"About {n:,} training examples → {steps:,} optimiser steps."
     spec = next((s for s in list_backbones(include_hidden=True) if s.name == backbone), None)
+    share = 1.0 if strategy == "auto" else STRATEGIES.get(strategy).trainable_share
     if spec and spec.params_m:
         # weights, plus gradients and two Adam moments for what trains; activations come on top
-        mb = spec.params_m * 1e6 * 4 / 2**20 * (1 + 3 * TRAINABLE_SHARE[strategy])
+        mb = spec.params_m * 1e6 * 4 / 2**20 * (1 + 3 * share)
         out += f" Weights and optimiser state: about {mb:,.0f} MB."
     same = [r for r in past if r.get("backbone") == backbone and r.get("strategy") == strategy
             and r.get("status") == "completed" and r.get("elapsed_s") and r.get("step")]
@@ -148,7 +212,12 @@ def estimate(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cfg: d
 
 
 def build_config(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cfg: dict,
-                 test_source: str | None, name: str) -> RunConfig:
+                 test_source: str | None, name: str, chosen: list[str] | None = None,
+                 task: str = "classification", test_overlap: str = "warn") -> RunConfig:
     data = DataConfig(source=ds.id, val_fraction=split_cfg["val"], test_fraction=split_cfg["test"],
-                      split_seed=split_cfg["seed"], rare_policy=split_cfg["rare"], test_source=test_source)
-    return RunConfig(data=data, train=TrainConfig(backbone=backbone, strategy=strategy, **opts), name=name)
+                      split_seed=split_cfg["seed"], rare_policy=split_cfg["rare"], test_source=test_source, task=task,
+                      test_overlap=test_overlap)
+    cfg = RunConfig(data=data, train=TrainConfig(backbone=backbone or None, strategy=strategy, **opts), name=name,
+                    chosen=[])
+    cfg.choose(*(chosen or []))
+    return cfg

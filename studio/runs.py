@@ -8,7 +8,7 @@ import streamlit as st
 from core.errors import StudioError
 from core.store import RunRecord
 
-from .services import get_run, run_id, set_run, visible_runs
+from .services import get_run, run_id, services, set_run, visible_runs
 
 ICON = {"queued": ":material/schedule:", "running": ":material/directions_run:", "completed": ":material/check_circle:",
         "stopped": ":material/stop_circle:", "diverged": ":material/warning:", "failed": ":material/error:",

@@ -14,6 +14,7 @@ import streamlit as st
 from core import access
 from core.datasets import Dataset, DatasetStore, home
 from core.errors import StudioError
+from core.jobs import JobPool
 from core.runner import RunManager
 from core.store import RunRecord, RunStore
 
@@ -29,17 +30,25 @@ class Services:
     datasets: DatasetStore
     runs: RunStore
     manager: RunManager
+    jobs: JobPool
 
 
 @st.cache_resource(show_spinner=False)
 def _services(root: str) -> Services:
     base = Path(root)
     datasets, runs = DatasetStore(base / "datasets"), RunStore(base / "runs")
-    return Services(datasets, runs, RunManager(runs, datasets))
+    return Services(datasets, runs, RunManager(runs, datasets), JobPool())
 
 
 def services() -> Services:
     return _services(str(home()))
+
+
+def exports_root() -> Path:
+    """Where the Predict page may write export folders on the server ($FTS_EXPORT_ROOT, else beside the runs)."""
+    root = Path(os.environ.get("FTS_EXPORT_ROOT") or home() / "exports").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 # --- session: only ids live here; everything else is on disk
@@ -61,6 +70,14 @@ def _remember(key: str, param: str, value: str | None) -> None:
         st.query_params[param] = value
     else:
         st.query_params.pop(param, None)
+
+
+def current_task():
+    """The task chosen for this session's data (Train page, or Explore's suggestion); classification until then."""
+    from core.tasks import REGISTRY, get_task
+
+    name = st.session_state.get("task")
+    return get_task(name if name in REGISTRY else REGISTRY.names()[0])
 
 
 def set_dataset(ds_id: str | None) -> None:
@@ -130,6 +147,18 @@ def need_dataset() -> Dataset:
         st.page_link("pages/data.py", label="Go to Data", icon=":material/upload_file:")
         st.stop()
     return ds
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _tail(path: str):
+    from core.eventlog import EventTail
+
+    return EventTail(Path(path))
+
+
+def event_tail(run_dir: Path):
+    """The run's events read so far, shared by everyone watching it; each call reads only what is new."""
+    return _tail(str(Path(run_dir) / "events.jsonl")).refresh()
 
 
 @st.cache_resource(show_spinner="Loading the model", max_entries=4)

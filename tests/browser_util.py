@@ -30,7 +30,7 @@ def free_port() -> int:
 def studio_server(home: Path, extra_env: dict | None = None):
     port = free_port()
     env = {**os.environ, "FTS_HOME": str(home), "FTS_DEMO": "1", **(extra_env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "studio.serve", "run", str(ROOT / "app.py"), "--server.port", str(port),
                              "--server.headless", "true", "--browser.gatherUsageStats", "false",
                              "--server.address", "127.0.0.1", "--client.toolbarMode", "minimal"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -26,7 +26,7 @@ class Record(Callback):
     def __init__(self):
         self.events = []
 
-    def on_event(self, ev, trainer):
+    def on_event(self, ctx, ev):
         self.events.append(ev)
 
     def kinds(self):
@@ -38,12 +38,12 @@ class Record(Callback):
 
 
 class At(Callback):
-    """Runs fn(trainer) at the given optimiser step (once)."""
+    """Runs fn(ctx) when an event of this kind comes at or after the given optimiser step (once)."""
 
     def __init__(self, step, fn, kind="step"):
         self.step, self.fn, self.kind, self.done = step, fn, kind, False
 
-    def on_event(self, ev, trainer):
+    def on_event(self, ctx, ev):
         if ev.kind == self.kind and ev.step >= self.step and not self.done:
             self.done = True
-            self.fn(trainer)
+            self.fn(ctx)

@@ -125,3 +125,66 @@ def test_identical_image_files_across_classes_are_exact_conflicts(stores, tmp_pa
     assert len(ds.items) == 70 and not ds.manifest["bad"]
     rep = A.audit(ds)
     assert rep.exact_duplicates == 30 and len(rep.conflicts) == 1 and rep.conflicts[0]["kind"] == "exact"
+
+
+def test_images_that_differ_only_in_colour_are_not_duplicates(tmp_path, stores):
+    """A red and a blue part of the same shape used to become one near-duplicate group with a label
+    conflict, and such a dataset could not be split ('Only 1 distinct examples')."""
+    import numpy as np
+    from PIL import Image
+
+    from core.audit import audit
+    from core.split import dataset_split
+
+    datasets, _ = stores
+    rng = np.random.default_rng(0)
+    for label, rgb in {"red": (200, 30, 30), "blue": (30, 30, 200)}.items():
+        d = tmp_path / "parts" / label
+        d.mkdir(parents=True)
+        for i in range(12):
+            arr = np.zeros((48, 48, 3), np.uint8)
+            arr[8:40, 12 + (i % 3):36 + (i % 3)] = rgb  # the same shape in both classes
+            arr[rng.integers(0, 48), rng.integers(0, 48)] = rng.integers(0, 255, 3)  # every file unique
+            Image.fromarray(arr).save(d / f"{i}.png")
+    ds = datasets.ingest(tmp_path / "parts").dataset
+    rep = audit(ds)
+    assert rep.conflicts == []
+    assert all(len(set(ds.items["label"].iloc[g])) == 1 for g in rep.near_groups)
+    split = dataset_split(ds, rep.group_ids, 0.2, 0.2)
+    assert set(split) == {"train", "val", "test"}
+
+
+def test_labels_that_look_alike_are_shown_not_merged_and_merge_in_one_step(tmp_path, stores):
+    import unicodedata
+
+    import pandas as pd
+
+    from core.audit import audit, merge_lookalikes
+
+    datasets, _ = stores
+    cafe, cafe_d = "café", unicodedata.normalize("NFD", "café")
+    labels = ["1", "1.0", " 1 ", "01", "Tea", "tea", cafe, cafe_d, "2"] * 3
+    p = tmp_path / "t.csv"
+    pd.DataFrame({"text": [f"example number {i} with words" for i in range(len(labels))], "label": labels}).to_csv(p, index=False)
+    ds = datasets.ingest(p).dataset
+    assert len(ds.classes) == 9  # nothing merged silently
+    rep = audit(ds)
+    groups = {frozenset(g["labels"]) for g in rep.lookalike_labels}
+    assert frozenset({"1", "1.0", " 1 ", "01"}) in groups and frozenset({"Tea", "tea"}) in groups
+    assert frozenset({cafe, cafe_d}) in groups
+    assert any("look alike" in a for a in rep.advice)
+    merged = merge_lookalikes(ds.items, rep.lookalike_labels)
+    assert sorted(merged["label"].unique()) == sorted({"1", "Tea", cafe, "2"}) or len(merged["label"].unique()) == 4
+
+
+def test_many_distinct_numbers_suggest_regression(tmp_path, stores):
+    import pandas as pd
+
+    from core.audit import audit
+
+    datasets, _ = stores
+    p = tmp_path / "prices.csv"
+    pd.DataFrame({"text": [f"a flat with {i % 7} rooms near the park number {i}" for i in range(80)],
+                  "label": [f"{100 + i * 3.5:.1f}" for i in range(80)]}).to_csv(p, index=False)
+    rep = audit(datasets.ingest(p).dataset)
+    assert rep.numeric_labels and any("regression" in a for a in rep.advice)

@@ -64,3 +64,44 @@ def test_phash_survives_resize_and_reencode():
     d_same = bin(phash(img) ^ phash(again)).count("1")
     d_other = bin(phash(img) ^ phash(other)).count("1")
     assert d_same <= 5 < d_other
+
+
+def _png16(arr) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(arr.astype(np.uint16)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_16_bit_scans_keep_their_absolute_intensity():
+    """A dark and a bright scan of the same texture used to come out as the same picture (each image was
+    divided by its own maximum); intensity can be the class."""
+    from core.images import open_rgb
+
+    tex = np.random.default_rng(0).integers(0, 4096, (32, 32))
+    dark, bright = (np.asarray(open_rgb(_png16(tex * k)), dtype=float).mean() for k in (1, 10))
+    assert bright / dark == pytest.approx(10, rel=0.05)
+    assert np.asarray(open_rgb(_png16(np.full((8, 8), 65535)))).max() == 255
+
+
+def test_float_images_scale_by_their_range_and_nan_reads_black_without_warnings():
+    import io
+    import warnings
+
+    from core.images import open_rgb
+
+    def tiff(arr) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(arr.astype(np.float32), mode="F").save(buf, format="TIFF")
+        return buf.getvalue()
+
+    half, quarter = np.full((8, 8), 0.5), np.full((8, 8), 0.25)
+    assert np.asarray(open_rgb(tiff(half))).mean() == pytest.approx(128, abs=1)
+    assert np.asarray(open_rgb(tiff(quarter))).mean() == pytest.approx(64, abs=1)  # not stretched to white
+    odd = np.full((4, 4), np.nan)
+    odd[0, 0], odd[1, 1], odd[2, 2] = 0.5, np.inf, -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        px = np.asarray(open_rgb(tiff(odd)))[..., 0]
+    assert (px[0, 0], px[1, 1], px[2, 2], px[3, 3]) == (128, 255, 0, 0)

@@ -49,7 +49,11 @@ def test_export_folder_reloads_identically(stores, text_csv, tmp_path):
     out, hf = export_folder(rec.dir, tmp_path / "exp")
     after = Predictor(out).predict_texts(["match goal team", "cook taste dinner"])
     np.testing.assert_allclose(before, after, atol=1e-5)
-    assert "predict_texts" in (out / "README.md").read_text()
+    readme = (out / "README.md").read_text()
+    code = readme.split("```python\n")[1].split("```")[0].replace("path/to/this/folder", str(out))
+    scope: dict = {}
+    exec(code, scope)  # the README's own example runs as written
+    assert scope["p"].classes == ["food", "sports", "tech"] and scope["errors"] == [None]
     assert not hf["written"] and "mean-pools" in hf["why"] and not (out / "hf").exists()
 
 

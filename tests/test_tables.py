@@ -88,3 +88,61 @@ def test_binary_file_is_refused(tmp_path):
     p.write_bytes(b"PK\x03\x04\x00\x00\x00binary\x00\x00")
     with pytest.raises(DataError, match="sheet.csv"):
         read_table(p)
+
+
+def test_headers_equal_after_trimming_are_told_apart(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("text, text,label\nhello,world,a\nbye,now,b\n", encoding="utf-8")
+    tr = read_table(p)
+    assert list(tr.df.columns) == ["text", "text (2)", "label"] and "repeated: text" in tr.notes[0]
+    assert guess_columns(tr.df) == ("text", "label")
+
+
+@pytest.mark.parametrize("body", ["text,label\nhello there,a,\nbye now,b,\n", "text,label,\nhello there,a,\nbye now,b,\n"])
+def test_a_trailing_comma_on_every_row(tmp_path, body):
+    p = tmp_path / "t.csv"
+    p.write_text(body, encoding="utf-8")
+    df = read_table(p).df
+    assert list(df.columns) == ["text", "label"] and df.values.tolist() == [["hello there", "a"], ["bye now", "b"]]
+
+
+def test_a_value_past_the_last_column_is_named(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("text,label\nhello, world,a\nbye,b\n", encoding="utf-8")
+    with pytest.raises(DataError, match="row 2 has 3 fields"):
+        read_table(p)
+
+
+def test_json_lines_json_parquet_and_excel_are_read_as_tables(tmp_path):
+    want = [["good film", "pos"], ["bad film", "neg"]]
+    (tmp_path / "t.jsonl").write_text('{"text": "good film", "label": "pos"}\n{"text": "bad film", "label": "neg"}\n')
+    (tmp_path / "t.json").write_text('{"data": [{"text": "good film", "label": "pos"}, {"text": "bad film", "label": "neg"}]}')
+    df = pd.DataFrame(want, columns=["text", "label"])
+    df.to_parquet(tmp_path / "t.parquet")
+    with pd.ExcelWriter(tmp_path / "t.xlsx") as w:
+        df.to_excel(w, index=False, sheet_name="reviews")
+        df.to_excel(w, index=False, sheet_name="other")
+    for name in ("t.jsonl", "t.json", "t.parquet", "t.xlsx"):
+        tr = read_table(tmp_path / name)
+        assert tr.df[["text", "label"]].values.tolist() == want, name
+    assert "first sheet, 'reviews', of 2" in read_table(tmp_path / "t.xlsx").notes[0]
+    (tmp_path / "bad.jsonl").write_text('{"text": "a", "label": "b"}\n["not", "an object"]\n')
+    with pytest.raises(DataError, match="line 2 is not a JSON object"):
+        read_table(tmp_path / "bad.jsonl")
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0")
+    with pytest.raises(DataError, match="save it as .xlsx or CSV"):
+        read_table(tmp_path / "old.xls")
+
+
+@pytest.mark.parametrize("encoding,expect,texts", [
+    ("shift_jis", "cp932", ["今日はとても良い天気です", "この映画は本当に面白かった"]),
+    ("gbk", "gb18030", ["这部电影非常好看我很喜欢", "服务态度很差不会再来"]),
+    ("cp1251", "cp1251", ["Очень хороший товар рекомендую", "Ужасное качество не покупайте"]),
+])
+def test_east_asian_and_cyrillic_encodings_are_detected_and_named(tmp_path, encoding, expect, texts):
+    p = tmp_path / "t.csv"
+    rows = [(f"{texts[i % 2]} {i}", "a" if i % 2 else "b") for i in range(20)]
+    p.write_bytes(("text,label\n" + "\n".join(f"{t},{l}" for t, l in rows) + "\n").encode(encoding))
+    tr = read_table(p)
+    assert tr.df["text"].tolist() == [t for t, _ in rows]
+    assert tr.encoding == expect and f"Read as {expect} (detected)." in tr.notes

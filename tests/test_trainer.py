@@ -28,7 +28,7 @@ def test_event_order_and_run_folder(stores, image_dir):
 def test_stop_within_one_step_and_model_is_evaluable(stores, image_dir):
     ctl = Control()
     rec_cb = Record()
-    rec, st, _ = train(stores, config(image_dir, epochs=5), [At(2, lambda t: t.control.stop()), rec_cb], control=ctl)
+    rec, st, _ = train(stores, config(image_dir, epochs=5), [At(2, lambda ctx: ctx.control.stop()), rec_cb], control=ctl)
     steps = [e.step for e in rec_cb.events if e.kind == "step"]
     assert st["status"] == "stopped" and max(steps) == 2
     assert (rec.dir / "checkpoints" / "last" / "model.safetensors").is_file()
@@ -36,9 +36,9 @@ def test_stop_within_one_step_and_model_is_evaluable(stores, image_dir):
 
 
 def test_nan_loss_diverges_and_keeps_last_good_checkpoint(stores, image_dir):
-    def poison(trainer):
+    def poison(ctx):
         with torch.no_grad():
-            for p in trainer.model.head.parameters():
+            for p in ctx.parts.model.head.parameters():
                 p.fill_(float("nan"))
 
     rec, st, _ = train(stores, config(image_dir, epochs=4), [At(1, poison, kind="epoch_start")])
@@ -50,17 +50,39 @@ def test_nan_loss_diverges_and_keeps_last_good_checkpoint(stores, image_dir):
     assert all(torch.isfinite(v).all() for v in good.values())
 
 
-def test_nan_guard_flags_inf_and_nan_losses():
-    from core.events import Event, NanGuard
+def _guard_run(losses):
+    from types import SimpleNamespace
 
-    class T:
-        control = Control()
+    from core.callbacks import DivergenceGuard
+    from core.events import TrainState
 
+    ctx = SimpleNamespace(control=Control(), state=TrainState())
+    guard = DivergenceGuard()
+    for i, loss in enumerate(losses, 1):
+        ctx.state.step = i
+        guard.on_step_end(ctx, loss)
+        if ctx.control.should_stop:
+            break
+    return ctx.control
+
+
+def test_divergence_guard_flags_inf_nan_and_exploding_losses():
     for bad in (float("nan"), float("inf")):
-        t = T()
-        t.control = Control()
-        NanGuard().on_event(Event("step", step=7, data={"loss": bad}), t)
-        assert t.control.status == "diverged" and "step 7" in t.control.reason
+        c = _guard_run([0.7, 0.6, bad])
+        assert c.status == "diverged" and "step 3" in c.reason
+    c = _guard_run([0.78, 12_408, 41_269, 54_060, 60_000])  # finite all the way: the case reported as 'completed'
+    assert c.status == "diverged" and "step 4" in c.reason and "early level of 0.78" in c.reason
+    assert _guard_run([2.3, 2.0, 1.5, 1.2, 0.4, 0.05, 0.2, 0.9, 1.4, 0.3]).status is None  # noisy but training
+    assert _guard_run([0.7, 3.5, 0.6, 0.5, 3.6, 0.4]).status is None  # isolated spikes are not divergence
+
+
+def test_an_exploding_run_is_diverged_not_completed(stores, image_dir):
+    record = Record()
+    rec, st, _ = train(stores, config(image_dir, "tiny-cnn", "full", epochs=3, lr=9.0, max_grad_norm=None,
+                                      warmup_ratio=0.0), [record])
+    losses = [e.data["loss"] for e in record.events if e.kind == "step"]
+    assert st["status"] == "diverged", losses
+    assert "diverged at step" in st["reason"] and all(v == v for v in losses[:-1])
 
 
 def test_resume_after_kill_continues_from_checkpoint(stores, image_dir):
@@ -124,7 +146,7 @@ def test_simulated_gpu_oom_halves_batch_and_retries(stores, image_dir):
 
 
 def test_disk_full_keeps_previous_checkpoint(stores, image_dir, monkeypatch):
-    import core.trainer as T
+    import core.callbacks.checkpoint as T
 
     real = T.save_model
     calls = {"n": 0}
@@ -186,7 +208,9 @@ def test_every_run_reports_a_baseline_on_the_same_split(stores, text_csv, image_
     assert vs["low"] <= vs["macro_f1_diff"] <= vs["high"]
     assert (rec.dir / "eval" / "baseline_test_pred.npy").is_file()
     _, st2, tr = train(stores, config(image_dir, "tiny-cnn", "frozen", epochs=1))
-    assert st2["baseline"]["name"].startswith("logistic regression") and tr.features is not None
+    from core.modalities import FeatureInputs
+
+    assert st2["baseline"]["name"].startswith("logistic regression") and isinstance(tr.data.inputs, FeatureInputs)
 
 
 def test_suspect_labels_find_flipped_labels(stores, tmp_path):
@@ -223,5 +247,5 @@ def test_auto_reads_small_images_at_a_small_size(stores, tmp_path):
 
     rec, st, tr = train(stores, config(make_image_folder(tmp_path / "small", size=24), "tiny-cnn", "auto",
                                        epochs=1, max_steps=2))
-    assert st["status"] == "completed" and tr.t.image_size == 128 and "small images (24 px)" in st["auto"]
+    assert st["status"] == "completed" and tr.cfg.train.image_size == 128 and "small images (24 px)" in st["auto"]
     assert tr.data.inputs.batch(tr.data.idx("train")[:2])["pixel_values"].shape[-1] == 128

@@ -3,7 +3,7 @@ vectors (cached by the frozen strategy), `head` maps them to outputs, `layer_gro
 bottom to top (the backbone's own declaration where it has one, else a guess from the architecture)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn

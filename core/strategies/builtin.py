@@ -31,10 +31,6 @@ class PartialSettings:
     unfreeze_every: int = setting(0, low=0, high=1000, help="Unfreeze one more group every K epochs (0: never).")
     head_lr_mult: float = setting(10.0, low=0, low_open=True, high=1000, help="The new head's rate: lr x this.")
 
-    def __post_init__(self) -> None:
-        from ..settings import validate
-
-        validate(self, "partial")
 
 
 class Partial(Strategy):
@@ -81,10 +77,6 @@ class DifferentialSettings:
                               help="Each layer group down from the head gets this factor of the one above.")
     head_lr_mult: float = setting(10.0, low=0, low_open=True, high=1000, help="The new head's rate: lr x this.")
 
-    def __post_init__(self) -> None:
-        from ..settings import validate
-
-        validate(self, "differential")
 
 
 class Differential(Strategy):

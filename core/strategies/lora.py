@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..settings import setting, validate
+from ..settings import setting
 from .base import Strategy, decay_split, set_trainable
 
 
@@ -16,8 +16,6 @@ class LoraSettings:
     dropout: float = setting(0.1, low=0, high=1, high_open=True, label="LoRA dropout",
                              help="Dropout on the adapters' input.")
 
-    def __post_init__(self) -> None:
-        validate(self, "lora")
 
 
 class Lora(Strategy):

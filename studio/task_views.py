@@ -1,0 +1,96 @@
+"""What each task looks like on Evaluate and Monitor: headline numbers, the main chart, and where the model
+goes wrong. Pages ask TASK_VIEWS[task name]."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.baseline import comparison
+
+from . import charts
+
+
+def tone(status: dict) -> str:
+    """A difference the test set cannot resolve is shown grey, not as a green or red win."""
+    return "off" if (status.get("vs_baseline") or {}).get("verdict") in ("within_noise", "same") else "normal"
+
+
+def overlap_note(status: dict) -> None:
+    o = status.get("test_overlap")
+    if not o or not (o.get("exact") or o.get("near")):
+        return
+    n = o["exact"] + o["near"]
+    if o.get("dropped"):
+        st.info(f"{n} example(s) of your test file repeated training examples ({o['exact']} exactly, {o['near']} "
+                "nearly) and were left out of the test set.", icon=":material/content_copy:")
+    else:
+        st.warning(f"{n} of {o['test_rows_total']} test example(s) repeat training examples ({o['exact']} exactly, "
+                   f"{o['near']} nearly): the scores below are inflated by them. Train again with 'Leave these out of "
+                   "the test set' on the Train page, or `--test-overlap drop` on the CLI.",
+                   icon=":material/content_copy:")
+
+
+class ClassificationView:
+    def headline(self, res: dict, status: dict) -> None:
+        base = status.get("baseline")
+        c = st.columns(4)
+        c[0].metric("Test accuracy", f"{res['accuracy']:.1%}",
+                    delta=f"{(res['accuracy'] - base['accuracy']) * 100:+.1f} pts vs baseline" if base else None,
+                    delta_color=tone(status))
+        c[1].metric("Macro-F1", f"{res['macro_f1']:.3f}",
+                    delta=f"{res['macro_f1'] - base['macro_f1']:+.3f} vs baseline" if base else None,
+                    delta_color=tone(status))
+        c[2].metric("ROC-AUC", f"{res['roc_auc']:.3f}" if res.get("roc_auc") is not None else "–")
+        c[3].metric("Test examples", res["n"])
+
+    def baseline_numbers(self, base: dict) -> str:
+        return f"accuracy {base['accuracy']:.1%} · macro-F1 {base['macro_f1']:.3f}"
+
+    def baseline_line(self, base: dict, status: dict) -> str:
+        return f"Baseline: {base['name']} on the same split — {self.baseline_numbers(base)}. " + (comparison(status) or "")
+
+    def overview(self, res: dict) -> None:
+        left, right = st.columns([3, 2])
+        with left:
+            st.pyplot(charts.confusion_heatmap(res["confusion"], res["classes"], "Test confusion matrix"),
+                      clear_figure=True)
+        with right:
+            st.markdown("**Per class**")
+            pc = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1"})
+            pc["support"] = pc["support"].astype(int)
+            st.dataframe(pc.style.format({"precision": "{:.2f}", "recall": "{:.2f}", "F1": "{:.2f}"}),
+                         width="stretch")
+            if res["most_confused"]:
+                st.markdown("**Most confused pairs**")
+                st.dataframe(pd.DataFrame(res["most_confused"]), hide_index=True, width="stretch")
+
+    def mistakes(self, res: dict, preds: pd.DataFrame, show) -> None:
+        """The misclassified examples of any cell of the matrix, then the top losses."""
+        s1, s2 = st.columns(2)
+        classes = res["classes"]
+        wrong = preds[preds["true"] != preds["pred"]]
+        pairs = wrong.groupby(["true", "pred"]).size().sort_values(ascending=False)
+        default_t, default_p = (pairs.index[0] if len(pairs) else (classes[0], classes[-1]))
+        t = s1.selectbox("True class (row of the matrix)", classes, index=classes.index(default_t), key="cell_true")
+        p = s2.selectbox("Predicted class (column)", classes, index=classes.index(default_p), key="cell_pred")
+        cell = preds[(preds["true"] == t) & (preds["pred"] == p)].sort_values("confidence", ascending=False)
+        st.caption(f"{len(cell)} test example(s) of **{t}** predicted as **{p}**.")
+        show(cell, "cell")
+        st.subheader("Top losses")
+        st.caption("The examples the model got most confidently wrong: often label errors or genuinely hard cases.")
+        show(preds.sort_values("loss", ascending=False), "top")
+
+    def target_of(self, pred, row: Any) -> int | None:
+        return pred.classes.index(row["pred"])
+
+    def live_metrics(self) -> tuple[list[str], str]:
+        return ["val accuracy", "val macro-F1"], "score"
+
+    def final_line(self, t: dict, base: dict | None) -> str:
+        vs = f" (baseline {base['macro_f1']:.3f})" if base else ""
+        return f"Test accuracy {t['accuracy']:.1%} · macro-F1 {t['macro_f1']:.3f}{vs}"
+
+
+TASK_VIEWS: dict[str, Any] = {"classification": ClassificationView()}

@@ -1,0 +1,124 @@
+"""What each modality looks like on a page: how one input is asked for and explained, how a file of them is
+uploaded, how examples are shown. Pages ask VIEWS[modality name], never compare names themselves."""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.images import open_rgb
+from core.tables import TABLE_TYPES
+
+
+def probs_chart(classes: list[str], p) -> None:
+    s = pd.Series(p, index=classes).sort_values(ascending=False).head(10)
+    st.bar_chart(s.rename("probability"), horizontal=True, x_label="probability", height=40 + 28 * len(s))
+
+
+def show_prediction(pred, out) -> None:
+    """One prediction: the class and its probabilities, or the value."""
+    row = pred.table(["input"], out[None, :])
+    if pred.task.has_classes:
+        st.markdown(f"Prediction: **{row['prediction'].iloc[0]}** ({row['confidence'].iloc[0]:.0%})")
+        probs_chart(pred.classes, out)
+    else:
+        st.markdown(f"Prediction: **{row['prediction'].iloc[0]:.4g}**")
+
+
+class TextViews:
+    why_label = "Show why (word attributions)"
+    batch_types = list(TABLE_TYPES)
+    batch_label = "A table with a text column (CSV, TSV, JSON Lines, Parquet or Excel)"
+
+    def try_one(self, pred) -> None:
+        from core.explain import tokens_html
+
+        text = st.text_area("Text to classify" if pred.task.has_classes else "Text to score",
+                            placeholder="Type or paste a text…")
+        if not text.strip():
+            return
+        out, errors = pred.predict([text])
+        if errors[0]:
+            st.error(f"Cannot predict this: {errors[0]}.")
+            return
+        show_prediction(pred, out[0])
+        ts = pred.modality.explain(pred, text)
+        towards = f"*{pred.classes[ts.target]}*" if pred.task.has_classes else "a higher value"
+        st.markdown(f"**Why** (Integrated Gradients; green pushed towards {towards}, red against):")
+        st.markdown(tokens_html(ts), unsafe_allow_html=True)
+
+    def batch_items(self, upload) -> tuple[list[str], list[Any]]:
+        from core.tables import guess_columns, read_table
+
+        table = read_table(upload.getvalue(), upload.name)
+        cols = list(table.df.columns)
+        try:
+            guess = guess_columns(table.df, upload.name)[0]
+        except Exception:
+            guess = cols[0]
+        col = st.selectbox("Text column", cols, index=cols.index(guess))
+        texts = table.df[col].astype(str).tolist()
+        return texts, texts
+
+    def examples(self, df: pd.DataFrame, pred, why: bool, target_of) -> None:
+        from core.explain import tokens_html
+
+        show = df[[c for c in ("input", "true", "pred", "confidence", "p_true", "error_abs") if c in df.columns]]
+        st.dataframe(show.rename(columns={"p_true": "p(true class)", "pred": "predicted"}), hide_index=True,
+                     width="stretch",
+                     column_config={"confidence": st.column_config.ProgressColumn(format="%.2f", min_value=0,
+                                                                                   max_value=1),
+                                    "p(true class)": st.column_config.NumberColumn(format="%.3f")})
+        if pred is not None and why:
+            for _, r in df.head(5).iterrows():
+                ts = pred.modality.explain(pred, r["input"], target_of(r))
+                st.markdown(f"true **{html.escape(str(r['true']))}** → predicted **{html.escape(str(r['pred']))}**: "
+                            + tokens_html(ts), unsafe_allow_html=True)
+
+
+class ImageViews:
+    why_label = "Show why (Grad-CAM)"
+    batch_types = ["zip"]
+    batch_label = "A zip of images"
+
+    def try_one(self, pred) -> None:
+        from core.explain import overlay
+
+        img = st.file_uploader("Image to classify" if pred.task.has_classes else "Image to score",
+                               type=list(pred.modality.upload_types))
+        if img is None:
+            return
+        out, errors = pred.predict([img.getvalue()])
+        if errors[0]:
+            st.error(f"{img.name}: {errors[0]}.")
+            return
+        c1, c2 = st.columns([1, 2])
+        picture = open_rgb(img.getvalue())
+        heat, _ = pred.modality.explain(pred, picture)
+        c1.image(picture, width=200, caption="your image")
+        c1.image(overlay(picture, heat), width=200, caption="where the model looked (Grad-CAM)")
+        with c2:
+            show_prediction(pred, out[0])
+
+    def batch_items(self, upload) -> tuple[list[str], list[Any]]:
+        from core.predict import read_zip_images
+
+        members = read_zip_images(upload.getvalue())
+        return [n for n, _ in members], [b for _, b in members]
+
+    def examples(self, df: pd.DataFrame, pred, why: bool, target_of) -> None:
+        from core.explain import overlay
+
+        cols = st.columns(6)
+        for i, (_, r) in enumerate(df.iterrows()):
+            picture = r["file"]
+            if pred is not None and why:
+                img = open_rgb(r["file"])
+                picture = overlay(img, pred.modality.explain(pred, img, target_of(r))[0])
+            caption = f"true {r['true']} → {r['pred']}" + (f" ({r['confidence']:.0%})" if "confidence" in r else "")
+            cols[i % 6].image(picture, width=110, caption=caption)
+
+
+VIEWS = {"text": TextViews(), "image": ImageViews()}
