@@ -306,7 +306,10 @@ def _log_fault(args) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage mistake already explained in one line
+        return int(e.code or 0)
     try:
         return int(args.fn(args) or 0)
     except StudioError as e:

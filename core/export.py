@@ -35,13 +35,12 @@ print(p.table({example}, outputs, errors))
 """
 
 
-def check_target(out: Path, force: bool) -> None:
+def check_target(out: Path, force: bool, how: str = "pass --force to replace its contents") -> None:
     if out.exists() and not out.is_dir():
         raise RunError(f"{out} is a file; give a folder to export into.")
     if out.is_dir() and any(out.iterdir()) and not force:
         names = ", ".join(sorted(p.name for p in out.iterdir())[:5])
-        raise RunError(f"{out} already holds files ({names}); choose an empty or new folder, or pass --force to "
-                       "replace its contents.")
+        raise RunError(f"{out} already holds files ({names}); choose an empty or new folder, or {how}.")
 
 
 def export_folder(run_dir: str | Path, out: str | Path) -> tuple[Path, dict[str, Any]]:

@@ -134,7 +134,7 @@ def build_report(rec: RunRecord, dataset=None, max_errors: int = 12, explain: bo
     res = rec.result("test")
     if res is None:
         raise RunError(f"Run {rec.id} has no test evaluation yet; a report needs one.")
-    cfg = rec.config
+    cfg = rec.resolved_config
     preds_path = rec.dir / "eval" / "test_predictions.parquet"
     preds = pd.read_parquet(preds_path) if preds_path.is_file() else pd.DataFrame()
     base = status.get("baseline")
@@ -177,7 +177,9 @@ def build_report(rec: RunRecord, dataset=None, max_errors: int = 12, explain: bo
         verdict += f"<p>{html.escape(describe(status))}</p>"
     per_class = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1"})
     per_class["support"] = per_class["support"].astype(int)
-    summary = (f"<p>{html.escape(rec.config.train.backbone)} · {html.escape(rec.config.train.strategy)} · "
+    asked = rec.config.train.strategy
+    shown = cfg.train.strategy if asked == cfg.train.strategy else f"{asked} → {cfg.train.strategy}"
+    summary = (f"<p>{html.escape(str(cfg.train.backbone))} · {html.escape(shown)} · "
                f"status <b>{html.escape(str(status.get('status')))}</b> · test accuracy "
                f"<b>{res['accuracy']:.1%}</b>, macro-F1 <b>{res['macro_f1']:.3f}</b> on {res['n']} held-out examples"
                + (f" · ROC-AUC {res['roc_auc']:.3f}" if res.get("roc_auc") is not None else "") + ".</p>")

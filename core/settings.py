@@ -60,16 +60,23 @@ def default_of(f: Field) -> Any:
     return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
+def num(v: float) -> str:
+    """A bound or value as a person writes it: 4,294,967,295 and 0.001, not 4.29497e+09 and 1e-03."""
+    if float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:g}"
+
+
 def bounds_text(f: Field) -> str:
     m = f.metadata
     lo, hi = m.get("low"), m.get("high")
     if lo is None and hi is None:
         return ""
     if lo is not None and hi is not None:
-        return f"between {lo:g} and {hi:g}" + (" (exclusive)" if m.get("low_open") or m.get("high_open") else "")
+        return f"between {num(lo)} and {num(hi)}" + (" (exclusive)" if m.get("low_open") or m.get("high_open") else "")
     if lo is not None:
-        return f"{'above' if m.get('low_open') else 'at least'} {lo:g}"
-    return f"{'below' if m.get('high_open') else 'at most'} {hi:g}"
+        return f"{'above' if m.get('low_open') else 'at least'} {num(lo)}"
+    return f"{'below' if m.get('high_open') else 'at most'} {num(hi)}"
 
 
 _NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "text", dict: "a mapping"}
@@ -100,7 +107,7 @@ def check(kind: type, f: Field, value: Any, section: str) -> Any:
         ok = (lo is None or (value > lo if m.get("low_open") else value >= lo)) and \
              (hi is None or (value < hi if m.get("high_open") else value <= hi))
         if not ok:
-            raise ConfigError(f"{where} must be {bounds_text(f)}, got {value:g}.")
+            raise ConfigError(f"{where} must be {bounds_text(f)}, got {num(value)}.")
     return value
 
 

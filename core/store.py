@@ -32,7 +32,16 @@ class RunRecord:
 
     @property
     def config(self) -> RunConfig:
+        """What was asked (strategy 'auto' stays 'auto': a replay resolves it again)."""
         return RunConfig.load(self.dir / "config.json")
+
+    @property
+    def resolved_config(self) -> RunConfig:
+        """What the run used once its plan was made (falls back to what was asked before that)."""
+        from .config import RESOLVED
+
+        p = self.dir / RESOLVED
+        return RunConfig.load(p if p.is_file() else self.dir / "config.json")
 
     def events(self, since: int = 0) -> list[dict[str, Any]]:
         return read_events(self.dir / "events.jsonl", since)

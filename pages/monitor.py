@@ -71,7 +71,7 @@ def live() -> None:
             cols = st.columns(len(metrics))
             for col, m in zip(cols, metrics):
                 if m in ep:
-                    col.metric(f"{m.capitalize()} (epoch 1)", f"{ep[m].iloc[0]:.3f}")
+                    col.metric(f"{m[0].upper() + m[1:]} (epoch 1)", f"{ep[m].iloc[0]:.3f}")
         else:
             st.caption("Appears after the first epoch.")
     l2, r2 = st.columns(2)

@@ -80,7 +80,7 @@ with guard("Loading the model"):
                 data = shutil.make_archive(str(Path(tmp) / "export"), "zip", report["out"])
                 return report, Path(data).read_bytes()
         if target is not None:
-            check_target(target, force)  # refused here, before any work, when not confirmed
+            check_target(target, force, how="tick 'Replace what is there'")  # refused before any work
         start_job("export", work, label="Export", context=(rec.id, fmt, where))
     done = job_panel("export", context=(rec.id, fmt, where))
     if done is not None:

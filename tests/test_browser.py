@@ -243,3 +243,75 @@ def test_folder_upload_and_server_folder(tmp_path):
         page.get_by_role("button", name="Load from server").click()
         page.get_by_text("outside the allowed data folder").wait_for(timeout=30_000)
         shot(page, "f2-server-folder")
+
+
+def test_sweep_in_the_browser_auto_keeps_settings_overlap_report_and_safe_export(tmp_path):
+    """Items a user hit in the studio itself: auto overriding an epochs value they typed, a test file that
+    repeats training examples, the report button, and an export into a folder that holds their own files."""
+    import pandas as pd
+
+    reviews = pd.read_csv(Path(__file__).resolve().parents[1] / "assets" / "demo" / "reviews.csv")
+    test_csv = tmp_path / "my-test.csv"
+    pd.concat([reviews.head(6), pd.DataFrame({"text": ["An unseen, gently funny film.", "Dull and far too long."],
+                                              "label": ["fresh", "rotten"]})]).to_csv(test_csv, index=False)
+    exports = tmp_path / "exports"
+    (exports / "mine").mkdir(parents=True)
+    (exports / "mine" / "README.md").write_text("my own notes")
+    with studio_server(tmp_path / "home", {"FTS_EXPORT_ROOT": str(exports)}) as (url, _), browser_page() as page:
+        page.goto(url)
+        idle(page)
+        page.get_by_role("button", name="Load Movie reviews").click()
+        page.get_by_text("Loaded: demo: reviews.csv").wait_for(timeout=60_000)
+        nav(page, "3 · Train")
+        page.get_by_text("Backbone").first.wait_for()
+        page.locator("[data-testid='stSelectbox']").first.click()
+        page.get_by_text("Other: a torchvision model or Hugging Face id").click()
+        idle(page)
+        page.get_by_label("Model name or id").fill("tiny-text")
+        page.get_by_label("Model name or id").press("Enter")
+        idle(page)
+        epochs = page.get_by_role("spinbutton", name="Epochs (auto's choice)")
+        epochs.fill("1")
+        epochs.press("Enter")
+        idle(page)
+        page.locator("input[type='file']").first.set_input_files(str(test_csv))
+        page.get_by_text("6 of 8 test example(s) repeat a training example").wait_for(timeout=60_000)
+        expect(page.get_by_label("Leave these 6 out of the test set")).to_be_checked()
+        shot(page, "s1-train-overlap")
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_role("heading", name="Completed").wait_for(timeout=240_000)
+        page.get_by_text("kept as you set them: epochs 1").wait_for(timeout=30_000)
+        page.get_by_text("6 example(s) of your test file repeated training examples").wait_for(timeout=30_000)
+        shot(page, "s2-monitor-kept")
+
+        nav(page, "5 · Evaluate")
+        page.get_by_role("button", name="Make the HTML report").click()
+        page.get_by_role("button", name="Download report (HTML)").wait_for(timeout=180_000)
+        with page.expect_download(timeout=120_000) as dl:
+            page.get_by_role("button", name="Download report (HTML)").click()
+        assert "Fine-Tune Studio report" in Path(dl.value.path()).read_text(encoding="utf-8")
+        assert page.get_by_text("failed unexpectedly").count() == 0
+        nav(page, "Runs")
+        page.get_by_role("button", name="Make the HTML report").click()
+        page.get_by_role("button", name="Download report (HTML)").wait_for(timeout=120_000)
+        assert page.get_by_text("failed unexpectedly").count() == 0
+
+        nav(page, "6 · Predict & Export")
+        page.get_by_text("into a folder on the server").click()
+        idle(page)
+        folder = page.get_by_label(f"Folder under {exports.resolve()}")
+        folder.fill("mine")
+        folder.press("Enter")
+        idle(page)
+        page.get_by_text("already holds files (README.md)").first.wait_for(timeout=30_000)
+        page.get_by_role("button", name="Prepare export").click()
+        idle(page)
+        page.get_by_text("choose an empty or new folder, or tick 'Replace what is there'").wait_for(timeout=30_000)
+        assert (exports / "mine" / "README.md").read_text() == "my own notes"
+        shot(page, "s3-export-refused")
+        page.get_by_text("Replace what is there").click()
+        idle(page)
+        page.get_by_role("button", name="Prepare export").click()
+        page.get_by_text(f"Exported to {exports.resolve() / 'mine'}").wait_for(timeout=120_000)
+        assert (exports / "mine" / "model.safetensors").is_file()
+        shot(page, "s4-export-done")

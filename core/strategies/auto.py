@@ -77,9 +77,9 @@ def _reason(out: "TrainConfig", n_train: int, params_m: float, modality: str, no
             asked: "TrainConfig") -> str:
     if out.strategy == "lora":
         why = (f"{n_train:,} training examples on a large backbone ({params_m:,.0f}M weights): LoRA adapters "
-               f"train beside the frozen weights ({out.epochs} epochs, early stopping)")
+               f"train beside the frozen weights ({_epochs(out.epochs)}, early stopping)")
     else:
-        why = f"{n_train:,} training examples: every weight fine-tunes ({out.epochs} epochs, early stopping)"
+        why = f"{n_train:,} training examples: every weight fine-tunes ({_epochs(out.epochs)}, early stopping)"
     if out.blend:
         why += (", then blends with a fast linear model " + ("on TF-IDF" if modality == "text" else
                 "on the pretrained features") + ", trusting the network as far as validation shows it helps")
@@ -88,6 +88,10 @@ def _reason(out: "TrainConfig", n_train: int, params_m: float, modality: str, no
     if kept:
         why += "; kept as you set them: " + ", ".join(f"{WORDS[k]} {_show(getattr(asked, k))}" for k in kept)
     return why + "."
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 def _show(v) -> str:
