@@ -315,3 +315,20 @@ def test_sweep_in_the_browser_auto_keeps_settings_overlap_report_and_safe_export
         page.get_by_text(f"Exported to {exports.resolve() / 'mine'}").wait_for(timeout=120_000)
         assert (exports / "mine" / "model.safetensors").is_file()
         shot(page, "s4-export-done")
+
+
+def test_a_fresh_servers_first_sight_is_the_studios_navigation(tmp_path):
+    """Streamlit's own file list (app, data, evaluate, ...) used to show for a second or two before the
+    studio's navigation replaced it."""
+    with studio_server(tmp_path) as (url, _), browser_page() as page:
+        page.goto(url, wait_until="commit")
+        first = None
+        for _ in range(600):  # every 50 ms for up to 30 s: the first navigation a person could see
+            nav_el = page.query_selector("[data-testid='stSidebarNav']")
+            text = nav_el.inner_text() if nav_el else ""
+            if text.strip():
+                first = text
+                break
+            page.wait_for_timeout(50)
+        assert first is not None
+        assert "1 · Data" in first and "app" not in first.split() and "evaluate" not in first.split(), first
