@@ -115,15 +115,22 @@ def comparison(status: dict) -> str | None:
         return None
     if not c:  # runs from before the comparison was recorded
         return f"Macro-F1 {t['macro_f1'] - base['macro_f1']:+.3f} against the baseline ({base['name']})."
-    n, d = c["n"], c["macro_f1_diff"]
+    n = c["n"]
     if c["verdict"] == "same":
         return f"Makes the same prediction as the baseline on all {n:,} test examples."
-    interval = f"{c['level']:.0%} bootstrap interval {c['low']:+.3f} to {c['high']:+.3f}"
-    swaps = (f"it gets {_examples(c['fixed'])} right that the baseline gets wrong, and {c['broken']:,} wrong "
-             f"that the baseline gets right")
+    interval = f"{c['level']:.0%} bootstrap interval {c['low']:+.3g} to {c['high']:+.3g}"
+    if c.get("metric") == "mae":
+        change = f"mean absolute error {c['mae_diff']:+.3g}"
+        swaps = (f"it is closer to the truth than the baseline on {_examples(c['closer'])}, farther on "
+                 f"{c['farther']:,}")
+    else:
+        interval = f"{c['level']:.0%} bootstrap interval {c['low']:+.3f} to {c['high']:+.3f}"
+        change = f"macro-F1 {c['macro_f1_diff']:+.3f}"
+        swaps = (f"it gets {_examples(c['fixed'])} right that the baseline gets wrong, and {c['broken']:,} wrong "
+                 f"that the baseline gets right")
     if c["verdict"] == "better":
-        return f"Better than the baseline: macro-F1 {d:+.3f} ({interval}); {swaps}."
+        return f"Better than the baseline: {change} ({interval}); {swaps}."
     if c["verdict"] == "worse":
-        return f"Worse than the baseline: macro-F1 {d:+.3f} ({interval}); {swaps}."
-    return (f"Not distinguishable from the baseline on {n:,} test examples: macro-F1 {d:+.3f} "
-            f"({interval}); {swaps}. A larger test set would tell them apart.")
+        return f"Worse than the baseline: {change} ({interval}); {swaps}."
+    return (f"Not distinguishable from the baseline on {n:,} test examples: {change} ({interval}); {swaps}. "
+            "A larger test set would tell them apart.")

@@ -59,8 +59,21 @@ def _load_arrays(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
     return load_file(str(folder / "weights.safetensors")), json.loads((folder / "partner.json").read_text("utf-8"))
 
 
-def _logistic(x, y: np.ndarray) -> LogisticRegression:
-    return LogisticRegression(C=2.0, max_iter=2000, class_weight="balanced").fit(x, y)
+def _linear(x, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(coef [rows, features], intercept, classes present): logistic regression for classes, ridge regression
+    (its strength by efficient leave-one-out) for values (n_classes 0)."""
+    if n_classes:
+        clf = LogisticRegression(C=2.0, max_iter=2000, class_weight="balanced").fit(x, y)
+        return clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32), clf.classes_.astype(np.int64)
+    from sklearn.linear_model import RidgeCV
+
+    reg = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit(x, y)
+    return (np.asarray(reg.coef_, dtype=np.float32).reshape(1, -1),
+            np.asarray([reg.intercept_], dtype=np.float32).reshape(1), np.zeros(1, dtype=np.int64))
+
+
+def _outputs(z: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.asarray(z, dtype=np.float64)[:, :1] if not n_classes else _softmax_or_sigmoid(z, present, n_classes)
 
 
 @dataclass
@@ -75,13 +88,13 @@ class LexicalModel:
     @classmethod
     def fit(cls, texts: list[str], y: np.ndarray, n_classes: int) -> "LexicalModel":
         word, char = vectorizers(texts)
-        clf = _logistic(hstack([word.transform(texts), char.transform(texts)]).tocsr(), y)
-        return cls(word, char, clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32),
-                   clf.classes_.astype(np.int64), n_classes)
+        coef, intercept, present = _linear(hstack([word.transform(texts), char.transform(texts)]).tocsr(), y, n_classes)
+        return cls(word, char, coef, intercept, present, n_classes)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities, or (regression) values in a one-column array."""
         x = hstack([self.word.transform(texts), self.char.transform(texts)]).tocsr()
-        return _softmax_or_sigmoid(np.asarray(x @ self.coef.T) + self.intercept, self.present, self.n_classes)
+        return _outputs(np.asarray(x @ self.coef.T) + self.intercept, self.present, self.n_classes)
 
     def save(self, folder: Path) -> None:
         _save_arrays(folder, {"word_idf": self.word.idf_, "char_idf": self.char.idf_, "coef": self.coef,
@@ -101,7 +114,7 @@ class LexicalModel:
 
 @dataclass
 class ProbeModel:
-    """Logistic regression on standardised pretrained-backbone features (the image baseline)."""
+    """A linear model on standardised pretrained-backbone features (the image baseline's kind)."""
     mean: np.ndarray
     scale: np.ndarray
     coef: np.ndarray
@@ -113,13 +126,12 @@ class ProbeModel:
     def fit(cls, features: np.ndarray, y: np.ndarray, n_classes: int) -> "ProbeModel":
         mean, scale = features.mean(0), features.std(0)
         scale = np.where(scale > 0, scale, 1.0)
-        clf = _logistic((features - mean) / scale, y)
-        return cls(mean.astype(np.float32), scale.astype(np.float32), clf.coef_.astype(np.float32),
-                   clf.intercept_.astype(np.float32), clf.classes_.astype(np.int64), n_classes)
+        coef, intercept, present = _linear((features - mean) / scale, y, n_classes)
+        return cls(mean.astype(np.float32), scale.astype(np.float32), coef, intercept, present, n_classes)
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         z = ((features - self.mean) / self.scale) @ self.coef.T + self.intercept
-        return _softmax_or_sigmoid(z, self.present, self.n_classes)
+        return _outputs(z, self.present, self.n_classes)
 
     def save(self, folder: Path) -> None:
         _save_arrays(folder, {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept,
@@ -158,6 +170,24 @@ def best_weight(net: np.ndarray, partner: np.ndarray, y: np.ndarray, classes: li
                   "gain_p10": gain[best]}
 
 
+def best_weight_values(net: np.ndarray, partner: np.ndarray, truth: np.ndarray, resamples: int = 500,
+                       quantile: float = 0.1, seed: int = 0) -> tuple[float, dict]:
+    """Regression's share of the network: the weight whose MAE gain over the partner alone is largest at the
+    10th percentile of validation bootstraps (ties go to the network), as best_weight does for macro-F1."""
+    from .evaluate import bootstrap_means
+
+    weights = [float(w) for w in np.round(np.linspace(1.0, 0.0, 11), 2)]
+    errs = {w: np.abs(w * net + (1 - w) * partner - truth) for w in weights}
+    mae = {w: float(e.mean()) if len(truth) else 0.0 for w, e in errs.items()}
+    if not len(truth):
+        return 1.0, {"network_only": mae[1.0], "partner_only": mae[0.0], "blend": mae[1.0], "metric": "mae"}
+    gains = bootstrap_means([errs[0.0] - errs[w] for w in weights], resamples, seed)
+    gain = {w: float(np.quantile(g, quantile)) for w, g in zip(weights, gains)}
+    best = max(weights, key=lambda w: (round(gain[w], 6), w))
+    return best, {"network_only": mae[1.0], "partner_only": mae[0.0], "blend": mae[best], "gain_p10": gain[best],
+                  "metric": "mae"}
+
+
 def blend(net: np.ndarray, partner: np.ndarray | None, weight: float) -> np.ndarray:
     return net if partner is None or weight >= 1.0 else weight * net + (1 - weight) * partner
 
@@ -167,8 +197,9 @@ def describe(status: dict) -> str | None:
     b = status.get("blend")
     if not b:
         return None
-    v = b["val_macro_f1"]
-    scores = f"validation macro-F1: network {v['network_only']:.3f}, partner {v['partner_only']:.3f}"
+    metric = "MAE" if "val_mae" in b else "macro-F1"
+    v = b.get("val_mae") or b["val_macro_f1"]
+    scores = f"validation {metric}: network {v['network_only']:.3f}, partner {v['partner_only']:.3f}"
     if b["network_weight"] >= 1.0:
         return f"Blend checked and not used: the network alone did best ({scores})."
     if b["network_weight"] <= 0.0:

@@ -78,6 +78,35 @@ def paired_comparison(y: np.ndarray, pred: np.ndarray, base_pred: np.ndarray, cl
     return {**out, "low": low, "high": high, "verdict": verdict}
 
 
+def bootstrap_means(values: list[np.ndarray], resamples: int = 2000, seed: int = 0, chunk: int = 100) -> list[np.ndarray]:
+    """The mean of each per-row vector over the same bootstrap resamples of the rows (paired)."""
+    rng = np.random.default_rng(seed)
+    n = len(values[0])
+    out: list[list[np.ndarray]] = [[] for _ in values]
+    for start in range(0, resamples, chunk):
+        m = rng.multinomial(n, np.full(n, 1 / n), size=min(chunk, resamples - start)).astype(np.float64) / n
+        for k, v in enumerate(values):
+            out[k].append(m @ v)
+    return [np.concatenate(o) for o in out]
+
+
+def paired_mae(truth: np.ndarray, pred: np.ndarray, base_pred: np.ndarray, level: float = 0.95,
+               resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Regression against the baseline on the same test rows: the MAE difference (model minus baseline, so
+    negative is better) with a paired bootstrap interval, how many examples each gets closer, and a verdict only
+    where the interval excludes zero."""
+    err, base_err = np.abs(pred - truth), np.abs(base_pred - truth)
+    diff = float(err.mean() - base_err.mean()) if len(truth) else 0.0
+    out: dict[str, Any] = {"n": int(len(truth)), "metric": "mae", "mae_diff": diff, "level": level,
+                           "closer": int((err < base_err).sum()), "farther": int((err > base_err).sum())}
+    if np.allclose(pred, base_pred, rtol=0, atol=1e-9) or not len(truth):
+        return {**out, "low": 0.0, "high": 0.0, "verdict": "same"}
+    (d,) = bootstrap_means([err - base_err], resamples, seed)
+    low, high = (float(q) for q in np.quantile(d, [(1 - level) / 2, (1 + level) / 2]))
+    verdict = "better" if high < 0 else "worse" if low > 0 else "within_noise"
+    return {**out, "low": low, "high": high, "verdict": verdict}
+
+
 def _auc(y: np.ndarray, probs: np.ndarray, k: int) -> float | None:
     present = np.unique(y)
     if len(present) < 2:

@@ -4,11 +4,13 @@ import streamlit as st
 from core import access
 from core.datasets import data_root
 from core.errors import DataError
+from core.audit import looks_numeric
 from core.tables import TABLE_TYPES, guess_columns, read_table
+from core.tasks import REGISTRY as TASKS
 from studio.entry import through_app
 from studio.loading import DEMOS, load_demo, load_path, save_directory, save_upload, server_path
 from studio.identity import current_user
-from studio.services import MAX_UPLOAD_MB, can_change, current_dataset, guard, set_dataset
+from studio.services import MAX_UPLOAD_MB, can_change, current_dataset, current_task, guard, set_dataset
 
 through_app()
 
@@ -92,9 +94,21 @@ if ds is not None:
     st.subheader(f"Loaded: {m.get('name', ds.id)}")
     c = st.columns(4)
     c[0].metric("Examples", f"{m['rows']:,}")
-    c[1].metric("Classes", len(m["classes"]))
+    task = current_task()
+    c[1].metric("Classes" if task.has_classes else "Distinct values", len(m["classes"]))
     c[2].metric("Type", ds.modality)
     c[3].metric("Skipped files", len(m.get("bad", [])))
+    if looks_numeric(ds.items["label"]) and task.has_classes:
+        st.info(f"The labels are numbers with {len(m['classes']):,} distinct values: to predict the number itself, "
+                "train a regression model.", icon=":material/show_chart:")
+        if st.button("Treat the labels as numbers to predict (regression)", key="data_regression"):
+            st.session_state["task"] = next(t.name for t in TASKS if not t.has_classes)
+            st.rerun()
+    elif not task.has_classes:
+        st.caption(f"Task: regression — the model predicts the number in '{m.get('label_col', 'label')}'.")
+        if st.button("Treat the labels as classes instead", key="data_classes"):
+            st.session_state["task"] = next(t.name for t in TASKS if t.has_classes)
+            st.rerun()
     for note in m.get("notes", []):
         st.info(note)
     if current_user() and can_change(ds.dir):

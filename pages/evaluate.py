@@ -34,7 +34,7 @@ if status.get("baseline"):
     st.caption(task_view.baseline_line(status["baseline"], status))
 if blend_line(status):
     st.caption(blend_line(status) + " Explanations below show the network's side.")
-task_view.overview(res)
+task_view.overview(res, preds)
 
 
 def show_examples(df: pd.DataFrame, key: str, n: int = 12) -> None:

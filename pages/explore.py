@@ -37,7 +37,11 @@ if not rep.advice:
 
 left, right = st.columns(2)
 with left:
-    st.pyplot(charts.class_balance(rep.classes), clear_figure=True)
+    if current_task().has_classes:
+        st.pyplot(charts.class_balance(rep.classes), clear_figure=True)
+    else:
+        st.pyplot(charts.target_hist(pd.to_numeric(ds.items["label"], errors="coerce").dropna(),
+                                     "Target values (regression)"), clear_figure=True)
 with right:
     if ds.modality == "text":
         st.pyplot(charts.length_hist(ds.items["text"].str.len()), clear_figure=True)
@@ -163,6 +167,11 @@ split_cfg["seed"] = int(sc[2].number_input("Seed", 0, 10_000, split_cfg["seed"])
 split_cfg["rare"] = sc[3].selectbox("Rare classes", ["error", "unstratified"], index=["error", "unstratified"].index(split_cfg["rare"]),
                                     help="'unstratified' splits randomly when a class is too small to appear in every split.")
 with guard("Splitting"):
-    split = dataset_split(ds, rep.group_ids, split_cfg["val"], split_cfg["test"], split_cfg["seed"], split_cfg["rare"])
-    st.dataframe(split_summary(ds.items["label"], split), width="stretch")
+    task = current_task()
+    split = dataset_split(ds, rep.group_ids, split_cfg["val"], split_cfg["test"], split_cfg["seed"], split_cfg["rare"],
+                          task=task.name)
+    strata = pd.Series(task.strata(ds.items["label"].to_numpy()) if not task.has_classes else ds.items["label"])
+    st.dataframe(split_summary(strata, split), width="stretch")
+    if not task.has_classes:
+        st.caption("Rows are fifths of the target's range (bin0 lowest): each split gets low, middle and high values.")
     st.page_link("pages/train.py", label="Next: choose a backbone and train", icon=":material/arrow_forward:")

@@ -1,6 +1,7 @@
 import pandas as pd
 import streamlit as st
 
+from studio.charts import METRIC_NAMES
 from studio.entry import through_app
 from studio.identity import current_user
 from studio.runs import label, report_download
@@ -18,26 +19,35 @@ if not runs:
     st.info("No runs yet.")
     st.stop()
 
+def scores(r: dict) -> dict:
+    """The run's headline test numbers, whatever its task, and its baseline's on the first of them."""
+    t, b = r.get("test") or {}, r.get("baseline") or {}
+    out = {f"test {METRIC_NAMES.get(k, k)}": v for k, v in t.items()}
+    first = next(iter(t), None)
+    if first and first in b:
+        out[f"baseline {METRIC_NAMES.get(first, first)}"] = b[first]
+    return out
+
+
 table = pd.DataFrame([{
     # what a reader compares first comes first: the table scrolls sideways on a laptop screen
-    "run": r["id"], "status": r["status"], "test macro-F1": (r.get("test") or {}).get("macro_f1"),
-    "baseline macro-F1": (r.get("baseline") or {}).get("macro_f1"),
+    "run": r["id"], "status": r["status"], **scores(r),
     "vs baseline": VERDICT.get((r.get("vs_baseline") or {}).get("verdict"), ""),
-    "test acc": (r.get("test") or {}).get("accuracy"), "strategy": r["strategy"], "backbone": r["backbone"],
+    "strategy": r["strategy"], "backbone": r["backbone"],
     "name": r.get("name"), "dataset": r["dataset"],
     "trainable": r.get("trainable_params"), "time (s)": r.get("elapsed_s"), "peak MB": r.get("peak_mem_mb"),
     **({"shared": access.is_shared(get_run(r["id"]).dir)} if current_user() else {}),
 } for r in runs])
+number_cols = {c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
+               if c.startswith(("test ", "baseline "))}
 st.dataframe(table, hide_index=True, width="stretch",
-             column_config={"test acc": st.column_config.NumberColumn(format="%.3f"),
-                            "test macro-F1": st.column_config.NumberColumn(format="%.3f"),
-                            "baseline macro-F1": st.column_config.NumberColumn(format="%.3f"),
-                            "vs baseline": st.column_config.TextColumn(
-                                help="Macro-F1 against the baseline on the same test examples: 'better' or 'worse' "
-                                     "only when a 95% paired bootstrap interval excludes zero")})
+             column_config={**number_cols, "vs baseline": st.column_config.TextColumn(
+                 help="Against the baseline on the same test examples (macro-F1 for classes, mean absolute error for "
+                      "numbers): 'better' or 'worse' only when a 95% paired bootstrap interval excludes zero")})
 
 st.subheader("Report")
 one = st.selectbox("Run", [r["run"] for r in table.to_dict("records") if r["status"] in ("completed", "stopped")] or [None],
+                   key="report_run",
                    format_func=lambda i: label(next(r for r in runs if r["id"] == i)) if i else "no finished run yet")
 if one:
     with guard("Writing the report"):
@@ -74,13 +84,15 @@ else:
         rec = get_run(rid)
         for e in rec.events():
             if e["kind"] == "eval" and e["data"].get("split") == "val":
-                curves.append({"epoch": e["epoch"] + 1, "run": rid, "val macro-F1": e["data"]["macro_f1"]})
+                key = "macro_f1" if "macro_f1" in e["data"] else "mae"
+                curves.append({"epoch": e["epoch"] + 1, "run": rid, f"val {METRIC_NAMES[key]}": e["data"][key]})
         res = rec.result("test")
-        if res:
+        if res and "per_class" in res:
             per_class[rid] = {c: v["f1-score"] for c, v in res["per_class"].items()}
     if curves:
-        st.markdown("**Validation macro-F1 per epoch**")
-        st.line_chart(pd.DataFrame(curves), x="epoch", y="val macro-F1", color="run", height=280)
+        metric = next(k for k in curves[0] if k.startswith("val "))
+        st.markdown(f"**Validation {metric[4:]} per epoch**")
+        st.line_chart(pd.DataFrame([c for c in curves if metric in c]), x="epoch", y=metric, color="run", height=280)
     st.markdown("**Side by side**")
     st.dataframe(table[table["run"].isin(chosen)].set_index("run").T, width="stretch")
     if per_class:

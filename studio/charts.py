@@ -58,6 +58,36 @@ METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy", "loss": "loss", 
                 "r2": "R²", "spearman": "Spearman"}
 
 
+def predicted_vs_true(truth, pred, title: str = "Test: predicted against true"):
+    truth, pred = np.asarray(truth, dtype=float), np.asarray(pred, dtype=float)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    ax.scatter(truth, pred, s=12, alpha=0.6, color="#4C78A8", edgecolors="none")
+    lo, hi = float(min(truth.min(), pred.min())), float(max(truth.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], color="#E45756", lw=1, ls="--", label="perfect")
+    ax.set(xlabel="true value", ylabel="predicted value", title=title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def residuals(truth, pred, title: str = "Test residuals (predicted − true)"):
+    err = np.asarray(pred, dtype=float) - np.asarray(truth, dtype=float)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    sns.histplot(err, bins=40, ax=ax, color="#72B7B2")
+    ax.axvline(0, color="#E45756", lw=1, ls="--")
+    ax.set(xlabel="residual", ylabel="examples", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def target_hist(values, title: str = "Target values"):
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    sns.histplot(np.asarray(values, dtype=float), bins=40, ax=ax, color="#4C78A8")
+    ax.set(xlabel="value", ylabel="examples", title=title)
+    fig.tight_layout()
+    return fig
+
+
 def curves(events: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
     """Tables for line charts from a run's events: per step (loss, lr) and per epoch (every validation metric
     the task reports, named 'val <metric>')."""

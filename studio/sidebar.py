@@ -6,7 +6,7 @@ import streamlit as st
 from core.errors import StudioError
 
 from .identity import current_user, describe
-from .services import current_dataset, get_run, run_id
+from .services import current_dataset, current_task, get_run, run_id
 
 NEXT = {
     "1 · Data": "Load a CSV of text + label, or images in class folders.",
@@ -26,7 +26,8 @@ def where_am_i(title: str) -> None:
         ds = current_dataset()
         if ds:
             st.markdown(f"**Dataset:** {ds.manifest.get('name', ds.id)}  \n"
-                        f"{ds.manifest['rows']:,} {ds.modality}s · {len(ds.classes)} classes  \n`{ds.id}`")
+                        f"{ds.manifest['rows']:,} {ds.modality}s · {len(ds.classes)} "
+                        f"{'classes' if current_task().has_classes else 'distinct values'}  \n`{ds.id}`")
         else:
             st.markdown("**Dataset:** none yet")
         rid = run_id()

@@ -51,7 +51,7 @@ class ClassificationView:
     def baseline_line(self, base: dict, status: dict) -> str:
         return f"Baseline: {base['name']} on the same split — {self.baseline_numbers(base)}. " + (comparison(status) or "")
 
-    def overview(self, res: dict) -> None:
+    def overview(self, res: dict, preds: pd.DataFrame | None = None) -> None:
         left, right = st.columns([3, 2])
         with left:
             st.pyplot(charts.confusion_heatmap(res["confusion"], res["classes"], "Test confusion matrix"),
@@ -93,4 +93,51 @@ class ClassificationView:
         return f"Test accuracy {t['accuracy']:.1%} · macro-F1 {t['macro_f1']:.3f}{vs}"
 
 
-TASK_VIEWS: dict[str, Any] = {"classification": ClassificationView()}
+class RegressionView:
+    def headline(self, res: dict, status: dict) -> None:
+        base = status.get("baseline")
+        c = st.columns(4)
+        # lower is better for the errors: Streamlit's 'inverse' colours a drop green
+        color = "off" if tone(status) == "off" else "inverse"
+        c[0].metric("Test MAE", f"{res['mae']:.4g}", delta=f"{res['mae'] - base['mae']:+.3g} vs baseline" if base else
+                    None, delta_color=color)
+        c[1].metric("RMSE", f"{res['rmse']:.4g}", delta=f"{res['rmse'] - base['rmse']:+.3g} vs baseline" if base else
+                    None, delta_color=color)
+        c[2].metric("R²", f"{res['r2']:.3f}", delta=f"{res['r2'] - base['r2']:+.3f} vs baseline" if base else None,
+                    delta_color=tone(status))
+        c[3].metric("Spearman", f"{res['spearman']:.3f}" if res.get("spearman") == res.get("spearman") else "–")
+
+    def baseline_numbers(self, base: dict) -> str:
+        return f"MAE {base['mae']:.4g} · RMSE {base['rmse']:.4g} · R² {base['r2']:.3f}"
+
+    def baseline_line(self, base: dict, status: dict) -> str:
+        return f"Baseline: {base['name']} on the same split — {self.baseline_numbers(base)}. " + (comparison(status) or "")
+
+    def overview(self, res: dict, preds: pd.DataFrame | None = None) -> None:
+        if preds is None or preds.empty:
+            return
+        left, right = st.columns(2)
+        with left:
+            st.pyplot(charts.predicted_vs_true(preds["true"], preds["pred"]), clear_figure=True)
+        with right:
+            st.pyplot(charts.residuals(preds["true"], preds["pred"]), clear_figure=True)
+        st.caption(f"Mean residual (bias) {res['bias']:+.3g}; the targets' standard deviation is "
+                   f"{res['target_std']:.3g}, so an MAE well under it means the model tells examples apart.")
+
+    def mistakes(self, res: dict, preds: pd.DataFrame, show) -> None:
+        st.caption("The test examples the model is furthest off on, with their inputs: often label errors, or cases "
+                   "unlike the training data.")
+        show(preds.sort_values("error_abs", ascending=False), "largest")
+
+    def target_of(self, pred, row: Any) -> int:
+        return 0  # the one output: explanations show what pushed the value up (green) or down (red)
+
+    def live_metrics(self) -> tuple[list[str], str]:
+        return ["val MAE", "val RMSE"], "error"
+
+    def final_line(self, t: dict, base: dict | None) -> str:
+        vs = f" (baseline {base['mae']:.4g})" if base else ""
+        return f"Test MAE {t['mae']:.4g} · RMSE {t['rmse']:.4g} · R² {t['r2']:.3f}{vs}"
+
+
+TASK_VIEWS: dict[str, Any] = {"classification": ClassificationView(), "regression": RegressionView()}

@@ -12,6 +12,11 @@ from core.images import open_rgb
 from core.tables import TABLE_TYPES
 
 
+def fmt(v: Any) -> str:
+    """A class name as is; a number to four significant digits."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def probs_chart(classes: list[str], p) -> None:
     s = pd.Series(p, index=classes).sort_values(ascending=False).head(10)
     st.bar_chart(s.rename("probability"), horizontal=True, x_label="probability", height=40 + 28 * len(s))
@@ -74,7 +79,7 @@ class TextViews:
         if pred is not None and why:
             for _, r in df.head(5).iterrows():
                 ts = pred.modality.explain(pred, r["input"], target_of(r))
-                st.markdown(f"true **{html.escape(str(r['true']))}** → predicted **{html.escape(str(r['pred']))}**: "
+                st.markdown(f"true **{html.escape(fmt(r['true']))}** → predicted **{html.escape(fmt(r['pred']))}**: "
                             + tokens_html(ts), unsafe_allow_html=True)
 
 
@@ -117,7 +122,8 @@ class ImageViews:
             if pred is not None and why:
                 img = open_rgb(r["file"])
                 picture = overlay(img, pred.modality.explain(pred, img, target_of(r))[0])
-            caption = f"true {r['true']} → {r['pred']}" + (f" ({r['confidence']:.0%})" if "confidence" in r else "")
+            caption = f"true {fmt(r['true'])} → {fmt(r['pred'])}" + (f" ({r['confidence']:.0%})" if "confidence" in r
+                                                                    else "")
             cols[i % 6].image(picture, width=110, caption=caption)
 
 

@@ -75,10 +75,14 @@ def _wait_for_jobs(timeout=180):
     raise AssertionError("a page job did not finish")
 
 
+# errors a click may rightly end in on these runs (a person's own choice leads there); everything else on a
+# healthy run is a bug, plain words or not (the report for an 'auto' run once failed with a plain ConfigError)
+EXPECTED = ("already holds files",)
+
+
 def _problems(at) -> list[str]:
-    msgs = [e.value for e in at.error] + [str(x.value) for x in at.exception]
-    return [m for m in msgs if "failed unexpectedly" in m or "Traceback" in m] + \
-        [f"exception: {x.value}" for x in at.exception]
+    errors = [e.value for e in at.error if not any(x in e.value for x in EXPECTED)]
+    return errors + [f"exception: {x.value}" for x in at.exception]
 
 
 def _click(at, w, kind, opt, what: str) -> list[str]:
@@ -132,19 +136,26 @@ def studio_with_runs(home, tmp_path):
     _services.clear()
     sv = services()
     runs = {}
+    from tests.test_regression import text_numbers
+
     for name, src, backbone, strategy in (("image", make_image_folder(tmp_path / "colours"), "tiny-cnn", "full"),
-                                          ("text", make_text_csv(tmp_path / "topics.csv"), "tiny-text", "auto")):
-        rec, st, _ = train((sv.datasets, sv.runs), config(src, backbone, strategy, epochs=2))
+                                          ("text", make_text_csv(tmp_path / "topics.csv"), "tiny-text", "auto"),
+                                          ("regression", text_numbers(tmp_path / "scores.csv"), "tiny-text", "auto")):
+        cfg = config(src, backbone, strategy, epochs=2)
+        if name == "regression":
+            cfg.data.task, cfg.data.label_col = "regression", "score"
+        rec, st, _ = train((sv.datasets, sv.runs), cfg)
         assert st["status"] == "completed"
         runs[name] = (rec.status["dataset"], rec.id)
     yield runs
     _services.clear()
 
 
-@pytest.mark.parametrize("which", ["image", "text"])
+@pytest.mark.parametrize("which", ["image", "text", "regression"])
 def test_every_control_on_every_page_works(studio_with_runs, which):
     ds_id, run_id = studio_with_runs[which]
-    session = {"dataset_id": ds_id, "run": run_id, "run_id": run_id}
+    session = {"dataset_id": ds_id, "run": run_id, "run_id": run_id,
+               "task": "regression" if which == "regression" else "classification"}
     seen: set = set()
     problems = []
     for page in PAGES:

@@ -35,7 +35,7 @@ class Blend(Callback):
         self.data, self.view, self.name, self.run_dir = data, view, partner_name, run_dir
 
     def on_fit_end(self, ctx):
-        from ..blend import FOLDER, best_weight
+        from ..blend import FOLDER
 
         d, st = self.data, ctx.state
         val = d.idx("val")
@@ -44,9 +44,11 @@ class Blend(Callback):
         ctx.emit("progress", fraction=0.0, message=f"Fitting the {self.name} model to blend with")
         rows = d.idx("train").numpy()
         partner = d.modality.partner(self.view, rows, d.targets.truth[rows], d.meta)
-        w, scores = best_weight(ctx.predict(val), partner.predict_proba(d.modality.partner_inputs(self.view, val.numpy())),
-                                d.targets.truth[val.numpy()], d.classes)
-        info = {"network_weight": w, "partner": self.name, "val_macro_f1": scores}
+        w, scores = d.task.blend_weight(ctx.predict(val),
+                                        partner.predict_proba(d.modality.partner_inputs(self.view, val.numpy())),
+                                        d.targets.truth[val.numpy()], d.meta)
+        info = {"network_weight": w, "partner": self.name,
+                ("val_mae" if scores.get("metric") == "mae" else "val_macro_f1"): scores}
         st.results["blend"], st.results["blend_model"] = info, BlendModel(partner, w, self.view, d.modality)
         if self.run_dir is not None:
             if w < 1.0:

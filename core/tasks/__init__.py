@@ -82,6 +82,11 @@ class Task:
                 seed: int = 0) -> dict[str, Any]:
         raise NotImplementedError
 
+    def blend_weight(self, net: np.ndarray, partner: np.ndarray, truth: np.ndarray, meta: dict[str, Any]
+                     ) -> tuple[float, dict[str, Any]]:
+        """The network's share in w*net + (1-w)*partner, chosen pessimistically on validation (core.blend)."""
+        raise NotImplementedError
+
     def point(self, out: np.ndarray) -> np.ndarray:
         """One prediction per row (the class index, or the value) from outputs, for the baseline comparison."""
         raise NotImplementedError
@@ -130,5 +135,7 @@ def from_meta(meta: dict[str, Any]) -> Task:
 
 
 from .classification import CLASSIFICATION  # noqa: E402
+from .regression import REGRESSION  # noqa: E402
 
 register_task(CLASSIFICATION)
+register_task(REGRESSION)

@@ -72,6 +72,11 @@ class Classification(Task):
         probs[:, clf.classes_] = clf.predict_proba(x_test)
         return probs
 
+    def blend_weight(self, net, partner, truth, meta):
+        from ..blend import best_weight
+
+        return best_weight(net, partner, truth, meta["classes"])
+
     def point(self, out):
         return np.asarray(out).argmax(1)
 
