@@ -195,18 +195,12 @@ def audit(ds: Dataset, progress: Callable[[float, str], None] | None = None) -> 
     n = len(items)
     labels = items["label"].astype(str).to_numpy()
     progress(0.05, "Finding exact duplicates")
-    if ds.modality == "text":
-        keys = pd.Series([normalise_text(t) for t in items["text"]])
-    else:
-        keys = items["blob"].astype(str)
+    keys = ds.kind.duplicate_keys(items)
     exact_id = pd.factorize(keys)[0]
     first_of = pd.Series(np.arange(n)).groupby(exact_id).first().to_numpy()
     progress(0.3, "Searching for near duplicates")
     uniq = first_of
-    if ds.modality == "text":
-        pairs_u = text_near_pairs(keys.iloc[uniq].tolist())
-    else:
-        pairs_u = image_near_pairs(items["phash"].to_numpy()[uniq], colours=_colours(items)[uniq])
+    pairs_u = ds.kind.near_pairs(items, keys, uniq)
     near_u = _components(len(uniq), pairs_u)
     group = near_u[exact_id]
     progress(0.8, "Checking label conflicts and leakage")
@@ -351,12 +345,8 @@ def cross_duplicates(train: Dataset, test: Dataset, max_examples: int = 5) -> di
     generalisation. Same methods as the audit (normalised text / file content, MinHash / perceptual hashes)."""
     n = len(train.items)
     both = pd.concat([train.items, test.items], ignore_index=True)
-    if train.modality == "text":
-        keys = pd.Series([normalise_text(t) for t in both["text"]])
-        pairs = text_near_pairs(keys.tolist())
-    else:
-        keys = both["blob"].astype(str)
-        pairs = image_near_pairs(both["phash"].to_numpy(), colours=_colours(both))
+    keys = train.kind.duplicate_keys(both)
+    pairs = train.kind.near_pairs(both, keys, np.arange(len(both)))
     exact_id = pd.factorize(keys)[0]
     in_train = set(exact_id[:n].tolist())
     exact = [i - n for i in range(n, len(both)) if exact_id[i] in in_train]

@@ -1,42 +1,11 @@
-"""A fast scikit-learn baseline on the run's own split: the bar a fine-tuned model has to clear.
-
-Text: TF-IDF (word 1-2-grams + char 2-5-grams) + logistic regression.
-Images: logistic regression on the pretrained backbone's pooled features.
-"""
+"""The scikit-learn side of a run: out-of-fold label checks, the mirror probe, TF-IDF features, and the sentence
+that compares a run with its baseline (the baseline itself is the task's estimator on the modality's linear
+view, core.plan: TF-IDF or pretrained features, logistic or ridge regression)."""
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 from scipy.sparse import hstack
 from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
-
-from .evaluate import evaluate
-
-NAME = {"text": "TF-IDF + logistic regression", "image": "logistic regression on pretrained features"}
-
-
-def _fit_predict(x_tr, y_tr, x_te, n_classes: int) -> np.ndarray:
-    clf = LogisticRegression(C=2.0, max_iter=2000, class_weight="balanced")
-    clf.fit(x_tr, y_tr)
-    probs = np.zeros((x_te.shape[0], n_classes))
-    probs[:, clf.classes_] = clf.predict_proba(x_te)
-    return probs
-
-
-def text_baseline(texts: list[str], y: np.ndarray, train: np.ndarray, test: np.ndarray,
-                  classes: list[str]) -> dict[str, Any]:
-    x = text_features(texts, train)
-    probs = _fit_predict(x[train], y[train], x[test], len(classes))
-    return _summary(evaluate(y[test], probs, classes), "text", probs)
-
-
-def feature_baseline(features: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
-                     classes: list[str]) -> dict[str, Any]:
-    scaler = StandardScaler().fit(features[train])
-    probs = _fit_predict(scaler.transform(features[train]), y[train], scaler.transform(features[test]), len(classes))
-    return _summary(evaluate(y[test], probs, classes), "image", probs)
 
 
 def out_of_fold(x, y: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0) -> np.ndarray:
@@ -94,13 +63,6 @@ def text_features(texts: list[str], fit_rows: np.ndarray):
 
     word, char = vectorizers([texts[i] for i in fit_rows])
     return hstack([word.transform(texts), char.transform(texts)]).tocsr()
-
-
-def _summary(res: dict[str, Any], modality: str, probs: np.ndarray) -> dict[str, Any]:
-    """What a run records of its baseline; 'pred' (the test predictions, for the paired comparison) is kept
-    beside the run, not in its status."""
-    return {"name": NAME[modality], "accuracy": res["accuracy"], "macro_f1": res["macro_f1"], "n": res["n"],
-            "pred": probs.argmax(1)}
 
 
 def _examples(k: int) -> str:

@@ -64,19 +64,21 @@ class Dataset:
         return sorted(self.manifest["classes"])
 
     @property
+    def kind(self):
+        from .modalities import get_modality
+
+        return get_modality(self.modality)
+
+    @property
     def input_col(self) -> str:
-        return "text" if self.modality == "text" else "path"
+        return self.kind.input_col
 
     def inputs(self) -> list[str]:
         """Texts, or absolute image paths."""
-        if self.modality == "text":
-            return self.items["text"].tolist()
-        base = self.dir.parent
-        return [str(base / p) for p in self.items["path"]]
+        return self.kind.dataset_inputs(self)
 
     def display(self, i: int) -> str:
-        row = self.items.iloc[i]
-        return row["text"] if self.modality == "text" else row.get("source", row["path"])
+        return self.kind.display(self.items.iloc[i])
 
 
 @dataclass
@@ -119,7 +121,9 @@ class DatasetStore:
         items = items.reset_index(drop=True)
         if items.empty:
             raise DataError(f"{name}: no usable examples.")
-        key_col = "text" if modality == "text" else "blob"
+        from .modalities import get_modality
+
+        key_col = get_modality(modality).key_col
         digest = hashlib.sha256()
         for a, b in zip(items[key_col].astype(str), items["label"].astype(str)):
             digest.update(a.encode("utf-8", "surrogatepass") + b"\x1f" + b.encode() + b"\x1e")

@@ -10,6 +10,7 @@ from core.tasks import REGISTRY as TASKS
 from studio.entry import through_app
 from studio.loading import DEMOS, load_demo, load_path, save_directory, save_upload, server_path
 from studio.identity import current_user
+from studio.views import VIEWS
 from studio.services import MAX_UPLOAD_MB, can_change, current_dataset, current_task, guard, set_dataset
 
 through_app()
@@ -122,11 +123,5 @@ if ds is not None:
     if m.get("bad"):
         with st.expander(f"Bad-files report ({len(m['bad'])})"):
             st.dataframe(pd.DataFrame(m["bad"]), width="stretch", hide_index=True)
-    if ds.modality == "text":
-        st.dataframe(ds.items[["text", "label"]].head(20), width="stretch", hide_index=True)
-    else:
-        sample = ds.items.groupby("label").head(1).head(12)
-        cols = st.columns(min(6, len(sample)))
-        for i, (_, row) in enumerate(sample.iterrows()):
-            cols[i % len(cols)].image(str(ds.dir.parent / row["path"]), caption=f"{row['label']}", width=96)
+    VIEWS[ds.modality].preview(ds)
     st.page_link("pages/explore.py", label="Next: explore and audit this data", icon=":material/arrow_forward:")

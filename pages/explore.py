@@ -9,11 +9,13 @@ from core.split import dataset_split, split_summary
 from studio import charts
 from studio.entry import through_app
 from studio.loading import progress_bar
+from studio.views import VIEWS
 from studio.services import current_task, derive, guard, need_dataset, services, set_dataset, visible_runs
 
 through_app()
 
 ds = need_dataset()
+view = VIEWS[ds.modality]
 st.title("Explore and audit")
 st.caption(f"{ds.manifest.get('name', ds.id)} · version `{ds.id}`"
            + (f" · derived from `{ds.manifest['parent']}` ({ds.manifest.get('change', '')})" if ds.manifest.get("parent") else ""))
@@ -43,19 +45,7 @@ with left:
         st.pyplot(charts.target_hist(pd.to_numeric(ds.items["label"], errors="coerce").dropna(),
                                      "Target values (regression)"), clear_figure=True)
 with right:
-    if ds.modality == "text":
-        st.pyplot(charts.length_hist(ds.items["text"].str.len()), clear_figure=True)
-    else:
-        sizes = ds.items.groupby(["width", "height"]).size().rename("images").reset_index()
-        st.markdown("**Image sizes**")
-        st.dataframe(sizes.sort_values("images", ascending=False).head(8), hide_index=True, width="stretch")
-        st.markdown("**Colour modes** (all converted to RGB): " +
-                    ", ".join(f"{k} ({v})" for k, v in ds.items["mode"].value_counts().items()))
-
-
-def show_rows(rows: list[int]) -> pd.DataFrame:
-    return pd.DataFrame({"row": rows, "input": [ds.display(i)[:160] for i in rows],
-                         "label": ds.items["label"].iloc[rows].tolist()})
+    view.profile(ds)
 
 
 st.subheader("Fix in one click")
@@ -116,11 +106,9 @@ if suspect_runs:
                                   column_config={"p_given": st.column_config.NumberColumn("p(given)", format="%.2f"),
                                                  "confidence": st.column_config.NumberColumn(format="%.2f")})
             chosen = sus.iloc[picked.selection.rows] if picked and picked.selection.rows else sus.iloc[0:0]
-            if ds.modality == "image" and len(chosen):
-                cols = st.columns(min(8, len(chosen)))
-                for col, (_, r) in zip(cols, chosen.head(8).iterrows()):
-                    col.image(str(ds.dir.parent / ds.items["path"].iloc[int(r["row"])]), width=80,
-                              caption=f"{r['given']} → {r['suggested']}?")
+            if len(chosen) and view.shows_files:
+                view.rows(ds, chosen["row"].astype(int).tolist()[:8],
+                          [f"{r['given']} → {r['suggested']}?" for _, r in chosen.head(8).iterrows()])
             b1, b2 = st.columns(2)
             if b1.button(f"Relabel {len(chosen)} to the suggestion", disabled=not len(chosen)):
                 items = ds.items.copy()
@@ -143,15 +131,10 @@ with st.expander(f"Label conflicts ({len(rep.conflicts)})", expanded=bool(rep.co
         st.write("None.")
 with st.expander(f"Exact duplicate groups ({len(rep.exact_groups)})"):
     for g in rep.exact_groups[:20]:
-        st.dataframe(show_rows(g), hide_index=True, width="stretch")
+        VIEWS["text"].rows(ds, g)  # a table of rows: file names and labels for images too
 with st.expander(f"Near-duplicate groups ({len(rep.near_groups)})"):
     for g in rep.near_groups[:20]:
-        if ds.modality == "image":
-            cols = st.columns(min(8, len(g)))
-            for col, i in zip(cols, g[:8]):
-                col.image(str(ds.dir.parent / ds.items["path"].iloc[i]), caption=ds.items["label"].iloc[i], width=80)
-        else:
-            st.dataframe(show_rows(g), hide_index=True, width="stretch")
+        view.rows(ds, g)
 
 st.download_button("Download audit report (JSON)", json.dumps({"dataset": ds.id, **s, "conflicts": rep.conflicts,
                    "exact_groups": rep.exact_groups, "near_groups": rep.near_groups}, indent=2),

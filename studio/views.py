@@ -34,6 +34,20 @@ def show_prediction(pred, out) -> None:
 
 class TextViews:
     why_label = "Show why (word attributions)"
+    shows_files = False
+
+    def preview(self, ds) -> None:
+        st.dataframe(ds.items[["text", "label"]].head(20), width="stretch", hide_index=True)
+
+    def profile(self, ds) -> None:
+        from . import charts
+
+        st.pyplot(charts.length_hist(ds.items["text"].str.len()), clear_figure=True)
+
+    def rows(self, ds, rows: list[int], captions: list[str] | None = None) -> None:
+        """Some rows of the dataset, as a person reads them."""
+        st.dataframe(pd.DataFrame({"row": rows, "input": [ds.display(i)[:160] for i in rows],
+                                   "label": ds.items["label"].iloc[rows].tolist()}), hide_index=True, width="stretch")
     batch_types = list(TABLE_TYPES)
     batch_label = "A table with a text column (CSV, TSV, JSON Lines, Parquet or Excel)"
 
@@ -85,6 +99,26 @@ class TextViews:
 
 class ImageViews:
     why_label = "Show why (Grad-CAM)"
+    shows_files = True
+
+    def preview(self, ds) -> None:
+        sample = ds.items.groupby("label").head(1).head(12)
+        cols = st.columns(min(6, len(sample)))
+        for i, (_, row) in enumerate(sample.iterrows()):
+            cols[i % len(cols)].image(str(ds.dir.parent / row["path"]), caption=f"{row['label']}", width=96)
+
+    def profile(self, ds) -> None:
+        sizes = ds.items.groupby(["width", "height"]).size().rename("images").reset_index()
+        st.markdown("**Image sizes**")
+        st.dataframe(sizes.sort_values("images", ascending=False).head(8), hide_index=True, width="stretch")
+        st.markdown("**Colour modes** (all converted to RGB): " +
+                    ", ".join(f"{k} ({v})" for k, v in ds.items["mode"].value_counts().items()))
+
+    def rows(self, ds, rows: list[int], captions: list[str] | None = None) -> None:
+        cols = st.columns(min(8, max(1, len(rows))))
+        for j, (col, i) in enumerate(zip(cols, rows[:8])):
+            col.image(str(ds.dir.parent / ds.items["path"].iloc[i]), width=80,
+                      caption=captions[j] if captions else ds.items["label"].iloc[i])
     batch_types = ["zip"]
     batch_label = "A zip of images"
 

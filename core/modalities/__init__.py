@@ -57,6 +57,32 @@ class Modality:
     readme_kind = ""
     int8_ops: list[str] | None = None  # ONNX ops dynamic INT8 quantises (None: all it can)
 
+    # --- the dataset side (no model needed)
+    key_col = ""  # what makes two rows the same example (hashed into the version id)
+
+    def dataset_inputs(self, ds) -> list[str]:
+        """Texts, or absolute file paths, in row order."""
+        raise NotImplementedError
+
+    def display(self, row) -> str:
+        """What a person sees for a row."""
+        raise NotImplementedError
+
+    def duplicate_keys(self, items) -> Any:
+        """Per row, a key that exact duplicates share (normalised text, file content)."""
+        raise NotImplementedError
+
+    def near_pairs(self, items, keys, rows: np.ndarray) -> np.ndarray:
+        """Pairs (positions in rows) of near duplicates: MinHash for text, perceptual hash and colour for images."""
+        raise NotImplementedError
+
+    def auto_picks(self, n_train: int, facts: dict[str, Any], has_classes: bool) -> tuple[dict[str, Any], list[str]]:
+        """What 'auto' sets for this kind of input (epochs, length or size, smoothing) and why, in words."""
+        raise NotImplementedError
+
+    partner_phrase = ""  # "on TF-IDF": what the blend's linear partner reads
+
+    # --- the model side
     def preprocessor(self, spec: "BackboneSpec", t) -> Any:
         """Raw inputs (paths, bytes, PIL images / texts) to model tensors, with the backbone's settings and the
         run's overrides (image size, max length): the one place this is written."""

@@ -132,6 +132,36 @@ class ImageModality(Modality):
     readme_kind = "image paths, bytes or PIL images"
     int8_ops = ["MatMul", "Gemm"]  # onnxruntime's ConvInteger is slower than fp32 on CPU: only Linear layers
 
+    key_col = "blob"
+    partner_phrase = "on the pretrained features"
+
+    def dataset_inputs(self, ds):
+        base = ds.dir.parent
+        return [str(base / p) for p in ds.items["path"]]
+
+    def display(self, row):
+        return row.get("source", row["path"])
+
+    def duplicate_keys(self, items):
+        return items["blob"].astype(str)
+
+    def near_pairs(self, items, keys, rows):
+        from ..audit import _colours, image_near_pairs
+
+        return image_near_pairs(items["phash"].to_numpy()[rows], colours=_colours(items)[rows])
+
+    def auto_picks(self, n_train, facts, has_classes):
+        picks: dict[str, Any] = {"epochs": 12 if n_train < 1000 else 8 if n_train < 10_000 else 4}
+        notes = []
+        side = facts.get("image_side")
+        if side and side <= 64:
+            picks["image_size"] = 128  # upsampling tiny images to 224 costs 3x the time and helps nothing
+            notes.append(f"small images ({side} px), so they are read at 128 px")
+        if has_classes:
+            picks["label_smoothing"] = 0.1  # as in torchvision's own training recipes; keeps a small fine-tune humble
+            notes.append("label smoothing 0.1")
+        return picks, notes
+
     def preprocessor(self, spec, t) -> ImagePrep:
         size = (t.image_size if t is not None else None) or spec.image_size
         return ImagePrep(size, torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1))

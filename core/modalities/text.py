@@ -71,6 +71,36 @@ class TextModality(Modality):
     readme_example = '["an example"]'
     readme_kind = "texts"
 
+    key_col = "text"
+    partner_phrase = "on TF-IDF"
+
+    def dataset_inputs(self, ds):
+        return ds.items["text"].tolist()
+
+    def display(self, row):
+        return row["text"]
+
+    def duplicate_keys(self, items):
+        import pandas as pd
+
+        from ..audit import normalise_text
+
+        return pd.Series([normalise_text(t) for t in items["text"]])
+
+    def near_pairs(self, items, keys, rows):
+        from ..audit import text_near_pairs
+
+        return text_near_pairs(keys.iloc[rows].tolist())
+
+    def auto_picks(self, n_train, facts, has_classes):
+        picks: dict[str, Any] = {"epochs": 6 if n_train < 1000 else 4 if n_train < 10_000 else 3}
+        notes = []
+        lengths = facts.get("text_lengths")
+        if lengths and sorted(lengths)[int(0.9 * (len(lengths) - 1))] > 600:  # characters, roughly 128+ tokens
+            picks["max_length"] = 256
+            notes.append("long texts, so up to 256 tokens are read")
+        return picks, notes
+
     def preprocessor(self, spec, t) -> TextPrep:
         from ..backbones import tokenizer_for
 

@@ -38,11 +38,13 @@ def resolve_auto(cfg: "TrainConfig", n_train: int, modality: str, class_counts: 
     defaults = TrainConfig()
     if chosen is None:
         chosen = {k for k in WORDS if getattr(cfg, k) != getattr(defaults, k)}
+    from ..modalities import get_modality
+
+    kind = get_modality(modality)
     picks: dict = {"strategy": "full"}
-    if modality == "text":
-        picks["epochs"] = 6 if n_train < 1000 else 4 if n_train < 10_000 else 3
-    else:
-        picks["epochs"] = 12 if n_train < 1000 else 8 if n_train < 10_000 else 4
+    per_kind, kind_notes = kind.auto_picks(n_train, {"text_lengths": text_lengths, "image_side": image_side},
+                                           class_counts is not None)
+    picks["epochs"] = per_kind.pop("epochs")
     if params_m >= LARGE_BACKBONE_M:
         # gradients and Adam state for every weight of a large model need ~4x its size in memory, and a small
         # dataset cannot move that many weights well; low-rank adapters keep both in check
@@ -53,27 +55,18 @@ def resolve_auto(cfg: "TrainConfig", n_train: int, modality: str, class_counts: 
         picks["class_weighting"] = "balanced"
         notes.append(f"classes are imbalanced ({max(class_counts) / max(1, min(class_counts)):.0f}:1), so rarer "
                      "ones are weighted up")
-    if modality == "text" and text_lengths:
-        p90 = sorted(text_lengths)[int(0.9 * (len(text_lengths) - 1))]
-        if p90 > 600:  # characters, roughly 128+ tokens
-            picks["max_length"] = 256
-            notes.append("long texts, so up to 256 tokens are read")
-    if modality == "image" and image_side and image_side <= 64:
-        picks["image_size"] = 128  # upsampling tiny images to 224 costs 3x the time and helps nothing
-        notes.append(f"small images ({image_side} px), so they are read at 128 px")
-    if modality == "image" and class_counts:
-        picks["label_smoothing"] = 0.1  # as in torchvision's own training recipes; keeps a small fine-tune humble
-        notes.append("label smoothing 0.1")
+    picks.update(per_kind)
+    notes += kind_notes
     kept = [k for k in picks if k in chosen and k != "strategy"]
     changes = {k: v for k, v in picks.items() if k not in chosen or k == "strategy"}
     # settings given for a strategy auto did not pick would be ignored; drop them from the resolved config
     changes["strategy_args"] = {k: v for k, v in cfg.strategy_args.items() if k == changes["strategy"]}
     out = replace(cfg, **changes)
     notes = [n for n in notes if not any(WORDS[k] in n for k in kept)]
-    return out, _reason(out, n_train, params_m, modality, notes, kept, cfg)
+    return out, _reason(out, n_train, params_m, kind.partner_phrase, notes, kept, cfg)
 
 
-def _reason(out: "TrainConfig", n_train: int, params_m: float, modality: str, notes: list[str], kept: list[str],
+def _reason(out: "TrainConfig", n_train: int, params_m: float, partner: str, notes: list[str], kept: list[str],
             asked: "TrainConfig") -> str:
     if out.strategy == "lora":
         why = (f"{n_train:,} training examples on a large backbone ({params_m:,.0f}M weights): LoRA adapters "
@@ -81,8 +74,8 @@ def _reason(out: "TrainConfig", n_train: int, params_m: float, modality: str, no
     else:
         why = f"{n_train:,} training examples: every weight fine-tunes ({_epochs(out.epochs)}, early stopping)"
     if out.blend:
-        why += (", then blends with a fast linear model " + ("on TF-IDF" if modality == "text" else
-                "on the pretrained features") + ", trusting the network as far as validation shows it helps")
+        why += (f", then blends with a fast linear model {partner}, trusting the network as far as validation "
+                "shows it helps")
     for n in notes:
         why += f"; {n}"
     if kept:
