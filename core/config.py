@@ -113,6 +113,9 @@ class TrainConfig:
                                 "model's own pooler, as in AutoModelForSequenceClassification: exports a HF folder).")
     mixup_alpha: float = setting(0.0, low=0, high=10, scope=("image",), help="Images: MixUp strength; 0: off.")
     device: str = setting("auto", help="auto, cpu, cuda, cuda:N or mps.")
+    checkpoint_every_min: float = setting(5.0, low=0, high=1440,
+                                          help="Also save a checkpoint inside an epoch this often (minutes): a killed "
+                                               "run loses at most this much. 0: only at epoch ends.")
     max_steps: int | None = setting(None, low=1, help="Stop after this many optimiser steps (smoke runs).")
     baseline: bool = setting(True, help="Also fit a fast scikit-learn baseline on the same split.")
     trackers: list[str] = setting(factory=list, choices=TRACKERS, help="Mirror the run to tensorboard and/or mlflow.")

@@ -66,6 +66,12 @@ class TrainState:
     started: float = field(default_factory=time.time)
     steps_at_start: int = 0  # a resumed run's ETA counts only the steps it ran itself
     results: dict[str, Any] = field(default_factory=dict)  # what the run reports at the end (test, blend, ...)
+    micro: int = 0  # micro-batches done in this epoch
+    epoch_losses: list[float] = field(default_factory=list)  # step losses so far in this epoch
+    gen: Any = None  # this epoch's generator (order and augmentation), saved with an in-epoch checkpoint
+    resume_micro: int = 0  # an in-epoch resume: micro-batches of this epoch already done
+    resume_gen: Any = None  # ... and the generator's state at that point
+    extra: dict[str, Any] = field(default_factory=dict)  # callbacks' own state that a checkpoint must keep
 
 
 @dataclass
@@ -118,23 +124,6 @@ class JsonlLog(Callback):
     def on_event(self, ctx, ev):
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(ev.to_json() + "\n")
-
-
-class MemoryFeed(Callback):
-    """Events kept in memory for `events_since(n)` polling; thread-safe append-only list."""
-    order = 100
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._lock = threading.Lock()
-
-    def on_event(self, ctx, ev):
-        with self._lock:
-            self.events.append(ev)
-
-    def since(self, n: int) -> list[Event]:
-        with self._lock:
-            return self.events[n:]
 
 
 def read_events(path: Path, since: int = 0) -> list[dict[str, Any]]:

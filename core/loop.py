@@ -103,27 +103,34 @@ class Learner:
         st, opt = self.state, self.parts.optimizer
         self.parts.model.train()
         freeze_frozen_norms(self.parts.model)
-        losses: list[float] = []
         opt.zero_grad(set_to_none=True)
-        micro = 0
         order = D.shard(self.train_idx[torch.randperm(len(self.train_idx), generator=gen)])
-        for batch in self.batches(order, gen):
+        skip, st.resume_micro = st.resume_micro, 0
+        if skip:  # resumed inside this epoch: same order, the generator where the checkpoint left it
+            gen.set_state(st.resume_gen)
+            st.micro = skip
+        else:
+            st.micro, st.epoch_losses = 0, []
+        st.gen = gen
+        for batch in self.batches(order, gen, skip):
             if self.control.should_stop:
                 break
             for cb in self.callbacks:
                 batch = cb.on_batch(self.ctx, batch)
             loss = self.forward_backward(batch)
-            micro += 1
-            if micro % st.grad_accum:
+            st.micro += 1
+            if st.micro % st.grad_accum:
                 continue
-            losses.append(self.step(loss))
+            st.epoch_losses.append(self.step(loss))
             if self.control.should_stop or self.out_of_steps():
                 break
-        return float(np.mean(losses)) if losses else float("nan")
+        return float(np.mean(st.epoch_losses)) if st.epoch_losses else float("nan")
 
-    def batches(self, order: torch.Tensor, gen: torch.Generator) -> Iterator[Batch]:
+    def batches(self, order: torch.Tensor, gen: torch.Generator, skip: int = 0) -> Iterator[Batch]:
         flip = self.t.hflip is not False
-        for idx in chunks(order, self.state.batch_size):
+        for i, idx in enumerate(chunks(order, self.state.batch_size)):
+            if i < skip:
+                continue
             randoms = self.inputs.draw(len(idx), gen) if self.t.augment else None
             yield Batch(idx, self.inputs.batch(idx, randoms, flip), self.y[idx], gen)
 

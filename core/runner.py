@@ -1,29 +1,38 @@
-"""Background runs: one worker thread per device, a FIFO queue for the rest, handles to poll and stop.
+"""Background runs in their own processes, one per device, fed from a queue kept in the run store.
 
-The UI never touches the thread: it holds a run id, calls handle methods, and reads the run folder.
+The studio's dispatcher thread starts a worker process (core.worker) per run — one at a time per GPU, one on
+CPU — watches it, and records how it ended. A worker that dies (killed, out of memory, crashed) fails its run
+with a plain reason; the server keeps serving. Workers outlive the server: a restarted server re-attaches to
+those still training, marks the dead ones "interrupted at step k", and starts the queued runs in order.
+The UI never touches a worker: it holds a run id and reads the run folder.
 """
 from __future__ import annotations
 
-import queue
+import fcntl
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import access
 from .config import RunConfig
 from .datasets import DatasetStore, open_source
 from .errors import RunError
-from .events import Control, MemoryFeed
-from .store import FINAL, RunRecord, RunStore
-from .trainer import Trainer
+from .events import read_events
+from .fsutil import read_json
+from .store import ACTIVE, FINAL, RunRecord, RunStore, pid_alive
+
+STALE_S = 300  # a worker that has not written its status for this long is not trusted to be alive
 
 
 def prepare_run(cfg: RunConfig, datasets: DatasetStore, runs: RunStore, owner: str | None) -> RunRecord:
     """Everything checked before a run folder exists: the data loads, the backbone exists and fits it (the
     data's default backbone when none is named)."""
-    from pathlib import Path
-
     from .backbones import get_backbone
     from .modalities import get_modality
     from .rundata import check_backbone
@@ -37,119 +46,283 @@ def prepare_run(cfg: RunConfig, datasets: DatasetStore, runs: RunStore, owner: s
     return runs.create(cfg, ds.id, owner=owner)
 
 
+def visible_devices() -> list[str]:
+    """FTS_DEVICES (e.g. "cuda:0,cuda:1" or "cpu"), else every visible GPU, else the CPU."""
+    if os.environ.get("FTS_DEVICES"):
+        return [d.strip() for d in os.environ["FTS_DEVICES"].split(",") if d.strip()]
+    try:
+        import torch
+
+        n = torch.cuda.device_count()
+    except Exception:  # no usable CUDA runtime: the CPU it is
+        n = 0
+    return [f"cuda:{i}" for i in range(n)] or ["cpu"]
+
+
+def is_worker(pid: int | None) -> bool:
+    """A live process that is one of our workers (a reused pid is not)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid
+    return b"core.worker" in cmd or b"torchrun" in cmd or b"torch.distributed.run" in cmd
+
+
+def death_reason(code: int | None, status: dict[str, Any]) -> str:
+    """Why a worker ended without recording an outcome, in words a person can act on."""
+    bs = status.get("batch_size") or (read_json(Path(status.get("dir", "")) / "config.json", {}) or {}).get(
+        "train", {}).get("batch_size")
+    smaller = f" batch size {max(1, int(bs) // 2)}" if bs else " a smaller batch size"
+    if code is not None and code < 0:
+        sig = -code
+        if sig == signal.SIGKILL:
+            return (f"The training process was killed (signal 9) at step {status.get('step', 0)} — most likely the "
+                    f"machine ran out of memory. Try{smaller}, a smaller image size or max length, or the frozen or "
+                    "LoRA strategy; resume continues from the last checkpoint.")
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+        return (f"The training process crashed ({name}) at step {status.get('step', 0)}. Details are in "
+                "worker.log in the run folder; resume continues from the last checkpoint.")
+    return (f"The training process exited unexpectedly (code {code}) at step {status.get('step', 0)}. Details are "
+            "in worker.log in the run folder.")
+
+
 @dataclass
+class Slot:
+    device: str
+    run_id: str | None = None
+    proc: subprocess.Popen | None = None  # a worker this server started
+    pid: int | None = None  # a worker a previous server started (re-attached)
+
+
 class RunHandle:
-    run: RunRecord
-    resume: bool = False
-    control: Control = field(default_factory=Control)
-    feed: MemoryFeed = field(default_factory=MemoryFeed)
-    done: threading.Event = field(default_factory=threading.Event)
-    result: dict[str, Any] | None = None
+    """What a page or a test holds for a run: its status and events, read from the run folder."""
+
+    def __init__(self, run: RunRecord, manager: "RunManager"):
+        self.run, self.manager = run, manager
 
     @property
     def id(self) -> str:
         return self.run.id
 
-    def stop(self) -> None:
-        self.control.stop("stopped", "Stopped by the user.")
-
     @property
     def status(self) -> dict[str, Any]:
         return self.run.status
 
-    def events_since(self, n: int) -> list[Any]:
-        return self.feed.since(n)
+    def events_since(self, n: int) -> list[dict[str, Any]]:
+        return read_events(self.run.dir / "events.jsonl", n)
+
+    def stop(self) -> None:
+        self.manager.stop(self.id)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
-        self.done.wait(timeout)
+        deadline = None if timeout is None else time.time() + timeout
+        while deadline is None or time.time() < deadline:
+            st = self.run.status
+            if st.get("status") in FINAL and not self.manager.is_active(self.id):
+                return st
+            time.sleep(0.1)
         return self.run.status
 
 
 class RunManager:
-    """Process-wide: maps run id -> handle and feeds one worker per device from a FIFO queue."""
+    """Process-wide: a queue in the run store and a worker process per device."""
 
-    def __init__(self, runs: RunStore, datasets: DatasetStore, workers: int = 1):
-        self.runs, self.datasets = runs, datasets
-        self._queue: queue.Queue[RunHandle | None] = queue.Queue()
-        self._handles: dict[str, RunHandle] = {}
-        self._order: list[str] = []
-        self._lock = threading.Lock()
-        self.interrupted = runs.mark_interrupted(live=set())
-        self._threads = [threading.Thread(target=self._work, name=f"fts-worker-{i}", daemon=True)
-                         for i in range(workers)]
-        for th in self._threads:
-            th.start()
+    def __init__(self, runs: RunStore, datasets: DatasetStore, devices: list[str] | None = None,
+                 poll_s: float = 0.25):
+        self.runs, self.datasets, self.poll = runs, datasets, poll_s
+        self.slots = [Slot(d) for d in (devices or visible_devices())]
+        self._lock = threading.RLock()
+        self._wake, self._halt = threading.Event(), threading.Event()
+        self._dispatch_lock = self._claim_dispatch()
+        self.interrupted = self._adopt()
+        self._thread = threading.Thread(target=self._loop, name="fts-dispatch", daemon=True)
+        self._thread.start()
 
+    # ------------------------------------------------------------------ what pages call
     def submit(self, cfg: RunConfig, owner: str | None = None) -> RunHandle:
         """Validate, record, queue; returns at once. owner: the studio user starting it (see core.access)."""
-        return self._enqueue(RunHandle(prepare_run(cfg, self.datasets, self.runs, owner)))
+        rec = prepare_run(cfg, self.datasets, self.runs, owner)
+        self.runs.set_status(rec, "queued", queued_at=time.time())
+        self._wake.set()
+        return RunHandle(rec, self)
 
     def resume(self, run_id: str, owner: str | None = None) -> RunHandle:
         rec = self.runs.get(run_id, viewer=owner)
         if not access.can_change(rec.dir, owner):
             raise RunError(f"Run {run_id} belongs to someone else: only its owner can resume it.")
-        with self._lock:
-            h = self._handles.get(run_id)
-            if h and not h.done.is_set():
-                raise RunError(f"Run {run_id} is already active.")
         st = rec.status.get("status")
         if st == "completed":
             raise RunError(f"Run {run_id} already completed.")
-        self.runs.set_status(rec, "queued", reason="")
-        return self._enqueue(RunHandle(rec, resume=True))
-
-    def _enqueue(self, h: RunHandle) -> RunHandle:
-        with self._lock:
-            self._handles[h.id] = h
-            self._order.append(h.id)
-        self._queue.put(h)
-        return h
+        if st in ACTIVE or self.is_active(run_id):
+            raise RunError(f"Run {run_id} is already active.")
+        self.runs.set_status(rec, "queued", reason="", resume=True, queued_at=time.time())
+        self._wake.set()
+        return RunHandle(rec, self)
 
     def handle(self, run_id: str) -> RunHandle | None:
-        with self._lock:
-            return self._handles.get(run_id)
+        try:
+            return RunHandle(self.runs.get(run_id), self)
+        except RunError:
+            return None
+
+    def queued(self) -> list[RunRecord]:
+        recs = []
+        for d in self.runs.root.iterdir():
+            st = read_json(d / "status.json") if d.is_dir() else None
+            if st and st.get("status") == "queued":
+                recs.append((st.get("queued_at") or st.get("created") or 0, d.name))
+        return [RunRecord(rid, self.runs.root / rid) for _, rid in sorted(recs)]
 
     def queue_position(self, run_id: str) -> int | None:
         """1 for the next run to start; None when not waiting."""
+        ids = [r.id for r in self.queued()]
+        return ids.index(run_id) + 1 if run_id in ids else None
+
+    def is_active(self, run_id: str) -> bool:
         with self._lock:
-            waiting = [r for r in self._order if self._handles[r].run.status.get("status") == "queued"]
-        return waiting.index(run_id) + 1 if run_id in waiting else None
+            return any(s.run_id == run_id for s in self.slots)
 
     def stop(self, run_id: str, owner: str | None = None) -> bool:
-        h = self.handle(run_id)
-        if h is None or h.done.is_set():
-            return False
-        if not access.can_change(h.run.dir, owner):
+        from .worker import request_stop
+
+        rec = self.runs.get(run_id, viewer=owner)
+        if not access.can_change(rec.dir, owner):
             raise RunError(f"Run {run_id} belongs to someone else: only its owner can stop it.")
-        h.stop()
-        if h.run.status.get("status") == "queued":
-            self.runs.set_status(h.run, "stopped", reason="Stopped before it started.")
+        st = rec.status
+        if st.get("status") == "queued":
+            self.runs.set_status(rec, "stopped", reason="Stopped before it started.")
+            return True
+        if st.get("status") != "running":
+            return False
+        request_stop(rec.dir)  # honoured at the next step, by this server's worker or one it re-attached to
         return True
 
-    def _work(self) -> None:
-        while True:
-            h = self._queue.get()
-            if h is None:
-                return
-            try:
-                if h.control.should_stop or h.run.status.get("status") in FINAL:
-                    continue
-                cfg = RunConfig.load(h.run.dir)
-                trainer = Trainer(cfg, h.run, self.runs, self.datasets, control=h.control, callbacks=[h.feed])
-                h.result = trainer.run(resume=h.resume)
-            except Exception as e:  # a broken config file: the run fails, the worker lives on
-                self.runs.set_status(h.run, "failed", reason=f"Could not start: {e}")
-            finally:
-                with self._lock:
-                    if h.id in self._order:
-                        self._order.remove(h.id)
-                h.done.set()
+    def shutdown(self, timeout: float = 10, stop_runs: bool = False) -> None:
+        """Stop dispatching. Workers go on (they outlive the server) unless stop_runs."""
+        if stop_runs:
+            with self._lock:
+                active = [s.run_id for s in self.slots if s.run_id]
+            for rid in active:
+                self.stop(rid)
+        self._halt.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        if stop_runs:
+            deadline = time.time() + timeout
+            for s in self.slots:
+                if s.proc is not None:
+                    try:
+                        s.proc.wait(max(0.1, deadline - time.time()))
+                    except subprocess.TimeoutExpired:
+                        os.killpg(s.proc.pid, signal.SIGKILL)
+        if self._dispatch_lock is not None:
+            self._dispatch_lock.close()
 
-    def shutdown(self, timeout: float = 10) -> None:
-        for h in list(self._handles.values()):
-            h.stop()
-        for _ in self._threads:
-            self._queue.put(None)
-        deadline = time.time() + timeout
-        for th in self._threads:
-            th.join(max(0.0, deadline - time.time()))
+    # ------------------------------------------------------------------ the dispatcher
+    def _claim_dispatch(self):
+        """One server dispatches a run store's queue; another on the same store only watches."""
+        f = open(self.runs.root / ".dispatch.lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            return None
+        return f
+
+    def _adopt(self) -> list[str]:
+        """Re-attach to workers still training; runs whose worker is gone are interrupted, with the step."""
+        out = []
+        for d in self.runs.root.iterdir():
+            st = read_json(d / "status.json") if d.is_dir() else None
+            if not st or st.get("status") != "running":
+                continue
+            pid = st.get("pid")
+            fresh = time.time() - st.get("heartbeat", st.get("updated", 0)) < STALE_S
+            free = next((s for s in self.slots if s.run_id is None and s.device == st.get("slot")), None) or \
+                next((s for s in self.slots if s.run_id is None), None)
+            if is_worker(pid) and fresh and free is not None:
+                free.run_id, free.pid = d.name, pid
+                continue
+            if is_worker(pid) and fresh:
+                continue  # another server's worker on a device this one does not have
+            rec = RunRecord(d.name, d)
+            self.runs.set_status(rec, "interrupted", reason=f"Interrupted at step {st.get('step', 0)}: the training "
+                                 "process stopped while the server was down. Resume continues from the last "
+                                 "checkpoint.")
+            out.append(d.name)
+        return out
+
+    def _loop(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self._tick()
+            except Exception:  # the dispatcher must outlive any one odd run folder
+                import logging
+                import traceback
+
+                logging.getLogger("finetune_studio").error("dispatcher: %s", traceback.format_exc())
+            self._wake.wait(self.poll)
+            self._wake.clear()
+
+    def _tick(self) -> None:
+        with self._lock:
+            for slot in self.slots:
+                if slot.run_id is not None:
+                    self._check(slot)
+            if self._dispatch_lock is None:
+                return
+            for rec in self.queued():
+                free = next((s for s in self.slots if s.run_id is None), None)
+                if free is None:
+                    break
+                self._start(free, rec)
+
+    def _start(self, slot: Slot, rec: RunRecord) -> None:
+        (rec.dir / "control.json").unlink(missing_ok=True)
+        st = rec.status
+        cmd = [sys.executable, "-m", "core.worker", str(rec.dir), "--datasets", str(self.datasets.root)]
+        if st.get("resume"):
+            cmd.append("--resume")
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": _root_on_path()}
+        if slot.device.startswith("cuda:"):
+            env["CUDA_VISIBLE_DEVICES"] = slot.device.split(":")[1]
+        log = open(rec.dir / "worker.log", "ab")
+        try:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)  # its own session: it outlives the server
+        except OSError as e:
+            self.runs.set_status(rec, "failed", reason=f"Could not start the training process: {e}.")
+            return
+        finally:
+            log.close()
+        self.runs.set_status(rec, "running", resume=False, slot=slot.device, worker_pid=proc.pid, pid=proc.pid,
+                             heartbeat=time.time(), started=time.time(), reason="")
+        slot.run_id, slot.proc, slot.pid = rec.id, proc, None
+
+    def _check(self, slot: Slot) -> None:
+        rec = RunRecord(slot.run_id, self.runs.root / slot.run_id)
+        if slot.proc is not None:
+            code = slot.proc.poll()
+            if code is None:
+                return
+        elif is_worker(slot.pid):
+            return
+        else:
+            code = None
+        st = rec.status
+        if st.get("status") in ACTIVE:  # it died before it could say how it ended
+            reason = death_reason(code, {**st, "dir": str(rec.dir)}) if slot.proc is not None else \
+                f"Interrupted at step {st.get('step', 0)}: the training process stopped. Resume continues from " \
+                "the last checkpoint."
+            self.runs.set_status(rec, "failed" if slot.proc is not None else "interrupted", reason=reason,
+                                 finished=time.time())
+        slot.run_id, slot.proc, slot.pid = None, None, None
+        self._wake.set()
+
+
+def _root_on_path() -> str:
+    """Workers import core from this checkout even when the server was started from elsewhere."""
+    root = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join([root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]])

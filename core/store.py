@@ -136,23 +136,3 @@ class RunStore:
         keys = ("id", "name", "created", "dataset", "backbone", "strategy", "status")
         return [{**dict(zip(keys, r[:7])), **json.loads(r[7] or "{}")} for r in rows
                 if (self.root / r[0]).is_dir() and access.can_see(self.root / r[0], viewer)]
-
-    def mark_interrupted(self, live: set[str]) -> list[str]:
-        """Runs left 'running' or 'queued' by a process that is gone (killed, restarted)."""
-        out = []
-        for d in self.root.iterdir():
-            if not d.is_dir():
-                continue
-            st = read_json(d / "status.json")
-            if not st or st.get("status") not in ACTIVE or d.name in live:
-                continue
-            pid = st.get("pid")
-            owned_elsewhere = pid and pid != os.getpid() and pid_alive(pid) and \
-                time.time() - st.get("heartbeat", 0) < 300
-            if owned_elsewhere:
-                continue
-            self.set_status(RunRecord(d.name, d), "interrupted",
-                            reason="The server stopped while this run was active. Resume continues from the last "
-                                   "complete checkpoint.")
-            out.append(d.name)
-        return out

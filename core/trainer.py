@@ -156,7 +156,7 @@ class Trainer:
             cbs.append(Blend(data, plan.blend_view, data.modality.baseline_name(data.task.estimator),
                              d if self.main else None))
         if self.main:  # writers run on the main process only
-            cbs += [Checkpointer(d), EvalFiles(data, d)]
+            cbs += [Checkpointer(d, every_s=t.checkpoint_every_min * 60), EvalFiles(data, d)]
         return cbs + self._sinks
 
     def _wrap(self, parts: Parts, device: torch.device) -> None:

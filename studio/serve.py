@@ -14,8 +14,24 @@ def main(argv: list[str]) -> int:
     from streamlit.web import cli
 
     PagesManager.uses_pages_directory = False  # what st.navigation sets on its first call
+    start_dispatcher()
     sys.argv = ["streamlit", *argv]
     return cli.main(prog_name="streamlit")
+
+
+def start_dispatcher() -> None:
+    """The run queue is dispatched from the moment the server is up, not from the first page view: a restarted
+    server re-attaches to its workers and starts queued runs even if nobody is looking."""
+    import logging
+    import warnings
+
+    from .services import services
+
+    logging.getLogger("streamlit.runtime.caching.cache_utils").setLevel(logging.ERROR)
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        services()  # the same process-wide object every page gets
 
 
 if __name__ == "__main__":

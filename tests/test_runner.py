@@ -12,7 +12,7 @@ def mgr(stores):
     datasets, runs = stores
     m = RunManager(runs, datasets)
     yield m
-    m.shutdown()
+    m.shutdown(stop_runs=True)
 
 
 def wait_for(pred, timeout=120):
@@ -30,14 +30,14 @@ def test_second_run_queues_and_both_finish(mgr, image_dir):
     assert wait_for(lambda: a.status.get("status") == "running")
     assert b.status["status"] == "queued" and mgr.queue_position(b.id) == 1
     assert a.wait(120)["status"] == "completed" and b.wait(120)["status"] == "completed"
-    assert a.events_since(0)[0].kind in ("progress", "run_start")
+    assert a.events_since(0)[0]["kind"] in ("progress", "run_start")
     assert mgr.queue_position(b.id) is None
 
 
 def test_stop_running_and_queued(mgr, image_dir):
     a = mgr.submit(config(image_dir, epochs=50))
     b = mgr.submit(config(image_dir, epochs=1))
-    assert wait_for(lambda: any(e.kind == "step" for e in a.events_since(0)))
+    assert wait_for(lambda: any(e["kind"] == "step" for e in a.events_since(0)))
     assert mgr.stop(b.id) and b.status["status"] == "stopped"
     assert mgr.stop(a.id)
     assert a.wait(60)["status"] == "stopped"
@@ -49,7 +49,7 @@ def test_restart_marks_interrupted_and_resume_completes(stores, image_dir):
     mgr = RunManager(runs, datasets)
     h = mgr.submit(config(image_dir, epochs=2))
     assert h.wait(60)["status"] == "completed"
-    mgr.shutdown()
+    mgr.shutdown(stop_runs=True)
     # a run left 'running' by a process that no longer exists
     runs.set_status(h.run, "running", pid=2**22 + 12345, heartbeat=0)
     mgr2 = RunManager(runs, datasets)
@@ -59,7 +59,7 @@ def test_restart_marks_interrupted_and_resume_completes(stores, image_dir):
         h2 = mgr2.resume(h.id)
         assert h2.wait(60)["status"] == "completed"
     finally:
-        mgr2.shutdown()
+        mgr2.shutdown(stop_runs=True)
 
 
 def test_unknown_backbone_rejected_before_launch(mgr, stores, image_dir):

@@ -98,7 +98,11 @@ def test_resume_after_kill_continues_from_checkpoint(stores, image_dir):
         train(stores, cfg, [At(1, kill, kind="epoch_start")])
     rec = runs.get(runs.list()[0]["id"])
     assert rec.status["status"] == "running"  # as a killed process leaves it
-    assert runs.mark_interrupted(live=set()) == [rec.id]
+    from core.runner import RunManager
+
+    mgr = RunManager(runs, datasets)  # a restarted server finds the run's worker gone
+    mgr.shutdown()
+    assert mgr.interrupted == [rec.id]
     assert rec.status["status"] == "interrupted"
     events_before = len(rec.events())
     record = Record()
@@ -249,3 +253,30 @@ def test_auto_reads_small_images_at_a_small_size(stores, tmp_path):
                                        epochs=1, max_steps=2))
     assert st["status"] == "completed" and tr.cfg.train.image_size == 128 and "small images (24 px)" in st["auto"]
     assert tr.data.inputs.batch(tr.data.idx("train")[:2])["pixel_values"].shape[-1] == 128
+
+
+def test_a_run_killed_mid_epoch_resumes_from_that_step_and_ends_identical(stores, image_dir):
+    """An in-epoch checkpoint keeps the exact place (micro-batch, the epoch's generator, global RNG, losses so
+    far): the resumed run takes the same remaining steps as one that was never interrupted."""
+    class Killed(BaseException):
+        pass
+
+    def kill(ctx):
+        raise Killed()
+
+    cfg = config(image_dir, "tiny-cnn", "full", epochs=3, batch_size=8, mixup_alpha=0.2,
+                 checkpoint_every_min=1e-9)  # every step
+    whole = Record()
+    _, st_whole, _ = train(stores, cfg, [whole])
+    datasets, runs = stores
+    with pytest.raises(Killed):
+        train(stores, cfg, [At(7, kill)])
+    rec = runs.get(runs.list()[0]["id"])
+    s = torch.load(rec.dir / "checkpoints" / "last" / "trainer.pt", weights_only=True)
+    assert s["in_epoch"] and s["step"] == 7 and s["micro"] > 0
+    again = Record()
+    _, st, _ = train(stores, cfg, [again], resume_rec=rec)
+    losses = {e.step: e.data["loss"] for e in whole.events if e.kind == "step"}
+    resumed = {e.step: e.data["loss"] for e in again.events if e.kind == "step"}
+    assert min(resumed) == 8 and resumed == {k: v for k, v in losses.items() if k >= 8}
+    assert st["status"] == "completed" and st["test"] == st_whole["test"]

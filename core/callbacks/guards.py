@@ -21,21 +21,20 @@ class DivergenceGuard(Callback):
 
     def __init__(self, factor: float = 4.0, margin: float = 2.0, patience: int = 3, early_steps: int = 3):
         self.factor, self.margin, self.patience, self.early_steps = factor, margin, patience, early_steps
-        self.early: list[float] = []
-        self.above = 0
 
     def on_step_end(self, ctx, loss):
         if not math.isfinite(loss):
             ctx.control.stop("diverged", f"Training diverged at step {ctx.state.step} (loss is {loss}). {ADVICE}")
             return
-        if len(self.early) < self.early_steps:
-            self.early.append(loss)
-        level = min(self.early)
+        mine = ctx.state.extra.setdefault("divergence", {"early": [], "above": 0})  # kept by checkpoints
+        if len(mine["early"]) < self.early_steps:
+            mine["early"].append(loss)
+        level = min(mine["early"])
         limit = max(level * self.factor, level + self.margin)
-        self.above = self.above + 1 if loss > limit else 0
-        if self.above >= self.patience:
+        mine["above"] = mine["above"] + 1 if loss > limit else 0
+        if mine["above"] >= self.patience:
             ctx.control.stop("diverged", f"Training diverged at step {ctx.state.step}: the loss rose to {loss:,.4g}, "
-                                         f"over {self.factor:g}x its early level of {level:.4g}, for {self.above} "
+                                         f"over {self.factor:g}x its early level of {level:.4g}, for {mine['above']} "
                                          f"steps in a row. {ADVICE}")
 
 
