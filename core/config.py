@@ -113,6 +113,10 @@ class TrainConfig:
                                 "model's own pooler, as in AutoModelForSequenceClassification: exports a HF folder).")
     mixup_alpha: float = setting(0.0, low=0, high=10, scope=("image",), help="Images: MixUp strength; 0: off.")
     device: str = setting("auto", help="auto, cpu, cuda, cuda:N or mps.")
+    processes: int = setting(1, low=1, high=64,
+                             help="Processes that train this run together with PyTorch's DistributedDataParallel: one "
+                                  "per GPU (the studio waits for that many free GPUs), or gloo processes on a CPU. "
+                                  "More than 1 starts the run with torchrun.")
     checkpoint_every_min: float = setting(5.0, low=0, high=1440,
                                           help="Also save a checkpoint inside an epoch this often (minutes): a killed "
                                                "run loses at most this much. 0: only at epoch ends.")

@@ -89,9 +89,9 @@ def death_reason(code: int | None, status: dict[str, Any]) -> str:
 
 
 @dataclass
-class Slot:
-    device: str
-    run_id: str | None = None
+class Active:
+    run_id: str
+    devices: list[str]  # the GPUs (or the CPU) it holds
     proc: subprocess.Popen | None = None  # a worker this server started
     pid: int | None = None  # a worker a previous server started (re-attached)
 
@@ -122,7 +122,7 @@ class RunHandle:
             st = self.run.status
             if st.get("status") in FINAL and not self.manager.is_active(self.id):
                 return st
-            time.sleep(0.1)
+            time.sleep(0.5)
         return self.run.status
 
 
@@ -130,9 +130,11 @@ class RunManager:
     """Process-wide: a queue in the run store and a worker process per device."""
 
     def __init__(self, runs: RunStore, datasets: DatasetStore, devices: list[str] | None = None,
-                 poll_s: float = 0.25):
-        self.runs, self.datasets, self.poll = runs, datasets, poll_s
-        self.slots = [Slot(d) for d in (devices or visible_devices())]
+                 poll_s: float = 0.5, scan_s: float = 2.0):
+        self.runs, self.datasets, self.poll, self.scan_s = runs, datasets, poll_s, scan_s
+        self._scanned = 0.0
+        self.devices = devices or visible_devices()
+        self.active: dict[str, Active] = {}
         self._lock = threading.RLock()
         self._wake, self._halt = threading.Event(), threading.Event()
         self._dispatch_lock = self._claim_dispatch()
@@ -182,7 +184,12 @@ class RunManager:
 
     def is_active(self, run_id: str) -> bool:
         with self._lock:
-            return any(s.run_id == run_id for s in self.slots)
+            return run_id in self.active
+
+    def free_devices(self) -> list[str]:
+        with self._lock:
+            used = {d for a in self.active.values() for d in a.devices}
+        return [d for d in self.devices if d not in used]
 
     def stop(self, run_id: str, owner: str | None = None) -> bool:
         from .worker import request_stop
@@ -203,7 +210,7 @@ class RunManager:
         """Stop dispatching. Workers go on (they outlive the server) unless stop_runs."""
         if stop_runs:
             with self._lock:
-                active = [s.run_id for s in self.slots if s.run_id]
+                active = list(self.active)
             for rid in active:
                 self.stop(rid)
         self._halt.set()
@@ -211,12 +218,12 @@ class RunManager:
         self._thread.join(timeout)
         if stop_runs:
             deadline = time.time() + timeout
-            for s in self.slots:
-                if s.proc is not None:
+            for a in list(self.active.values()):
+                if a.proc is not None:
                     try:
-                        s.proc.wait(max(0.1, deadline - time.time()))
+                        a.proc.wait(max(0.1, deadline - time.time()))
                     except subprocess.TimeoutExpired:
-                        os.killpg(s.proc.pid, signal.SIGKILL)
+                        os.killpg(a.proc.pid, signal.SIGKILL)
         if self._dispatch_lock is not None:
             self._dispatch_lock.close()
 
@@ -240,13 +247,10 @@ class RunManager:
                 continue
             pid = st.get("pid")
             fresh = time.time() - st.get("heartbeat", st.get("updated", 0)) < STALE_S
-            free = next((s for s in self.slots if s.run_id is None and s.device == st.get("slot")), None) or \
-                next((s for s in self.slots if s.run_id is None), None)
-            if is_worker(pid) and fresh and free is not None:
-                free.run_id, free.pid = d.name, pid
+            if is_worker(pid) and fresh:  # still training: its devices stay taken
+                held = [x for x in st.get("devices", []) if x in self.devices] or self.free_devices()[:1]
+                self.active[d.name] = Active(d.name, held, pid=pid)
                 continue
-            if is_worker(pid) and fresh:
-                continue  # another server's worker on a device this one does not have
             rec = RunRecord(d.name, d)
             self.runs.set_status(rec, "interrupted", reason=f"Interrupted at step {st.get('step', 0)}: the training "
                                  "process stopped while the server was down. Resume continues from the last "
@@ -255,39 +259,53 @@ class RunManager:
         return out
 
     def _loop(self) -> None:
+        woken = True
         while not self._halt.is_set():
             try:
-                self._tick()
+                self._tick(woken)
             except Exception:  # the dispatcher must outlive any one odd run folder
                 import logging
                 import traceback
 
                 logging.getLogger("finetune_studio").error("dispatcher: %s", traceback.format_exc())
-            self._wake.wait(self.poll)
+            woken = self._wake.wait(self.poll)
             self._wake.clear()
 
-    def _tick(self) -> None:
+    def _tick(self, woken: bool = True) -> None:
+        """Watch the workers (cheap: a poll of each process); look at the queue when woken (a submit, a finished
+        run) or every few seconds (runs queued by another process), not on every tick: a training worker on the
+        same cores should not pay for the dispatcher's curiosity."""
         with self._lock:
-            for slot in self.slots:
-                if slot.run_id is not None:
-                    self._check(slot)
-            if self._dispatch_lock is None:
+            for a in list(self.active.values()):
+                self._check(a)
+            if self._dispatch_lock is None or not self.free_devices():
                 return
-            for rec in self.queued():
-                free = next((s for s in self.slots if s.run_id is None), None)
-                if free is None:
+            if not woken and time.time() - self._scanned < self.scan_s:
+                return
+            self._scanned = time.time()
+            for rec in self.queued():  # strictly in order: a run waiting for two GPUs is not overtaken
+                need = self._needs(rec)
+                free = self.free_devices()
+                if len(free) < need:
                     break
-                self._start(free, rec)
+                self._start(free[:need], rec)
 
-    def _start(self, slot: Slot, rec: RunRecord) -> None:
+    def _needs(self, rec: RunRecord) -> int:
+        """GPUs a run takes (its processes); on a CPU-only machine every run takes the one CPU slot."""
+        procs = (read_json(rec.dir / "config.json", {}) or {}).get("train", {}).get("processes", 1) or 1
+        return min(int(procs), len(self.devices)) if self.devices[0].startswith("cuda") else 1
+
+    def _start(self, devices: list[str], rec: RunRecord) -> None:
         (rec.dir / "control.json").unlink(missing_ok=True)
         st = rec.status
-        cmd = [sys.executable, "-m", "core.worker", str(rec.dir), "--datasets", str(self.datasets.root)]
-        if st.get("resume"):
-            cmd.append("--resume")
+        procs = (read_json(rec.dir / "config.json", {}) or {}).get("train", {}).get("processes", 1) or 1
+        worker = ["-m", "core.worker", str(rec.dir), "--datasets", str(self.datasets.root)]
+        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"] if procs > 1 else []
+        cmd = [sys.executable, *launcher, *worker] + (["--resume"] if st.get("resume") else [])
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": _root_on_path()}
-        if slot.device.startswith("cuda:"):
-            env["CUDA_VISIBLE_DEVICES"] = slot.device.split(":")[1]
+        gpus = [d.split(":")[1] for d in devices if d.startswith("cuda:")]
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         log = open(rec.dir / "worker.log", "ab")
         try:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -297,28 +315,28 @@ class RunManager:
             return
         finally:
             log.close()
-        self.runs.set_status(rec, "running", resume=False, slot=slot.device, worker_pid=proc.pid, pid=proc.pid,
+        self.runs.set_status(rec, "running", resume=False, devices=devices, worker_pid=proc.pid, pid=proc.pid,
                              heartbeat=time.time(), started=time.time(), reason="")
-        slot.run_id, slot.proc, slot.pid = rec.id, proc, None
+        self.active[rec.id] = Active(rec.id, devices, proc=proc)
 
-    def _check(self, slot: Slot) -> None:
-        rec = RunRecord(slot.run_id, self.runs.root / slot.run_id)
-        if slot.proc is not None:
-            code = slot.proc.poll()
+    def _check(self, a: Active) -> None:
+        rec = RunRecord(a.run_id, self.runs.root / a.run_id)
+        if a.proc is not None:
+            code = a.proc.poll()
             if code is None:
                 return
-        elif is_worker(slot.pid):
+        elif is_worker(a.pid):
             return
         else:
             code = None
         st = rec.status
         if st.get("status") in ACTIVE:  # it died before it could say how it ended
-            reason = death_reason(code, {**st, "dir": str(rec.dir)}) if slot.proc is not None else \
+            reason = death_reason(code, {**st, "dir": str(rec.dir)}) if a.proc is not None else \
                 f"Interrupted at step {st.get('step', 0)}: the training process stopped. Resume continues from " \
                 "the last checkpoint."
-            self.runs.set_status(rec, "failed" if slot.proc is not None else "interrupted", reason=reason,
+            self.runs.set_status(rec, "failed" if a.proc is not None else "interrupted", reason=reason,
                                  finished=time.time())
-        slot.run_id, slot.proc, slot.pid = None, None, None
+        self.active.pop(a.run_id, None)
         self._wake.set()
 
 

@@ -4,6 +4,7 @@ import streamlit as st
 from core.blend import describe as blend_line
 from core.fsutil import read_json
 from studio.entry import through_app
+from studio.jobs import job_result
 from studio.runs import pick_run, report_download
 from studio.services import guard, predictor, set_dataset
 from studio.task_views import TASK_VIEWS, overlap_note
@@ -44,9 +45,17 @@ def show_examples(df: pd.DataFrame, key: str, n: int = 12) -> None:
     why = st.toggle(view.why_label, key=f"why{key}",
                     help="What the model looked at for its prediction: heat on the image, or words shaded by how "
                          "much they pushed towards (green) or against (red) the prediction.")
-    with guard("Explaining these examples"):
-        pred = predictor(rec.dir) if why else None
-        view.examples(df.head(n), pred, why, lambda r: task_view.target_of(pred, r))
+    shown = df.head(n)
+    explained = None
+    if why:
+        with guard("Explaining these examples"):
+            pred = predictor(rec.dir)
+
+            def work(progress, cancelled, pred=pred, rows=shown):
+                return view.explain_rows(pred, rows, lambda r: task_view.target_of(pred, r), progress)
+            explained = job_result(f"why{key}", work, "Explaining these examples",
+                                   (rec.id, key, tuple(map(str, shown["row"]))))
+    view.examples(shown, explained)
 
 
 sus_path = rec.dir / "eval" / "suspect_labels.parquet"

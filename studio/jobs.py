@@ -44,3 +44,11 @@ def _progress(key: str, job_id: str) -> None:
         if c2.button("Cancel", key=f"cancel_{key}", icon=":material/cancel:"):
             services().jobs.cancel(job_id, current_user())
     live()
+
+
+def job_result(key: str, fn: Callable, label: str, context: Any) -> Any:
+    """Start the job for this context once (not on every rerun), show its progress, return its result when done."""
+    saved = st.session_state.get(f"job_{key}")
+    if not saved or saved[1] != context:
+        start_job(key, fn, label, context)
+    return job_panel(key, context)

@@ -49,17 +49,21 @@ def eta(seconds: float | None) -> str:
 
 
 def report_download(rec: RunRecord, key: str) -> None:
-    """Build the run's HTML report on request, then offer it for download."""
+    """Build the run's HTML report as a job (saliency for the mistakes takes a while), then offer it."""
     from core.report import build_report
 
-    slot = f"report_{key}"
+    from .jobs import job_panel, start_job
+
     if st.button("Make the HTML report", key=f"mk_{key}", icon=":material/description:",
                  help="One self-contained file for a domain expert: data, settings, curves, baseline vs model, "
-                      "confusion matrix, per-class table and the mistakes with saliency."):
-        with st.spinner("Writing the report (with saliency for the mistakes)"):
-            ds = services().datasets.find(rec.status.get("dataset"))
-            st.session_state[slot] = (rec.id, build_report(rec, ds))
-    saved = st.session_state.get(slot)
-    if saved and saved[0] == rec.id:
-        st.download_button("Download report (HTML)", saved[1], file_name=f"report-{rec.id}.html", mime="text/html",
+                      "the task's own charts and the mistakes with saliency."):
+        ds = services().datasets.find(rec.status.get("dataset"))
+
+        def work(progress, cancelled):
+            progress(0.1, "Writing the report (with saliency for the mistakes)")
+            return build_report(rec, ds)
+        start_job(f"report_{key}", work, label="The HTML report", context=rec.id)
+    html = job_panel(f"report_{key}", context=rec.id)
+    if html is not None:
+        st.download_button("Download report (HTML)", html, file_name=f"report-{rec.id}.html", mime="text/html",
                            key=f"dl_{key}")

@@ -81,20 +81,27 @@ class TextViews:
         texts = table.df[col].astype(str).tolist()
         return texts, texts
 
-    def examples(self, df: pd.DataFrame, pred, why: bool, target_of) -> None:
+    def explain_rows(self, pred, df: pd.DataFrame, target_of, progress) -> list[str]:
+        """Word shading for the first few rows (Integrated Gradients is a few seconds a text on a CPU)."""
         from core.explain import tokens_html
 
+        rows = list(df.head(5).iterrows())
+        out = []
+        for i, (_, r) in enumerate(rows):
+            progress(i / len(rows), f"Explaining text {i + 1}/{len(rows)}")
+            out.append(tokens_html(pred.modality.explain(pred, r["input"], target_of(r))))
+        return out
+
+    def examples(self, df: pd.DataFrame, explained: list | None = None) -> None:
         show = df[[c for c in ("input", "true", "pred", "confidence", "p_true", "error_abs") if c in df.columns]]
         st.dataframe(show.rename(columns={"p_true": "p(true class)", "pred": "predicted"}), hide_index=True,
                      width="stretch",
                      column_config={"confidence": st.column_config.ProgressColumn(format="%.2f", min_value=0,
                                                                                    max_value=1),
                                     "p(true class)": st.column_config.NumberColumn(format="%.3f")})
-        if pred is not None and why:
-            for _, r in df.head(5).iterrows():
-                ts = pred.modality.explain(pred, r["input"], target_of(r))
-                st.markdown(f"true **{html.escape(fmt(r['true']))}** → predicted **{html.escape(fmt(r['pred']))}**: "
-                            + tokens_html(ts), unsafe_allow_html=True)
+        for (_, r), shaded in zip(df.iterrows(), explained or []):
+            st.markdown(f"true **{html.escape(fmt(r['true']))}** → predicted **{html.escape(fmt(r['pred']))}**: "
+                        + shaded, unsafe_allow_html=True)
 
 
 class ImageViews:
@@ -147,15 +154,21 @@ class ImageViews:
         members = read_zip_images(upload.getvalue())
         return [n for n, _ in members], [b for _, b in members]
 
-    def examples(self, df: pd.DataFrame, pred, why: bool, target_of) -> None:
+    def explain_rows(self, pred, df: pd.DataFrame, target_of, progress) -> list:
+        """Grad-CAM heat over each image."""
         from core.explain import overlay
 
+        out = []
+        for i, (_, r) in enumerate(df.iterrows()):
+            progress(i / max(1, len(df)), f"Explaining image {i + 1}/{len(df)}")
+            img = open_rgb(r["file"])
+            out.append(overlay(img, pred.modality.explain(pred, img, target_of(r))[0]))
+        return out
+
+    def examples(self, df: pd.DataFrame, explained: list | None = None) -> None:
         cols = st.columns(6)
         for i, (_, r) in enumerate(df.iterrows()):
-            picture = r["file"]
-            if pred is not None and why:
-                img = open_rgb(r["file"])
-                picture = overlay(img, pred.modality.explain(pred, img, target_of(r))[0])
+            picture = explained[i] if explained else r["file"]
             caption = f"true {fmt(r['true'])} → {fmt(r['pred'])}" + (f" ({r['confidence']:.0%})" if "confidence" in r
                                                                     else "")
             cols[i % 6].image(picture, width=110, caption=caption)

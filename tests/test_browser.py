@@ -309,7 +309,7 @@ def test_sweep_in_the_browser_auto_keeps_settings_overlap_report_and_safe_export
         page.get_by_text("choose an empty or new folder, or tick 'Replace what is there'").wait_for(timeout=30_000)
         assert (exports / "mine" / "README.md").read_text() == "my own notes"
         shot(page, "s3-export-refused")
-        page.get_by_text("Replace what is there").click()
+        page.get_by_test_id("stCheckbox").get_by_text("Replace what is there").click()
         idle(page)
         page.get_by_role("button", name="Prepare export").click()
         page.get_by_text(f"Exported to {exports.resolve() / 'mine'}").wait_for(timeout=120_000)

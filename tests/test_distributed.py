@@ -29,3 +29,18 @@ def test_torchrun_two_processes_gloo(tmp_path, image_dir):
     assert test["n"] == out["baseline"]["n"]  # gathered from both ranks: the whole test split
     assert (run / "checkpoints" / "last" / "model.safetensors").is_file()
     assert not list(run.glob("**/*.tmp"))
+
+
+def test_the_studio_starts_a_multi_process_run_with_torchrun(stores, image_dir):
+    """A run asking for 2 processes from the UI (processes=2) is started by the dispatcher under torchrun."""
+    from core.runner import RunManager
+
+    datasets, runs = stores
+    mgr = RunManager(runs, datasets, devices=["cpu"])
+    try:
+        h = mgr.submit(config(image_dir, epochs=1, batch_size=4, processes=2))
+        st = h.wait(300)
+        assert st["status"] == "completed", (st.get("reason"), (h.run.dir / "worker.log").read_text()[-2000:])
+        assert st["world_size"] == 2 and st["test"]["accuracy"] >= 0
+    finally:
+        mgr.shutdown(stop_runs=True)
