@@ -194,7 +194,7 @@ class RunManager:
     def stop(self, run_id: str, owner: str | None = None) -> bool:
         from .worker import request_stop
 
-        rec = self.runs.get(run_id, viewer=owner)
+        rec = self.runs.get(run_id)
         if not access.can_change(rec.dir, owner):
             raise RunError(f"Run {run_id} belongs to someone else: only its owner can stop it.")
         st = rec.status

@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: control.stop())
     D.init_from_env()  # several processes under torchrun; alone: nothing
-    try:
-        (run_dir / CONTROL).unlink(missing_ok=True) if D.is_main() else None
+    try:  # a stop asked for before this process got going is honoured: the dispatcher cleared older ones
         trainer = Trainer(rec.config, rec, runs, DatasetStore(Path(args.datasets)), control=control,
                           callbacks=[StopRequests(run_dir, control)])
         st = trainer.run(resume=args.resume)

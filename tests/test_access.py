@@ -1,6 +1,8 @@
 """Two users on one server: each sees and changes only their own datasets and runs, unless shared on purpose."""
 from pathlib import Path
 
+import time
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -57,7 +59,7 @@ def test_runs_are_private_until_shared_and_read_only_for_others(stores, image_di
     datasets, runs = stores
     mgr = RunManager(runs, datasets)
     try:
-        a = mgr.submit(config(image_dir, epochs=30), owner=ANN)
+        a = mgr.submit(config(image_dir, epochs=300), owner=ANN)
         assert [r["id"] for r in runs.list(viewer=ANN)] == [a.id]
         assert runs.list(viewer=BOB) == []
         with pytest.raises(RunError, match="No run"):
@@ -68,6 +70,9 @@ def test_runs_are_private_until_shared_and_read_only_for_others(stores, image_di
         assert [r["id"] for r in runs.list(viewer=BOB)] == [a.id]
         with pytest.raises(RunError, match="belongs to someone else"):
             mgr.stop(a.id, owner=BOB)
+        deadline = time.time() + 120
+        while a.status.get("status") != "running" and time.time() < deadline:
+            time.sleep(0.2)
         assert mgr.stop(a.id, owner=ANN)
         assert a.wait(60)["status"] == "stopped"
         with pytest.raises(RunError, match="belongs to someone else"):
@@ -77,7 +82,7 @@ def test_runs_are_private_until_shared_and_read_only_for_others(stores, image_di
             mgr.submit(config(a.run.status["dataset"]), owner=BOB)
         assert runs.list(viewer=None)  # the CLI and the single-user studio see everything
     finally:
-        mgr.shutdown()
+        mgr.shutdown(stop_runs=True)
 
 
 def _session(workspace: str) -> AppTest:
@@ -96,8 +101,8 @@ def test_two_browser_sessions_do_not_see_each_other(home, tmp_path):
     ann.button(key="demo_reviews").click().run()
     ds_id = ann.session_state["dataset_id"]
     ann.switch_page("pages/train.py").run()
-    ann.radio[0].set_value("frozen").run()
-    ann.number_input[0].set_value(1).run()
+    ann.radio(key="strategy").set_value("frozen").run()
+    ann.number_input(key="epochs_frozen").set_value(1).run()
     next(b for b in ann.button if b.label == "Start training").click().run()
     assert not ann.exception
     rid = services().runs.list()[0]["id"]

