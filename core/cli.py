@@ -107,7 +107,7 @@ def _run_foreground(trainer, resume: bool = False) -> dict[str, Any]:
 
 def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
     keys = ("test", "baseline", "vs_baseline", "best_epoch", "test_overlap", "blend", "auto", "resolved_strategy",
-            "task")
+            "resolved_backbone", "plan", "task", "run_s")
     return {"run_id": rec.id, "run_dir": str(rec.dir), "status": st.get("status"), "reason": st.get("reason", ""),
             "trainable_params": st.get("trainable_params"), "total_params": st.get("total_params"),
             **{k: st[k] for k in keys if st.get(k) is not None}, "elapsed_s": st.get("elapsed_s")}

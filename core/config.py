@@ -113,6 +113,11 @@ class TrainConfig:
                                 "model's own pooler, as in AutoModelForSequenceClassification: exports a HF folder).")
     mixup_alpha: float = setting(0.0, low=0, high=10, scope=("image",), help="Images: MixUp strength; 0: off.")
     device: str = setting("auto", help="auto, cpu, cuda, cuda:N or mps.")
+    budget_minutes: float | None = setting(None, low=0, low_open=True, high=100_000, flag="--budget",
+                                           help="Minutes the whole run may take. 'auto' plans against it (the "
+                                                "best plan this device can finish in time); any run stops at it "
+                                                "with its best checkpoint. None: 10 on a CPU-only machine, 30 "
+                                                "with a GPU, for 'auto'; no limit otherwise.")
     processes: int = setting(1, low=1, high=64,
                              help="Processes that train this run together with PyTorch's DistributedDataParallel: one "
                                   "per GPU (the studio waits for that many free GPUs), or gloo processes on a CPU. "

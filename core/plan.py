@@ -87,6 +87,8 @@ class Plan:
 def make_plan(cfg: RunConfig, datasets, run_dir: Path, previous: dict[str, Any], resume: bool,
               progress: Progress, report: Report) -> Plan:
     cfg = RunConfig.from_dict(cfg.to_dict())  # this run's own copy; config.json keeps what was asked
+    if resume and (run_dir / RESOLVED).is_file():  # a resumed run goes on with the plan it started with
+        cfg = RunConfig.load(run_dir / RESOLVED)
     progress(0.0, "Loading data")
     opened = open_data(cfg, datasets, progress)
     modality = get_modality(opened[0].modality)
@@ -98,14 +100,17 @@ def make_plan(cfg: RunConfig, datasets, run_dir: Path, previous: dict[str, Any],
     if data.task.has_classes and len(data.classes) < 2:
         raise DataError(f"Only one class ({data.classes[0]}): training needs at least two.")
     reason = None
+    device = pick_device(D.device_for_rank(cfg.train.device))
     if cfg.train.strategy == "auto":
-        cfg.train, reason = _resolve_auto(cfg, data, spec)
-        report(auto=reason, resolved_strategy=cfg.train.strategy)
+        cfg.train, reason, choice = _plan_auto(cfg, data, spec, device, progress)
+        spec = get_backbone(cfg.train.backbone)
+        report(auto=reason, resolved_strategy=cfg.train.strategy, resolved_backbone=spec.name,
+               plan={"choice": choice.line(), "estimate_s": round(choice.estimate_s, 1),
+                     "budget_s": choice.budget_s, "considered": choice.considered} if choice else None)
     data.attach_inputs(spec, cfg.train, progress)
     data.task.monitor(cfg.train)  # a metric or loss the task does not have is refused here, not mid-run
     data.task.loss_name(cfg.train)
     strategy = get_strategy(cfg.train.strategy)
-    device = pick_device(D.device_for_rank(cfg.train.device))
     progress(0.1, f"Building {spec.name}")
     seed_everything(cfg.train.seed)
     model = spec.build(data.task.out_dim(data.targets), pooling=cfg.train.pooling)
@@ -117,15 +122,34 @@ def make_plan(cfg: RunConfig, datasets, run_dir: Path, previous: dict[str, Any],
     plan = Plan(cfg, spec, strategy, data, model, groups, device, progress, reason)
     _baseline(plan, previous if resume else {}, run_dir)
     if cfg.train.blend:
-        plan.blend_view = data.modality.linear_view(plan)  # before any weight moves
+        plan.blend_view = data.modality.blend_view(plan)  # before any weight moves
     _mirror(plan, previous, reason)
     if strategy.frozen_backbone:
         data.inputs = FeatureInputs(torch.from_numpy(plan.pretrained_features()).to(device))
+    if strategy.fits_head:
+        _fit_head(plan)
     if D.is_main():
         atomic_write_json(run_dir / "labels.json", {**data.meta, "task": data.task.name,
                                                     "modality": spec.modality, "backbone": spec.name})
         cfg.save(run_dir / RESOLVED)
     return plan
+
+
+def _fit_head(plan: Plan) -> None:
+    """The frozen strategy's head, solved to convergence on the cached features (L-BFGS, the baseline's own
+    estimator) rather than stepped for a few epochs: it never ends short of a linear model on the same features.
+    The loop then only validates it once; epochs do not apply."""
+    data, head = plan.data, plan.model.head[-1]
+    plan.progress(0.0, "Fitting the head to convergence on the cached features")
+    train = data.idx("train").numpy()
+    x = plan.pretrained_features()
+    w, b = data.task.linear_head(x[train], data.targets.y.numpy()[train], data.meta, head.out_features)
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(w, dtype=head.weight.dtype))
+        head.bias.copy_(torch.as_tensor(b, dtype=head.bias.dtype))
+    plan.cfg.train = replace(plan.cfg.train, epochs=1)
+    plan.notes.append("The head was solved to convergence on the backbone's cached features (L-BFGS); no "
+                      "training steps were needed.")
 
 
 def _resolve_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec):
@@ -135,6 +159,64 @@ def _resolve_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec):
     facts = data.modality.auto_facts(data.ds, items)
     return resolve_auto(cfg.train, int(tr.sum()), spec.modality, counts, params_m=spec.params_m,
                         chosen=cfg.user_set(), **facts)
+
+
+def _plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.device, progress: Progress):
+    """'auto' within its time budget (core.budget): candidates best first, each costed from speeds measured on
+    this device with a few real examples, the first that fits chosen. A backbone the person chose is kept."""
+    from . import budget
+
+    chosen = cfg.user_set()
+    limit = budget.budget_seconds(cfg.train, device)
+    n_rows, n_train, n_val = len(data.split), int((data.split == "train").sum()), int((data.split == "val").sum())
+    sample = [data.files[i] for i in data.idx("train")[:8].tolist()]
+    considered, pick = [], None
+    cands = budget.candidates(spec.modality, device.type == "cuda", spec.name, "backbone" in chosen,
+                              lambda b: _offline(b))
+    for i, (backbone, strategy) in enumerate(cands):
+        cand_spec = get_backbone(backbone)
+        t, why = _resolve_auto(RunConfig.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"],
+                                                                              "backbone": backbone}}), data, cand_spec)
+        progress(i / len(cands), f"Planning against the {budget._minutes(limit)} budget: timing {strategy} {backbone}")
+        fwd, step = _speeds(cand_spec, t, strategy, sample, device, data)
+        est = budget.estimate(not get_strategy(strategy).fits_head, n_rows, n_train, n_val, t.epochs,
+                              t.batch_size, fwd, step)
+        considered.append({"backbone": backbone, "strategy": strategy, "estimate_s": round(est, 1)})
+        if est <= limit * budget.MARGIN or i == len(cands) - 1:
+            pick = (replace(t, backbone=backbone, strategy=strategy), why, est)
+            break
+    t, why, est = pick
+    choice = budget.Choice(t.backbone, t.strategy, est, limit, considered)
+    if get_strategy(t.strategy).fits_head:
+        why = why.replace("every weight fine-tunes", "the backbone stays frozen and its head is solved").replace(
+            "LoRA adapters train beside the frozen weights", "the backbone stays frozen and its head is solved")
+    return t, f"Plan: {choice.line()}. {why}", choice
+
+
+def _offline(backbone: str) -> bool:
+    from .backbones import _REGISTRY
+
+    spec = _REGISTRY.get(backbone)
+    return spec is not None and spec.is_offline()
+
+
+def _speeds(spec: BackboneSpec, t, strategy: str, sample: list, device: torch.device, data: RunData
+            ) -> tuple[float, float]:
+    """(seconds of forward pass per example, seconds of training step per example) on this device."""
+    from . import budget
+
+    model = spec.build(data.task.out_dim(data.targets), pooling=t.pooling).to(device)
+    pre = data.modality.preprocessor(spec, t)
+    batch, ok, _ = pre.batch(sample)
+    if batch is None:
+        return 0.0, 0.0
+    fwd = budget.time_forward(model, batch, device) / len(ok)
+    step = 0.0
+    if not get_strategy(strategy).fits_head:
+        groups = get_strategy(strategy).prepare(model, replace(t, strategy=strategy, strategy_args={}), spec.modality)
+        step = budget.time_step(model, groups, batch, device) / len(ok)
+    del model
+    return fwd, step
 
 
 def _baseline(plan: Plan, previous: dict[str, Any], run_dir: Path) -> None:

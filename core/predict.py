@@ -70,7 +70,9 @@ class Predictor:
         self.partner = load_partner(d / PARTNER) if self.network_weight < 1.0 else None
         self.pretrained = None
         if self.partner is not None:
-            self.pretrained = self.modality.partner_encoder(self.spec, self.device)
+            self.pretrained = self.modality.partner_encoder(self.spec, self.device, self.partner)
+            if hasattr(self.pretrained, "pooling"):  # pooled as the run's own encoder was when the plan read it
+                self.pretrained.pooling = self.cfg.train.pooling
 
     def _load(self, ck: Path) -> Classifier:
         n = self.task.out_dim(self.task.targets_from_meta([], self.meta))

@@ -89,6 +89,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ entry
     def run(self, resume: bool = False) -> dict[str, Any]:
+        self.started = time.time()
         self.status("running", pid=os.getpid(), heartbeat=time.time(), started=time.time(), world_size=D.world())
         try:
             return self._run(resume)
@@ -131,7 +132,8 @@ class Trainer:
         parts = Parts(plan.model, opt, scaler, plan.model)
         parts.rewrap = lambda: self._wrap(parts, dev)
         parts.rewrap()
-        train_idx = data.idx("train")
+        # a head solved in the plan takes no steps: the loop only validates and keeps it
+        train_idx = data.idx("train") if not plan.strategy.fits_head else data.idx("train")[:0]
         state = TrainState(batch_size=t.batch_size, grad_accum=t.grad_accum)
         per_rank = len(train_idx) // D.world()
         state.total_steps = math.ceil(math.ceil(per_rank / state.batch_size) / state.grad_accum) * t.epochs
@@ -150,6 +152,11 @@ class Trainer:
                                TestEvaluation(data, plan.baseline_pred, t.seed, d)]
         if resume:
             cbs.append(Resume(d, plan.strategy, plan.spec.modality))
+        if t.budget_minutes is not None or plan.auto_reason:
+            from . import budget
+            from .callbacks.guards import Budget
+
+            cbs.append(Budget(budget.budget_seconds(t, plan.device), self.started))
         if t.mixup_alpha > 0 and data.modality.mixable:
             cbs.append(MixUp(t.mixup_alpha))
         if t.blend:
@@ -177,6 +184,7 @@ class Trainer:
         final = self.status(
             status, reason=reason, finished=time.time(), elapsed_s=round(time.time() - st.started, 2), test=test,
             vs_baseline=res.get("vs_baseline") if res else None, best_epoch=st.best_epoch + 1, epoch=st.epoch + 1,
+            run_s=round(time.time() - self.started, 1),
             step=st.step, trainable_params=trainable, total_params=total,
             peak_mem_mb=round(peak_memory_mb(plan.device), 1), **({"blend": st.results["blend"]}
                                                                  if "blend" in st.results else {}))

@@ -3,6 +3,7 @@ import json
 import streamlit as st
 
 from core.backbones import get_backbone
+from core.strategies import REGISTRY as STRATEGIES
 from core.tasks import REGISTRY as TASKS
 from studio import charts
 from studio.entry import through_app
@@ -27,7 +28,7 @@ if len(TASKS.names()) > 1:
 backbone = backbone_picker(ds)
 strategy = strategy_picker(ds, split_cfg, backbone, task)
 opts, chosen = train_options(ds, strategy, backbone, task, split_cfg)
-if strategy != "auto":
+if strategy != "auto" and not STRATEGIES.get(strategy).fits_head:
     def _range_test(progress, cancelled):
         from core.lr_finder import find_lr
 

@@ -128,11 +128,25 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
         shown, _ = _auto(ds, n_train(ds, split_cfg or {"val": 0.1, "test": 0.1}), backbone, task)
     o: dict[str, Any] = {}
     c = st.columns(3)
-    o["epochs"] = setting_input(c[0], TrainConfig, "epochs", shown.epochs, f"epochs_{strategy}",
-                                label="Epochs" + (" (auto's choice)" if strategy == "auto" else ""))
+    solved = strategy != "auto" and STRATEGIES.get(strategy).fits_head
+    if solved:
+        lr_default = STRATEGIES.get(strategy).lr(shown, ds.modality)
+        c[0].markdown("**Head**  \nsolved to convergence on the cached features (L-BFGS): no epochs or learning "
+                      "rate to set")
+    else:
+        o["epochs"] = setting_input(c[0], TrainConfig, "epochs", shown.epochs, f"epochs_{strategy}",
+                                    label="Epochs" + (" (auto's choice)" if strategy == "auto" else ""))
     if strategy == "auto":
         lr_default = STRATEGIES.get(shown.strategy).lr(shown, ds.modality)
-        c[1].markdown(f"**Learning rate**  \n{lr_default:.0e}, chosen by auto")
+        budget = default_budget()
+        o["budget_minutes"] = setting_input(c[1], TrainConfig, "budget_minutes", budget, "budget_auto",
+                                            label="Time budget (minutes)")
+        st.caption(f"Auto times a few real steps of each candidate plan on this machine when the run starts and "
+                   f"takes the best one that fits {o['budget_minutes']:g} minutes (on a CPU that may be a frozen "
+                   "larger encoder with its head solved, blended with TF-IDF; with a GPU, fine-tuning it). The "
+                   "choice and its estimate appear on Monitor; the run stops at the budget with its best checkpoint.")
+    elif solved:
+        pass
     else:
         lr_default = STRATEGIES.get(strategy).lr(shown, ds.modality)
         key = f"lr_{strategy}"
@@ -156,6 +170,8 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
         if args:
             o["strategy_args"] = {strategy: args}
     changed = [k for k, v in o.items() if k != "strategy_args" and v != _shown(shown, k, lr_default, backbone)]
+    if o.get("budget_minutes") == default_budget():
+        o["budget_minutes"] = None  # the device's default, decided where the run trains
     if o.get("lr") == lr_default:
         o["lr"] = None  # the strategy's default: stays None in the config, as the CLI writes it
     if o.get("image_size") is not None and o["image_size"] == _shown(shown, "image_size", lr_default, backbone):
@@ -165,9 +181,19 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
     return o, changed
 
 
+def default_budget() -> float:
+    import torch
+
+    from core.budget import DEFAULT_MINUTES
+
+    return DEFAULT_MINUTES["gpu" if torch.cuda.is_available() else "cpu"]
+
+
 def _shown(shown: TrainConfig, name: str, lr_default: float, backbone: str) -> Any:
     if name == "lr":
         return lr_default
+    if name == "budget_minutes":
+        return default_budget()
     if name == "image_size" and shown.image_size is None:
         return get_backbone(backbone).image_size if backbone else 224
     if name == "max_grad_norm" and shown.max_grad_norm is None:
@@ -193,6 +219,13 @@ def strategy_settings(strategy: str) -> dict[str, Any]:
 def estimate(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cfg: dict, past: list[dict]) -> str:
     """Steps from the data; memory from the weight count; time from earlier runs of the same setup."""
     n = n_train(ds, split_cfg)
+    if strategy == "auto":
+        minutes = opts.get("budget_minutes") or default_budget()
+        return (f"About {n:,} training examples. Time: within {minutes:g} minutes; the plan's own estimate appears "
+                "on Monitor when the run starts, and the time it took at the end.")
+    if STRATEGIES.get(strategy).fits_head:
+        return (f"About {n:,} training examples: one pass of the backbone over every example, then the head is "
+                "solved in seconds.")
     steps = math.ceil(n / opts["batch_size"]) * opts["epochs"]
     out = f"About {n:,} training examples → {steps:,} optimiser steps."
     spec = next((s for s in list_backbones(include_hidden=True) if s.name == backbone), None)

@@ -102,7 +102,6 @@ def test_two_browser_sessions_do_not_see_each_other(home, tmp_path):
     ds_id = ann.session_state["dataset_id"]
     ann.switch_page("pages/train.py").run()
     ann.radio(key="strategy").set_value("frozen").run()
-    ann.number_input(key="epochs_frozen").set_value(1).run()
     next(b for b in ann.button if b.label == "Start training").click().run()
     assert not ann.exception
     rid = services().runs.list()[0]["id"]

@@ -3,10 +3,10 @@ status and logs. core.trainer registers them; the learning-rate range test (core
 with its own."""
 from .checkpoint import BestWeights, Checkpointer, Resume
 from .evaluation import EvalFiles, TestEvaluation, Validation
-from .guards import DivergenceGuard, EarlyStopping, OomRecovery, Unfreeze
+from .guards import Budget, DivergenceGuard, EarlyStopping, OomRecovery, Unfreeze
 from .mix import MixUp
 from .schedule import Schedule
 from .status import StatusHeartbeat
 
 __all__ = ["BestWeights", "Checkpointer", "Resume", "EvalFiles", "TestEvaluation", "Validation", "DivergenceGuard",
-           "EarlyStopping", "OomRecovery", "Unfreeze", "MixUp", "Schedule", "StatusHeartbeat"]
+           "EarlyStopping", "Budget", "OomRecovery", "Unfreeze", "MixUp", "Schedule", "StatusHeartbeat"]

@@ -83,3 +83,19 @@ class Unfreeze(Callback):
             p.rewrap()
             trainable = sum(x.numel() for x in p.model.parameters() if x.requires_grad)
             ctx.emit("warning", message=f"Unfroze another layer group ({trainable:,} trainable weights).")
+
+
+class Budget(Callback):
+    """Stops at the run's time budget (counted from the run's start, data and plan included) and keeps the best
+    checkpoint so far: what a person asked for in the time they gave it."""
+    order = -5
+
+    def __init__(self, seconds: float, started: float):
+        self.seconds, self.started = seconds, started
+
+    def on_step_end(self, ctx, loss):
+        import time
+
+        if time.time() - self.started >= self.seconds:
+            ctx.control.stop("completed", f"Stopped at the time budget ({self.seconds / 60:.0f} min) after step "
+                                          f"{ctx.state.step}; the best checkpoint so far is the model.")

@@ -106,6 +106,10 @@ class Modality:
         """What the baseline and the blend partner see per row: texts, or pretrained features."""
         raise NotImplementedError
 
+    def blend_view(self, plan) -> Any:
+        """What the blend's partner reads per row (by default the baseline's view)."""
+        return self.linear_view(plan)
+
     def baseline_matrices(self, view, train: np.ndarray, test: np.ndarray):
         raise NotImplementedError
 
@@ -115,7 +119,7 @@ class Modality:
     def explain(self, pred, raw: Any, target: int | None = None) -> Any:
         raise NotImplementedError
 
-    def partner_encoder(self, spec: "BackboneSpec", device: torch.device) -> Any:
+    def partner_encoder(self, spec: "BackboneSpec", device: torch.device, partner: Any = None) -> Any:
         """What a saved model needs to feed its blend partner at prediction time (None: nothing)."""
         raise NotImplementedError
 

@@ -207,7 +207,7 @@ class ImageModality(Modality):
 
         return gradcam(pred, raw, target)
 
-    def partner_encoder(self, spec, device):
+    def partner_encoder(self, spec, device, partner=None):
         """The untouched pretrained backbone: the blend partner reads its features."""
         return spec.build_encoder()[0].to(device).eval()
 

@@ -131,13 +131,21 @@ class TextModality(Modality):
 
         return text_features(view, train)[rows]
 
+    def blend_view(self, plan):
+        """The texts, and the pretrained encoder's sentence embeddings of them (computed before any weight
+        moves): the partner weighs the two by cross-validation."""
+        return plan.data.files, plan.pretrained_features()
+
     def partner(self, view, rows, y, meta):
         from ..blend import LexicalModel
 
-        return LexicalModel.fit([view[i] for i in rows], y, len(meta["classes"]))
+        texts, emb = view if isinstance(view, tuple) else (view, None)
+        return LexicalModel.fit([texts[i] for i in rows], y, len(meta["classes"]),
+                                None if emb is None else emb[rows])
 
     def partner_inputs(self, view, rows):
-        return [view[i] for i in rows]
+        texts, emb = view if isinstance(view, tuple) else (view, None)
+        return [texts[i] for i in rows], None if emb is None else emb[rows]
 
     def explain(self, pred, raw, target=None):
         from ..explain import token_attributions
@@ -149,11 +157,18 @@ class TextModality(Modality):
 
         return try_hf(pred, out)
 
-    def partner_encoder(self, spec, device):
-        return None  # the partner reads the texts themselves
+    def partner_encoder(self, spec, device, partner=None):
+        """The untouched pretrained encoder, when the partner reads sentence embeddings beside the texts."""
+        if partner is None or not getattr(partner, "uses_embeddings", False):
+            return None
+        return spec.build_encoder()[0].to(device).eval()
 
+    @torch.no_grad()
     def partner_view(self, pred, items, batch):
-        return list(items)
+        if pred.pretrained is None:
+            return list(items), None
+        emb = pred.pretrained(**{k: v.to(pred.device) for k, v in batch.items()}).float().cpu().numpy()
+        return list(items), emb
 
     def onnx_axes(self):
         return {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}

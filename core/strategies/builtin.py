@@ -97,8 +97,9 @@ class Differential(Strategy):
 
 
 FROZEN = Frozen("frozen", "Frozen backbone (linear probe)",
-                "Only the new head trains on cached features: seconds per epoch, hard to overfit; best under ~1k "
-                "examples.", frozen_backbone=True, default_lr={"image": 3e-3, "text": 3e-3}, trainable_share=0.0)
+                "The backbone's features are computed once and a linear head is solved to convergence on them "
+                "(L-BFGS): seconds, hard to overfit; best under ~1k examples.", frozen_backbone=True,
+                default_lr={"image": 3e-3, "text": 3e-3}, trainable_share=0.0, fits_head=True)
 PARTIAL = Partial("partial", "Partial / gradual unfreezing",
                   "Top layers adapt, lower generic features stay fixed; unfreeze more every few epochs if asked.",
                   settings=PartialSettings, default_lr={"image": 3e-4, "text": 1e-4}, trainable_share=0.3)

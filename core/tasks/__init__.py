@@ -87,6 +87,12 @@ class Task:
         """The network's share in w*net + (1-w)*partner, chosen pessimistically on validation (core.blend)."""
         raise NotImplementedError
 
+    def linear_head(self, x: np.ndarray, y: np.ndarray, meta: dict[str, Any], out_dim: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """A linear head solved to convergence on standardised features (the baseline's own estimator), folded
+        back into raw feature space: (weight [out_dim, features], bias [out_dim])."""
+        raise NotImplementedError
+
     def point(self, out: np.ndarray) -> np.ndarray:
         """One prediction per row (the class index, or the value) from outputs, for the baseline comparison."""
         raise NotImplementedError
@@ -127,6 +133,13 @@ def task_names() -> list[str]:
 
 def metric_names() -> list[str]:
     return sorted({m for t in REGISTRY for m in t.metrics})
+
+
+def fold_standardisation(coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """w·((x - mean) / scale) + b as w'·x + b'."""
+    w = coef / scale
+    return w, intercept - w @ mean
 
 
 def from_meta(meta: dict[str, Any]) -> Task:

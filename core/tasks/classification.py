@@ -77,6 +77,22 @@ class Classification(Task):
 
         return best_weight(net, partner, truth, meta["classes"])
 
+    def linear_head(self, x, y, meta, out_dim):
+        from sklearn.linear_model import LogisticRegression
+
+        from . import fold_standardisation
+
+        mean, scale = x.mean(0), x.std(0)
+        scale = np.where(scale > 0, scale, 1.0)
+        clf = LogisticRegression(C=2.0, max_iter=5000, class_weight="balanced").fit((x - mean) / scale, y)
+        coef, b = clf.coef_, clf.intercept_
+        if coef.shape[0] == 1:  # two classes: scikit-learn keeps one row; softmax over [0, z] is its sigmoid
+            coef, b = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, b[0]])
+        w, bias = fold_standardisation(coef, b, mean, scale)
+        weight, out_b = np.zeros((out_dim, x.shape[1])), np.full(out_dim, -30.0)  # classes absent from training
+        weight[clf.classes_], out_b[clf.classes_] = w, bias
+        return weight, out_b
+
     def point(self, out):
         return np.asarray(out).argmax(1)
 
