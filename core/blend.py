@@ -112,6 +112,9 @@ class LexicalModel:
     def uses_embeddings(self) -> bool:
         return self.emb_weight > 0
 
+    def describe(self, estimator: str) -> str:
+        return f"TF-IDF and sentence embeddings + {estimator}" if self.uses_embeddings else f"TF-IDF + {estimator}"
+
     def predict_proba(self, texts, embeddings: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities, or (regression) values in a one-column array. `texts` may be (texts, embeddings)."""
         if isinstance(texts, tuple):

@@ -152,13 +152,13 @@ def _fit_head(plan: Plan) -> None:
                       "training steps were needed.")
 
 
-def _resolve_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec):
+def _resolve_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, strategy: str | None = None):
     tr = data.split == "train"
     items = [x for x, keep in zip(data.files, tr) if keep]
     counts = np.bincount(data.targets.truth[tr].astype(np.int64)).tolist() if data.task.has_classes else None
     facts = data.modality.auto_facts(data.ds, items)
     return resolve_auto(cfg.train, int(tr.sum()), spec.modality, counts, params_m=spec.params_m,
-                        chosen=cfg.user_set(), **facts)
+                        chosen=cfg.user_set(), strategy=strategy, **facts)
 
 
 def _plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.device, progress: Progress):
@@ -176,20 +176,18 @@ def _plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.
     for i, (backbone, strategy) in enumerate(cands):
         cand_spec = get_backbone(backbone)
         t, why = _resolve_auto(RunConfig.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"],
-                                                                              "backbone": backbone}}), data, cand_spec)
+                                                                              "backbone": backbone}}), data, cand_spec,
+                               strategy)
         progress(i / len(cands), f"Planning against the {budget._minutes(limit)} budget: timing {strategy} {backbone}")
         fwd, step = _speeds(cand_spec, t, strategy, sample, device, data)
         est = budget.estimate(not get_strategy(strategy).fits_head, n_rows, n_train, n_val, t.epochs,
                               t.batch_size, fwd, step)
         considered.append({"backbone": backbone, "strategy": strategy, "estimate_s": round(est, 1)})
         if est <= limit * budget.MARGIN or i == len(cands) - 1:
-            pick = (replace(t, backbone=backbone, strategy=strategy), why, est)
+            pick = (replace(t, backbone=backbone), why, est)
             break
     t, why, est = pick
     choice = budget.Choice(t.backbone, t.strategy, est, limit, considered)
-    if get_strategy(t.strategy).fits_head:
-        why = why.replace("every weight fine-tunes", "the backbone stays frozen and its head is solved").replace(
-            "LoRA adapters train beside the frozen weights", "the backbone stays frozen and its head is solved")
     return t, f"Plan: {choice.line()}. {why}", choice
 
 

@@ -94,7 +94,13 @@ def live() -> None:
 
 def footer(status: dict, state: str, view) -> None:
     if status.get("auto"):
-        st.caption(f"Auto chose **{status.get('resolved_strategy')}**: {status['auto']}")
+        st.caption(f"Auto chose **{status.get('resolved_strategy')}**"
+                   + (f" of **{status['resolved_backbone']}**" if status.get("resolved_backbone") else "")
+                   + f": {status['auto']}")
+    if status.get("plan") and status.get("run_s") and state in ("completed", "stopped", "failed", "diverged"):
+        p = status["plan"]
+        st.caption(f"Estimated {p['estimate_s'] / 60:.1f} min before it started; took {status['run_s'] / 60:.1f} min "
+                   f"(budget {p['budget_s'] / 60:.0f} min).")
     if blend_line(status):
         st.caption(blend_line(status))
     overlap_note(status)

@@ -47,7 +47,8 @@ class Blend(Callback):
         w, scores = d.task.blend_weight(ctx.predict(val),
                                         partner.predict_proba(d.modality.partner_inputs(self.view, val.numpy())),
                                         d.targets.truth[val.numpy()], d.meta)
-        info = {"network_weight": w, "partner": self.name,
+        name = partner.describe(d.task.estimator) if hasattr(partner, "describe") else self.name
+        info = {"network_weight": w, "partner": name,
                 ("val_mae" if scores.get("metric") == "mae" else "val_macro_f1"): scores}
         st.results["blend"], st.results["blend_model"] = info, BlendModel(partner, w, self.view, d.modality)
         if self.run_dir is not None:

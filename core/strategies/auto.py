@@ -23,7 +23,8 @@ def recommend(n_examples: int, modality: str) -> tuple[str, str]:
 
 def resolve_auto(cfg: "TrainConfig", n_train: int, modality: str, class_counts: list[int] | None,
                  text_lengths: list[int] | None = None, image_side: int | None = None,
-                 params_m: float = 0.0, chosen: set[str] | None = None) -> tuple["TrainConfig", str]:
+                 params_m: float = 0.0, chosen: set[str] | None = None,
+                 strategy: str | None = None) -> tuple["TrainConfig", str]:
     """A concrete config for strategy 'auto', from the data, and the one-line reason shown to the user.
     Settings the person chose (`chosen`; by default those that differ from their defaults) are never changed,
     and the reason says which were kept. class_counts is None for regression.
@@ -49,6 +50,8 @@ def resolve_auto(cfg: "TrainConfig", n_train: int, modality: str, class_counts: 
         # gradients and Adam state for every weight of a large model need ~4x its size in memory, and a small
         # dataset cannot move that many weights well; low-rank adapters keep both in check
         picks["strategy"] = "lora"
+    if strategy:  # the budget planner's choice (core.budget)
+        picks["strategy"] = strategy
     picks["blend"] = True
     notes = []
     if class_counts and max(class_counts) / max(1, min(class_counts)) >= 3:
@@ -68,7 +71,12 @@ def resolve_auto(cfg: "TrainConfig", n_train: int, modality: str, class_counts: 
 
 def _reason(out: "TrainConfig", n_train: int, params_m: float, partner: str, notes: list[str], kept: list[str],
             asked: "TrainConfig") -> str:
-    if out.strategy == "lora":
+    from . import get_strategy
+
+    if get_strategy(out.strategy).fits_head:
+        why = (f"{n_train:,} training examples: the backbone stays frozen, its features are computed once and a "
+               "head is solved on them")
+    elif out.strategy == "lora":
         why = (f"{n_train:,} training examples on a large backbone ({params_m:,.0f}M weights): LoRA adapters "
                f"train beside the frozen weights ({_epochs(out.epochs)}, early stopping)")
     else:
