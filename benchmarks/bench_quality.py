@@ -44,7 +44,13 @@ from scripts.make_demo_data import wheel_member  # noqa: E402  (the demo data's 
 
 DEMO = ROOT / "assets" / "demo"
 RESULTS = ROOT / "benchmarks" / "results"
-STRATEGIES = ("frozen", "lora", "partial", "differential", "full", "auto")
+STRATEGIES = ("frozen", "lora", "partial", "differential", "full", "auto", "mpnet frozen", "mpnet lora",
+              "mpnet full", "auto 30 min")
+# rows beyond the strategies of the dataset's own backbone: (strategy, settings, text only, largest training part)
+VARIANTS = {"mpnet frozen": ("frozen", {"backbone": "all-mpnet-base-v2"}, True, None),
+            "mpnet lora": ("lora", {"backbone": "all-mpnet-base-v2"}, True, 400),
+            "mpnet full": ("full", {"backbone": "all-mpnet-base-v2"}, True, 400),
+            "auto 30 min": ("auto", {"budget_minutes": 30.0}, False, 400)}
 
 
 def debates(cache: Path) -> Path:
@@ -109,17 +115,27 @@ def workspace(names: list[str]):
 def run_one(home: Path, source: Path, backbone: str, strategy: str, baseline: bool, split_seed: int = 0,
             **overrides) -> dict:
     datasets, runs = DatasetStore(home / "datasets"), RunStore(home / "runs")
+    label = strategy
+    if strategy in VARIANTS:
+        strategy, extra, _, _ = VARIANTS[strategy]
+        overrides = {**overrides, **extra}
+    backbone = overrides.pop("backbone", backbone)
     # a quarter held out for testing: on a few hundred examples a 10% test set is too noisy to rank models
     cfg = RunConfig(data=DataConfig(source=str(source), val_fraction=0.15, test_fraction=0.25,
                                     split_seed=split_seed),
                     train=TrainConfig(backbone=backbone, strategy=strategy, baseline=baseline, seed=0, **overrides))
+    if strategy == "auto":  # a person asking for auto names no backbone: the plan may pick a larger one
+        cfg.chosen = sorted(set(overrides) - {"backbone"})
     rec = runs.create(cfg, datasets.ingest(str(source)).dataset.id)
     t0 = time.perf_counter()
     st = Trainer(cfg, rec, runs, datasets).run()
     wall = time.perf_counter() - t0
     if st.get("status") != "completed":
         raise RuntimeError(f"{strategy} on {source.name}: {st.get('status')} {st.get('reason', '')}")
-    return {"strategy": strategy, "resolved": st.get("resolved_strategy") or strategy, "auto": st.get("auto", ""),
+    resolved = st.get("resolved_strategy") or strategy
+    if st.get("resolved_backbone") and st["resolved_backbone"] != backbone:
+        resolved += f" {st['resolved_backbone']}"
+    return {"strategy": label, "resolved": resolved, "auto": st.get("auto", ""), "plan": st.get("plan"),
             "accuracy": st["test"]["accuracy"], "macro_f1": st["test"]["macro_f1"], "wall_s": wall,
             "epochs": st.get("epoch"), "best_epoch": st.get("best_epoch"), "baseline": st.get("baseline"),
             "vs_baseline": st.get("vs_baseline"), "network_weight": (st.get("blend") or {}).get("network_weight")}
@@ -149,6 +165,8 @@ def main() -> None:
         for name, backbone, source, settings in datasets:
             base = None
             for strategy in args.strategies:
+                if strategy in VARIANTS and not _applies(strategy, backbone, source):
+                    continue
                 # every run trains the baseline too (seconds): its test predictions pair with the run's
                 r = run_one(home, source, backbone, strategy, baseline=True, **{**settings, **overrides})
                 base = base or r["baseline"]
@@ -164,6 +182,18 @@ def main() -> None:
     table = markdown(merged(kept, rows))
     print(table)
     (RESULTS / "quality.md").write_text(table + "\n")
+
+
+def _applies(variant: str, backbone: str, source: Path) -> bool:
+    """Variants for text only, and those that train a large encoder only where the training part is small
+    enough to finish in reasonable time on a CPU ('where it fits')."""
+    _, _, text_only, cap = VARIANTS[variant]
+    if text_only and backbone != "all-MiniLM-L6-v2":
+        return False
+    if cap is None:
+        return True
+    rows = len(pd.read_csv(source)) if source.suffix == ".csv" else sum(1 for _ in source.rglob("*.png"))
+    return rows * 0.6 <= cap
 
 
 def merged(kept: list[dict], new: list[dict]) -> list[dict]:
@@ -193,7 +223,7 @@ def markdown(rows: list[dict]) -> str:
         lines.append(f"| {name} | baseline: {b['name']} | {b['macro_f1']:.3f} | {b['accuracy']:.3f} | — | "
                      f"— | (seconds, inside each run) |")
         for _, r in g.iterrows():
-            label = f"auto → {r['resolved']}" if r["strategy"] == "auto" else r["strategy"]
+            label = f"{r['strategy']} → {r['resolved']}" if r["strategy"].startswith("auto") else r["strategy"]
             lines.append(f"| {name} | {label} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | "
                          f"{r['macro_f1'] - b['macro_f1']:+.3f} | {_interval(r.get('vs_baseline'))} | "
                          f"{r['wall_s']:.0f} s |")
@@ -201,7 +231,7 @@ def markdown(rows: list[dict]) -> str:
     for name, g in df.groupby("dataset", sort=False):
         b = g.iloc[0]["baseline"]["macro_f1"]
         auto = g[g["strategy"] == "auto"]["macro_f1"]
-        fixed = g[g["strategy"] != "auto"]["macro_f1"]
+        fixed = g[~g["strategy"].str.startswith("auto")]["macro_f1"]
         line = f"- {name}: auto − baseline = {(auto.iloc[0] - b) if len(auto) else float('nan'):+.3f}"
         if len(fixed):
             line += f"; best fixed strategy − baseline = {fixed.max() - b:+.3f}"

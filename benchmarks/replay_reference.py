@@ -103,9 +103,11 @@ def main() -> int:
                 print(f"recorded {name}: {got['status']}, test macro-F1 {got['test']['macro_f1']}")
                 continue
             want = ref.get(name)
-            same = want is not None and all(_close(want[k], got[k]) for k in ("status", "step_losses", "val", "test"))
+            differ = [k for k in ("status", "step_losses", "val", "test") if want is None or not _close(want[k], got[k])]
+            same = not differ
             print(f"{'same' if same else 'CHANGED'}  {name}: test macro-F1 {got['test']['macro_f1']} "
-                  f"(recorded {want and want['test']['macro_f1']})")
+                  f"(recorded {want and want['test']['macro_f1']})" + (f"; differs in {', '.join(differ)}" if differ
+                                                                      else ""))
             if not same:
                 bad.append(name)
     if args.record:

@@ -118,6 +118,13 @@ class TrainConfig:
                                                 "best plan this device can finish in time); any run stops at it "
                                                 "with its best checkpoint. None: 10 on a CPU-only machine, 30 "
                                                 "with a GPU, for 'auto'; no limit otherwise.")
+    log_every: int | None = setting(None, low=1, high=10_000,
+                                    help="Read the loss (a wait for the accelerator) every N steps; None: every step "
+                                         "on a CPU, every 10 on a GPU.")
+    loader_workers: int | None = setting(None, low=0, high=64,
+                                         help="Processes that read and augment images ahead of training; None: "
+                                              "decided from the cores and the data.")
+    compile: bool = setting(False, help="torch.compile the model (GPU: often faster after a slow first step).")
     processes: int = setting(1, low=1, high=64,
                              help="Processes that train this run together with PyTorch's DistributedDataParallel: one "
                                   "per GPU (the studio waits for that many free GPUs), or gloo processes on a CPU. "

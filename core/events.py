@@ -68,7 +68,8 @@ class TrainState:
     results: dict[str, Any] = field(default_factory=dict)  # what the run reports at the end (test, blend, ...)
     micro: int = 0  # micro-batches done in this epoch
     epoch_losses: list[float] = field(default_factory=list)  # step losses so far in this epoch
-    gen: Any = None  # this epoch's generator (order and augmentation), saved with an in-epoch checkpoint
+    gen: Any = None  # this epoch's generator (order and augmentation)
+    gen_after: Any = None  # its state after the last batch trained on (saved with an in-epoch checkpoint)
     resume_micro: int = 0  # an in-epoch resume: micro-batches of this epoch already done
     resume_gen: Any = None  # ... and the generator's state at that point
     extra: dict[str, Any] = field(default_factory=dict)  # callbacks' own state that a checkpoint must keep

@@ -14,6 +14,8 @@ import torch
 
 from . import distributed as D
 from .events import Callback, Context, Control, Event, Parts, TrainState
+from .loader import batches as loader_batches
+from .loader import plans
 from .modalities import Inputs
 from .strategies import freeze_frozen_norms
 
@@ -24,7 +26,30 @@ class Batch:
     inputs: dict[str, torch.Tensor]
     y: torch.Tensor
     gen: torch.Generator | None = None
+    perm: torch.Tensor | None = None  # MixUp's partner rows, drawn with the batch
     mix: tuple[torch.Tensor, float] | None = None  # (partner rows within the batch, the original's weight)
+
+
+class Window:
+    """Losses and timings between two reads: summed on the device, read once."""
+
+    def __init__(self) -> None:
+        self.loss_sum: torch.Tensor | None = None
+        self.micro = self.steps = self.examples = 0
+        self.wait = 0.0
+        self.start = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, n: int) -> None:
+        self.loss_sum = loss.detach() if self.loss_sum is None else self.loss_sum + loss.detach()
+        self.micro += 1
+        self.examples += n
+
+    def read(self, device: torch.device) -> dict:
+        wall = max(time.perf_counter() - self.start, 1e-9)
+        out = {"loss": float(self.loss_sum) / max(self.micro, 1), "steps": self.steps,
+               "examples_per_s": round(self.examples / wall, 2), "data_wait_share": round(min(1.0, self.wait / wall), 4)}
+        self.__init__()
+        return out
 
 
 def chunks(indices: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
@@ -49,6 +74,9 @@ class Learner:
         self.control = control or Control()
         self.state = state or TrainState(batch_size=cfg.batch_size, grad_accum=cfg.grad_accum)
         self.amp = amp_dtype(device) if cfg.amp else None
+        self.log_every = cfg.log_every or (10 if device.type == "cuda" else 1)
+        self.channels_last = False  # set for CNNs on a GPU (core.trainer)
+        self._window = Window()
         self.ctx = Context(cfg, self.state, self.control, run_dir, parts, self.emit, self.predict, main)
 
     # ------------------------------------------------------------------ plumbing
@@ -112,6 +140,7 @@ class Learner:
         else:
             st.micro, st.epoch_losses = 0, []
         st.gen = gen
+        self._window = Window()
         for batch in self.batches(order, gen, skip):
             if self.control.should_stop:
                 break
@@ -119,24 +148,36 @@ class Learner:
                 batch = cb.on_batch(self.ctx, batch)
             loss = self.forward_backward(batch)
             st.micro += 1
+            self._window.add(loss, len(batch.idx))
             if st.micro % st.grad_accum:
                 continue
-            st.epoch_losses.append(self.step(loss))
+            self.step()
             if self.control.should_stop or self.out_of_steps():
                 break
+        if self._window.steps:  # the epoch's last steps, read now
+            self.report(self._window.read(self.device))
         return float(np.mean(st.epoch_losses)) if st.epoch_losses else float("nan")
 
     def batches(self, order: torch.Tensor, gen: torch.Generator, skip: int = 0) -> Iterator[Batch]:
-        flip = self.t.hflip is not False
-        for i, idx in enumerate(chunks(order, self.state.batch_size)):
-            if i < skip:
-                continue
-            randoms = self.inputs.draw(len(idx), gen) if self.t.augment else None
-            yield Batch(idx, self.inputs.batch(idx, randoms, flip), self.y[idx], gen)
+        """The epoch's batches; time spent waiting for each is counted as data wait."""
+        mix = self.t.mixup_alpha > 0 and self.inputs.mixable
+        steps = plans(order, self.state.batch_size, gen, self.inputs, self.t.augment, mix, skip)
+        workers = self.t.loader_workers if self.t.loader_workers is not None else \
+            self.inputs.loader_workers(self.t.augment)
+        made = loader_batches(steps, self.inputs, self.t.hflip is not False, workers, self.device.type == "cuda")
+        while True:
+            t = time.perf_counter()
+            got = next(made, None)
+            self._window.wait += time.perf_counter() - t
+            if got is None:
+                return
+            plan, inputs = got
+            self.state.gen_after = plan.after
+            yield Batch(plan.idx, inputs, self.y[plan.idx], gen, perm=plan.perm)
 
     def forward_backward(self, batch: Batch) -> torch.Tensor:
-        inputs = {k: v.to(self.device, non_blocking=True) for k, v in batch.inputs.items()}
-        y = batch.y.to(self.device)
+        inputs = {k: self._to_device(v) for k, v in batch.inputs.items()}
+        y = batch.y.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             logits = self.parts.train_model(**inputs)
             if batch.mix is None:
@@ -149,7 +190,13 @@ class Learner:
         (scaler.scale(loss / self.state.grad_accum) if scaler else loss / self.state.grad_accum).backward()
         return loss
 
-    def step(self, loss: torch.Tensor) -> float:
+    def _to_device(self, v: torch.Tensor) -> torch.Tensor:
+        v = v.to(self.device, non_blocking=True)
+        return v.contiguous(memory_format=torch.channels_last) if self.channels_last and v.dim() == 4 else v
+
+    def step(self) -> None:
+        """One optimiser step. The loss stays on the device and is read only every `log_every` steps: reading
+        it each step would make the host wait for the accelerator every time."""
         st, opt, scaler = self.state, self.parts.optimizer, self.parts.scaler
         if scaler:
             scaler.unscale_(opt)
@@ -162,15 +209,25 @@ class Learner:
             opt.step()
         opt.zero_grad(set_to_none=True)
         st.step += 1
-        value, stop = D.sync_step(float(loss.detach()), self.control.should_stop, self.device)
+        self._window.steps += 1
+        if st.step % self.log_every == 0 or self.out_of_steps():
+            self.report(self._window.read(self.device))
+        else:
+            self._call("on_step_end", None)
+
+    def report(self, window: dict) -> None:
+        """A read of the loss: agreed across ranks, checked by the guards, sent as a step event."""
+        st, opt = self.state, self.parts.optimizer
+        value, stop = D.sync_step(window["loss"], self.control.should_stop, self.device)
         if stop and not self.control.should_stop:  # another rank's Stop (rank 0 owns the UI)
             self.control.stop()
+        st.epoch_losses.extend([value] * window["steps"])
         self._call("on_step_end", value)
         elapsed = time.time() - st.started
         eta = elapsed / max(st.step - st.steps_at_start, 1) * (st.total_steps - st.step)
         self.emit("step", loss=value, lr=opt.param_groups[0]["lr"], total_steps=st.total_steps,
-                  eta_s=round(eta, 1), elapsed_s=round(elapsed, 2))
-        return value
+                  eta_s=round(eta, 1), elapsed_s=round(elapsed, 2), examples_per_s=window["examples_per_s"],
+                  data_wait_share=window["data_wait_share"])
 
     @torch.no_grad()
     def predict(self, idx: torch.Tensor) -> np.ndarray:

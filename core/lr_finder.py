@@ -47,6 +47,8 @@ class RangeTest(Callback):
 
     def on_step_end(self, ctx, loss):
         i = ctx.state.step - 1
+        if loss is None:
+            return
         if not math.isfinite(loss):
             ctx.control.stop("completed", "The loss stopped being finite.")
             return
@@ -87,7 +89,8 @@ def find_lr(cfg: RunConfig, datasets: DatasetStore, start: float = 1e-7, end: fl
         inputs = FeatureInputs(torch.from_numpy(plan.pretrained_features()).to(dev))
     train_idx = data.idx("train")
     per_epoch = max(1, math.ceil(len(train_idx) / t.batch_size / t.grad_accum))
-    t = replace(t, epochs=max(1, math.ceil(steps / per_epoch)), max_steps=steps, early_stopping_patience=0)
+    t = replace(t, epochs=max(1, math.ceil(steps / per_epoch)), max_steps=steps, early_stopping_patience=0,
+                log_every=1)
     test = RangeTest(start, end, steps, progress)
     opt = torch.optim.AdamW(groups, lr=groups[0]["lr"])
     scaler = torch.amp.GradScaler("cuda") if t.amp and amp_dtype(dev) == torch.float16 else None

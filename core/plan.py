@@ -78,9 +78,26 @@ class Plan:
         return feats
 
     def pretrained_features(self) -> np.ndarray:
-        """Every row's features from the encoder before any training step (computed once)."""
-        if self._pretrained is None:
-            self._pretrained = self.features(torch.arange(len(self.data.inputs)), note="Computing backbone features")
+        """Every row's features from the encoder before any training step: computed once per dataset version,
+        backbone and preprocessing, kept beside the version, and reused by later runs (frozen heads, baselines,
+        blends, the mirror probe)."""
+        if self._pretrained is not None:
+            return self._pretrained
+        from .cache import feature_path, load_features, save_features
+
+        data, n = self.data, len(self.data.inputs)
+        path = None
+        if data.test_ds is None:  # rows of one dataset version: worth keeping
+            pre = data.modality.preprocessor(self.spec, self.cfg.train)
+            path = feature_path(data.ds.dir, self.spec.name, data.modality.feature_variant(pre, self.cfg.train))
+            cached = load_features(path, n, self.model.feat_dim)
+            if cached is not None:
+                self.progress(1.0, f"Reusing {self.spec.name} features of {n:,} examples from an earlier run")
+                self._pretrained = np.ascontiguousarray(cached)
+                return self._pretrained
+        self._pretrained = self.features(torch.arange(n), note="Computing backbone features")
+        if path is not None:
+            save_features(path, self._pretrained)
         return self._pretrained
 
 

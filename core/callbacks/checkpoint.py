@@ -26,7 +26,7 @@ def save_checkpoint(root: Path, tag: str, parts, state, next_epoch: int, with_tr
     try:
         save_model(parts.model, str(tmp / "model.safetensors"))
         if with_trainer:
-            within = {"in_epoch": True, "micro": state.micro, "gen": state.gen.get_state(),
+            within = {"in_epoch": True, "micro": state.micro, "gen": state.gen_after,
                       "epoch_losses": list(state.epoch_losses)} if in_epoch else {"in_epoch": False}
             torch.save({"optimizer": parts.optimizer.state_dict(),
                         "scaler": parts.scaler.state_dict() if parts.scaler else None, "next_epoch": next_epoch,
@@ -55,7 +55,8 @@ class Checkpointer(Callback):
 
     def on_step_end(self, ctx, loss):
         st = ctx.state
-        if not self.every or time.time() - self.last < self.every or st.micro % st.grad_accum:
+        # only where the loss was just read: the epoch's losses so far are all on the host then
+        if loss is None or not self.every or time.time() - self.last < self.every or st.micro % st.grad_accum:
             return
         save_checkpoint(self.root, "last", ctx.parts, st, st.epoch, with_trainer=True, in_epoch=True)
         self.last = time.time()

@@ -23,6 +23,8 @@ class DivergenceGuard(Callback):
         self.factor, self.margin, self.patience, self.early_steps = factor, margin, patience, early_steps
 
     def on_step_end(self, ctx, loss):
+        if loss is None:  # not read at this step
+            return
         if not math.isfinite(loss):
             ctx.control.stop("diverged", f"Training diverged at step {ctx.state.step} (loss is {loss}). {ADVICE}")
             return

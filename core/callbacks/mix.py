@@ -16,7 +16,7 @@ class MixUp(Callback):
         if x is None or self.alpha <= 0:
             return batch
         lam = float(torch.distributions.Beta(self.alpha, self.alpha).sample())
-        perm = torch.randperm(len(batch.y), generator=batch.gen)
+        perm = batch.perm if batch.perm is not None else torch.randperm(len(batch.y), generator=batch.gen)
         batch.inputs = {**batch.inputs, "pixel_values": lam * x + (1 - lam) * x[perm]}
         batch.mix = (perm, lam)
         return batch

@@ -19,6 +19,11 @@ Progress = Callable[[float, str], None]
 
 class Inputs:
     """All inputs of a run, addressable by row: batch(idx) gives the model's keyword arguments (CPU tensors)."""
+    mixable = False  # MixUp/CutMix blend these batches
+
+    def loader_workers(self, augment: bool) -> int:
+        """Worker processes worth starting to build batches beside training (0: build them in-process)."""
+        return 0
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -94,6 +99,11 @@ class Modality:
     def cache_file(self, ds_dir: Path, pre: Any) -> Path | None:
         """Where decoded inputs of a dataset version are kept between runs (None: not worth caching)."""
         return None
+
+    def feature_variant(self, pre: Any, t) -> str:
+        """What besides the backbone makes its features of a dataset differ (image size; text length and
+        pooling): part of the feature cache's name."""
+        raise NotImplementedError
 
     def auto_facts(self, ds, train_items: list[str]) -> dict[str, Any]:
         """What 'auto' reads about the inputs (text lengths, image side)."""

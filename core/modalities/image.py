@@ -3,7 +3,6 @@ normalised the same way for training, prediction, explanation and export."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..images import BadImage, open_rgb
-from . import Inputs, Modality, Progress
+from . import Inputs, Modality
 
 
 def square_crop(img: Image.Image, size: int) -> torch.Tensor:
@@ -74,49 +73,31 @@ def augment_images(x: torch.Tensor, r: torch.Tensor, flip: bool = True) -> torch
 
 
 class ImageInputs(Inputs):
-    def __init__(self, pixels: torch.Tensor, prep: ImagePrep):
-        self.pixels, self.prep = pixels, prep
+    mixable = True
+
+    def __init__(self, store, prep: ImagePrep):
+        self.store, self.prep = store, prep
 
     def __len__(self) -> int:
-        return len(self.pixels)
+        return len(self.store)
 
     def draw(self, n, gen):
         return torch.rand((n, 4), generator=gen)
 
     def batch(self, idx, randoms=None, flip=True):
-        x = self.pixels[idx]
+        x = torch.from_numpy(self.store.rows(idx.numpy() if hasattr(idx, "numpy") else idx))
         if randoms is not None:
             x = augment_images(x, randoms, flip)
         return {"pixel_values": self.prep.normalise(x)}
 
+    def loader_workers(self, augment: bool) -> int:
+        """Worker processes worth starting to read and augment batches beside the training process."""
+        import os
 
-def decode_images(paths: list[str], prep: ImagePrep, progress: Progress | None = None) -> torch.Tensor:
-    size = prep.size
-    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
-    for i, p in enumerate(paths):
-        try:
-            out[i] = prep.load(p)
-        except BadImage:
-            out[i] = 0
-        if progress and (i % 200 == 0 or i == len(paths) - 1):
-            progress((i + 1) / len(paths), f"Decoding images {i + 1:,}/{len(paths):,}")
-    return out
-
-
-def cached_images(paths: list[str], prep: ImagePrep, cache: Path | None, progress: Progress | None = None) -> torch.Tensor:
-    if cache is not None and cache.is_file():
-        t = torch.load(cache, weights_only=True)
-        if t.shape[0] == len(paths) and t.shape[-1] == prep.size:
-            return t
-    t = decode_images(paths, prep, progress)
-    if cache is not None:
-        from ..fsutil import atomic_write
-
-        try:
-            atomic_write(cache, lambda p: torch.save(t, p))
-        except OSError:
-            pass  # the cache is only a speed-up
-    return t
+        cores = os.cpu_count() or 1
+        if cores < 2 or (self.store.in_memory and not augment):
+            return 0
+        return max(1, min(4, cores // 2))
 
 
 class ImageModality(Modality):
@@ -167,10 +148,15 @@ class ImageModality(Modality):
         return ImagePrep(size, torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1))
 
     def build_inputs(self, pre, items, cache, progress):
-        return ImageInputs(cached_images(items, pre, cache, progress), pre)
+        from ..cache import pixels
+
+        return ImageInputs(pixels(items, pre, cache, progress), pre)
 
     def cache_file(self, ds_dir, pre):
-        return ds_dir / "cache" / f"pixels-{pre.size}.pt"
+        return ds_dir / "cache" / f"pixels-{pre.size}.u8"
+
+    def feature_variant(self, pre, t) -> str:
+        return f"{pre.size}px"
 
     def auto_facts(self, ds, train_items):
         if "width" not in ds.items.columns:

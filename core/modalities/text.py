@@ -111,6 +111,9 @@ class TextModality(Modality):
             progress(0.0, f"Tokenising {len(items):,} texts")
         return TextInputs(pre.encode(items), pre)
 
+    def feature_variant(self, pre, t) -> str:
+        return f"len{pre.max_length}-{t.pooling}"
+
     def auto_facts(self, ds, train_items):
         return {"text_lengths": [len(x) for x in train_items]}
 
