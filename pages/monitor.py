@@ -33,6 +33,10 @@ def header(status: dict, state: str, tail) -> None:
     c[1].metric("Step", f"{done}/{total}" if total else "–")
     c[2].metric("ETA", eta(last.get("eta_s")) if state == "running" else "–")
     c[3].metric("Trainable weights", f"{status.get('trainable_params', 0):,}" if status.get("trainable_params") else "–")
+    if state == "running" and last.get("examples_per_s"):
+        st.caption(f"{last['examples_per_s']:,.1f} examples/s · waiting for data {last['data_wait_share']:.0%} of the "
+                   "time" + (" — the loader is the bottleneck: more loader workers or a smaller image size would "
+                             "help" if last["data_wait_share"] > 0.2 else ""))
     if state == "running" and not tail.last_step and tail.last_progress:
         st.progress(tail.last_progress["data"]["fraction"], text=tail.last_progress["data"]["message"])
     elif total:
