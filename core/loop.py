@@ -207,6 +207,7 @@ class Learner:
             scaler.update()
         else:
             opt.step()
+        self._call("on_optimizer_step")
         opt.zero_grad(set_to_none=True)
         st.step += 1
         self._window.steps += 1

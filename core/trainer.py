@@ -154,6 +154,7 @@ class Trainer:
                                Unfreeze(plan.strategy, plan.spec.modality), Validation(data, data.task.monitor(t)),
                                EarlyStopping(t.early_stopping_patience), BestWeights(d),
                                TestEvaluation(data, plan.baseline_pred, t.seed, d)]
+        cbs += plan.strategy.callbacks(plan.model, t)
         if resume:
             cbs.append(Resume(d, plan.strategy, plan.spec.modality))
         if t.budget_minutes is not None or plan.auto_reason:

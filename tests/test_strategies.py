@@ -1,4 +1,5 @@
 """Each strategy trains exactly the weights it should (peft/timm-style table of cases)."""
+import numpy as np
 import pytest
 import torch
 
@@ -34,17 +35,22 @@ def one_step(backbone: str, strategy: str, **kw):
 @pytest.mark.parametrize("backbone", ["tiny-cnn", "tiny-text"])
 @pytest.mark.parametrize("strategy", CASES)
 def test_only_intended_parameters_change(backbone, strategy):
+    s = get_strategy(strategy)
+    if strategy == "adalora" and backbone == "tiny-cnn":
+        from core.errors import ModelError
+
+        with pytest.raises(ModelError, match="AdaLoRA adapts Linear layers"):
+            one_step(backbone, strategy)
+        return
     model, groups, changed = one_step(backbone, strategy, unfreeze_last=1)
-    if strategy not in ("frozen", "full", "partial", "differential", "lora"):
-        pytest.skip(f"{strategy}: covered by its own test")
     head = {n for n in changed if n.startswith("head.")}
     enc = changed - head
     assert head, "the head always trains"
     trainable, total = count_params(model)
     if strategy == "frozen":
         assert enc == set() and trainable < total
-    elif strategy == "lora":
-        assert enc and all("lora_" in n for n in enc)
+    elif s.adapter:
+        assert enc and all(s.marker in n for n in enc), enc
     elif strategy == "partial":
         top_ids = {id(p) for p in model.layer_groups()[-1].parameters()}
         top_names = {f"encoder.{n}" for n, p in model.encoder.named_parameters() if id(p) in top_ids}
@@ -227,3 +233,37 @@ def test_a_registered_strategy_reaches_the_config_the_cli_and_the_train_page(hom
         assert any(n.label == "Temperature" for n in at.number_input)
     finally:
         REGISTRY.unregister("toy")
+
+
+@pytest.mark.parametrize("strategy", ["loha", "lokr", "ia3", "adalora"])
+def test_each_adapter_trains_merges_on_export_and_predicts_the_same(stores, text_csv, tmp_path, strategy):
+    from core.export import export_folder
+    from core.predict import Predictor
+    from tests.helpers import config, train
+
+    rec, st, _ = train(stores, config(text_csv, "tiny-text", strategy, epochs=2, lr=5e-3))
+    assert st["status"] == "completed" and st["trainable_params"] < st["total_params"] // 20
+    texts = ["match goal team score", "cook taste dinner bake", "software chip cloud code"]
+    before = Predictor(rec.dir).predict_texts(texts)
+    out, _ = export_folder(rec.dir, tmp_path / "exp")
+    merged = Predictor(out)
+    assert not any(get_strategy(strategy).marker in n for n, _ in merged.model.named_parameters())
+    np.testing.assert_allclose(merged.predict_texts(texts), before, atol=1e-4)
+
+
+def test_adalora_spends_its_rank_budget_while_it_trains(stores, text_csv):
+    """The rank allocator runs (a silently ignored AdaLoRA would keep every singular value)."""
+    import torch
+
+    from tests.helpers import config, train
+
+    rec, st, tr = train(stores, config(text_csv, "tiny-text", "adalora", epochs=4, lr=5e-3,
+                                       strategy_args={"adalora": {"init_r": 6, "target_r": 2}}))
+    assert st["status"] == "completed"
+    pattern = tr.plan.model.peft_config.rank_pattern  # which singular values each adapter keeps
+    kept = sum(sum(bool(v) for v in mask) for mask in pattern.values())
+    assert pattern and 0 < kept < 6 * len(pattern)  # some ranks cut, not all
+    from safetensors.torch import load_file
+
+    last = load_file(rec.dir / "checkpoints" / "last" / "model.safetensors")
+    assert any((v == 0).any() for k, v in last.items() if "lora_E" in k)  # and the cut ones are zero

@@ -40,6 +40,10 @@ class Strategy:
         """Change what trains at an epoch boundary; True when parameter groups changed."""
         return False
 
+    def callbacks(self, model: "Classifier", cfg: "TrainConfig") -> list:
+        """Loop callbacks the strategy needs while it trains (AdaLoRA's rank allocation)."""
+        return []
+
     def merge(self, model: nn.Module) -> nn.Module:
         """The model with any adapters folded into plain layers (for export); a no-op for most strategies."""
         return model
