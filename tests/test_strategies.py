@@ -253,7 +253,6 @@ def test_each_adapter_trains_merges_on_export_and_predicts_the_same(stores, text
 
 def test_adalora_spends_its_rank_budget_while_it_trains(stores, text_csv):
     """The rank allocator runs (a silently ignored AdaLoRA would keep every singular value)."""
-    import torch
 
     from tests.helpers import config, train
 
