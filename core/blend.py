@@ -18,6 +18,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from .evaluate import bootstrap_macro_f1, evaluate
+from .tasks import standardisation
 
 FOLDER = "partner"  # inside a run or export folder, beside blend.json
 _WORD = dict(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)
@@ -100,8 +101,7 @@ class LexicalModel:
         tfidf = hstack([word.transform(texts), char.transform(texts)]).tocsr()
         weight, mean, scale = 0.0, None, None
         if embeddings is not None and len(y) >= 20:
-            mean, scale = embeddings.mean(0), embeddings.std(0)
-            scale = np.where(scale > 0, scale, 1.0)
+            mean, scale = standardisation(embeddings)
             weight = _cv_weight(tfidf, (embeddings - mean) / scale, y, n_classes, seed)
         x = _join(tfidf, embeddings, weight, mean, scale)
         coef, intercept, present = _linear(x, y, n_classes)
@@ -190,8 +190,7 @@ class ProbeModel:
 
     @classmethod
     def fit(cls, features: np.ndarray, y: np.ndarray, n_classes: int) -> "ProbeModel":
-        mean, scale = features.mean(0), features.std(0)
-        scale = np.where(scale > 0, scale, 1.0)
+        mean, scale = standardisation(features)
         coef, intercept, present = _linear((features - mean) / scale, y, n_classes)
         return cls(mean.astype(np.float32), scale.astype(np.float32), coef, intercept, present, n_classes)
 

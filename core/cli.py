@@ -149,6 +149,34 @@ def cmd_lr_find(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from .events import Control
+    from .search import search, space_from_json
+
+    datasets, runs = _stores(args)
+    space = None
+    if args.space:
+        text = Path(args.space[1:]).read_text(encoding="utf-8") if args.space.startswith("@") else args.space
+        space = space_from_json(text)
+    control = Control()
+    prev = signal.signal(signal.SIGINT, lambda *_: control.stop())  # Ctrl-C: the trial in progress stops, then the search
+    try:
+        res = search(config_from_args(args), datasets, runs, args.trials, args.timeout, args.study, space,
+                     args.owner, control, progress=None if args.json else lambda f, m: print(m, flush=True))
+    finally:
+        signal.signal(signal.SIGINT, prev)
+    if args.json:
+        print(json.dumps(res, indent=2, default=str))
+    else:
+        c = res["counts"]
+        print(f"study {res['study']}: {c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed")
+        if "best" in res:
+            b = res["best"]
+            print(f"best: trial {b['number']} (validation {b['value']:.4f}), run {b['run_id']}; replay it with\n"
+                  f"  finetune-studio train --config {b['config']}")
+    return 0 if "best" in res else 1
+
+
 def cmd_resume(args) -> int:
     from .trainer import Trainer
 
@@ -252,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
         add_train_arguments(sp)
     t.set_defaults(fn=cmd_train)
     lf.set_defaults(fn=cmd_lr_find)
+
+    se = sub.add_parser("search", help="Hyperparameter search (Optuna, pruned); trials are runs, the study resumes.")
+    add_train_arguments(se)
+    se.add_argument("--trials", type=int, default=20, help="Trials to add to the study.")
+    se.add_argument("--timeout", type=float, help="Seconds after which no new trial starts.")
+    se.add_argument("--study", help="Study name (default: search-<dataset id>); the same name resumes it.")
+    se.add_argument("--space", help="The search space as JSON, or @file.json (default: filled from the data).")
+    se.set_defaults(fn=cmd_search)
 
     r = sub.add_parser("resume", help="Resume an interrupted or stopped run from its last checkpoint.")
     r.add_argument("run_dir")

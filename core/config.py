@@ -112,6 +112,27 @@ class TrainConfig:
                            help="Text: 'mean' over tokens (what sentence encoders are trained for) or 'cls' (the "
                                 "model's own pooler, as in AutoModelForSequenceClassification: exports a HF folder).")
     mixup_alpha: float = setting(0.0, low=0, high=10, scope=("image",), help="Images: MixUp strength; 0: off.")
+    cutmix_alpha: float = setting(0.0, low=0, high=10, scope=("image",),
+                                  help="Images: CutMix strength (a patch of another image pasted in); 0: off. With "
+                                       "MixUp on too, each mixed batch uses one of the two.")
+    mix_prob: float = setting(1.0, low=0, high=1, scope=("image",),
+                              help="Images: share of training batches that MixUp/CutMix mix.")
+    text_augment: float = setting(0.0, low=0, high=0.5, scope=("text",),
+                                  help="Text: each training text gets one random edit touching this share of its "
+                                       "words (deletion, swap, insertion, synonyms from Roget's Thesaurus where "
+                                       "installed); 0: off.")
+    keep_layers: int | None = setting(None, low=1, high=96, scope=("text",),
+                                      help="Text: keep only the encoder's first N layers (initialised from the "
+                                           "pretrained ones, as DistilBERT starts): a smaller, faster model, the "
+                                           "usual student of a distillation. None: all layers.")
+    teacher: str | None = setting(None, help="Knowledge distillation: a finished run (id) on the same data and split "
+                                             "whose predictions this run also learns from.")
+    distill_weight: float = setting(0.5, low=0, high=1,
+                                    help="Distillation: share of the loss that is the teacher's soft targets (KL "
+                                         "divergence); the rest is the usual loss on the labels.")
+    distill_temperature: float = setting(2.0, low=0.5, high=20,
+                                         help="Distillation: temperature that softens teacher and student outputs "
+                                              "(Hinton et al. 2015); the KL term is scaled by its square.")
     device: str = setting("auto", help="auto, cpu, cuda, cuda:N or mps.")
     budget_minutes: float | None = setting(None, low=0, low_open=True, high=100_000, flag="--budget",
                                            help="Minutes the whole run may take. 'auto' plans against it (the "

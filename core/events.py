@@ -105,6 +105,9 @@ class Callback:
     def on_epoch_start(self, ctx: Context) -> None: ...
     def on_batch(self, ctx: Context, batch: Any) -> Any:
         return batch
+    def on_loss(self, ctx: Context, batch: Any, logits: Any, loss: Any) -> Any:
+        """The training loss of a batch, which a callback may add to (distillation)."""
+        return loss
     def on_optimizer_step(self, ctx: Context) -> None:
         """Right after the optimiser's step, while the gradients are still there."""
     def on_step_end(self, ctx: Context, loss: float | None) -> None:

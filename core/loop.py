@@ -160,7 +160,7 @@ class Learner:
 
     def batches(self, order: torch.Tensor, gen: torch.Generator, skip: int = 0) -> Iterator[Batch]:
         """The epoch's batches; time spent waiting for each is counted as data wait."""
-        mix = self.t.mixup_alpha > 0 and self.inputs.mixable
+        mix = (self.t.mixup_alpha > 0 or self.t.cutmix_alpha > 0) and self.inputs.mixable
         steps = plans(order, self.state.batch_size, gen, self.inputs, self.t.augment, mix, skip)
         workers = self.t.loader_workers if self.t.loader_workers is not None else \
             self.inputs.loader_workers(self.t.augment)
@@ -186,6 +186,8 @@ class Learner:
                 perm, lam = batch.mix
                 perm = perm.to(self.device)
                 loss = lam * self.loss_fn(logits, y) + (1 - lam) * self.loss_fn(logits, y[perm])
+            for cb in self.callbacks:
+                loss = cb.on_loss(self.ctx, batch, logits, loss)
         scaler = self.parts.scaler
         (scaler.scale(loss / self.state.grad_accum) if scaler else loss / self.state.grad_accum).backward()
         return loss

@@ -78,7 +78,7 @@ def find_lr(cfg: RunConfig, datasets: DatasetStore, start: float = 1e-7, end: fl
     strategy = get_strategy(t.strategy)
     dev = pick_device(t.device)
     seed_everything(t.seed)
-    model = spec.build(data.task.out_dim(data.targets), pooling=t.pooling)
+    model = spec.build(data.task.out_dim(data.targets), pooling=t.pooling, keep_layers=t.keep_layers)
     groups = strategy.prepare(model, t, spec.modality)
     model.to(dev)
     inputs = data.inputs

@@ -16,6 +16,7 @@ from . import distributed as D
 from .backbones import BackboneSpec, Classifier, get_backbone
 from .config import RESOLVED, RunConfig
 from .errors import DataError
+from .settings import ConfigError
 from .fsutil import atomic_write_json
 from .modalities import FeatureInputs, get_modality
 from .rundata import RunData, check_backbone, load_rows, open_data
@@ -124,13 +125,17 @@ def make_plan(cfg: RunConfig, datasets, run_dir: Path, previous: dict[str, Any],
         report(auto=reason, resolved_strategy=cfg.train.strategy, resolved_backbone=spec.name,
                plan={"choice": choice.line(), "estimate_s": round(choice.estimate_s, 1),
                      "budget_s": choice.budget_s, "considered": choice.considered} if choice else None)
+    if cfg.train.teacher and get_strategy(cfg.train.strategy).fits_head:
+        raise ConfigError(f"Distillation trains the student on the teacher's outputs; '{cfg.train.strategy}' solves "
+                          "its head from the labels alone. Choose a strategy that trains (full, lora, ...).")
     data.attach_inputs(spec, cfg.train, progress)
     data.task.monitor(cfg.train)  # a metric or loss the task does not have is refused here, not mid-run
     data.task.loss_name(cfg.train)
     strategy = get_strategy(cfg.train.strategy)
     progress(0.1, f"Building {spec.name}")
     seed_everything(cfg.train.seed)
-    model = spec.build(data.task.out_dim(data.targets), pooling=cfg.train.pooling)
+    model = spec.build(data.task.out_dim(data.targets), pooling=cfg.train.pooling,
+                       keep_layers=cfg.train.keep_layers)
     groups = strategy.prepare(model, cfg.train, spec.modality)
     if cfg.train.gradient_checkpointing and hasattr(getattr(model.encoder, "model", None),
                                                     "gradient_checkpointing_enable"):
@@ -190,6 +195,8 @@ def _plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.
     considered, pick = [], None
     cands = budget.candidates(spec.modality, device.type == "cuda", spec.name, "backbone" in chosen,
                               lambda b: _offline(b))
+    if cfg.train.teacher:  # a distilled student learns by training steps
+        cands = [c for c in cands if not get_strategy(c[1]).fits_head]
     for i, (backbone, strategy) in enumerate(cands):
         cand_spec = get_backbone(backbone)
         t, why = _resolve_auto(RunConfig.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"],
@@ -220,7 +227,8 @@ def _speeds(spec: BackboneSpec, t, strategy: str, sample: list, device: torch.de
     """(seconds of forward pass per example, seconds of training step per example) on this device."""
     from . import budget
 
-    model = spec.build(data.task.out_dim(data.targets), pooling=t.pooling).to(device)
+    model = spec.build(data.task.out_dim(data.targets), pooling=t.pooling,
+                       keep_layers=t.keep_layers).to(device)
     pre = data.modality.preprocessor(spec, t)
     batch, ok, _ = pre.batch(sample)
     if batch is None:

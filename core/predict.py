@@ -76,7 +76,8 @@ class Predictor:
 
     def _load(self, ck: Path) -> Classifier:
         n = self.task.out_dim(self.task.targets_from_meta([], self.meta))
-        model: Classifier = self.spec.build(n, pooling=self.cfg.train.pooling)
+        model: Classifier = self.spec.build(n, pooling=self.cfg.train.pooling,
+                                               keep_layers=self.cfg.train.keep_layers)
         get_strategy(self.cfg.train.strategy).prepare(model, self.cfg.train, self.modality.name)  # same structure
         try:
             load_model(model, str(ck), strict=True)

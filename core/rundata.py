@@ -48,7 +48,7 @@ class RunData:
     def attach_inputs(self, spec, t, progress: Progress | None = None) -> "RunData":
         pre = self.modality.preprocessor(spec, t)
         cache = self.modality.cache_file(self.ds.dir, pre) if self.test_ds is None else None  # per dataset version
-        self.inputs = self.modality.build_inputs(pre, self.files, cache, progress)
+        self.inputs = self.modality.build_inputs(pre, self.files, cache, progress, t)
         return self
 
 

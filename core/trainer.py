@@ -19,7 +19,7 @@ from .config import RunConfig
 from .datasets import DatasetStore
 from .errors import StudioError
 from .events import Callback, Control, Event, JsonlLog, Parts, TrainState
-from .fsutil import DiskFullError
+from .fsutil import DiskFullError, atomic_write_json
 from .loop import Learner, amp_dtype
 from .plan import Plan, make_plan, pick_device, seed_everything
 from .store import RunRecord, RunStore
@@ -162,14 +162,25 @@ class Trainer:
             from .callbacks.guards import Budget
 
             cbs.append(Budget(budget.budget_seconds(t, plan.device), self.started))
-        if t.mixup_alpha > 0 and data.modality.mixable:
-            cbs.append(MixUp(t.mixup_alpha))
+        if (t.mixup_alpha > 0 or t.cutmix_alpha > 0) and data.modality.mixable:
+            cbs.append(MixUp(t.mixup_alpha, t.cutmix_alpha, t.mix_prob))
+        if t.teacher:
+            cbs.append(self._distill(plan))
         if t.blend:
             cbs.append(Blend(data, plan.blend_view, data.modality.baseline_name(data.task.estimator),
                              d if self.main else None))
         if self.main:  # writers run on the main process only
             cbs += [Checkpointer(d, every_s=t.checkpoint_every_min * 60), EvalFiles(data, d)]
         return cbs + self._sinks
+
+    def _distill(self, plan: Plan) -> Callback:
+        from .callbacks.distill import Distill, check_teacher, teacher_log_probs
+
+        t = plan.cfg.train
+        rec = self.store.get(t.teacher)
+        check_teacher(rec.dir, rec.status, plan.data, plan.cfg)
+        return Distill(teacher_log_probs(rec.dir, plan.data, plan.device, self.progress), t.distill_weight,
+                       t.distill_temperature)
 
     def _wrap(self, parts: Parts, device: torch.device) -> None:
         """Under torchrun, train through DistributedDataParallel; alone, through the model itself; compiled when
@@ -196,5 +207,20 @@ class Trainer:
             step=st.step, trainable_params=trainable, total_params=total,
             peak_mem_mb=round(peak_memory_mb(plan.device), 1), **({"blend": st.results["blend"]}
                                                                  if "blend" in st.results else {}))
+        if plan.cfg.train.teacher and test and self.main:
+            final = self._distillation_report(plan, test) or final
         self.emit("run_end", status=status, reason=reason, test=test, elapsed_s=time.time() - st.started)
         return final
+
+    def _distillation_report(self, plan: Plan, test: dict[str, Any]) -> dict[str, Any] | None:
+        from .callbacks.distill import compare
+
+        self.progress(1.0, "Comparing the student with its teacher")
+        rec = self.store.get(plan.cfg.train.teacher)
+        try:
+            report = compare(rec.dir, rec.status, self.run_rec.dir, test, plan.data)
+        except StudioError as e:  # the teacher was deleted meanwhile: the run stands without the comparison
+            self.notes.append(f"No teacher comparison: {e}")
+            return None
+        atomic_write_json(self.run_rec.dir / "eval" / "distillation.json", report)
+        return self.status(self.run_rec.status.get("status"), distillation=report)

@@ -103,6 +103,8 @@ with guard("Loading the model"):
                                                        if "accuracy_change_points" in q else "")
                        + (f" ({wide['accuracy_change_points']:+.2f} points over {wide['checked_on']:,} labelled rows "
                           "of the dataset)." if wide else "."))
+            if q.get("warning"):
+                st.warning(q["warning"])
         if data is None:
             st.success(f"Exported to {report['out']}: {', '.join(report['files'])}.")
         else:

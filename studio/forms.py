@@ -22,14 +22,17 @@ LABELS = {"lr": "Learning rate", "batch_size": "Batch size", "warmup_ratio": "Wa
           "label_smoothing": "Label smoothing", "early_stopping_patience": "Early-stop patience (epochs, 0 = off)",
           "grad_accum": "Gradient accumulation", "max_length": "Max tokens", "mixup_alpha": "MixUp alpha (0 = off)",
           "image_size": "Image size (px)", "augment": "Augment (random crops, mirroring)", "hflip": "Mirror images",
-          "amp": "Mixed precision on GPU", "focal_gamma": "Focal gamma", "max_grad_norm": "Gradient clipping norm"}
+          "amp": "Mixed precision on GPU", "cutmix_alpha": "CutMix alpha (0 = off)",
+          "mix_prob": "Share of batches mixed", "text_augment": "Text edits (share of words, 0 = off)",
+          "distill_weight": "Weight of the teacher's targets", "distill_temperature": "Temperature", "focal_gamma": "Focal gamma", "max_grad_norm": "Gradient clipping norm"}
 SHOWN = {"loss": {None: "the task's usual", "ce": "cross-entropy", "focal": "focal", "mse": "mean squared error",
                   "huber": "Huber (smooth L1)"},
          "hflip": {None: "unless it changes the class", True: "always", False: "never"},
          "pooling": {"mean": "mean of tokens", "cls": "model's pooler (CLS)"}}
 ADVANCED = [["schedule", "warmup_ratio", "weight_decay"], ["class_weighting", "loss", "label_smoothing"],
             ["early_stopping_patience", "grad_accum", "seed"], ["augment", "hflip", "mixup_alpha"],
-            ["image_size", "max_length", "pooling"], ["amp", "max_grad_norm", "focal_gamma"]]
+            ["cutmix_alpha", "mix_prob", "text_augment"], ["image_size", "max_length", "pooling"],
+            ["amp", "max_grad_norm", "focal_gamma"]]
 
 
 def _field(kind: type, name: str):
@@ -179,6 +182,38 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
     if "strategy_args" in o and o["strategy_args"][strategy]:
         changed.append("strategy_args")
     return o, changed
+
+
+def teacher_options(ds: Dataset, strategy: str, task: str, runs: list[dict]) -> tuple[dict, list[str]]:
+    """Distillation: a finished run on this dataset as teacher (the run's weights and split must match; the
+    engine checks), its weight and temperature, and for text a shorter student."""
+    from core.tasks import get_task
+
+    if strategy != "auto" and STRATEGIES.get(strategy).fits_head or not get_task(task).has_classes:
+        return {}, []
+    done = [r for r in runs if r.get("dataset") == ds.id and r.get("status") == "completed"]
+    with st.expander("Learn from a teacher run (distillation)"):
+        if not done:
+            st.caption("No finished run on this dataset yet: train a larger model first, then teach a smaller one.")
+            return {}, []
+        names = {r["id"]: f"{r.get('name') or r['id']} · {r.get('backbone')} · macro-F1 "
+                          f"{(r.get('test') or {}).get('macro_f1', float('nan')):.3f}" for r in done}
+        teacher = st.selectbox("Teacher", [None, *names], format_func=lambda i: "none" if i is None else names[i],
+                               key="teacher", help=_field(TrainConfig, "teacher").metadata["help"])
+        if teacher is None:
+            return {}, []
+        c = st.columns(3)
+        o: dict[str, Any] = {"teacher": teacher}
+        o["distill_weight"] = setting_input(c[0], TrainConfig, "distill_weight", 0.5, "distill_weight")
+        o["distill_temperature"] = setting_input(c[1], TrainConfig, "distill_temperature", 2.0, "distill_temp")
+        if applies(TrainConfig, "keep_layers", {ds.modality}):
+            k = int(c[2].number_input("Student layers (0 = all)", min_value=0, max_value=96, value=0, step=1,
+                                      key="keep_layers", help=_field(TrainConfig, "keep_layers").metadata["help"]))
+            if k:
+                o["keep_layers"] = k
+        st.caption("The student learns the teacher's softened class probabilities besides the labels; when it "
+                   "finishes, Evaluate compares the two on the same test rows: scores, size and speed here.")
+    return o, list(o)
 
 
 def default_budget() -> float:

@@ -162,3 +162,18 @@ def test_images_are_mirrored_only_where_mirroring_keeps_the_class(runs_home, tmp
     assert any("not flipped" in m for m in notes) is not flips
     if not flips:
         assert check["accuracy"] - check["mirrored_accuracy"] >= 0.02 and check["p_value"] < 0.01
+
+
+def test_distills_a_full_minilm_teacher_into_a_three_layer_student(runs_home, tmp_path):
+    """The teacher a person would have (MiniLM fine-tuned in full) taught to a student with half its layers; the
+    report compares both on the same test rows, and the student exports and reloads at its own size."""
+    teacher = run_of(runs_home, "all-MiniLM-L6-v2", "full")
+    rec, st, _ = train(runs_home, config(DEMO / "reviews.csv", "all-MiniLM-L6-v2", "full", epochs=1, batch_size=16,
+                                         max_steps=3, max_length=64, keep_layers=3, teacher=teacher.id))
+    assert st["status"] == "completed", st.get("reason")
+    rep = st["distillation"]
+    assert rep["teacher"]["run"] == teacher.id and rep["student"]["keep_layers"] == 3
+    assert rep["student_vs_teacher"]["params"] < 0.85 and rep["student_vs_teacher"]["speedup"] > 1.2
+    assert {"accuracy", "macro_f1"} <= set(rep["teacher"]) & set(rep["student"])
+    out, _ = export_folder(rec.dir, tmp_path / "student")
+    assert len(Predictor(out).model.encoder.model.encoder.layer) == 3

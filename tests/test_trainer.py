@@ -2,11 +2,12 @@
 import errno
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from core.config import RunConfig
-from core.events import Control
+from core.events import Callback, Control
 from tests.helpers import At, Record, config, train
 
 
@@ -280,3 +281,47 @@ def test_a_run_killed_mid_epoch_resumes_from_that_step_and_ends_identical(stores
     resumed = {e.step: e.data["loss"] for e in again.events if e.kind == "step"}
     assert min(resumed) == 8 and resumed == {k: v for k, v in losses.items() if k >= 8}
     assert st["status"] == "completed" and st["test"] == st_whole["test"]
+
+
+class Batches(Callback):
+    """Keeps what each training batch looks like after the mixing callbacks."""
+    order = 50
+
+    def __init__(self):
+        self.seen = []
+
+    def on_batch(self, ctx, batch):
+        self.seen.append({k: v.clone() for k, v in batch.inputs.items()})
+        return batch
+
+
+def test_cutmix_pastes_a_box_of_another_image_and_mixes_the_targets(stores, image_dir):
+    from core.callbacks.mix import cutmix
+
+    x = torch.zeros(2, 3, 8, 8)
+    x[1] = 1.0
+    torch.manual_seed(0)
+    out, lam = cutmix(x, torch.tensor([1, 0]), 0.5)
+    pasted = (out[0] == 1).all(0)
+    assert 0 < pasted.sum() < 64 and lam == pytest.approx(1 - pasted.sum().item() / 64)
+    rows, cols = pasted.nonzero()[:, 0], pasted.nonzero()[:, 1]  # a rectangle
+    assert pasted[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+    plain, cut = Batches(), Batches()
+    train(stores, config(image_dir, epochs=1, augment=False), [plain])
+    train(stores, config(image_dir, epochs=1, augment=False, cutmix_alpha=1.0), [cut])
+    assert any(not torch.equal(a["pixel_values"], b["pixel_values"]) for a, b in zip(plain.seen, cut.seen))
+
+
+def test_text_augmentation_edits_training_texts_only(stores, text_csv):
+    from core.textaug import augment
+
+    assert augment("one two three four five", 0.4, 1) != "one two three four five"
+    plain, edited = Batches(), Batches()
+    train(stores, config(text_csv, "tiny-text", "full", epochs=1), [plain])
+    rec, st, _ = train(stores, config(text_csv, "tiny-text", "full", epochs=1, text_augment=0.3), [edited])
+    differ = sum(not torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(plain.seen, edited.seen))
+    assert differ >= len(plain.seen) // 2
+    from core.predict import Predictor
+
+    probs = Predictor(rec.dir).predict_texts(["match goal team", "match goal team"])
+    assert np.allclose(probs[0], probs[1])  # prediction is not augmented

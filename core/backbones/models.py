@@ -71,6 +71,17 @@ class TextEncoder(nn.Module):
     def groups(self) -> list[nn.Module]:
         return _transformer_groups(self.model)
 
+    def keep_layers(self, k: int) -> None:
+        """Only the first k transformer layers, initialised from the pretrained ones (as DistilBERT starts its
+        student): a smaller, faster model, the usual student of a distillation."""
+        layers = getattr(getattr(self.model, "encoder", None), "layer", None)
+        if not isinstance(layers, nn.ModuleList):
+            raise ModelError(f"{type(self.model).__name__}: no list of encoder layers to shorten.")
+        if k > len(layers):
+            raise ModelError(f"keep_layers={k}, but this encoder has {len(layers)} layers.")
+        self.model.encoder.layer = layers[:k]
+        self.model.config.num_hidden_layers = k
+
 
 class HFVisionEncoder(nn.Module):
     def __init__(self, model: nn.Module):

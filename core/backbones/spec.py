@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ..errors import ModelError
 from .models import Classifier, TextEncoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -30,10 +31,14 @@ class BackboneSpec:
     layer_groups: Callable[[nn.Module], list[nn.Module]] | None = None  # encoder -> blocks; None: guessed
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def build(self, out_dim: int, pooling: str = "mean") -> Classifier:
+    def build(self, out_dim: int, pooling: str = "mean", keep_layers: int | None = None) -> Classifier:
         encoder, dim = self.build_encoder()
         if isinstance(encoder, TextEncoder):
             encoder.pooling = pooling
+        if keep_layers:
+            if not hasattr(encoder, "keep_layers"):
+                raise ModelError(f"{self.name}: keep_layers shortens text transformers; it does not apply here.")
+            encoder.keep_layers(keep_layers)
         if self.layer_groups is not None:
             encoder.declared_groups = self.layer_groups
         encoder.declared_lora = self.lora_targets

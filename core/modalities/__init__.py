@@ -60,7 +60,7 @@ class Modality:
     file_inputs = False  # inputs are files (kept as paths beside predictions)
     readme_example = ""  # a call in an export's README
     readme_kind = ""
-    int8_ops: list[str] | None = None  # ONNX ops dynamic INT8 quantises (None: all it can)
+    int8_static = False  # INT8 by calibrated static quantisation (True) or dynamic (weights only, ranges per batch)
 
     # --- the dataset side (no model needed)
     key_col = ""  # what makes two rows the same example (hashed into the version id)
@@ -93,11 +93,17 @@ class Modality:
         run's overrides (image size, max length): the one place this is written."""
         raise NotImplementedError
 
-    def build_inputs(self, pre: Any, items: list[str], cache: Path | None, progress: Progress | None) -> Inputs:
+    def build_inputs(self, pre: Any, items: list[str], cache: Path | None, progress: Progress | None,
+                     t=None) -> Inputs:
         raise NotImplementedError
 
     def cache_file(self, ds_dir: Path, pre: Any) -> Path | None:
         """Where decoded inputs of a dataset version are kept between runs (None: not worth caching)."""
+        return None
+
+    def augment_preview(self, items: list[Any], spec, t, seed: int = 0) -> dict[str, Any] | None:
+        """A few training examples as the loop would see them with these settings: {"table": rows} or
+        {"images": [(caption, uint8 HxWx3)]}, with a "note"; None when nothing augments them."""
         return None
 
     def feature_variant(self, pre: Any, t) -> str:

@@ -111,7 +111,9 @@ class ImageModality(Modality):
     file_inputs = True
     readme_example = '["photo.jpg"]'
     readme_kind = "image paths, bytes or PIL images"
-    int8_ops = ["MatMul", "Gemm"]  # onnxruntime's ConvInteger is slower than fp32 on CPU: only Linear layers
+    # CNNs: static INT8 (QDQ) with activation ranges calibrated on training images; dynamic INT8 would quantise
+    # only Linear layers (ConvInteger is slower than fp32 on CPU), i.e. nothing but the head
+    int8_static = True
 
     key_col = "blob"
     partner_phrase = "on the pretrained features"
@@ -147,13 +149,40 @@ class ImageModality(Modality):
         size = (t.image_size if t is not None else None) or spec.image_size
         return ImagePrep(size, torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1))
 
-    def build_inputs(self, pre, items, cache, progress):
+    def build_inputs(self, pre, items, cache, progress, t=None):
         from ..cache import pixels
 
         return ImageInputs(pixels(items, pre, cache, progress), pre)
 
     def cache_file(self, ds_dir, pre):
         return ds_dir / "cache" / f"pixels-{pre.size}.u8"
+
+    def augment_preview(self, items, spec, t, seed=0):
+        from ..callbacks.mix import Mix
+
+        mixing = t.mixup_alpha > 0 or t.cutmix_alpha > 0
+        if not (t.augment or mixing):
+            return None
+        pre = self.preprocessor(spec, t)
+        x = torch.stack([pre.load(i) for i in items])
+        gen = torch.Generator().manual_seed(seed)
+        if t.augment:
+            x = augment_images(x, torch.rand((len(x), 4), generator=gen), t.hflip is not False)
+        note = "Random crops" + (" and mirroring" if t.hflip is not False else "") if t.augment else "No crops"
+        captions = ["augmented"] * len(x)
+        if mixing:
+            from types import SimpleNamespace
+
+            torch.manual_seed(seed)
+            batch = SimpleNamespace(inputs={"pixel_values": x.float()}, y=torch.zeros(len(x)), perm=None, gen=gen,
+                                    mix=None)
+            batch = Mix(t.mixup_alpha, t.cutmix_alpha, 1.0).on_batch(None, batch)
+            perm, lam = batch.mix
+            x = batch.inputs["pixel_values"].round().clamp(0, 255).to(torch.uint8)
+            captions = [f"{lam:.0%} own, {1 - lam:.0%} #{int(j) + 1}" for j in perm]
+            note += "; then MixUp/CutMix (shown on every batch here; in training on " + f"{t.mix_prob:.0%} of them)"
+        return {"images": [(c, img.permute(1, 2, 0).numpy()) for c, img in zip(captions, x)],
+                "note": note + ". Validation, test and predictions see the images as they are."}
 
     def feature_variant(self, pre, t) -> str:
         return f"{pre.size}px"
@@ -170,15 +199,16 @@ class ImageModality(Modality):
         return plan.pretrained_features()
 
     def baseline_matrices(self, view, train, test):
-        from sklearn.preprocessing import StandardScaler
+        from ..tasks import standardisation
 
-        scaler = StandardScaler().fit(view[train])
-        return scaler.transform(view[train]), scaler.transform(view[test])
+        mean, scale = standardisation(view[train])
+        return (view[train] - mean) / scale, (view[test] - mean) / scale
 
     def suspect_matrix(self, view, rows, train):
-        from sklearn.preprocessing import StandardScaler
+        from ..tasks import standardisation
 
-        return StandardScaler().fit_transform(view[rows])
+        mean, scale = standardisation(view[rows])
+        return (view[rows] - mean) / scale
 
     def partner(self, view, rows, y, meta):
         from ..blend import ProbeModel

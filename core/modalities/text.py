@@ -51,14 +51,23 @@ class TextPrep:
 
 
 class TextInputs(Inputs):
-    def __init__(self, ids: list[torch.Tensor], prep: TextPrep):
-        self.ids, self.prep = ids, prep
+    def __init__(self, ids: list[torch.Tensor], prep: TextPrep, texts: list[str] | None = None, strength: float = 0.0):
+        self.ids, self.prep, self.texts, self.strength = ids, prep, texts, strength
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def draw(self, n, gen):
+        """A seed per text for its random edit (core.textaug), when augmentation is on."""
+        return torch.randint(0, 2**31 - 1, (n,), generator=gen) if self.strength > 0 and self.texts else None
+
     def batch(self, idx, randoms=None, flip=True):
-        return self.prep.pad([self.ids[i] for i in idx.tolist()])
+        if randoms is None:
+            return self.prep.pad([self.ids[i] for i in idx.tolist()])
+        from ..textaug import augment
+
+        edited = [augment(self.texts[i], self.strength, int(r)) for i, r in zip(idx.tolist(), randoms.tolist())]
+        return self.prep.pad(self.prep.encode(edited))
 
 
 class TextModality(Modality):
@@ -106,10 +115,22 @@ class TextModality(Modality):
 
         return TextPrep(tokenizer_for(spec), t.max_length if t is not None else 128)
 
-    def build_inputs(self, pre, items, cache, progress):
+    def build_inputs(self, pre, items, cache, progress, t=None):
         if progress:
             progress(0.0, f"Tokenising {len(items):,} texts")
-        return TextInputs(pre.encode(items), pre)
+        return TextInputs(pre.encode(items), pre, items, t.text_augment if t is not None else 0.0)
+
+    def augment_preview(self, items, spec, t, seed=0):
+        from ..textaug import THESAURUS_NAME, augment, thesaurus
+
+        if not t.text_augment:
+            return None
+        rows = [{"original": x, "as one training batch sees it": augment(str(x), t.text_augment, seed + i)}
+                for i, x in enumerate(items)]
+        note = (f"Synonyms from {THESAURUS_NAME}." if thesaurus() is not None else
+                "No thesaurus on this machine: insertion repeats a word of the same text; no synonym replacement.")
+        return {"table": rows, "note": note + " Each epoch draws new edits; validation, test and predictions see "
+                                              "the texts as they are."}
 
     def feature_variant(self, pre, t) -> str:
         return f"len{pre.max_length}-{t.pooling}"

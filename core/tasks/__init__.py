@@ -135,6 +135,15 @@ def metric_names() -> list[str]:
     return sorted({m for t in REGISTRY for m in t.metrics})
 
 
+def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and scales. A column whose spread is float noise next to the widest one (a near-constant
+    feature) keeps scale 1: dividing by its noise would give it weights of 1e8 that any rounding (INT8 export,
+    another BLAS) turns into garbage predictions."""
+    mean, scale = x.mean(0), x.std(0)
+    floor = 1e-3 * float(scale.max()) if scale.size else 0.0
+    return mean, np.where(scale > floor, scale, 1.0)
+
+
 def fold_standardisation(coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
     """w·((x - mean) / scale) + b as w'·x + b'."""

@@ -80,10 +80,9 @@ class Classification(Task):
     def linear_head(self, x, y, meta, out_dim):
         from sklearn.linear_model import LogisticRegression
 
-        from . import fold_standardisation
+        from . import fold_standardisation, standardisation
 
-        mean, scale = x.mean(0), x.std(0)
-        scale = np.where(scale > 0, scale, 1.0)
+        mean, scale = standardisation(x)
         clf = LogisticRegression(C=2.0, max_iter=5000, class_weight="balanced").fit((x - mean) / scale, y)
         coef, b = clf.coef_, clf.intercept_
         if coef.shape[0] == 1:  # two classes: scikit-learn keeps one row; softmax over [0, z] is its sigmoid

@@ -97,10 +97,9 @@ class Regression(Task):
     def linear_head(self, x, y, meta, out_dim):
         from sklearn.linear_model import RidgeCV
 
-        from . import fold_standardisation
+        from . import fold_standardisation, standardisation
 
-        mean, scale = x.mean(0), x.std(0)
-        scale = np.where(scale > 0, scale, 1.0)
+        mean, scale = standardisation(x)
         reg = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit((x - mean) / scale, y)  # y: standardised targets
         w, b = fold_standardisation(np.asarray(reg.coef_).reshape(1, -1), np.atleast_1d(reg.intercept_), mean, scale)
         return w, b

@@ -1,0 +1,65 @@
+"""Knowledge distillation: the teacher's soft targets enter the student's loss; teachers that would leak or
+cannot teach are refused by name; the report puts teacher and student side by side."""
+import pytest
+import torch
+
+from core.callbacks.distill import Distill
+from core.settings import ConfigError
+from core.loop import Batch
+from tests.helpers import Record, config, train
+
+
+def test_soft_targets_change_the_loss_and_follow_mixing():
+    teacher = torch.log(torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]))
+    logits, base = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor(0.7)
+    batch = Batch(torch.tensor([0, 1]), {}, torch.tensor([0, 1]))
+    off = Distill(teacher, 0.0, 2.0).on_loss(None, batch, logits, base)
+    assert off == base
+    on = Distill(teacher, 0.5, 2.0).on_loss(None, batch, logits, base)
+    other = Distill(teacher[[2, 2, 2]], 0.5, 2.0).on_loss(None, batch, logits, base)
+    assert on != base and on != other  # what the teacher says changes the student's loss
+    mixed = Batch(torch.tensor([0, 1]), {}, torch.tensor([0, 1]), mix=(torch.tensor([1, 0]), 0.5))
+    assert Distill(teacher, 0.5, 2.0).on_loss(None, mixed, logits, base) != on
+
+
+def _losses(rec: Record) -> list[float]:
+    return [e.data["loss"] for e in rec.events if e.kind == "step"]
+
+
+def test_student_learns_from_a_teacher_run_and_reports_both(stores, image_dir):
+    t_rec, t_st, _ = train(stores, config(image_dir, epochs=2, augment=False))
+    assert t_st["status"] == "completed"
+    plain, taught = Record(), Record()
+    train(stores, config(image_dir, epochs=1, augment=False), [plain])
+    rec, st, _ = train(stores, config(image_dir, epochs=1, augment=False, teacher=t_rec.id, distill_weight=0.8,
+                                      distill_temperature=3.0), [taught])
+    assert st["status"] == "completed", st.get("reason")
+    assert _losses(plain) != _losses(taught)
+    rep = st["distillation"]
+    assert rep["teacher"]["run"] == t_rec.id and rep["student"]["run"] == rec.id
+    assert rep["teacher"]["macro_f1"] == t_st["test"]["macro_f1"] and rep["student"]["macro_f1"] == st["test"]["macro_f1"]
+    assert rep["student"]["ms_per_example"] > 0 and (rec.dir / "eval" / "distillation.json").is_file()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"strategy": "frozen"}, "solves its head"),
+    ({"split_seed": 3}, "split the data differently"),
+])
+def test_teachers_that_cannot_teach_are_refused_by_name(stores, image_dir, change, message):
+    t_rec, _, _ = train(stores, config(image_dir, epochs=1, augment=False))
+    cfg = config(image_dir, "tiny-cnn", change.get("strategy", "full"), epochs=1, teacher=t_rec.id)
+    cfg.data.split_seed = change.get("split_seed", 0)
+    _, st, _ = train(stores, cfg)
+    assert st["status"] == "failed" and message in st["reason"]
+
+
+def test_keep_layers_makes_a_smaller_text_student():
+    from core.backbones import get_backbone
+
+    full, short = get_backbone("tiny-text").build(2), get_backbone("tiny-text").build(2, keep_layers=1)
+    assert len(short.encoder.model.encoder.layer) == 1 < len(full.encoder.model.encoder.layer)
+    assert sum(p.numel() for p in short.parameters()) < sum(p.numel() for p in full.parameters())
+    with pytest.raises(Exception, match="keep_layers"):
+        get_backbone("tiny-cnn").build(2, keep_layers=1)
+    with pytest.raises(ConfigError):
+        config("x", "tiny-text", keep_layers=0)
