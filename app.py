@@ -11,7 +11,8 @@ STEPS = [
     st.Page("pages/evaluate.py", title="5 · Evaluate", icon=":material/fact_check:"),
     st.Page("pages/predict.py", title="6 · Predict & Export", icon=":material/online_prediction:"),
 ]
-HISTORY = [st.Page("pages/runs.py", title="Runs", icon=":material/history:")]
+HISTORY = [st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
+           st.Page("pages/search.py", title="Search settings", icon=":material/travel_explore:")]
 
 from studio.entry import NAVIGATED  # noqa: E402
 from studio.services import remember_from_url  # noqa: E402

@@ -126,3 +126,34 @@ def lr_curve(res: dict[str, Any]):
         ax.legend(loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def study_history(trials: list[dict[str, Any]], metric: str = "validation score"):
+    """Each trial's validation score (pruned trials at their last reported epoch are left out) and the best so far."""
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    done = [t for t in trials if t["state"] == "complete" and t["value"] is not None]
+    pruned = [t["number"] for t in trials if t["state"] == "pruned"]
+    if done:
+        xs, ys = [t["number"] for t in done], [t["value"] for t in done]
+        ax.scatter(xs, ys, color="#4C78A8", label="complete", zorder=3)
+        ax.step(xs, np.maximum.accumulate(ys), where="post", color="#E45756", label="best so far")
+    for x in pruned:
+        ax.axvline(x, color="#BBBBBB", lw=1, ls=":")
+    if pruned:
+        ax.plot([], [], color="#BBBBBB", ls=":", label="pruned")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    ax.set_title("Search history")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def importances(values: dict[str, float]):
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(values) + 1.0))
+    names = list(values)[::-1]
+    ax.barh(names, [values[n] for n in names], color="#4C78A8")
+    ax.set_xlabel("importance (share of the score's variation)")
+    ax.set_title("Which settings mattered")
+    fig.tight_layout()
+    return fig

@@ -332,3 +332,32 @@ def test_a_fresh_servers_first_sight_is_the_studios_navigation(tmp_path):
             page.wait_for_timeout(50)
         assert first is not None
         assert "1 · Data" in first and "app" not in first.split() and "evaluate" not in first.split(), first
+
+
+def test_a_small_search_from_the_ui_and_its_best_trial(tmp_path):
+    """Three LoRA trials of the real MiniLM on the demo reviews, started from the Search page; the best trial
+    opens on Evaluate."""
+    space = {"strategy": ["lora"], "lr": {"low": 1e-4, "high": 3e-3, "log": True}, "epochs": [1],
+             "max_steps": [3], "max_length": [32], "batch_size": [16]}
+    with studio_server(tmp_path) as (url, _), browser_page() as page:
+        page.goto(url)
+        idle(page)
+        page.get_by_role("button", name="Load Movie reviews").click()
+        page.get_by_text("Loaded: demo: reviews.csv").wait_for(timeout=60_000)
+        nav(page, "Search settings")
+        trials = page.get_by_label("Trials to add")
+        trials.fill("3")
+        trials.press("Enter")
+        idle(page)
+        box = page.get_by_label("What to search", exact=False)
+        box.fill(__import__("json").dumps(space))
+        box.press("Control+Enter")
+        idle(page)
+        page.get_by_role("button", name="Start search").click()
+        page.get_by_text("trials started").first.wait_for(timeout=60_000)
+        page.get_by_text(re.compile(r"Best: trial \d")).wait_for(timeout=480_000)
+        expect(page.get_by_text("3 trials:", exact=False)).to_be_visible()
+        shot(page, "s1-search")
+        page.get_by_role("button", name="Open the best trial").click()
+        page.get_by_text("Look at the mistakes").wait_for(timeout=120_000)
+        shot(page, "s2-best-trial")

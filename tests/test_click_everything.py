@@ -12,9 +12,9 @@ from tests.helpers import config, train
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/data.py", "pages/explore.py", "pages/train.py", "pages/monitor.py", "pages/evaluate.py",
-         "pages/predict.py", "pages/runs.py"]
+         "pages/predict.py", "pages/runs.py", "pages/search.py"]
 # controls whose click starts something long on purpose (a training run) or leaves the data behind for good
-SKIP = {"Start training"}
+SKIP = {"Start training", "Start search"}  # the browser test starts a small search
 
 
 def _controls(at):
@@ -156,6 +156,8 @@ def test_every_control_on_every_page_works(studio_with_runs, which):
     ds_id, run_id = studio_with_runs[which]
     session = {"dataset_id": ds_id, "run": run_id, "run_id": run_id,
                "task": "regression" if which == "regression" else "classification"}
+    if which == "image":  # the range test trains the real MobileNetV2: at 64 px it takes seconds, not minutes
+        session.update({f"image_size_{s}": 64 for s in ("auto", "full", "lora", "partial", "differential")})
     seen: set = set()
     problems = []
     for page in PAGES:
