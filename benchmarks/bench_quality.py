@@ -44,13 +44,20 @@ from scripts.make_demo_data import wheel_member  # noqa: E402  (the demo data's 
 
 DEMO = ROOT / "assets" / "demo"
 RESULTS = ROOT / "benchmarks" / "results"
-STRATEGIES = ("frozen", "lora", "partial", "differential", "full", "auto", "mpnet frozen", "mpnet lora",
-              "mpnet full", "auto 30 min")
+STRATEGIES = ("frozen", "lora", "ia3", "loha", "lokr", "adalora", "partial", "differential", "full", "distilled",
+              "searched", "auto", "mpnet frozen", "mpnet lora", "mpnet full", "auto 30 min")
 # rows beyond the strategies of the dataset's own backbone: (strategy, settings, text only, largest training part)
 VARIANTS = {"mpnet frozen": ("frozen", {"backbone": "all-mpnet-base-v2"}, True, None),
             "mpnet lora": ("lora", {"backbone": "all-mpnet-base-v2"}, True, 400),
             "mpnet full": ("full", {"backbone": "all-mpnet-base-v2"}, True, 400),
-            "auto 30 min": ("auto", {"budget_minutes": 30.0}, False, 400)}
+            "auto 30 min": ("auto", {"budget_minutes": 30.0}, False, 400),
+            # the full MiniLM run of the same dataset taught to MiniLM's first 3 layers (needs the 'full' row)
+            "distilled": ("full", {"keep_layers": 3}, True, None),
+            # Optuna, 10 trials on the validation split, then the best trial's test score; wall time: the search
+            "searched": ("search", {}, True, 400)}
+SEARCH_SPACE = {"strategy": ["full", "lora", "differential"], "lr": {"low": 1e-5, "high": 1e-3, "log": True},
+                "epochs": {"low": 2, "high": 6}, "batch_size": [16, 32],
+                "weight_decay": {"low": 1e-4, "high": 0.1, "log": True}}
 
 
 def debates(cache: Path) -> Path:
@@ -120,9 +127,9 @@ def run_one(home: Path, source: Path, backbone: str, strategy: str, baseline: bo
         strategy, extra, _, _ = VARIANTS[strategy]
         overrides = {**overrides, **extra}
     backbone = overrides.pop("backbone", backbone)
-    # a quarter held out for testing: on a few hundred examples a 10% test set is too noisy to rank models
-    cfg = RunConfig(data=DataConfig(source=str(source), val_fraction=0.15, test_fraction=0.25,
-                                    split_seed=split_seed),
+    if strategy == "search":
+        return _searched(home, source, backbone, split_seed, overrides)
+    cfg = RunConfig(data=_split(source, split_seed),
                     train=TrainConfig(backbone=backbone, strategy=strategy, baseline=baseline, seed=0, **overrides))
     if strategy == "auto":  # a person asking for auto names no backbone: the plan may pick a larger one
         cfg.chosen = sorted(set(overrides) - {"backbone"})
@@ -130,12 +137,38 @@ def run_one(home: Path, source: Path, backbone: str, strategy: str, baseline: bo
     t0 = time.perf_counter()
     st = Trainer(cfg, rec, runs, datasets).run()
     wall = time.perf_counter() - t0
+    return _row(label, strategy, backbone, st, wall, rec.id, source)
+
+
+def _split(source: Path, split_seed: int) -> DataConfig:
+    # a quarter held out for testing: on a few hundred examples a 10% test set is too noisy to rank models
+    return DataConfig(source=str(source), val_fraction=0.15, test_fraction=0.25, split_seed=split_seed)
+
+
+def _searched(home: Path, source: Path, backbone: str, split_seed: int, overrides: dict) -> dict:
+    from core.search import search
+
+    datasets, runs = DatasetStore(home / "datasets"), RunStore(home / "runs")
+    base = RunConfig(data=_split(source, split_seed), train=TrainConfig(backbone=backbone, seed=0, **overrides))
+    t0 = time.perf_counter()
+    res = search(base, datasets, runs, trials=10, study=f"bench-{source.stem}", space=SEARCH_SPACE)
+    wall = time.perf_counter() - t0
+    best = runs.get(res["best"]["run_id"])
+    row = _row("searched", best.config.train.strategy, backbone, best.status, wall, best.id, source)
+    row.update(resolved=f"{best.config.train.strategy} (trial {res['best']['number']} of 10, "
+                        f"{res['counts']['pruned']} pruned)", search=res["best"]["params"])
+    return row
+
+
+def _row(label, strategy, backbone, st, wall, run_id, source) -> dict:
     if st.get("status") != "completed":
         raise RuntimeError(f"{strategy} on {source.name}: {st.get('status')} {st.get('reason', '')}")
     resolved = st.get("resolved_strategy") or strategy
     if st.get("resolved_backbone") and st["resolved_backbone"] != backbone:
         resolved += f" {st['resolved_backbone']}"
     return {"strategy": label, "resolved": resolved, "auto": st.get("auto", ""), "plan": st.get("plan"),
+            "run_id": run_id, "trainable_params": st.get("trainable_params"), "total_params": st.get("total_params"),
+            "distillation": st.get("distillation"),
             "accuracy": st["test"]["accuracy"], "macro_f1": st["test"]["macro_f1"], "wall_s": wall,
             "epochs": st.get("epoch"), "best_epoch": st.get("best_epoch"), "baseline": st.get("baseline"),
             "vs_baseline": st.get("vs_baseline"), "network_weight": (st.get("blend") or {}).get("network_weight")}
@@ -168,7 +201,14 @@ def main() -> None:
                 if strategy in VARIANTS and not _applies(strategy, backbone, source):
                     continue
                 # every run trains the baseline too (seconds): its test predictions pair with the run's
-                r = run_one(home, source, backbone, strategy, baseline=True, **{**settings, **overrides})
+                extra = {}
+                if strategy == "distilled":
+                    teacher = next((x["run_id"] for x in rows if x["dataset"] == name and x["strategy"] == "full"), None)
+                    if teacher is None:
+                        print(f"{name}: 'distilled' needs the 'full' row measured in the same command; skipped")
+                        continue
+                    extra = {"teacher": teacher}
+                r = run_one(home, source, backbone, strategy, baseline=True, **{**settings, **overrides, **extra})
                 base = base or r["baseline"]
                 r.update(dataset=name, baseline=base)
                 rows.append(r)
@@ -216,17 +256,24 @@ def _interval(vs: dict | None) -> str:
 
 def markdown(rows: list[dict]) -> str:
     df = pd.DataFrame(rows)
-    lines = ["| dataset | model | macro-F1 | accuracy | Δ F1 vs baseline | paired 95% interval | wall time |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | model | macro-F1 | accuracy | Δ F1 vs baseline | paired 95% interval | wall time | "
+             "trainable weights |", "|---|---|---|---|---|---|---|---|"]
     for name, g in df.groupby("dataset", sort=False):
         b = g.iloc[0]["baseline"]
         lines.append(f"| {name} | baseline: {b['name']} | {b['macro_f1']:.3f} | {b['accuracy']:.3f} | — | "
-                     f"— | (seconds, inside each run) |")
+                     f"— | (seconds, inside each run) | — |")
         for _, r in g.iterrows():
-            label = f"{r['strategy']} → {r['resolved']}" if r["strategy"].startswith("auto") else r["strategy"]
+            label = f"{r['strategy']} → {r['resolved']}" if r["strategy"].startswith(("auto", "searched")) \
+                else r["strategy"]
+            d = r.get("distillation") if isinstance(r.get("distillation"), dict) else None
+            if d:
+                label += (f" (MiniLM 3 layers from the full run; {d['student_vs_teacher']['params']:.2f}× the "
+                          f"weights, {d['student_vs_teacher']['speedup']:.1f}× the speed; teacher F1 "
+                          f"{d['teacher']['macro_f1']:.3f})")
+            tp = r.get("trainable_params")
             lines.append(f"| {name} | {label} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | "
                          f"{r['macro_f1'] - b['macro_f1']:+.3f} | {_interval(r.get('vs_baseline'))} | "
-                         f"{r['wall_s']:.0f} s |")
+                         f"{r['wall_s']:.0f} s | {'—' if not tp or tp != tp else f'{tp / 1e6:.3g} M'} |")
     verdict = []
     for name, g in df.groupby("dataset", sort=False):
         b = g.iloc[0]["baseline"]["macro_f1"]

@@ -232,7 +232,9 @@ def summary(name: str, runs_root: Path) -> dict[str, Any]:
     out["importances"] = {}
     if len(complete) >= 2:
         try:
-            out["importances"] = {k: float(v) for k, v in optuna.importance.get_param_importances(st).items()}
+            fixed = {k for k, v in (out["space"] or {}).items() if isinstance(v, list) and len(v) == 1}
+            out["importances"] = {k: float(v) for k, v in optuna.importance.get_param_importances(st).items()
+                                  if k not in fixed}  # a setting held at one value explains nothing
         except (RuntimeError, ValueError) as e:  # one value everywhere, or a single distinct setting
             out["importances_note"] = str(e)
     return out

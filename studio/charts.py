@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 matplotlib.rcParams["text.parse_math"] = False  # class names are shown as written, never read as TeX
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -141,6 +142,7 @@ def study_history(trials: list[dict[str, Any]], metric: str = "validation score"
         ax.axvline(x, color="#BBBBBB", lw=1, ls=":")
     if pruned:
         ax.plot([], [], color="#BBBBBB", ls=":", label="pruned")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(metric)
     ax.set_title("Search history")
