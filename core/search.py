@@ -120,6 +120,7 @@ def search(base: RunConfig, datasets, runs, trials: int, timeout: float | None =
     from .modalities import get_modality
     from .rundata import check_backbone
     from .trainer import Trainer
+    from .worker import StopRequests
 
     progress = progress or (lambda f, m: None)
     control = control or Control()
@@ -152,9 +153,10 @@ def search(base: RunConfig, datasets, runs, trials: int, timeout: float | None =
         rec = runs.create(cfg, ds_id, owner=owner)
         trial.set_user_attr("run_id", rec.id)
         progress((trial.number - done_before) / trials, f"Trial {trial.number}: {_line(params)}")
-        pruning = Pruning(trial)
-        trainer = Trainer(cfg, rec, runs, datasets, callbacks=[pruning])
-        stop_with = _Relay(control, trainer.control)
+        pruning, ctl = Pruning(trial), Control()
+        # Stop on the trial's own Monitor page works as for any run (its control file)
+        trainer = Trainer(cfg, rec, runs, datasets, control=ctl, callbacks=[pruning, StopRequests(rec.dir, ctl)])
+        stop_with = _Relay(control, ctl)
         stop_with.start()
         try:
             status = trainer.run()

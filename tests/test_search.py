@@ -52,3 +52,31 @@ def test_a_trial_sets_lora_rank_through_its_strategy_settings():
     cfg = trial_config(config("x.csv", "tiny-text", "auto"), {"strategy": "lora", "lr": 1e-3, "lora_r": 4}, "t")
     assert cfg.train.strategy == "lora" and cfg.train.strategy_args["lora"]["r"] == 4
     assert {"strategy", "lr", "strategy_args"} <= cfg.user_set()
+
+
+def test_stop_on_a_trials_monitor_stops_that_trial_and_the_search_goes_on(stores, tmp_path):
+    import threading
+    import time
+
+    from core.search import search
+    from core.worker import request_stop
+
+    datasets, runs = stores
+    base = config(make_text_csv(tmp_path / "t.csv", per_class=20), "tiny-text", "full")
+    stopped = []
+
+    def stop_first_trial():
+        deadline = time.time() + 120
+        while time.time() < deadline and not stopped:
+            for r in runs.list():
+                if r["status"] == "running":
+                    request_stop(runs.get(r["id"]).dir)  # what Monitor's Stop does
+                    stopped.append(r["id"])
+                    return
+            time.sleep(0.05)
+    threading.Thread(target=stop_first_trial, daemon=True).start()
+    res = search(base, datasets, runs, trials=2, study="stoppable", space={"epochs": [40], "lr": [1e-3]})
+    first, second = res["trials"]
+    assert stopped == [first["run_id"]] and first["state"] == "fail"
+    assert runs.get(first["run_id"]).status["status"] == "stopped"
+    assert second["state"] == "complete"
