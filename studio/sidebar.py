@@ -16,6 +16,7 @@ NEXT = {
     "5 · Evaluate": "See where the model fails, then Predict & Export.",
     "6 · Predict & Export": "Try new inputs, predict a file, download the model.",
     "Runs": "Compare runs trained on the same split.",
+    "Search settings": "Let Optuna try settings; open or export the best trial.",
 }
 
 
@@ -37,6 +38,7 @@ def where_am_i(title: str) -> None:
                 st.markdown(f"**Run:** `{rid}` · {st_.get('status', '?')}")
             except StudioError:
                 pass
-        st.caption(f"Next: {NEXT.get(title, '')}")
+        if title in NEXT:
+            st.caption(f"Next: {NEXT[title]}")
         st.caption(describe(user), help="Who sees what: set FTS_ACCESS, Streamlit login or FTS_USER_HEADER "
                                         "(see the README, 'Sharing a server').")
