@@ -94,7 +94,7 @@ def build_report(rec: RunRecord, dataset=None, max_errors: int = 12, explain: bo
         "Data": data_html,
         "Settings": _settings_in_words(cfg, status),
         "Training curves": P.curves(rec.events(), task),
-        "Results": verdict + P.results_table(task, t, base),
+        "Results": verdict + P.results_table(task, t, base) + _distillation(status),
         **P.task_sections(task, res, preds),
         "Mistakes": P.mistakes(pred, task, preds, max_errors) if len(preds) else "<p>No predictions saved.</p>",
     }
@@ -116,3 +116,14 @@ def write_report(rec: RunRecord, out: str | Path, dataset=None, explain: bool = 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(build_report(rec, dataset, explain=explain), encoding="utf-8")
     return out
+
+
+def _distillation(status: dict) -> str:
+    if not status.get("distillation"):
+        return ""
+    from .callbacks.distill import comparison_table
+
+    d = status["distillation"]
+    return (f"<h3>Student and teacher</h3><p>Distilled from run <code>{html.escape(d['teacher']['run'])}</code>; "
+            "both scored on the same test rows, speed measured on the machine that trained the student.</p>"
+            + P.table(pd.DataFrame(comparison_table(d))))

@@ -35,6 +35,15 @@ if status.get("baseline"):
     st.caption(task_view.baseline_line(status["baseline"], status))
 if blend_line(status):
     st.caption(blend_line(status) + " Explanations below show the network's side.")
+if status.get("distillation"):
+    from core.callbacks.distill import comparison_table
+
+    d = status["distillation"]["student_vs_teacher"]
+    st.subheader("Student and teacher")
+    st.caption(f"This run learned from {status['distillation']['teacher']['run']}'s predictions: it has "
+               f"{d['params']:.0%} of the teacher's weights and predicts {d['speedup']:.1f}x as fast on this machine "
+               "(same test rows).")
+    st.dataframe(pd.DataFrame(comparison_table(status["distillation"])), hide_index=True, width="stretch")
 task_view.overview(res, preds)
 
 

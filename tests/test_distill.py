@@ -1,5 +1,7 @@
 """Knowledge distillation: the teacher's soft targets enter the student's loss; teachers that would leak or
 cannot teach are refused by name; the report puts teacher and student side by side."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -39,6 +41,17 @@ def test_student_learns_from_a_teacher_run_and_reports_both(stores, image_dir):
     assert rep["teacher"]["run"] == t_rec.id and rep["student"]["run"] == rec.id
     assert rep["teacher"]["macro_f1"] == t_st["test"]["macro_f1"] and rep["student"]["macro_f1"] == st["test"]["macro_f1"]
     assert rep["student"]["ms_per_example"] > 0 and (rec.dir / "eval" / "distillation.json").is_file()
+    from core.report import build_report
+
+    html = build_report(runs_rec := stores[1].get(rec.id), stores[0].get(runs_rec.status["dataset"]), explain=False)
+    assert "Student and teacher" in html and t_rec.id in html
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    at.query_params["run"] = rec.id
+    at.session_state["run_id"] = rec.id
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception and any("Student and teacher" in h.value for h in at.subheader)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -104,3 +104,16 @@ def _timed(pred, items) -> float:
     t0 = time.perf_counter()
     pred.predict(items)
     return time.perf_counter() - t0
+
+
+def comparison_table(report: dict) -> list[dict]:
+    """The teacher and the student as rows a person reads (Evaluate, the HTML report)."""
+    rows = []
+    for role in ("teacher", "student"):
+        r = report[role]
+        layers = f", first {r['keep_layers']} layers" if r.get("keep_layers") else ""
+        rows.append({"model": f"{role}: {r['run']}", "backbone": f"{r['backbone']}{layers}",
+                     "weights (M)": round(r["params"] / 1e6, 2), "file (MB)": r["size_mb"],
+                     "ms per example here": r["ms_per_example"],
+                     **{k: round(v, 3) for k, v in r.items() if k in ("accuracy", "macro_f1", "mae", "r2")}})
+    return rows
