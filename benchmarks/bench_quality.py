@@ -44,7 +44,7 @@ from scripts.make_demo_data import wheel_member  # noqa: E402  (the demo data's 
 
 DEMO = ROOT / "assets" / "demo"
 RESULTS = ROOT / "benchmarks" / "results"
-STRATEGIES = ("frozen", "lora", "ia3", "loha", "lokr", "adalora", "partial", "differential", "full", "distilled",
+STRATEGIES = ("frozen", "lora", "ia3", "loha", "lokr", "adalora", "prompt", "partial", "differential", "full", "distilled",
               "searched", "auto", "mpnet frozen", "mpnet lora", "mpnet full", "auto 30 min")
 # rows beyond the strategies of the dataset's own backbone: (strategy, settings, text only, largest training part)
 VARIANTS = {"mpnet frozen": ("frozen", {"backbone": "all-mpnet-base-v2"}, True, None),

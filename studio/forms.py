@@ -107,7 +107,7 @@ def _auto(ds: Dataset, n: int, backbone: str, task: str = "classification") -> t
 
 def strategy_picker(ds: Dataset, split_cfg: dict, backbone: str = "", task: str = "classification") -> str:
     rec, why = recommend(int(ds.manifest["rows"]), ds.modality)
-    names = ["auto", *STRATEGIES.names()]
+    names = ["auto", *(s.name for s in STRATEGIES if s.modalities is None or ds.modality in s.modalities)]
     titles = {"auto": "Auto", **{s.name: s.title for s in STRATEGIES}}
     name = st.radio("Strategy", names, index=0, horizontal=True, key="strategy",
                     format_func=lambda n: titles[n] + (" (recommended)" if n == "auto" else ""))

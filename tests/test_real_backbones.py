@@ -177,3 +177,13 @@ def test_distills_a_full_minilm_teacher_into_a_three_layer_student(runs_home, tm
     assert {"accuracy", "macro_f1"} <= set(rep["teacher"]) & set(rep["student"])
     out, _ = export_folder(rec.dir, tmp_path / "student")
     assert len(Predictor(out).model.encoder.model.encoder.layer) == 3
+
+
+@pytest.mark.parametrize("strategy", ["ia3", "prompt"])
+def test_minilm_with_the_smallest_adapters(runs_home, strategy):
+    """IA³ and prompt tuning on the real MiniLM: a few hundred to a few thousand weights train, the rest stays."""
+    rec, st, _ = train(runs_home, config(DEMO / "reviews.csv", "all-MiniLM-L6-v2", strategy, epochs=1, batch_size=16,
+                                         max_steps=3, max_length=64))
+    assert st["status"] == "completed", st.get("reason")
+    assert st["trainable_params"] < 0.001 * st["total_params"]
+    assert Predictor(rec.dir).predict_texts(["A warm, funny film."]).shape == (1, 2)

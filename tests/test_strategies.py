@@ -36,10 +36,10 @@ def one_step(backbone: str, strategy: str, **kw):
 @pytest.mark.parametrize("strategy", CASES)
 def test_only_intended_parameters_change(backbone, strategy):
     s = get_strategy(strategy)
-    if strategy == "adalora" and backbone == "tiny-cnn":
+    if strategy in ("adalora", "prompt") and backbone == "tiny-cnn":
         from core.errors import ModelError
 
-        with pytest.raises(ModelError, match="AdaLoRA adapts Linear layers"):
+        with pytest.raises(ModelError, match="AdaLoRA adapts Linear layers|needs a text transformer"):
             one_step(backbone, strategy)
         return
     model, groups, changed = one_step(backbone, strategy, unfreeze_last=1)
@@ -51,6 +51,8 @@ def test_only_intended_parameters_change(backbone, strategy):
         assert enc == set() and trainable < total
     elif s.adapter:
         assert enc and all(s.marker in n for n in enc), enc
+    elif strategy == "prompt":
+        assert enc == {"encoder.prompt.embedding.weight"} and trainable < total // 50
     elif strategy == "partial":
         top_ids = {id(p) for p in model.layer_groups()[-1].parameters()}
         top_names = {f"encoder.{n}" for n, p in model.encoder.named_parameters() if id(p) in top_ids}
@@ -266,3 +268,24 @@ def test_adalora_spends_its_rank_budget_while_it_trains(stores, text_csv):
 
     last = load_file(rec.dir / "checkpoints" / "last" / "model.safetensors")
     assert any((v == 0).any() for k, v in last.items() if "lora_E" in k)  # and the cut ones are zero
+
+
+def test_prompt_tuning_trains_its_virtual_tokens_exports_and_predicts_the_same(stores, text_csv, tmp_path):
+    from core.export import export
+    from core.predict import Predictor
+    from tests.helpers import config, train
+
+    rec, st, _ = train(stores, config(text_csv, "tiny-text", "prompt", epochs=2,
+                                      strategy_args={"prompt": {"virtual_tokens": 5}}))
+    assert st["status"] == "completed", st.get("reason")
+    model = Predictor(rec.dir).model
+    assert model.encoder.prompt.embedding.weight.shape[0] == 5
+    texts = ["match goal team score", "cook taste dinner bake"]
+    before = Predictor(rec.dir).predict_texts(texts)
+    out = tmp_path / "exp"
+    rep = export(rec.dir, out, "onnx", datasets=stores[0])  # the prompt travels with the export and ONNX
+    assert rep["onnx"]["max_abs_logit_diff"] < 1e-4
+    np.testing.assert_allclose(Predictor(out).predict_texts(texts), before, atol=1e-5)
+    bare = Predictor(rec.dir)
+    bare.model.encoder.prompt = None  # without its virtual tokens the same model predicts differently
+    assert not np.allclose(bare.predict_texts(texts), before, atol=1e-4)

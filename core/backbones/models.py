@@ -58,8 +58,11 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.model = model
         self.pooling = pooling
+        self.prompt: nn.Module | None = None  # prompt tuning's virtual tokens (core.strategies.prompt)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> torch.Tensor:
+        if self.prompt is not None:
+            return self._prompted(input_ids, attention_mask)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         if self.pooling == "cls":
             pooled = getattr(out, "pooler_output", None)
@@ -67,6 +70,19 @@ class TextEncoder(nn.Module):
         hidden = out.last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def _prompted(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The virtual tokens first, then the text; pooled over the text's own tokens (its first for 'cls')."""
+        words = self.model.get_input_embeddings()(input_ids)
+        n = self.prompt.embedding.num_embeddings
+        virtual = self.prompt(torch.arange(n, device=input_ids.device)).to(words.dtype)
+        virtual = virtual.unsqueeze(0).expand(input_ids.shape[0], -1, -1)
+        mask = torch.cat([torch.ones_like(attention_mask[:, :1]).expand(-1, n), attention_mask], 1)
+        hidden = self.model(inputs_embeds=torch.cat([virtual, words], 1), attention_mask=mask).last_hidden_state[:, n:]
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
     def groups(self) -> list[nn.Module]:
         return _transformer_groups(self.model)

@@ -50,8 +50,9 @@ def settings_fields(name: str) -> list:
 
 from .builtin import DIFFERENTIAL, FROZEN, FULL, PARTIAL  # noqa: E402
 from .lora import ADALORA, IA3_, LOHA, LOKR, LORA  # noqa: E402
+from .prompt import PROMPT  # noqa: E402
 
-for _s in (FROZEN, LORA, PARTIAL, DIFFERENTIAL, FULL, LOHA, LOKR, IA3_, ADALORA):
+for _s in (FROZEN, LORA, PARTIAL, DIFFERENTIAL, FULL, LOHA, LOKR, IA3_, ADALORA, PROMPT):
     register_strategy(_s)
 
 __all__ = ["Strategy", "NoSettings", "REGISTRY", "register_strategy", "get_strategy", "strategy_names",

@@ -27,6 +27,7 @@ class Strategy:
     trainable_share: float = 1.0  # rough share of weights that train, for the memory estimate
     adapter: bool = False  # adds modules beside the backbone's own (merged away on export)
     fits_head: bool = False  # the head is solved to convergence on cached features (no learning rate, no epochs)
+    modalities: tuple[str, ...] | None = None  # the data it applies to (None: all)
 
     def lr(self, cfg: "TrainConfig", modality: str) -> float:
         return cfg.lr if cfg.lr is not None else self.default_lr.get(modality, 1e-4)
