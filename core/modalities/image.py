@@ -168,14 +168,18 @@ class ImageModality(Modality):
         gen = torch.Generator().manual_seed(seed)
         if t.augment:
             x = augment_images(x, torch.rand((len(x), 4), generator=gen), t.hflip is not False)
-        note = "Random crops" + (" and mirroring" if t.hflip is not False else "") if t.augment else "No crops"
+        mirror = {True: " and mirroring", False: "",
+                  None: " and mirroring (in training only if a probe finds mirroring keeps the class; decided when "
+                        "the run starts)"}[t.hflip]
+        note = "Random crops" + mirror if t.augment else "No crops"
         captions = ["augmented"] * len(x)
         if mixing:
             from types import SimpleNamespace
 
             torch.manual_seed(seed)
-            batch = SimpleNamespace(inputs={"pixel_values": x.float()}, y=torch.zeros(len(x)), perm=None, gen=gen,
-                                    mix=None)
+            # each image mixed with the next one here (in training: a random other row of its batch)
+            batch = SimpleNamespace(inputs={"pixel_values": x.float()}, y=torch.zeros(len(x)),
+                                    perm=torch.roll(torch.arange(len(x)), -1), gen=gen, mix=None)
             batch = Mix(t.mixup_alpha, t.cutmix_alpha, 1.0).on_batch(None, batch)
             perm, lam = batch.mix
             x = batch.inputs["pixel_values"].round().clamp(0, 255).to(torch.uint8)
