@@ -164,6 +164,7 @@ def _parity(run_dir: Path, folder: Path, fmt: str, datasets, progress: Progress)
     t_torch, ref = _timed(_torch_logits, pred, feed)
     t_onnx, got = _timed(_ort_logits, onnx_path, feed)
     report: dict[str, Any] = {"onnx": {"file": onnx_path.name, "max_abs_logit_diff": float(np.abs(got - ref).max()),
+                                       "max_abs_logit": float(np.abs(ref).max()),  # the scale of that difference
                                        "checked_on": len(tests), "size_mb": round(onnx_path.stat().st_size / 2**20, 2),
                                        "seconds": round(t_onnx, 4), "torch_seconds": round(t_torch, 4)}}
     if pred.task.has_classes:

@@ -133,7 +133,8 @@ def test_onnx_parity_and_int8_report(runs_home, backbone, tmp_path):
     from core.export import export
 
     rep = export(run_of(runs_home, backbone, "frozen").dir, tmp_path / "exp", "int8", datasets=runs_home[0])
-    assert rep["onnx"]["max_abs_logit_diff"] < 1e-4 and rep["onnx"]["checked_on"] == 40
+    o = rep["onnx"]  # float32 through ~50 layers: compared with the logits' own scale
+    assert o["max_abs_logit_diff"] < 5e-5 * max(1.0, o["max_abs_logit"]) and o["checked_on"] == 40
     q = rep["int8"]
     assert q["size_ratio"] < 1.0 and 0 <= q["accuracy"] <= 1
     assert q["agreement_with_fp32"] >= 0.95 and abs(q["accuracy_change_points"]) <= 2.5  # at most 1 of 40 flips

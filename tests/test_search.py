@@ -75,7 +75,7 @@ def test_stop_on_a_trials_monitor_stops_that_trial_and_the_search_goes_on(stores
                     return
             time.sleep(0.05)
     threading.Thread(target=stop_first_trial, daemon=True).start()
-    res = search(base, datasets, runs, trials=2, study="stoppable", space={"epochs": [40], "lr": [1e-3]})
+    res = search(base, datasets, runs, trials=2, study="stoppable", space={"epochs": [15], "lr": [1e-3]})
     first, second = res["trials"]
     assert stopped == [first["run_id"]] and first["state"] == "fail"
     assert runs.get(first["run_id"]).status["status"] == "stopped"
