@@ -154,14 +154,9 @@ def search(base: RunConfig, datasets, runs, trials: int, timeout: float | None =
         trial.set_user_attr("run_id", rec.id)
         progress((trial.number - done_before) / trials, f"Trial {trial.number}: {_line(params)}")
         pruning, ctl = Pruning(trial), Control()
-        # Stop on the trial's own Monitor page works as for any run (its control file)
-        trainer = Trainer(cfg, rec, runs, datasets, control=ctl, callbacks=[pruning, StopRequests(rec.dir, ctl)])
-        stop_with = _Relay(control, ctl)
-        stop_with.start()
-        try:
-            status = trainer.run()
-        finally:
-            stop_with.done = True
+        # Stop on the trial's own Monitor page works as for any run (its control file); the search's Stop too
+        status = Trainer(cfg, rec, runs, datasets, control=ctl,
+                         callbacks=[pruning, StopRequests(rec.dir, ctl), _Follow(control, ctl)]).run()
         trial.set_user_attr("status", status.get("status"))
         if status.get("test"):
             trial.set_user_attr("test", status["test"])
@@ -179,24 +174,22 @@ class TrialFailed(RuntimeError):
     """A trial's run ended without a validation score (failed or diverged): recorded, the search goes on."""
 
 
-class _Relay:
-    """The search's Stop (or Ctrl-C) stops the trial in progress too."""
+class _Follow(Callback):
+    """The search's Stop (or Ctrl-C) stops the trial in progress too, within a step."""
 
     def __init__(self, outer: Control, inner: Control):
-        self.outer, self.inner, self.done = outer, inner, False
+        self.outer, self.inner = outer, inner  # the inner one directly: progress events come before the loop
 
-    def start(self) -> None:
-        import threading
+    def _check(self) -> None:
+        if self.outer.should_stop:
+            self.inner.stop(reason="The search was stopped.")
 
-        def watch():
-            import time
+    def on_step_end(self, ctx, loss):
+        self._check()
 
-            while not self.done:
-                if self.outer.should_stop:
-                    self.inner.stop(reason="The search was stopped.")
-                    return
-                time.sleep(0.2)
-        threading.Thread(target=watch, daemon=True).start()
+    def on_event(self, ctx, ev):
+        if ev.kind == "progress":
+            self._check()
 
 
 def _line(params: dict[str, Any]) -> str:

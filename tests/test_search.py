@@ -80,3 +80,26 @@ def test_stop_on_a_trials_monitor_stops_that_trial_and_the_search_goes_on(stores
     assert stopped == [first["run_id"]] and first["state"] == "fail"
     assert runs.get(first["run_id"]).status["status"] == "stopped"
     assert second["state"] == "complete"
+
+
+def test_stopping_the_search_stops_the_trial_in_progress_and_keeps_the_study(stores, tmp_path):
+    import threading
+    import time
+
+    from core.events import Control
+    from core.search import search
+
+    datasets, runs = stores
+    control = Control()
+
+    def stop_when_training():
+        while not any(r["status"] == "running" for r in runs.list()):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        control.stop()  # what Cancel on the Search page (SIGINT to the search) does
+    threading.Thread(target=stop_when_training, daemon=True).start()
+    res = search(config(make_text_csv(tmp_path / "t.csv", per_class=20), "tiny-text", "full"), datasets, runs,
+                 trials=3, study="stopped", space={"epochs": [200]}, control=control)
+    first = res["trials"][0]
+    assert runs.get(first["run_id"]).status["reason"] == "The search was stopped."
+    assert not any(t["state"] == "complete" for t in res["trials"])  # no new trial started after the stop

@@ -78,6 +78,7 @@ def compare(teacher_dir: Path, teacher_status: dict, student_dir: Path, student_
             n: int = 64) -> dict:
     """Teacher and student side by side: test scores (same test rows), weights, file size, and prediction
     speed on this machine (the same test inputs, best of two passes)."""
+    from ..export import _timed
     from ..predict import Predictor
 
     items = [data.files[i] for i in data.idx("test")[:n].tolist()] or [data.files[0]]
@@ -87,7 +88,7 @@ def compare(teacher_dir: Path, teacher_status: dict, student_dir: Path, student_
         ck = next(p for p in (d / "checkpoints" / "best" / "model.safetensors",
                               d / "checkpoints" / "last" / "model.safetensors") if p.is_file())
         pred.predict(items[:4])  # warm-up
-        best = min(_timed(pred, items) for _ in range(2))
+        best, _ = _timed(pred.predict, items, repeat=2)
         out[role] = {"run": d.name, "backbone": pred.spec.name, "keep_layers": pred.cfg.train.keep_layers,
                      "params": int(sum(p.numel() for p in pred.model.parameters())),
                      "size_mb": round(ck.stat().st_size / 2**20, 2),
@@ -96,14 +97,6 @@ def compare(teacher_dir: Path, teacher_status: dict, student_dir: Path, student_
     out["student_vs_teacher"] = {"params": round(s["params"] / t["params"], 3),
                                  "speedup": round(t["ms_per_example"] / max(s["ms_per_example"], 1e-9), 2)}
     return out
-
-
-def _timed(pred, items) -> float:
-    import time
-
-    t0 = time.perf_counter()
-    pred.predict(items)
-    return time.perf_counter() - t0
 
 
 def comparison_table(report: dict) -> list[dict]:
