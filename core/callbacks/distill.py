@@ -99,6 +99,9 @@ def compare(teacher_dir: Path, teacher_status: dict, student_dir: Path, student_
     return out
 
 
+SCORES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+
+
 def comparison_table(report: dict) -> list[dict]:
     """The teacher and the student as rows a person reads (Evaluate, the HTML report)."""
     rows = []
@@ -108,5 +111,5 @@ def comparison_table(report: dict) -> list[dict]:
         rows.append({"model": f"{role}: {r['run']}", "backbone": f"{r['backbone']}{layers}",
                      "weights (M)": round(r["params"] / 1e6, 2), "file (MB)": r["size_mb"],
                      "ms per example here": r["ms_per_example"],
-                     **{k: round(v, 3) for k, v in r.items() if k in ("accuracy", "macro_f1", "mae", "r2")}})
+                     **{name: round(r[k], 3) for k, name in SCORES.items() if k in r}})
     return rows
