@@ -1,13 +1,16 @@
 """What a dataset version keeps between runs, on disk beside it: images decoded and resized once into a uint8
 store (built in parallel across the cores), and a backbone's features of every row. Both are made once per
 version and setting, written to a temporary file and renamed into place, and read back by later runs in
-seconds. Large stores are read row by row (the pages stay in the OS cache, not in the process); small ones are
+seconds; so are the scikit-learn fits on those features (a frozen run's head, the baseline, the label check),
+keyed by what they read and the code that computes them. Large stores are read row by row (the pages stay in the OS cache, not in the process); small ones are
 held in memory, where that is faster. The choice is stated in the progress messages."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -163,3 +166,49 @@ def save_features(path: Path, feats: np.ndarray) -> None:
         _finish(tmp, path, {"rows": int(feats.shape[0]), "dim": int(feats.shape[1])})
     except OSError:
         tmp.unlink(missing_ok=True)  # the cache is only a speed-up
+
+
+# --------------------------------------------------------------------------- fits on cached features
+def content_key(*parts: Any) -> str:
+    """A key for what a computation reads: arrays by their bytes (with shape and dtype), anything else by repr."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            a = np.ascontiguousarray(p)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(memoryview(a.reshape(-1)).cast("B"))
+        else:
+            h.update(repr(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def code_key(*functions: Callable) -> str:
+    """The source of the functions that compute a result (and the library versions): a result kept by older code
+    is not read back by newer code that would compute something else."""
+    import inspect
+
+    import sklearn
+
+    return content_key(np.__version__, sklearn.__version__,
+                       *(inspect.getsource(getattr(f, "__func__", f)) for f in functions))
+
+
+def remembered(folder: Path, name: str, key: str, compute: Callable[[], dict[str, np.ndarray]]
+               ) -> tuple[dict[str, np.ndarray], bool]:
+    """compute()'s arrays, kept as folder/name-key.npz and read back (True) by a later call with the same key."""
+    path = folder / f"{name}-{key}.npz"
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}, True
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        pass
+    out = compute()
+    tmp = folder / f".{name}-{key}.{os.getpid()}.tmp.npz"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, **out)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # only a speed-up
+    return out, False

@@ -78,7 +78,10 @@ class Dataset:
         return self.kind.dataset_inputs(self)
 
     def display(self, i: int) -> str:
-        return self.kind.display(self.items.iloc[i])
+        return self.kind.displays(self.items.iloc[[i]])[0]
+
+    def displays(self) -> list[str]:
+        return self.kind.displays(self.items)
 
 
 @dataclass

@@ -4,6 +4,7 @@ and writes the resolved config once; nothing rewrites it during training."""
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -59,6 +60,7 @@ class Plan:
     baseline_pred: np.ndarray | None = None
     blend_view: Any = None  # what the blend partner reads per row (texts, or pretrained features)
     _pretrained: np.ndarray | None = None
+    _pretrained_key: str | None = None
 
     def features(self, idx: torch.Tensor, mirror: bool = False, note: str = "") -> np.ndarray:
         """The current encoder's pooled features of these rows (left-right mirrored if asked)."""
@@ -100,6 +102,20 @@ class Plan:
         if path is not None:
             save_features(path, self._pretrained)
         return self._pretrained
+
+
+    def remembered(self, name: str, view: Any, compute: Callable[[], dict[str, np.ndarray]], *key: Any,
+                   code: tuple[Callable, ...] = ()) -> tuple[dict[str, np.ndarray], bool]:
+        """compute()'s arrays, or those an earlier run computed from the same pretrained features, rows, labels
+        and code (True). Fits on other views (TF-IDF: seconds) are computed every time."""
+        from .cache import code_key, content_key, remembered
+
+        if view is None or view is not self._pretrained or self.data.test_ds is not None:
+            return compute(), False
+        if self._pretrained_key is None:
+            self._pretrained_key = content_key(self._pretrained)
+        folder = self.data.ds.dir / "cache" / "fits"
+        return remembered(folder, name, content_key(self._pretrained_key, code_key(*code), *key), compute)
 
 
 def make_plan(cfg: RunConfig, datasets, run_dir: Path, previous: dict[str, Any], resume: bool,
@@ -147,7 +163,9 @@ def make_plan(cfg: RunConfig, datasets, run_dir: Path, previous: dict[str, Any],
         plan.blend_view = data.modality.blend_view(plan)  # before any weight moves
     _mirror(plan, previous, reason)
     if strategy.frozen_backbone:
-        data.inputs = FeatureInputs(torch.from_numpy(plan.pretrained_features()).to(device))
+        with warnings.catch_warnings():  # read-only (a memory-mapped cache file): the features are never written
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            data.inputs = FeatureInputs(torch.from_numpy(plan.pretrained_features()).to(device))
     if strategy.fits_head:
         _fit_head(plan)
     if D.is_main():
@@ -161,14 +179,23 @@ def _fit_head(plan: Plan) -> None:
     """The frozen strategy's head, solved to convergence on the cached features (L-BFGS, the baseline's own
     estimator) rather than stepped for a few epochs: it never ends short of a linear model on the same features.
     The loop then only validates it once; epochs do not apply."""
+    from .tasks import fold_standardisation, standardisation
+
     data, head = plan.data, plan.model.head[-1]
-    plan.progress(0.0, "Fitting the head to convergence on the cached features")
     train = data.idx("train").numpy()
-    x = plan.pretrained_features()
-    w, b = data.task.linear_head(x[train], data.targets.y.numpy()[train], data.meta, head.out_features)
+    x, y = plan.pretrained_features(), data.targets.y.numpy()[train]
+
+    def solve() -> dict[str, np.ndarray]:
+        plan.progress(0.0, "Fitting the head to convergence on the cached features")
+        return dict(zip("wb", data.task.linear_head(x[train], y, data.meta, head.out_features)))
+
+    fit, reused = plan.remembered("head", x, solve, train, y, data.meta, head.out_features,
+                                  code=(data.task.linear_head, standardisation, fold_standardisation))
+    if reused:
+        plan.progress(1.0, "Reusing the head an earlier run solved on the same features, rows and labels")
     with torch.no_grad():
-        head.weight.copy_(torch.as_tensor(w, dtype=head.weight.dtype))
-        head.bias.copy_(torch.as_tensor(b, dtype=head.bias.dtype))
+        head.weight.copy_(torch.as_tensor(fit["w"], dtype=head.weight.dtype))
+        head.bias.copy_(torch.as_tensor(fit["b"], dtype=head.bias.dtype))
     plan.cfg.train = replace(plan.cfg.train, epochs=1)
     plan.notes.append("The head was solved to convergence on the backbone's cached features (L-BFGS); no "
                       "training steps were needed.")
@@ -254,11 +281,22 @@ def _baseline(plan: Plan, previous: dict[str, Any], run_dir: Path) -> None:
         return
     if not t.baseline or not len(test):
         return
+    from .tasks import standardisation
+
     plan.progress(0.0, "Training the scikit-learn baseline")
     view = data.modality.linear_view(plan)
     train = data.idx("train").numpy()
-    x_tr, x_te = data.modality.baseline_matrices(view, train, test)
-    out = data.task.baseline_predict(x_tr, data.targets.truth[train], x_te, data.meta)
+    y = data.targets.truth[train]
+
+    def fit() -> dict[str, np.ndarray]:
+        x_tr, x_te = data.modality.baseline_matrices(view, train, test)
+        return {"out": data.task.baseline_predict(x_tr, y, x_te, data.meta)}
+
+    got, reused = plan.remembered("baseline", view, fit, train, test, y, data.meta,
+                                  code=(data.task.baseline_predict, data.modality.baseline_matrices, standardisation))
+    if reused:
+        plan.progress(1.0, "Reusing the baseline an earlier run fitted on the same features and split")
+    out = got["out"]
     res = data.task.evaluate(data.targets.truth[test], out, data.meta)
     plan.baseline = {"name": data.modality.baseline_name(data.task.estimator),
                      **{k: res[k] for k in data.task.headline}, "n": res["n"]}
@@ -270,13 +308,25 @@ def _baseline(plan: Plan, previous: dict[str, Any], run_dir: Path) -> None:
 
 def _suspect_labels(plan: Plan, view, run_dir: Path) -> None:
     """Training/validation examples whose label an out-of-fold model confidently contradicts."""
-    data = plan.data
-    rows = np.flatnonzero(data.split != "test")
-    x = data.modality.suspect_matrix(view, rows, data.idx("train").numpy())
-    found = data.task.suspects(x, data.targets.truth[rows], data.meta, plan.cfg.train.seed)
-    if found is None:
+    from . import baseline
+    from .tasks import standardisation
+
+    data, seed = plan.data, plan.cfg.train.seed
+    rows, train = np.flatnonzero(data.split != "test"), data.idx("train").numpy()
+    truth = data.targets.truth[rows]
+
+    def check() -> dict[str, np.ndarray]:
+        found = data.task.suspects(data.modality.suspect_matrix(view, rows, train), truth, data.meta, seed)
+        return {} if found is None else dict(zip(("pos", "probs"), found))
+
+    got, reused = plan.remembered("suspects", view, check, rows, train, truth, data.meta, seed,
+                                  code=(data.task.suspects, data.modality.suspect_matrix, standardisation,
+                                        baseline.out_of_fold, baseline.suspects))
+    if not got:
         return
-    pos, probs = found
+    if reused:
+        plan.progress(1.0, "Reusing the label check an earlier run made on the same features and split")
+    pos, probs = got["pos"], got["probs"]
     c, y = data.classes, data.targets.truth
     df = pd.DataFrame({"row": rows[pos], "input": [data.display[i] for i in rows[pos]],
                        "given": [c[y[i]] for i in rows[pos]], "suggested": [c[j] for j in probs.argmax(1)],

@@ -81,13 +81,14 @@ def load_rows(cfg, opened: tuple[Dataset, Dataset | None], drop_test_rows: set[i
                           rare_policy=d.rare_policy, task=d.task)
     labels = ds.items["label"].tolist()
     items = ds.inputs()
-    display = [ds.display(i) for i in range(len(ds.items))]
+    display = ds.displays()
     rows: list[Any] = list(range(len(ds.items)))
     if test_ds is not None:
         keep = [i for i in range(len(test_ds.items)) if i not in (drop_test_rows or set())]
         if not keep:
             raise DataError("Every example of the test file repeats a training example; nothing is left to test on.")
-        test_labels = [test_ds.items["label"].iloc[i] for i in keep]
+        given = test_ds.items["label"].tolist()
+        test_labels = [given[i] for i in keep]
         if task.has_classes:
             unseen = sorted(set(test_labels) - set(labels))
             if unseen:
@@ -95,7 +96,8 @@ def load_rows(cfg, opened: tuple[Dataset, Dataset | None], drop_test_rows: set[i
         test_inputs = test_ds.inputs()
         labels += test_labels
         items += [test_inputs[i] for i in keep]
-        display += [test_ds.display(i) for i in keep]
+        shown = test_ds.displays()
+        display += [shown[i] for i in keep]
         rows += [f"test:{i}" for i in keep]
         split = np.concatenate([split, np.full(len(keep), "test", dtype=object)])
     targets = task.targets(labels, np.flatnonzero(split == "train"), ds.manifest.get("name", ds.id))

@@ -69,8 +69,9 @@ class Modality:
         """Texts, or absolute file paths, in row order."""
         raise NotImplementedError
 
-    def display(self, row) -> str:
-        """What a person sees for a row."""
+    def displays(self, items) -> list[str]:
+        """What a person sees for each row of an items table (column-wise: a row at a time through pandas
+        takes seconds per 100k rows)."""
         raise NotImplementedError
 
     def duplicate_keys(self, items) -> Any:

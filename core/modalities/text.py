@@ -86,8 +86,8 @@ class TextModality(Modality):
     def dataset_inputs(self, ds):
         return ds.items["text"].tolist()
 
-    def display(self, row):
-        return row["text"]
+    def displays(self, items):
+        return items["text"].astype(str).tolist()
 
     def duplicate_keys(self, items):
         import pandas as pd
