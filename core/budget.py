@@ -79,8 +79,10 @@ def time_forward(model, batch: dict[str, torch.Tensor], device: torch.device, re
 
 def time_step(model, groups, batch: dict[str, torch.Tensor], device: torch.device, repeats: int = 2) -> float:
     """Seconds for one training step on this batch (forward, backward, AdamW), after a warm-up."""
+    from .loop import optimizer
+
     model.train()
-    opt = torch.optim.AdamW(groups, lr=1e-9)
+    opt = optimizer(groups, device, lr=1e-9)
     batch = {k: v.to(device) for k, v in batch.items()}
     best = math.inf
     for i in range(repeats + 1):

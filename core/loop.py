@@ -57,6 +57,12 @@ def chunks(indices: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
         yield indices[s:s + size]
 
 
+def optimizer(groups: list[dict[str, Any]], device: torch.device, lr: float | None = None) -> torch.optim.Optimizer:
+    """AdamW over the strategy's groups; the fused kernel where there is one (CPU and CUDA): on a CPU the default
+    per-tensor update costs a MobileNetV2 step about 4%."""
+    return torch.optim.AdamW(groups, lr=groups[0]["lr"] if lr is None else lr, fused=device.type in ("cpu", "cuda"))
+
+
 def amp_dtype(device: torch.device) -> torch.dtype | None:
     if device.type != "cuda":
         return None

@@ -18,7 +18,7 @@ from .backbones import get_backbone
 from .config import RunConfig
 from .datasets import DatasetStore
 from .events import Callback, Parts
-from .loop import Learner, amp_dtype
+from .loop import Learner, amp_dtype, optimizer
 from .modalities import FeatureInputs, get_modality
 from .plan import pick_device, seed_everything
 from .rundata import check_backbone, load_rows, open_data
@@ -92,7 +92,7 @@ def find_lr(cfg: RunConfig, datasets: DatasetStore, start: float = 1e-7, end: fl
     t = replace(t, epochs=max(1, math.ceil(steps / per_epoch)), max_steps=steps, early_stopping_patience=0,
                 log_every=1)
     test = RangeTest(start, end, steps, progress)
-    opt = torch.optim.AdamW(groups, lr=groups[0]["lr"])
+    opt = optimizer(groups, dev)
     scaler = torch.amp.GradScaler("cuda") if t.amp and amp_dtype(dev) == torch.float16 else None
     learner = Learner(Parts(model, opt, scaler, model), inputs, data.y, train_idx, t,
                       data.task.loss_fn(t, data.targets, train_idx, dev), lambda z: z, data.task.out_dim(data.targets),

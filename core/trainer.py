@@ -20,7 +20,7 @@ from .datasets import DatasetStore
 from .errors import StudioError
 from .events import Callback, Control, Event, JsonlLog, Parts, TrainState
 from .fsutil import DiskFullError, atomic_write_json
-from .loop import Learner, amp_dtype
+from .loop import Learner, amp_dtype, optimizer
 from .plan import Plan, make_plan, pick_device, seed_everything
 from .store import RunRecord, RunStore
 from .strategies import count_params
@@ -126,7 +126,7 @@ class Trainer:
 
     def _learner(self, plan: Plan, resume: bool) -> Learner:
         t, data, dev = plan.cfg.train, plan.data, plan.device
-        opt = torch.optim.AdamW(plan.groups, lr=plan.groups[0]["lr"])
+        opt = optimizer(plan.groups, dev)
         amp = amp_dtype(dev) if t.amp else None
         scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
         parts = Parts(plan.model, opt, scaler, plan.model)

@@ -14,7 +14,7 @@ def load(name: str):
 
 def test_the_gpu_benchmark_runs_in_smoke_mode_on_a_cpu():
     out = load("bench_gpu").main(["--smoke"])
-    for side in ("bare", "engine"):
+    for side in ("bare", "bare_same_step", "engine"):
         assert out[side]["steps_per_s"] > 0 and out[side]["images_per_s"] > 0
         assert 0.0 <= out[side]["data_wait_share"] <= 1.0
-    assert out["engine_vs_bare_steps"] > 0
+    assert out["engine_vs_bare_steps"] > 0 and out["engine_vs_same_step_bare"] > 0
