@@ -121,10 +121,11 @@ class TrainConfig:
                                   help="Text: each training text gets one random edit touching this share of its "
                                        "words (deletion, swap, insertion, synonyms from Roget's Thesaurus where "
                                        "installed); 0: off.")
-    keep_layers: int | None = setting(None, low=1, high=96, scope=("text",),
-                                      help="Text: keep only the encoder's first N layers (initialised from the "
-                                           "pretrained ones, as DistilBERT starts): a smaller, faster model, the "
-                                           "usual student of a distillation. None: all layers.")
+    keep_layers: int | None = setting(None, low=1, high=96, scope=("text", "image"),
+                                      help="Keep only the encoder's first N transformer layers (text) or blocks "
+                                           "of a convolutional trunk such as MobileNetV2's 19 (images), with their "
+                                           "pretrained weights, as DistilBERT starts: a smaller, faster model, the "
+                                           "usual student of a distillation. None: all of them.")
     teacher: str | None = setting(None, help="Knowledge distillation: a finished run (id) on the same data and split "
                                              "whose predictions this run also learns from.")
     distill_weight: float = setting(0.5, low=0, high=1,

@@ -32,13 +32,14 @@ def test_student_learns_from_a_teacher_run_and_reports_both(stores, image_dir):
     t_rec, t_st, _ = train(stores, config(image_dir, epochs=2, augment=False))
     assert t_st["status"] == "completed"
     plain, taught = Record(), Record()
-    train(stores, config(image_dir, epochs=1, augment=False), [plain])
+    train(stores, config(image_dir, epochs=1, augment=False, keep_layers=2), [plain])
     rec, st, _ = train(stores, config(image_dir, epochs=1, augment=False, teacher=t_rec.id, distill_weight=0.8,
-                                      distill_temperature=3.0), [taught])
+                                      distill_temperature=3.0, keep_layers=2), [taught])
     assert st["status"] == "completed", st.get("reason")
     assert _losses(plain) != _losses(taught)
     rep = st["distillation"]
     assert rep["teacher"]["run"] == t_rec.id and rep["student"]["run"] == rec.id
+    assert rep["student"]["keep_layers"] == 2 and rep["student_vs_teacher"]["params"] < 1  # the trunk's first blocks
     assert rep["teacher"]["macro_f1"] == t_st["test"]["macro_f1"] and rep["student"]["macro_f1"] == st["test"]["macro_f1"]
     assert rep["student"]["ms_per_example"] > 0 and (rec.dir / "eval" / "distillation.json").is_file()
     from core.report import build_report
@@ -66,13 +67,18 @@ def test_teachers_that_cannot_teach_are_refused_by_name(stores, image_dir, chang
     assert st["status"] == "failed" and message in st["reason"]
 
 
-def test_keep_layers_makes_a_smaller_text_student():
+def test_keep_layers_makes_a_smaller_student_of_a_transformer_or_a_convolutional_trunk():
+    import torch
+
     from core.backbones import get_backbone
 
     full, short = get_backbone("tiny-text").build(2), get_backbone("tiny-text").build(2, keep_layers=1)
     assert len(short.encoder.model.encoder.layer) == 1 < len(full.encoder.model.encoder.layer)
     assert sum(p.numel() for p in short.parameters()) < sum(p.numel() for p in full.parameters())
-    with pytest.raises(Exception, match="keep_layers"):
-        get_backbone("tiny-cnn").build(2, keep_layers=1)
+    full, short = get_backbone("tiny-cnn").build(2), get_backbone("tiny-cnn").build(2, keep_layers=2)
+    assert len(short.encoder.model.features) == 2 and short.feat_dim == 16 < full.feat_dim == 32
+    assert short(pixel_values=torch.zeros(2, 3, 32, 32)).shape == (2, 2)
+    with pytest.raises(Exception, match="keep_layers=5, but this encoder has 3 blocks"):
+        get_backbone("tiny-cnn").build(2, keep_layers=5)
     with pytest.raises(ConfigError):
         config("x", "tiny-text", keep_layers=0)

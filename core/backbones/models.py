@@ -41,6 +41,25 @@ class VisionEncoder(nn.Module):
         out = self.model(pixel_values)
         return out.flatten(1)
 
+    def keep_layers(self, k: int) -> int:
+        """Only the first k blocks of a convolutional trunk (MobileNet, EfficientNet and the like: a `features`
+        sequence, then pooling) with their pretrained weights: a smaller, faster student for distillation.
+        Returns the new feature size."""
+        trunk = getattr(self.model, "features", None)
+        if not isinstance(trunk, nn.Sequential):
+            raise ModelError(f"{type(self.model).__name__}: no sequence of blocks to shorten (keep_layers).")
+        if k > len(trunk):
+            raise ModelError(f"keep_layers={k}, but this encoder has {len(trunk)} blocks.")
+        self.model.features = trunk[:k]
+        try:
+            with torch.no_grad():
+                dim = int(self.eval()(torch.zeros(1, 3, 64, 64)).shape[1])
+        except RuntimeError as e:
+            raise ModelError(f"{type(self.model).__name__} does not run on its first {k} blocks alone "
+                             f"(keep_layers): {e}") from None
+        self.train()
+        return dim
+
     def groups(self) -> list[nn.Module]:
         m = self.model
         if hasattr(m, "features") and isinstance(m.features, nn.Sequential):
@@ -87,7 +106,7 @@ class TextEncoder(nn.Module):
     def groups(self) -> list[nn.Module]:
         return _transformer_groups(self.model)
 
-    def keep_layers(self, k: int) -> None:
+    def keep_layers(self, k: int) -> int | None:
         """Only the first k transformer layers, initialised from the pretrained ones (as DistilBERT starts its
         student): a smaller, faster model, the usual student of a distillation."""
         layers = getattr(getattr(self.model, "encoder", None), "layer", None)

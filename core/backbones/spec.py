@@ -37,8 +37,9 @@ class BackboneSpec:
             encoder.pooling = pooling
         if keep_layers:
             if not hasattr(encoder, "keep_layers"):
-                raise ModelError(f"{self.name}: keep_layers shortens text transformers; it does not apply here.")
-            encoder.keep_layers(keep_layers)
+                raise ModelError(f"{self.name}: keep_layers shortens text transformers and convolutional trunks; "
+                                 "it does not apply here.")
+            dim = encoder.keep_layers(keep_layers) or dim
         if self.layer_groups is not None:
             encoder.declared_groups = self.layer_groups
         encoder.declared_lora = self.lora_targets
