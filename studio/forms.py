@@ -207,8 +207,9 @@ def teacher_options(ds: Dataset, strategy: str, task: str, runs: list[dict]) -> 
         o["distill_weight"] = setting_input(c[0], TrainConfig, "distill_weight", 0.5, "distill_weight")
         o["distill_temperature"] = setting_input(c[1], TrainConfig, "distill_temperature", 2.0, "distill_temp")
         if applies(TrainConfig, "keep_layers", {ds.modality}):
-            k = int(c[2].number_input("Student layers (0 = all)", min_value=0, max_value=96, value=0, step=1,
-                                      key="keep_layers", help=_field(TrainConfig, "keep_layers").metadata["help"]))
+            k = int(c[2].number_input("Student: first N layers or blocks (0 = all)", min_value=0, max_value=96,
+                                      value=0, step=1, key="keep_layers",
+                                      help=_field(TrainConfig, "keep_layers").metadata["help"]))
             if k:
                 o["keep_layers"] = k
         st.caption("The student learns the teacher's softened class probabilities besides the labels; when it "
