@@ -103,6 +103,8 @@ class RunStore:
         st = rec.status
         changed = st.get("status") != status or bool(set(fields) & {"test", "baseline", "trainable_params", "reason"})
         st.update(fields)
+        if status != "running":  # what a finished run was doing last ("Computing features 320/400") is stale
+            st.pop("message", None)
         st.update({"id": rec.id, "status": status, "updated": time.time()})
         atomic_write_json(rec.dir / "status.json", st)
         if changed:  # heartbeats only touch status.json; the index follows real changes
