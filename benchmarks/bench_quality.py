@@ -55,9 +55,9 @@ VARIANTS = {"mpnet frozen": ("frozen", {"backbone": "all-mpnet-base-v2"}, True, 
             "distilled": ("full", {}, False, None),
             # Optuna, 10 trials on the validation split, then the best trial's test score; wall time: the search
             "searched": ("search", {}, False, 400)}
-# the distilled student: MiniLM's first 3 of 6 transformer layers; MobileNetV2's first 14 of 19 blocks (to 96
-# channels at 1/16 of the input side: a quarter of the weights)
-STUDENT = {"all-MiniLM-L6-v2": 3, "mobilenet_v2": 14}
+# the distilled student: MiniLM's first 3 of 6 transformer layers; MobileNetV2's first 17 of 19 blocks (to 160
+# channels: 0.6x the weights; 14 blocks, a quarter of them, scored 0.660 on MNIST against 0.832 for 17)
+STUDENT = {"all-MiniLM-L6-v2": 3, "mobilenet_v2": 17}
 SEARCH_SPACE = {"strategy": ["full", "lora", "differential"], "lr": {"low": 1e-5, "high": 1e-3, "log": True},
                 "epochs": {"low": 2, "high": 6}, "batch_size": [16, 32],
                 "weight_decay": {"low": 1e-4, "high": 0.1, "log": True}}
