@@ -190,8 +190,16 @@ def code_key(*functions: Callable) -> str:
 
     import sklearn
 
-    return content_key(np.__version__, sklearn.__version__,
-                       *(inspect.getsource(getattr(f, "__func__", f)) for f in functions))
+    def source(f: Callable) -> str | bytes:
+        f = getattr(f, "__func__", f)
+        try:
+            return inspect.getsource(f)
+        except (OSError, TypeError):  # installed without sources: the compiled code stands for them
+            import marshal
+
+            return marshal.dumps(f.__code__)
+
+    return content_key(np.__version__, sklearn.__version__, *(source(f) for f in functions))
 
 
 def remembered(folder: Path, name: str, key: str, compute: Callable[[], dict[str, np.ndarray]]

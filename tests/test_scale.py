@@ -67,3 +67,23 @@ def test_a_second_run_reuses_images_features_and_the_fits_on_them(stores, image_
     again = [m for m in _progress(other_split) if m.startswith("Reusing")]
     assert len(again) == 2 and "Fitting the head to convergence on the cached features" in _progress(other_split)
     assert st3["status"] == "completed" and "message" not in st3  # no stale "Computing features 48/48"
+
+
+def test_a_kept_result_is_found_by_what_it_read_and_the_code_that_computed_it(tmp_path):
+    from core.cache import code_key, content_key, remembered
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": np.arange(3)}
+
+    key = content_key(np.ones(4), "C=2")
+    first, hit_first = remembered(tmp_path, "fit", key, compute)
+    again, hit_again = remembered(tmp_path, "fit", key, compute)
+    assert (hit_first, hit_again) == (False, True) and len(calls) == 1 and np.array_equal(first["x"], again["x"])
+    assert len({key, content_key(np.ones(4, dtype=np.float32), "C=2"), content_key(np.ones(4), "C=3"),
+                content_key(np.ones((2, 2)), "C=2")}) == 4
+    ns: dict = {}
+    exec("def f(x):\n    return x + 1\n\ndef g(x):\n    return x + 2\n", ns)  # no source file to read
+    assert code_key(ns["f"]) != code_key(ns["g"])
