@@ -2,8 +2,9 @@
 store (built in parallel across the cores), and a backbone's features of every row. Both are made once per
 version and setting, written to a temporary file and renamed into place, and read back by later runs in
 seconds; so are the scikit-learn fits on those features (a frozen run's head, the baseline, the label check),
-keyed by what they read and the code that computes them. Large stores are read row by row (the pages stay in the OS cache, not in the process); small ones are
-held in memory, where that is faster. The choice is stated in the progress messages."""
+keyed by what they read and the code that computes them. Large stores are read row by row (the pages stay in
+the OS cache, not in the process); small ones are held in memory, where that is faster. The choice is stated in
+the progress messages."""
 from __future__ import annotations
 
 import hashlib

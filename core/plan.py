@@ -103,7 +103,6 @@ class Plan:
             save_features(path, self._pretrained)
         return self._pretrained
 
-
     def remembered(self, name: str, view: Any, compute: Callable[[], dict[str, np.ndarray]], *key: Any,
                    code: tuple[Callable, ...] = ()) -> tuple[dict[str, np.ndarray], bool]:
         """compute()'s arrays, or those an earlier run computed from the same pretrained features, rows, labels
