@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from core.audit import audit, image_near_pairs, text_near_pairs
-from core.datasets import DatasetStore
+from core.data.audit import audit, image_near_pairs, text_near_pairs
+from core.data.datasets import DatasetStore
 
 
 def texts(n: int, seed: int = 0) -> list[str]:

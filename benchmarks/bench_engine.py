@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from core.config import DataConfig, RunConfig, TrainConfig
-from core.datasets import DatasetStore
-from core.events import Callback
-from core.store import RunStore
-from core.trainer import Trainer
+from core.data.datasets import DatasetStore
+from core.train.events import Callback
+from core.runs.store import RunStore
+from core.train.trainer import Trainer
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
@@ -93,9 +93,9 @@ def peak_rss(strategy: str) -> float:
 import resource, tempfile, json
 from pathlib import Path
 from core.config import DataConfig, RunConfig, TrainConfig
-from core.datasets import DatasetStore
-from core.store import RunStore
-from core.trainer import Trainer
+from core.data.datasets import DatasetStore
+from core.runs.store import RunStore
+from core.train.trainer import Trainer
 h = Path(tempfile.mkdtemp())
 d, r = DatasetStore(h / 'd'), RunStore(h / 'r')
 cfg = RunConfig(data=DataConfig(source={str(DEMO / 'reviews.csv')!r}),

@@ -30,9 +30,9 @@ def bare_loop(data, spec, t, device: torch.device, steps: int, workers: int, sam
     """What a person would write by hand: the same DataLoader plans and batches, then forward, backward and a
     plain AdamW step. same_step: the engine's own step instead (fused AdamW, gradients clipped as the run's
     settings say), so the difference left is the engine's bookkeeping alone."""
-    from core.loader import batches, plans
-    from core.loop import amp_dtype, optimizer
-    from core.plan import seed_everything
+    from core.train.loader import batches, plans
+    from core.train.loop import amp_dtype, optimizer
+    from core.train.plan import seed_everything
     from core.strategies import get_strategy
 
     seed_everything(t.seed)
@@ -84,15 +84,15 @@ def bare_loop(data, spec, t, device: torch.device, steps: int, workers: int, sam
 
 def engine(home: Path, source: str, overrides: dict, steps: int) -> dict:
     from core.config import RunConfig
-    from core.datasets import DatasetStore
-    from core.store import RunStore
-    from core.trainer import Trainer
+    from core.data.datasets import DatasetStore
+    from core.runs.store import RunStore
+    from core.train.trainer import Trainer
 
     datasets, runs = DatasetStore(home / "datasets"), RunStore(home / "runs")
     cfg = RunConfig.from_dict({"data": {"source": source}, "train": {**overrides, "max_steps": steps, "epochs": 1000,
                                                                      "baseline": False, "blend": False,
                                                                      "early_stopping_patience": 0, "hflip": True}})
-    from core.datasets import open_source
+    from core.data.datasets import open_source
 
     rec = runs.create(cfg, open_source(datasets, source).id)
     st = Trainer(cfg, rec, runs, datasets).run()
@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     from core.backbones import get_backbone
     from core.config import RunConfig
-    from core.datasets import DatasetStore
-    from core.plan import pick_device
-    from core.rundata import load_run_data
+    from core.data.datasets import DatasetStore
+    from core.train.plan import pick_device
+    from core.data.rundata import load_run_data
 
     backbone = "tiny-cnn" if args.smoke else "mobilenet_v2"
     steps = 8 if args.smoke else args.steps

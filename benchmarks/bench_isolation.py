@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bench_isolation.py
 
-1. Steps per second of the same run in a worker process (core.worker, started by the dispatcher) and in the
-   server's own process (core.trainer directly): the ratio should be ~1 (target >= 0.97). Each is measured from
+1. Steps per second of the same run in a worker process (core.runs.worker, started by the dispatcher) and in the
+   server's own process (core.train.trainer directly): the ratio should be ~1 (target >= 0.97). Each is measured from
    the run's own step events, skipping the first steps (warm-up), best of two.
 2. One Monitor refresh (read what is new in events.jsonl, build the chart tables) on runs of 1k, 10k and 100k
    steps with 20 new events since the last refresh, against re-reading the whole log as Monitor used to.
@@ -27,10 +27,10 @@ def steps_per_s(events: list[dict], skip: int = 5) -> float:
 
 def isolation() -> dict:
     from core.config import RunConfig
-    from core.datasets import DatasetStore
-    from core.runner import RunManager
-    from core.store import RunStore
-    from core.trainer import Trainer
+    from core.data.datasets import DatasetStore
+    from core.runs.runner import RunManager
+    from core.runs.store import RunStore
+    from core.train.trainer import Trainer
 
     cfg = {"data": {"source": str(ROOT / "assets" / "demo" / "digits")},
            "train": {"backbone": "mobilenet_v2", "strategy": "full", "epochs": 2, "image_size": 96,
@@ -56,8 +56,8 @@ def isolation() -> dict:
 
 
 def monitor_refresh() -> dict:
-    from core.eventlog import EventTail
-    from core.events import read_events
+    from core.runs.eventlog import EventTail
+    from core.train.events import read_events
     from studio.charts import curves, curves_from_tail
 
     def event(kind, step, **data):

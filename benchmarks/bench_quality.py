@@ -34,9 +34,9 @@ import pandas as pd
 from PIL import Image
 
 from core.config import DataConfig, RunConfig, TrainConfig
-from core.datasets import DatasetStore
-from core.store import RunStore
-from core.trainer import Trainer
+from core.data.datasets import DatasetStore
+from core.runs.store import RunStore
+from core.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -149,7 +149,7 @@ def _split(source: Path, split_seed: int) -> DataConfig:
 
 
 def _searched(home: Path, source: Path, backbone: str, split_seed: int, overrides: dict) -> dict:
-    from core.search import search
+    from core.train.search import search
 
     datasets, runs = DatasetStore(home / "datasets"), RunStore(home / "runs")
     base = RunConfig(data=_split(source, split_seed), train=TrainConfig(backbone=backbone, seed=0, **overrides))
@@ -248,7 +248,7 @@ def merged(kept: list[dict], new: list[dict]) -> list[dict]:
 
 
 def _interval(vs: dict | None) -> str:
-    """The paired bootstrap interval of the macro-F1 difference and its verdict (core.evaluate)."""
+    """The paired bootstrap interval of the macro-F1 difference and its verdict (core.metrics)."""
     if not vs:
         return "— (not recorded)"
     if vs["verdict"] == "same":

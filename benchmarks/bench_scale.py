@@ -67,7 +67,7 @@ def cache_speed(ds, n: int, size: int = 64) -> dict:
 
     import torch
 
-    from core.cache import build_pixels
+    from core.train.cache import build_pixels
     from core.modalities.image import ImagePrep
 
     prep = ImagePrep(size, torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1))
@@ -109,8 +109,8 @@ def peak_rss_mb(pid: int, stop: threading.Event, seen: dict) -> None:
 def train(home: Path, ds_id: str, strategy: str, extra: dict) -> dict:
     """One epoch in a worker process (as the studio runs it), its peak memory watched from outside."""
     from core.config import RunConfig
-    from core.datasets import DatasetStore
-    from core.store import RunStore
+    from core.data.datasets import DatasetStore
+    from core.runs.store import RunStore
 
     datasets, runs = DatasetStore(home / "datasets"), RunStore(home / "runs")
     cfg = RunConfig.from_dict({"data": {"source": ds_id, "val_fraction": 0.05, "test_fraction": 0.05},
@@ -119,7 +119,7 @@ def train(home: Path, ds_id: str, strategy: str, extra: dict) -> dict:
                                          "hflip": True, "early_stopping_patience": 0, **extra}})
     rec = runs.create(cfg, ds_id)
     t = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "core.worker", str(rec.dir), "--datasets", str(datasets.root)],
+    proc = subprocess.Popen([sys.executable, "-m", "core.runs.worker", str(rec.dir), "--datasets", str(datasets.root)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     stop, seen = threading.Event(), {}
     watcher = threading.Thread(target=peak_rss_mb, args=(proc.pid, stop, seen), daemon=True)
@@ -156,7 +156,7 @@ def main() -> None:
     work = Path(args.work)
     import shutil
 
-    from core.datasets import DatasetStore
+    from core.data.datasets import DatasetStore
 
     folder = expand(work / f"digits-{args.images}", args.images)
     home = work / "home"
@@ -191,9 +191,9 @@ def engine_vs_bare(home: Path, ds_id: str, steps: int = 60, rounds: int = 6) -> 
 
     from core.backbones import get_backbone
     from core.config import RunConfig
-    from core.datasets import DatasetStore
-    from core.plan import pick_device
-    from core.rundata import load_run_data
+    from core.data.datasets import DatasetStore
+    from core.train.plan import pick_device
+    from core.data.rundata import load_run_data
 
     overrides = {"backbone": "mobilenet_v2", "strategy": "full", "image_size": 64, "batch_size": 64}
     cfg = RunConfig.from_dict({"data": {"source": ds_id, "val_fraction": 0.05, "test_fraction": 0.05},

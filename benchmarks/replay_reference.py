@@ -56,9 +56,9 @@ def _data(kind: str, tmp: Path) -> str:
 
 def run_case(kind: str, settings: dict, tmp: Path) -> dict:
     from core.config import RunConfig
-    from core.datasets import DatasetStore
-    from core.store import RunStore
-    from core.trainer import Trainer
+    from core.data.datasets import DatasetStore
+    from core.runs.store import RunStore
+    from core.train.trainer import Trainer
 
     home = Path(tempfile.mkdtemp(dir=tmp))
     datasets, runs = DatasetStore(home / "datasets"), RunStore(home / "runs")

@@ -2,10 +2,10 @@ import pandas as pd
 import streamlit as st
 
 from core import access
-from core.datasets import data_root
+from core.data.datasets import data_root
 from core.errors import DataError
-from core.audit import looks_numeric
-from core.tables import TABLE_TYPES, guess_columns, read_table
+from core.data.audit import looks_numeric
+from core.data.tables import TABLE_TYPES, guess_columns, read_table
 from core.tasks import REGISTRY as TASKS
 from studio.entry import through_app
 from studio.loading import DEMOS, load_demo, load_path, save_directory, save_upload, server_path

@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from core.blend import describe as blend_line
+from core.predict.blend import describe as blend_line
 from core.fsutil import read_json
 from studio.entry import through_app
 from studio.jobs import job_result
@@ -36,7 +36,7 @@ if status.get("baseline"):
 if blend_line(status):
     st.caption(blend_line(status) + " Explanations below show the network's side.")
 if status.get("distillation"):
-    from core.callbacks.distill import comparison_table
+    from core.train.callbacks.distill import comparison_table
 
     d = status["distillation"]["student_vs_teacher"]
     st.subheader("Student and teacher")

@@ -3,9 +3,9 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core import audit as A
+from core.data import audit as A
 from core.tasks import REGISTRY as TASKS
-from core.split import dataset_split, split_summary
+from core.data.split import dataset_split, split_summary
 from studio import charts
 from studio.entry import through_app
 from studio.loading import progress_bar

@@ -1,7 +1,7 @@
 import streamlit as st
 
-from core.baseline import comparison
-from core.blend import describe as blend_line
+from core.train.baseline import comparison
+from core.predict.blend import describe as blend_line
 from core.fsutil import read_json
 from studio import charts
 from studio.entry import through_app

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.export import FORMATS, check_target, export
-from core.predict import to_csv_bytes
+from core.predict.export import FORMATS, check_target, export
+from core.predict.predictor import to_csv_bytes
 from studio.entry import through_app
 from studio.jobs import job_panel, start_job
 from studio.runs import pick_run

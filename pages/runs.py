@@ -10,7 +10,7 @@ from studio.services import can_change, get_run, guard, visible_runs
 
 through_app()
 
-# the paired bootstrap verdict on the test set (core.evaluate.paired_comparison)
+# the paired bootstrap verdict on the test set (core.metrics.paired_comparison)
 VERDICT = {"better": "better", "worse": "worse", "within_noise": "within noise", "same": "same predictions"}
 
 st.title("Runs")

@@ -9,9 +9,9 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core.datasets import home
+from core.data.datasets import home
 from core.errors import StudioError
-from core.search import default_space, space_from_json, studies, summary
+from core.train.search import default_space, space_from_json, studies, summary
 from studio import charts
 from studio.entry import through_app
 from studio.forms import backbone_picker, build_config, n_train

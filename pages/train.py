@@ -35,7 +35,7 @@ opts, chosen = {**opts, **taught}, chosen + taught_chosen
 augment_preview(ds, backbone, opts)
 if strategy != "auto" and not STRATEGIES.get(strategy).fits_head:
     def _range_test(progress, cancelled):
-        from core.lr_finder import find_lr
+        from core.train.lr_finder import find_lr
 
         return find_lr(build_config(ds, backbone, strategy, opts, split_cfg, None, "", chosen, task),
                        services().datasets, progress=progress)
@@ -60,7 +60,7 @@ test_overlap = "warn"
 test_ds = None
 if test_up is not None:
     with guard("Reading the test file"):
-        from core.audit import cross_duplicates
+        from core.data.audit import cross_duplicates
 
         if st.session_state.get("test_upload_id") != test_up.file_id:
             st.session_state["test_ds"] = load_path(save_upload(test_up), name=test_up.name).id

@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.backbones import get_backbone, list_backbones
 from core.config import DataConfig, RunConfig, TrainConfig
-from core.datasets import Dataset
+from core.data.datasets import Dataset
 from core.errors import StudioError
 from core.settings import choices_of, default_of, shape
 from core.strategies import REGISTRY as STRATEGIES
@@ -220,7 +220,7 @@ def teacher_options(ds: Dataset, strategy: str, task: str, runs: list[dict]) -> 
 def default_budget() -> float:
     import torch
 
-    from core.budget import DEFAULT_MINUTES
+    from core.train.budget import DEFAULT_MINUTES
 
     return DEFAULT_MINUTES["gpu" if torch.cuda.is_available() else "cpu"]
 

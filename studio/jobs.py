@@ -1,4 +1,4 @@
-"""A page starts long work as a job (core.jobs) and shows its progress with a Cancel button; the result comes
+"""A page starts long work as a job (core.runs.jobs) and shows its progress with a Cancel button; the result comes
 back to the page when it is done, and the page never blocks meanwhile."""
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 import streamlit as st
 
-from core.datasets import Dataset, data_root
+from core.data.datasets import Dataset, data_root
 from core.errors import DataError
 
 from .identity import current_user

@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.backbones import get_backbone
 from core.config import TrainConfig
-from core.datasets import Dataset
+from core.data.datasets import Dataset
 from core.modalities import get_modality
 from studio.services import guard
 

@@ -6,7 +6,7 @@ import time
 import streamlit as st
 
 from core.errors import StudioError
-from core.store import RunRecord
+from core.runs.store import RunRecord
 
 from .services import get_run, run_id, services, set_run, visible_runs
 
@@ -50,7 +50,7 @@ def eta(seconds: float | None) -> str:
 
 def report_download(rec: RunRecord, key: str) -> None:
     """Build the run's HTML report as a job (saliency for the mistakes takes a while), then offer it."""
-    from core.report import build_report
+    from core.report.html import build_report
 
     from .jobs import job_panel, start_job
 

@@ -12,11 +12,11 @@ from typing import Iterator
 import streamlit as st
 
 from core import access
-from core.datasets import Dataset, DatasetStore, home
+from core.data.datasets import Dataset, DatasetStore, home
 from core.errors import StudioError
-from core.jobs import JobPool
-from core.runner import RunManager
-from core.store import RunRecord, RunStore
+from core.runs.jobs import JobPool
+from core.runs.runner import RunManager
+from core.runs.store import RunRecord, RunStore
 
 from .identity import current_user
 
@@ -151,7 +151,7 @@ def need_dataset() -> Dataset:
 
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _tail(path: str):
-    from core.eventlog import EventTail
+    from core.runs.eventlog import EventTail
 
     return EventTail(Path(path))
 
@@ -163,7 +163,7 @@ def event_tail(run_dir: Path):
 
 @st.cache_resource(show_spinner="Loading the model", max_entries=4)
 def _predictor(run_dir: str, mtime: float):
-    from core.predict import Predictor
+    from core.predict.predictor import Predictor
 
     return Predictor(run_dir)
 

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.images import open_rgb
-from core.tables import TABLE_TYPES
+from core.data.images import open_rgb
+from core.data.tables import TABLE_TYPES
 
 
 def fmt(v: Any) -> str:
@@ -52,7 +52,7 @@ class TextViews:
     batch_label = "A table with a text column (CSV, TSV, JSON Lines, Parquet or Excel)"
 
     def try_one(self, pred) -> None:
-        from core.explain import tokens_html
+        from core.predict.explain import tokens_html
 
         text = st.text_area("Text to classify" if pred.task.has_classes else "Text to score",
                             placeholder="Type or paste a text…")
@@ -69,7 +69,7 @@ class TextViews:
         st.markdown(tokens_html(ts), unsafe_allow_html=True)
 
     def batch_items(self, upload) -> tuple[list[str], list[Any]]:
-        from core.tables import guess_columns, read_table
+        from core.data.tables import guess_columns, read_table
 
         table = read_table(upload.getvalue(), upload.name)
         cols = list(table.df.columns)
@@ -83,7 +83,7 @@ class TextViews:
 
     def explain_rows(self, pred, df: pd.DataFrame, target_of, progress) -> list[str]:
         """Word shading for the first few rows (Integrated Gradients is a few seconds a text on a CPU)."""
-        from core.explain import tokens_html
+        from core.predict.explain import tokens_html
 
         rows = list(df.head(5).iterrows())
         out = []
@@ -130,7 +130,7 @@ class ImageViews:
     batch_label = "A zip of images"
 
     def try_one(self, pred) -> None:
-        from core.explain import overlay
+        from core.predict.explain import overlay
 
         img = st.file_uploader("Image to classify" if pred.task.has_classes else "Image to score",
                                type=list(pred.modality.upload_types))
@@ -149,14 +149,14 @@ class ImageViews:
             show_prediction(pred, out[0])
 
     def batch_items(self, upload) -> tuple[list[str], list[Any]]:
-        from core.predict import read_zip_images
+        from core.predict.predictor import read_zip_images
 
         members = read_zip_images(upload.getvalue())
         return [n for n, _ in members], [b for _, b in members]
 
     def explain_rows(self, pred, df: pd.DataFrame, target_of, progress) -> list:
         """Grad-CAM heat over each image."""
-        from core.explain import overlay
+        from core.predict.explain import overlay
 
         out = []
         for i, (_, r) in enumerate(df.iterrows()):

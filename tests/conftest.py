@@ -21,8 +21,8 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def stores(home):
-    from core.datasets import DatasetStore
-    from core.store import RunStore
+    from core.data.datasets import DatasetStore
+    from core.runs.store import RunStore
 
     return DatasetStore(home / "datasets"), RunStore(home / "runs")
 

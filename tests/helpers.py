@@ -1,6 +1,6 @@
 from core.config import DataConfig, RunConfig, TrainConfig
-from core.events import Callback
-from core.trainer import Trainer
+from core.train.events import Callback
+from core.train.trainer import Trainer
 
 
 def config(source, backbone="tiny-cnn", strategy="full", **train) -> RunConfig:

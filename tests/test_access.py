@@ -7,9 +7,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import access
-from core.datasets import open_source
+from core.data.datasets import open_source
 from core.errors import DataError, RunError, StudioError
-from core.runner import RunManager
+from core.runs.runner import RunManager
 from tests.conftest import make_text_csv
 from tests.helpers import config
 

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core import audit as A
+from core.data import audit as A
 from core.errors import DataError
-from core.split import dataset_split, make_split
+from core.data.split import dataset_split, make_split
 
 
 def text_ds(stores, tmp_path, rows):
@@ -133,8 +133,8 @@ def test_images_that_differ_only_in_colour_are_not_duplicates(tmp_path, stores):
     import numpy as np
     from PIL import Image
 
-    from core.audit import audit
-    from core.split import dataset_split
+    from core.data.audit import audit
+    from core.data.split import dataset_split
 
     datasets, _ = stores
     rng = np.random.default_rng(0)
@@ -159,7 +159,7 @@ def test_labels_that_look_alike_are_shown_not_merged_and_merge_in_one_step(tmp_p
 
     import pandas as pd
 
-    from core.audit import audit, merge_lookalikes
+    from core.data.audit import audit, merge_lookalikes
 
     datasets, _ = stores
     cafe, cafe_d = "café", unicodedata.normalize("NFD", "café")
@@ -180,7 +180,7 @@ def test_labels_that_look_alike_are_shown_not_merged_and_merge_in_one_step(tmp_p
 def test_many_distinct_numbers_suggest_regression(tmp_path, stores):
     import pandas as pd
 
-    from core.audit import audit
+    from core.data.audit import audit
 
     datasets, _ = stores
     p = tmp_path / "prices.csv"

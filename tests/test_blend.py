@@ -5,8 +5,8 @@ import numpy as np
 from scipy.sparse import hstack
 from sklearn.linear_model import LogisticRegression
 
-from core.blend import LexicalModel, best_weight, blend
-from core.predict import Predictor
+from core.predict.blend import LexicalModel, best_weight, blend
+from core.predict.predictor import Predictor
 from tests.conftest import make_text_csv
 from tests.helpers import config, train
 
@@ -74,7 +74,7 @@ def test_best_weight_keeps_the_partner_when_validation_cannot_tell_them_apart():
 def test_blended_run_predicts_and_exports_as_it_was_evaluated(stores, tmp_path):
     import pandas as pd
 
-    from core.export import export_folder
+    from core.predict.export import export_folder
 
     csv = make_text_csv(tmp_path / "topics.csv", per_class=30)
     rec, st, _ = train(stores, config(csv, "tiny-text", "full", epochs=1, blend=True, lr=1e-6))  # a weak network
@@ -94,7 +94,7 @@ def test_blended_run_predicts_and_exports_as_it_was_evaluated(stores, tmp_path):
 def test_blended_image_run_predicts_and_exports_as_it_was_evaluated(stores, image_dir, tmp_path):
     import pandas as pd
 
-    from core.export import export_folder
+    from core.predict.export import export_folder
 
     rec, st, _ = train(stores, config(image_dir, "tiny-cnn", "full", epochs=1, blend=True, lr=1e-7))
     info = json.loads((rec.dir / "blend.json").read_text())

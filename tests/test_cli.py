@@ -89,7 +89,7 @@ def test_auto_reports_the_baseline_beside_the_test_metrics(tmp_path, image_dir):
 
 
 def test_owner_keeps_a_cli_run_private_to_that_studio_user(tmp_path, image_dir):
-    from core.store import RunStore
+    from core.runs.store import RunStore
 
     rc, out, err = cli("train", "--data", str(image_dir), "--backbone", "tiny-cnn", "--strategy", "frozen",
                        "--epochs", "1", "--owner", "ann@example.org", "--json", home=tmp_path)

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.callbacks.distill import Distill
+from core.train.callbacks.distill import Distill
 from core.settings import ConfigError
-from core.loop import Batch
+from core.train.loop import Batch
 from tests.helpers import Record, config, train
 
 
@@ -42,7 +42,7 @@ def test_student_learns_from_a_teacher_run_and_reports_both(stores, image_dir):
     assert rep["student"]["keep_layers"] == 2 and rep["student_vs_teacher"]["params"] < 1  # the trunk's first blocks
     assert rep["teacher"]["macro_f1"] == t_st["test"]["macro_f1"] and rep["student"]["macro_f1"] == st["test"]["macro_f1"]
     assert rep["student"]["ms_per_example"] > 0 and (rec.dir / "eval" / "distillation.json").is_file()
-    from core.report import build_report
+    from core.report.html import build_report
 
     html = build_report(runs_rec := stores[1].get(rec.id), stores[0].get(runs_rec.status["dataset"]), explain=False)
     assert "Student and teacher" in html and t_rec.id in html

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.explain import gradcam, overlay, token_attributions, tokens_html
-from core.predict import Predictor
+from core.predict.explain import gradcam, overlay, token_attributions, tokens_html
+from core.predict.predictor import Predictor
 from tests.conftest import DEMO
 from tests.helpers import config, train
 
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def predictors(tmp_path_factory):
     """Two short real runs, their predictors and stores."""
-    from core.datasets import DatasetStore
-    from core.store import RunStore
+    from core.data.datasets import DatasetStore
+    from core.runs.store import RunStore
 
     h = tmp_path_factory.mktemp("explain")
     stores = DatasetStore(h / "d"), RunStore(h / "r")
@@ -56,7 +56,7 @@ def test_tokens_html_escapes_user_text(predictors):
 
 
 def test_html_report_renders_every_section_in_chromium(predictors, tmp_path):
-    from core.report import SECTIONS, write_report
+    from core.report.html import SECTIONS, write_report
     from tests.browser_util import browser_page, chromium_available, shot
 
     datasets, _ = predictors.stores

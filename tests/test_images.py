@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.images import BadImage, open_rgb, phash
+from core.data.images import BadImage, open_rgb, phash
 
 
 def png_header_only(w: int, h: int) -> bytes:
@@ -77,7 +77,7 @@ def _png16(arr) -> bytes:
 def test_16_bit_scans_keep_their_absolute_intensity():
     """A dark and a bright scan of the same texture used to come out as the same picture (each image was
     divided by its own maximum); intensity can be the class."""
-    from core.images import open_rgb
+    from core.data.images import open_rgb
 
     tex = np.random.default_rng(0).integers(0, 4096, (32, 32))
     dark, bright = (np.asarray(open_rgb(_png16(tex * k)), dtype=float).mean() for k in (1, 10))
@@ -89,7 +89,7 @@ def test_float_images_scale_by_their_range_and_nan_reads_black_without_warnings(
     import io
     import warnings
 
-    from core.images import open_rgb
+    from core.data.images import open_rgb
 
     def tiff(arr) -> bytes:
         buf = io.BytesIO()

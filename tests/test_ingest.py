@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.archives import ZipLimits, extract_zip, inspect_zip
+from core.data.archives import ZipLimits, extract_zip, inspect_zip
 from core.errors import DataError
 from tests.conftest import make_image_folder
 

@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 
 from core.config import RunConfig
-from core.datasets import DatasetStore
-from core.runner import RunManager, prepare_run
-from core.store import RunStore
+from core.data.datasets import DatasetStore
+from core.runs.runner import RunManager, prepare_run
+from core.runs.store import RunStore
 from tests.browser_util import chromium_available, studio_server
 from tests.conftest import make_image_folder
 from tests.helpers import config

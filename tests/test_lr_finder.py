@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from core.events import Callback
+from core.train.events import Callback
 
-from core.lr_finder import find_lr, suggest
+from core.train.lr_finder import find_lr, suggest
 from tests.helpers import config
 
 
@@ -61,7 +61,7 @@ def test_the_range_test_uses_the_runs_own_loss(stores, image_dir):
 
 
 def test_audit_is_cached_beside_the_version(stores, text_csv):
-    from core.audit import cached_audit
+    from core.data.audit import cached_audit
 
     datasets, _ = stores
     ds = datasets.ingest(text_csv).dataset

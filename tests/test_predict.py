@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from core.errors import DataError, ModelError
-from core.export import export_folder
-from core.predict import Predictor, formula_safe, read_zip_images, to_csv_bytes
+from core.predict.export import export_folder
+from core.predict.predictor import Predictor, formula_safe, read_zip_images, to_csv_bytes
 from tests.helpers import config, train
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from core.backbones import get_backbone, tokenizer_for
-from core.export import export_folder
-from core.predict import Predictor
+from core.predict.export import export_folder
+from core.predict.predictor import Predictor
 from tests.conftest import DEMO
 from tests.helpers import config, train
 
@@ -42,8 +42,8 @@ def test_minilm_loads_offline_and_embeds_meaningfully():
 
 @pytest.fixture(scope="module")
 def runs_home(tmp_path_factory):
-    from core.datasets import DatasetStore
-    from core.store import RunStore
+    from core.data.datasets import DatasetStore
+    from core.runs.store import RunStore
 
     h = tmp_path_factory.mktemp("real")
     return DatasetStore(h / "datasets"), RunStore(h / "runs")
@@ -130,7 +130,7 @@ def test_minilm_lora_exports_a_folder_transformers_loads_as_is(runs_home, tmp_pa
 
 @pytest.mark.parametrize("backbone", ["mobilenet_v2", "all-MiniLM-L6-v2"])
 def test_onnx_parity_and_int8_report(runs_home, backbone, tmp_path):
-    from core.export import export
+    from core.predict.export import export
 
     rep = export(run_of(runs_home, backbone, "frozen").dir, tmp_path / "exp", "int8", datasets=runs_home[0])
     o = rep["onnx"]  # float32 through ~50 layers: compared with the logits' own scale

@@ -69,7 +69,7 @@ def test_auto_blends_a_regression_with_ridge_on_tfidf(stores, tmp_path):
     assert st["status"] == "completed" and "blends" in st["auto"] and "label smoothing" not in st["auto"]
     assert tr.cfg.train.label_smoothing == 0.0 and tr.cfg.train.class_weighting == "none"
     assert "val_mae" in st["blend"] and 0.0 <= st["blend"]["network_weight"] <= 1.0
-    from core.predict import Predictor
+    from core.predict.predictor import Predictor
 
     preds = pd.read_parquet(rec.dir / "eval" / "test_predictions.parquet")
     out = Predictor(rec.dir).predict(preds["input"].tolist())[0][:, 0]

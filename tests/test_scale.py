@@ -15,7 +15,7 @@ def _progress(rec: Record) -> list[str]:
 
 
 def test_decoding_in_parallel_writes_the_same_store_and_a_bad_file_stays_black(tmp_path, image_dir):
-    from core.cache import build_pixels, PixelStore
+    from core.train.cache import build_pixels, PixelStore
     from core.modalities.image import ImagePrep
 
     bad = tmp_path / "bad.png"
@@ -34,11 +34,11 @@ def test_decoding_in_parallel_writes_the_same_store_and_a_bad_file_stays_black(t
 
 
 def test_disk_store_with_loader_workers_trains_the_same_model_as_memory_without(stores, image_dir, monkeypatch):
-    import core.cache
+    import core.train.cache
 
     results = []
     for in_memory_bytes, workers in ((2**40, 0), (0, 2)):
-        monkeypatch.setattr(core.cache, "IN_MEMORY_BYTES", in_memory_bytes)
+        monkeypatch.setattr(core.train.cache, "IN_MEMORY_BYTES", in_memory_bytes)
         rec_cb = Record()
         rec, st, tr = train(stores, config(image_dir, epochs=2, loader_workers=workers, hflip=True), [rec_cb])
         assert st["status"] == "completed", st.get("reason")
@@ -70,7 +70,7 @@ def test_a_second_run_reuses_images_features_and_the_fits_on_them(stores, image_
 
 
 def test_a_kept_result_is_found_by_what_it_read_and_the_code_that_computed_it(tmp_path):
-    from core.cache import code_key, content_key, remembered
+    from core.train.cache import code_key, content_key, remembered
 
     calls = []
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from core.search import check_space, default_space, trial_config
+from core.train.search import check_space, default_space, trial_config
 from core.settings import ConfigError
 from tests.conftest import make_text_csv
 from tests.helpers import config
@@ -58,8 +58,8 @@ def test_stop_on_a_trials_monitor_stops_that_trial_and_the_search_goes_on(stores
     import threading
     import time
 
-    from core.search import search
-    from core.worker import request_stop
+    from core.train.search import search
+    from core.runs.worker import request_stop
 
     datasets, runs = stores
     base = config(make_text_csv(tmp_path / "t.csv", per_class=20), "tiny-text", "full")
@@ -86,8 +86,8 @@ def test_stopping_the_search_stops_the_trial_in_progress_and_keeps_the_study(sto
     import threading
     import time
 
-    from core.events import Control
-    from core.search import search
+    from core.train.events import Control
+    from core.train.search import search
 
     datasets, runs = stores
     control = Control()

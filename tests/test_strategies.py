@@ -172,7 +172,7 @@ def test_auto_never_overrides_a_setting_the_user_chose_even_at_its_default():
 
 def test_the_cli_records_what_was_given_and_auto_keeps_it(tmp_path):
     from core.cli import build_parser
-    from core.cliargs import config_from_args
+    from core.cli.args import config_from_args
 
     args = build_parser().parse_args(["train", "--data", "x.csv", "--strategy", "auto", "--epochs", "5",
                                       "--set", "label_smoothing=0", "class_weighting=none"])
@@ -213,11 +213,11 @@ def test_a_registered_strategy_reaches_the_config_the_cli_and_the_train_page(hom
         help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
         assert "toy" in help_text and "--toy-temperature" in help_text
         args = build_parser().parse_args(["train", "--data", "x.csv", "--strategy", "toy", "--toy-temperature", "3"])
-        from core.cliargs import config_from_args
+        from core.cli.args import config_from_args
 
         assert config_from_args(args).train.settings_for().temperature == 3.0
         from tests.conftest import make_text_csv
-        from core.datasets import DatasetStore
+        from core.data.datasets import DatasetStore
 
         ds = DatasetStore(home / "datasets").ingest(make_text_csv(home.parent / "t.csv", per_class=10)).dataset
         from studio.services import _services
@@ -239,8 +239,8 @@ def test_a_registered_strategy_reaches_the_config_the_cli_and_the_train_page(hom
 
 @pytest.mark.parametrize("strategy", ["loha", "lokr", "ia3", "adalora"])
 def test_each_adapter_trains_merges_on_export_and_predicts_the_same(stores, text_csv, tmp_path, strategy):
-    from core.export import export_folder
-    from core.predict import Predictor
+    from core.predict.export import export_folder
+    from core.predict.predictor import Predictor
     from tests.helpers import config, train
 
     rec, st, _ = train(stores, config(text_csv, "tiny-text", strategy, epochs=2, lr=5e-3))
@@ -271,8 +271,8 @@ def test_adalora_spends_its_rank_budget_while_it_trains(stores, text_csv):
 
 
 def test_prompt_tuning_trains_its_virtual_tokens_exports_and_predicts_the_same(stores, text_csv, tmp_path):
-    from core.export import export
-    from core.predict import Predictor
+    from core.predict.export import export
+    from core.predict.predictor import Predictor
     from tests.helpers import config, train
 
     rec, st, _ = train(stores, config(text_csv, "tiny-text", "prompt", epochs=2,

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from core.errors import DataError
-from core.tables import MAX_TEXT_CHARS, clean_text_table, guess_columns, read_table
+from core.data.tables import MAX_TEXT_CHARS, clean_text_table, guess_columns, read_table
 
 ROWS = [("Café crème très bon", "positif"), ("naïve façade", "négatif")]
 
@@ -74,7 +74,7 @@ def test_huge_cell_truncated_with_warning(tmp_path):
 
 
 def test_size_limit_is_stated(tmp_path, monkeypatch):
-    import core.tables as T
+    import core.data.tables as T
 
     monkeypatch.setattr(T, "MAX_TABLE_BYTES", 100)
     p = tmp_path / "big.csv"

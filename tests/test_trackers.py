@@ -6,7 +6,7 @@ from tests.helpers import Record, config, train
 
 
 def test_missing_tracker_is_a_warning_not_a_failure(stores, image_dir, monkeypatch):
-    import core.trackers as T
+    import core.train.trackers as T
 
     monkeypatch.setattr(T, "available", lambda name: False)
     rec_cb = Record()
@@ -16,7 +16,7 @@ def test_missing_tracker_is_a_warning_not_a_failure(stores, image_dir, monkeypat
 
 
 def test_mlflow_mirror_logs_params_metrics_and_status(stores, image_dir, monkeypatch):
-    import core.trackers as T
+    import core.train.trackers as T
 
     calls = {"params": None, "metrics": [], "tags": {}, "ended": False}
     fake = types.SimpleNamespace(

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from core.config import RunConfig
-from core.events import Callback, Control
+from core.train.events import Callback, Control
 from tests.helpers import At, Record, config, train
 
 
@@ -54,8 +54,8 @@ def test_nan_loss_diverges_and_keeps_last_good_checkpoint(stores, image_dir):
 def _guard_run(losses):
     from types import SimpleNamespace
 
-    from core.callbacks import DivergenceGuard
-    from core.events import TrainState
+    from core.train.callbacks import DivergenceGuard
+    from core.train.events import TrainState
 
     ctx = SimpleNamespace(control=Control(), state=TrainState())
     guard = DivergenceGuard()
@@ -99,7 +99,7 @@ def test_resume_after_kill_continues_from_checkpoint(stores, image_dir):
         train(stores, cfg, [At(1, kill, kind="epoch_start")])
     rec = runs.get(runs.list()[0]["id"])
     assert rec.status["status"] == "running"  # as a killed process leaves it
-    from core.runner import RunManager
+    from core.runs.runner import RunManager
 
     mgr = RunManager(runs, datasets)  # a restarted server finds the run's worker gone
     mgr.shutdown()
@@ -151,7 +151,7 @@ def test_simulated_gpu_oom_halves_batch_and_retries(stores, image_dir):
 
 
 def test_disk_full_keeps_previous_checkpoint(stores, image_dir, monkeypatch):
-    import core.callbacks.checkpoint as T
+    import core.train.callbacks.checkpoint as T
 
     real = T.save_model
     calls = {"n": 0}
@@ -296,7 +296,7 @@ class Batches(Callback):
 
 
 def test_cutmix_pastes_a_box_of_another_image_and_mixes_the_targets(stores, image_dir):
-    from core.callbacks.mix import cutmix
+    from core.train.callbacks.mix import cutmix
 
     x = torch.zeros(2, 3, 8, 8)
     x[1] = 1.0
@@ -313,7 +313,7 @@ def test_cutmix_pastes_a_box_of_another_image_and_mixes_the_targets(stores, imag
 
 
 def test_text_augmentation_edits_training_texts_only(stores, text_csv):
-    from core.textaug import augment
+    from core.train.textaug import augment
 
     assert augment("one two three four five", 0.4, 1) != "one two three four five"
     plain, edited = Batches(), Batches()
@@ -321,7 +321,7 @@ def test_text_augmentation_edits_training_texts_only(stores, text_csv):
     rec, st, _ = train(stores, config(text_csv, "tiny-text", "full", epochs=1, text_augment=0.3), [edited])
     differ = sum(not torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(plain.seen, edited.seen))
     assert differ >= len(plain.seen) // 2
-    from core.predict import Predictor
+    from core.predict.predictor import Predictor
 
     probs = Predictor(rec.dir).predict_texts(["match goal team", "match goal team"])
     assert np.allclose(probs[0], probs[1])  # prediction is not augmented

@@ -9,8 +9,8 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import ModelError
-from .loaders import dynamic_hf, dynamic_torchvision, hf_text_encoder, load_tokenizer, online, seeded, \
-    tiny_text_encoder, torchvision_encoder
+from .loaders import (dynamic_hf, dynamic_torchvision, hf_text_encoder, load_tokenizer, online, seeded,
+                      tiny_text_encoder, torchvision_encoder)
 from .models import Classifier, TextEncoder, TinyCNN, VisionEncoder
 from .offline import MOBILENET_FILE, _minilm_source, minilm_folder, mpnet_folder, provide_offline_mobilenet
 from .spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..images import BadImage, open_rgb
+from ..data.images import BadImage, open_rgb
 from . import Inputs, Modality
 
 
@@ -132,7 +132,7 @@ class ImageModality(Modality):
         return items["blob"].astype(str)
 
     def near_pairs(self, items, keys, rows):
-        from ..audit import _colours, image_near_pairs
+        from ..data.audit import _colours, image_near_pairs
 
         return image_near_pairs(items["phash"].to_numpy()[rows], colours=_colours(items)[rows])
 
@@ -153,7 +153,7 @@ class ImageModality(Modality):
         return ImagePrep(size, torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1))
 
     def build_inputs(self, pre, items, cache, progress, t=None):
-        from ..cache import pixels
+        from ..train.cache import pixels
 
         return ImageInputs(pixels(items, pre, cache, progress), pre)
 
@@ -161,7 +161,7 @@ class ImageModality(Modality):
         return ds_dir / "cache" / f"pixels-{pre.size}.u8"
 
     def augment_preview(self, items, spec, t, seed=0):
-        from ..callbacks.mix import Mix
+        from ..train.callbacks.mix import Mix
 
         mixing = t.mixup_alpha > 0 or t.cutmix_alpha > 0
         if not (t.augment or mixing):
@@ -218,7 +218,7 @@ class ImageModality(Modality):
         return (view[rows] - mean) / scale
 
     def partner(self, view, rows, y, meta):
-        from ..blend import ProbeModel
+        from ..predict.blend import ProbeModel
 
         return ProbeModel.fit(view[rows], y, len(meta["classes"]))
 
@@ -226,7 +226,7 @@ class ImageModality(Modality):
         return view[rows]
 
     def explain(self, pred, raw, target=None):
-        from ..explain import gradcam
+        from ..predict.explain import gradcam
 
         return gradcam(pred, raw, target)
 

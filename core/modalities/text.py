@@ -58,13 +58,13 @@ class TextInputs(Inputs):
         return len(self.ids)
 
     def draw(self, n, gen):
-        """A seed per text for its random edit (core.textaug), when augmentation is on."""
+        """A seed per text for its random edit (core.train.textaug), when augmentation is on."""
         return torch.randint(0, 2**31 - 1, (n,), generator=gen) if self.strength > 0 and self.texts else None
 
     def batch(self, idx, randoms=None, flip=True):
         if randoms is None:
             return self.prep.pad([self.ids[i] for i in idx.tolist()])
-        from ..textaug import augment
+        from ..train.textaug import augment
 
         edited = [augment(self.texts[i], self.strength, int(r)) for i, r in zip(idx.tolist(), randoms.tolist())]
         return self.prep.pad(self.prep.encode(edited))
@@ -92,12 +92,12 @@ class TextModality(Modality):
     def duplicate_keys(self, items):
         import pandas as pd
 
-        from ..audit import normalise_text
+        from ..data.audit import normalise_text
 
         return pd.Series([normalise_text(t) for t in items["text"]])
 
     def near_pairs(self, items, keys, rows):
-        from ..audit import text_near_pairs
+        from ..data.audit import text_near_pairs
 
         return text_near_pairs(keys.iloc[rows].tolist())
 
@@ -121,7 +121,7 @@ class TextModality(Modality):
         return TextInputs(pre.encode(items), pre, items, t.text_augment if t is not None else 0.0)
 
     def augment_preview(self, items, spec, t, seed=0):
-        from ..textaug import THESAURUS_NAME, augment, thesaurus
+        from ..train.textaug import THESAURUS_NAME, augment, thesaurus
 
         if not t.text_augment:
             return None
@@ -145,13 +145,13 @@ class TextModality(Modality):
         return plan.data.files
 
     def baseline_matrices(self, view, train, test):
-        from ..baseline import text_features
+        from ..train.baseline import text_features
 
         x = text_features(view, train)
         return x[train], x[test]
 
     def suspect_matrix(self, view, rows, train):
-        from ..baseline import text_features
+        from ..train.baseline import text_features
 
         return text_features(view, train)[rows]
 
@@ -161,7 +161,7 @@ class TextModality(Modality):
         return plan.data.files, plan.pretrained_features()
 
     def partner(self, view, rows, y, meta):
-        from ..blend import LexicalModel
+        from ..predict.blend import LexicalModel
 
         texts, emb = view if isinstance(view, tuple) else (view, None)
         return LexicalModel.fit([texts[i] for i in rows], y, len(meta["classes"]),
@@ -172,12 +172,12 @@ class TextModality(Modality):
         return [texts[i] for i in rows], None if emb is None else emb[rows]
 
     def explain(self, pred, raw, target=None):
-        from ..explain import token_attributions
+        from ..predict.explain import token_attributions
 
         return token_attributions(pred, raw, target)
 
     def extra_export(self, pred, out):
-        from ..export_hf import try_hf
+        from ..predict.export_hf import try_hf
 
         return try_hf(pred, out)
 

@@ -32,7 +32,7 @@ def resolve_auto(cfg: "TrainConfig", n_train: int, modality: str, class_counts: 
     Measured on five real datasets (benchmarks/README.md): on a few hundred examples a frozen backbone, and even
     a full fine-tune, can lose to the scikit-learn baseline; a full fine-tune whose predictions are averaged with
     the baseline-style linear model beat it on four once the network's share was chosen pessimistically (see
-    core.blend.best_weight) and tied on the fifth; images also get label smoothing and, where mirroring changes
+    core.predict.blend.best_weight) and tied on the fifth; images also get label smoothing and, where mirroring changes
     the class, no flips (decided by the plan)."""
     from ..config import TrainConfig
 
@@ -50,7 +50,7 @@ def resolve_auto(cfg: "TrainConfig", n_train: int, modality: str, class_counts: 
         # gradients and Adam state for every weight of a large model need ~4x its size in memory, and a small
         # dataset cannot move that many weights well; low-rank adapters keep both in check
         picks["strategy"] = "lora"
-    if strategy:  # the budget planner's choice (core.budget)
+    if strategy:  # the budget planner's choice (core.train.budget)
         picks["strategy"] = strategy
     picks["blend"] = True
     notes = []

@@ -134,7 +134,7 @@ class AdaLora(PeftAdapter):
                              target_modules=targets, total_step=1000, tinit=0, tfinal=0)
 
     def callbacks(self, model, cfg) -> list:
-        from ..callbacks.adalora import AdaLoraBudget
+        from ..train.callbacks.adalora import AdaLoraBudget
 
         return [AdaLoraBudget(model, cfg.settings_for(self.name))]
 

@@ -84,7 +84,7 @@ class Task:
 
     def blend_weight(self, net: np.ndarray, partner: np.ndarray, truth: np.ndarray, meta: dict[str, Any]
                      ) -> tuple[float, dict[str, Any]]:
-        """The network's share in w*net + (1-w)*partner, chosen pessimistically on validation (core.blend)."""
+        """The network's share in w*net + (1-w)*partner, chosen pessimistically on validation (core.predict.blend)."""
         raise NotImplementedError
 
     def linear_head(self, x: np.ndarray, y: np.ndarray, meta: dict[str, Any], out_dim: int

@@ -60,7 +60,7 @@ class Classification(Task):
         return torch.softmax(logits.float(), -1)
 
     def evaluate(self, truth, out, meta):
-        from ..evaluate import evaluate
+        from ..metrics import evaluate
 
         return evaluate(truth, out, meta["classes"])
 
@@ -73,7 +73,7 @@ class Classification(Task):
         return probs
 
     def blend_weight(self, net, partner, truth, meta):
-        from ..blend import best_weight
+        from ..predict.blend import best_weight
 
         return best_weight(net, partner, truth, meta["classes"])
 
@@ -96,7 +96,7 @@ class Classification(Task):
         return np.asarray(out).argmax(1)
 
     def compare(self, truth, out, base_out, meta, seed=0):
-        from ..evaluate import paired_comparison
+        from ..metrics import paired_comparison
 
         base = np.asarray(base_out)
         return paired_comparison(truth, self.point(out), base if base.ndim == 1 else self.point(base),
@@ -115,7 +115,7 @@ class Classification(Task):
         return cols
 
     def suspects(self, x, truth, meta, seed):
-        from ..baseline import out_of_fold, suspects
+        from ..train.baseline import out_of_fold, suspects
 
         probs = out_of_fold(x, truth, len(meta["classes"]), seed=seed)
         pos = suspects(probs, truth)

@@ -90,7 +90,7 @@ class Regression(Task):
         return model.predict(x_test).reshape(-1, 1)
 
     def blend_weight(self, net, partner, truth, meta):
-        from ..blend import best_weight_values
+        from ..predict.blend import best_weight_values
 
         return best_weight_values(self.point(net), self.point(partner), np.asarray(truth, dtype=np.float64))
 
@@ -108,7 +108,7 @@ class Regression(Task):
         return np.asarray(out, dtype=np.float64).reshape(len(out), -1)[:, 0]
 
     def compare(self, truth, out, base_out, meta, seed=0):
-        from ..evaluate import paired_mae
+        from ..metrics import paired_mae
 
         return paired_mae(np.asarray(truth, dtype=np.float64), self.point(out), np.asarray(base_out).reshape(-1),
                           seed=seed)

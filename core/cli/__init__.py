@@ -1,0 +1,370 @@
+"""finetune-studio: the studio and the headless engine from one command.
+
+Exit codes: 0 done; 2 something to fix on your side (one plain line on stderr says what, and what to do next);
+1 a fault in the studio itself (the line says where the details were written); 130 interrupted."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .args import CliError, add_train_arguments, config_from_args
+from ..errors import StudioError
+
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes as one plain line and exit code 2, like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _out(obj: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
+    else:
+        for k, v in obj.items():
+            print(f"{k}: {v}")
+
+
+def _home(args) -> Path:
+    from ..data.datasets import home
+
+    base = Path(args.home).expanduser() if getattr(args, "home", None) else home()
+    if base.exists() and not base.is_dir():
+        raise CliError(f"--home {base} is a file; give a folder for the studio's data (it is created if missing).")
+    return base
+
+
+def _stores(args):
+    from ..data.datasets import DatasetStore
+    from ..runs.store import RunStore
+
+    base = _home(args)
+    runs = RunStore(Path(args.runs_dir) if getattr(args, "runs_dir", None) else base / "runs")
+    return DatasetStore(base / "datasets"), runs
+
+
+def cmd_app(args) -> int:
+    app = Path(__file__).resolve().parents[2] / "app.py"
+    if not app.is_file():
+        raise CliError(f"Studio entry point not found at {app}; install from the repository (pip install -e .).")
+    if args.demo:
+        os.environ.setdefault("FTS_DEMO", "1")
+    if args.home:
+        os.environ["FTS_HOME"] = str(_home(args))
+    argv = [sys.executable, "-m", "studio.serve", "run", str(app), "--server.port", str(args.port),
+            # headless: no first-run e-mail prompt, no browser launch on a server; the URL is printed
+            "--server.headless", "false" if args.open else "true", "--browser.gatherUsageStats", "false",
+            "--server.maxUploadSize", os.environ.get("FTS_MAX_UPLOAD_MB", "200"),
+            "--server.enableXsrfProtection", "true", "--client.toolbarMode", "minimal"]
+    print(f"Fine-Tune Studio: http://localhost:{args.port}", flush=True)
+    os.chdir(app.parent)  # picks up .streamlit/config.toml
+    os.execv(sys.executable, argv)
+    return 0
+
+
+def cmd_backbones(args) -> int:
+    from ..backbones import list_backbones
+
+    rows = [s.to_json() for s in list_backbones(include_hidden=args.all)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['name']:<22} {r['modality']:<6} {'offline' if r['offline'] else 'download':<9} {r['description']}")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from ..data.audit import cached_audit
+
+    datasets, _ = _stores(args)
+    ds = datasets.ingest(args.path, text_col=args.text_col, label_col=args.label_col).dataset
+    rep = cached_audit(ds)
+    out = {"dataset_id": ds.id, "modality": ds.modality, **rep.summary(), "bad": ds.manifest.get("bad", []),
+           "notes": ds.manifest.get("notes", [])}
+    _out(out, args.json)
+    return 0
+
+
+def _run_foreground(trainer, resume: bool = False) -> dict[str, Any]:
+    """Ctrl-C stops at the next step (status 'stopped'), like the Stop button."""
+    prev = signal.signal(signal.SIGINT, lambda *_: trainer.control.stop())
+    try:
+        return trainer.run(resume=resume)
+    finally:
+        signal.signal(signal.SIGINT, prev)
+
+
+def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
+    keys = ("test", "baseline", "vs_baseline", "best_epoch", "test_overlap", "blend", "auto", "resolved_strategy",
+            "resolved_backbone", "plan", "task", "run_s")
+    return {"run_id": rec.id, "run_dir": str(rec.dir), "status": st.get("status"), "reason": st.get("reason", ""),
+            "trainable_params": st.get("trainable_params"), "total_params": st.get("total_params"),
+            **{k: st[k] for k in keys if st.get(k) is not None}, "elapsed_s": st.get("elapsed_s")}
+
+
+def cmd_train(args) -> int:
+    from ..train import distributed as D
+    from ..runs.runner import prepare_run
+    from ..runs.store import RunRecord
+    from ..train.trainer import Trainer
+
+    cfg = config_from_args(args)
+    datasets, runs = _stores(args)
+    D.init_from_env()  # under torchrun: join the group; alone: nothing
+    try:
+        rid = prepare_run(cfg, datasets, runs, args.owner).id if D.is_main() else None
+        rid = D.broadcast(rid)  # rank 0 ingests and creates the run; the others share it
+        rec = RunRecord(rid, runs.root / rid)
+        cfg = D.broadcast(cfg)
+        st = _run_foreground(Trainer(cfg, rec, runs, datasets))
+        if not D.is_main():
+            return 0
+        _out(_train_summary(rec, rec.status), args.json)
+        return 0 if st.get("status") in ("completed", "stopped") else 1
+    finally:
+        D.shutdown()
+
+
+def cmd_lr_find(args) -> int:
+    from ..train.lr_finder import find_lr
+
+    datasets, _ = _stores(args)
+    res = find_lr(config_from_args(args), datasets)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(f"suggested learning rate: {res['suggestion']:.2e}" if res["suggestion"] else
+              "no clear suggestion (too few steps before the loss diverged)")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from ..train.events import Control
+    from ..train.search import search, space_from_json
+
+    datasets, runs = _stores(args)
+    space = None
+    if args.space:
+        text = Path(args.space[1:]).read_text(encoding="utf-8") if args.space.startswith("@") else args.space
+        space = space_from_json(text)
+    control = Control()
+    prev = signal.signal(signal.SIGINT, lambda *_: control.stop())  # Ctrl-C: the trial in progress stops, then the search
+    try:
+        res = search(config_from_args(args), datasets, runs, args.trials, args.timeout, args.study, space,
+                     args.owner, control, progress=None if args.json else lambda f, m: print(m, flush=True))
+    finally:
+        signal.signal(signal.SIGINT, prev)
+    if args.json:
+        print(json.dumps(res, indent=2, default=str))
+    else:
+        c = res["counts"]
+        print(f"study {res['study']}: {c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed")
+        if "best" in res:
+            b = res["best"]
+            print(f"best: trial {b['number']} (validation {b['value']:.4f}), run {b['run_id']}; replay it with\n"
+                  f"  finetune-studio train --config {b['config']}")
+    return 0 if "best" in res else 1
+
+
+def cmd_resume(args) -> int:
+    from ..train.trainer import Trainer
+
+    datasets, runs = _stores(args)
+    rec = runs.open_dir(args.run_dir)
+    if rec.status.get("status") == "completed":
+        raise CliError(f"{rec.dir} already completed; nothing to resume.")
+    st = _run_foreground(Trainer(rec.config, rec, runs, datasets), resume=True)
+    _out(_train_summary(rec, st), args.json)
+    return 0 if st.get("status") in ("completed", "stopped") else 1
+
+
+def cmd_evaluate(args) -> int:
+    from ..train.baseline import comparison
+    from ..runs.store import RunStore
+
+    rec = RunStore(Path(args.run_dir).parent).open_dir(args.run_dir)
+    res = rec.result("test")
+    if res is None:
+        raise CliError(f"{rec.dir} has no test evaluation (status: {rec.status.get('status', 'unknown')}).")
+    skip = {"per_class", "most_confused", "confusion", "classes", "vs_baseline", "epoch"}
+    out = {"run_id": rec.id, "status": rec.status.get("status"), "task": rec.status.get("task", "classification"),
+           "test": {k: v for k, v in res.items() if k not in skip and not isinstance(v, (list, dict))},
+           **{k: res[k] for k in ("per_class", "most_confused") if k in res}, "val": rec.result("val"),
+           "baseline": rec.status.get("baseline"), "vs_baseline": rec.status.get("vs_baseline"),
+           "verdict": comparison(rec.status), "test_overlap": rec.status.get("test_overlap")}
+    _out(out, args.json)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from ..predict.export import export
+
+    rep = export(args.run_dir, args.out, args.format, datasets=_stores(args)[0], force=args.force)
+    _out(rep, args.json)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from ..predict.files import predict_path
+
+    table, skipped = predict_path(args.export_dir, args.input, args.text_col)
+    failed = int((table["error"] != "").sum())
+    if args.json:
+        rows = []
+        for r in json.loads(table.to_json(orient="records")):
+            probs = {k[2:]: r.pop(k) for k in list(r) if k.startswith("p:")}
+            rows.append({**r, **({"probabilities": probs} if probs and r.get("prediction") not in ("", None) else {}),
+                         "error": r.get("error") or None})
+        classes = [c[2:] for c in table.columns if c.startswith("p:")]
+        print(json.dumps({**({"classes": classes} if classes else {}), "predictions": rows, "skipped": skipped},
+                         indent=2, ensure_ascii=False))
+    else:
+        table.to_csv(args.out or sys.stdout, index=False)
+    for s in skipped:
+        print(f"skipped {s['item']}: {s['reason']}", file=sys.stderr)
+    if failed:
+        print(f"error: {failed} of {len(table)} input(s) could not be predicted; their reasons are in the 'error' "
+              "column.", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def cmd_report(args) -> int:
+    from ..report.html import write_report
+
+    datasets, runs = _stores(args)
+    rec = runs.open_dir(args.run_dir)
+    out = write_report(rec, args.out, datasets.find(rec.status.get("dataset")), explain=not args.no_saliency)
+    print(str(out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="finetune-studio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--home", help="Studio data folder (default: $FTS_HOME or ~/.finetune-studio).")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+
+    a = sub.add_parser("app", help="Launch the studio in the browser.")
+    a.add_argument("--port", type=int, default=8501)
+    a.add_argument("--headless", action="store_true", help="Serve only (the default).")
+    a.add_argument("--open", action="store_true", help="Also open a browser window on this machine.")
+    a.add_argument("--demo", action="store_true", help="Offer the bundled demo data on the Data page.")
+    a.set_defaults(fn=cmd_app)
+
+    b = sub.add_parser("backbones", help="List backbones and whether they work offline.")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--all", action="store_true", help="Include the tiny test backbones.")
+    b.set_defaults(fn=cmd_backbones)
+
+    au = sub.add_parser("audit", help="Profile and audit a dataset: duplicates, conflicts, leakage.")
+    au.add_argument("path")
+    au.add_argument("--text-col")
+    au.add_argument("--label-col")
+    au.add_argument("--json", action="store_true")
+    au.set_defaults(fn=cmd_audit)
+
+    t = sub.add_parser("train", help="Train headless (or replay a run with --config).")
+    lf = sub.add_parser("lr-find", help="Learning-rate range test: suggests a value for lr.")
+    for sp in (t, lf):
+        add_train_arguments(sp)
+    t.set_defaults(fn=cmd_train)
+    lf.set_defaults(fn=cmd_lr_find)
+
+    se = sub.add_parser("search", help="Hyperparameter search (Optuna, pruned); trials are runs, the study resumes.")
+    add_train_arguments(se)
+    se.add_argument("--trials", type=int, default=20, help="Trials to add to the study.")
+    se.add_argument("--timeout", type=float, help="Seconds after which no new trial starts.")
+    se.add_argument("--study", help="Study name (default: search-<dataset id>); the same name resumes it.")
+    se.add_argument("--space", help="The search space as JSON, or @file.json (default: filled from the data).")
+    se.set_defaults(fn=cmd_search)
+
+    r = sub.add_parser("resume", help="Resume an interrupted or stopped run from its last checkpoint.")
+    r.add_argument("run_dir")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(fn=cmd_resume)
+
+    from ..predict.export import FORMATS
+
+    x = sub.add_parser("export", help="Export a run: folder, ONNX (parity-checked) or INT8.")
+    x.add_argument("run_dir")
+    x.add_argument("--format", choices=FORMATS, default="folder")
+    x.add_argument("--out", required=True, help="A new or empty folder.")
+    x.add_argument("--force", action="store_true", help="Replace what the --out folder holds.")
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(fn=cmd_export)
+
+    pr = sub.add_parser("predict", help="Predict with an exported model (or a run folder).")
+    pr.add_argument("export_dir")
+    pr.add_argument("input", help="A table (CSV/TSV/JSON Lines/Parquet/Excel), an image, a folder of images or a zip.")
+    pr.add_argument("--text-col", help="The table's input column (asked when it is not obvious).")
+    pr.add_argument("--out", help="Write the predictions CSV here instead of to standard output.")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(fn=cmd_predict)
+
+    rp = sub.add_parser("report", help="Write a self-contained HTML report of a run.")
+    rp.add_argument("run_dir")
+    rp.add_argument("--out", required=True)
+    rp.add_argument("--no-saliency", action="store_true", help="Skip Grad-CAM / word attributions (faster).")
+    rp.set_defaults(fn=cmd_report)
+
+    e = sub.add_parser("evaluate", help="Print a run's test evaluation.")
+    e.add_argument("run_dir")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(fn=cmd_evaluate)
+    return p
+
+
+def _log_fault(args) -> Path | None:
+    """The traceback of a fault in the studio, kept where the user can find and send it."""
+    for base in (getattr(args, "home", None), os.environ.get("FTS_HOME"), Path.home() / ".finetune-studio", "/tmp"):
+        if not base:
+            continue
+        try:
+            d = Path(base).expanduser() / "logs"
+            d.mkdir(parents=True, exist_ok=True)
+            path = d / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            path.write_text(traceback.format_exc(), encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage mistake already explained in one line
+        return int(e.code or 0)
+    try:
+        return int(args.fn(args) or 0)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. piped into `head`
+        return 0
+    except Exception as e:  # one line, never a traceback; FTS_DEBUG=1 shows it
+        if os.environ.get("FTS_DEBUG"):
+            raise
+        where = _log_fault(args)
+        print(f"error: unexpected {type(e).__name__} in the studio itself: {e}. "
+              + (f"The details are in {where}; please include that file when reporting it." if where else
+                 "Run again with FTS_DEBUG=1 to see the details."), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

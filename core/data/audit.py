@@ -1,0 +1,363 @@
+"""Can this data be trusted? Exact and near duplicates, label conflicts, and leakage across splits.
+
+Near duplicates are found with locality-sensitive hashing, so cost grows about linearly with the data:
+texts by MinHash over word uni+bi-grams (banded), images by 64-bit perceptual hashes (banded Hamming).
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from .datasets import Dataset
+
+TEXT_JACCARD = 0.8
+IMAGE_HAMMING = 5
+_MERSENNE = np.uint64((1 << 61) - 1)
+_WS = re.compile(r"\s+")
+
+
+def normalise_text(t: str) -> str:
+    return _WS.sub(" ", unicodedata.normalize("NFKC", t).casefold()).strip()
+
+
+# --------------------------------------------------------------------------- candidate search
+def _band_pairs(keys: np.ndarray, max_bucket: int = 64) -> np.ndarray:
+    """Pairs of rows sharing a key in any band (column). Big buckets are linked as a star, not all-pairs,
+    which keeps the cost sub-quadratic even on degenerate data."""
+    pairs = []
+    for b in range(keys.shape[1]):
+        col = keys[:, b]
+        order = np.argsort(col, kind="stable")
+        s = col[order]
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        ends = np.r_[starts[1:], len(s)]
+        sizes = ends - starts
+        for st, sz in zip(starts[sizes > 1], sizes[sizes > 1]):
+            members = order[st:st + sz]
+            if sz > max_bucket:
+                pairs.append(np.stack([np.full(sz - 1, members[0]), members[1:]], 1))
+            else:
+                i, j = np.triu_indices(sz, 1)
+                pairs.append(np.stack([members[i], members[j]], 1))
+    if not pairs:
+        return np.empty((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(pairs).astype(np.int64), axis=0)
+
+
+def minhash_signatures(texts: list[str], num_perm: int = 64, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(signatures [n, num_perm], has_tokens [n]) over word uni- and bi-grams."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    vec = HashingVectorizer(analyzer="word", ngram_range=(1, 2), n_features=1 << 26, binary=True, norm=None,
+                            alternate_sign=False, lowercase=False, token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
+    X = vec.transform(texts).tocsr()
+    X.sort_indices()
+    n = X.shape[0]
+    has = np.diff(X.indptr) > 0
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, int(_MERSENNE), num_perm, dtype=np.uint64)
+    b = rng.integers(0, int(_MERSENNE), num_perm, dtype=np.uint64)
+    idx = X.indices.astype(np.uint64)
+    sig = np.full((n, num_perm), np.iinfo(np.uint64).max, dtype=np.uint64)
+    starts = X.indptr[:-1][has]
+    with np.errstate(over="ignore"):
+        for k in range(num_perm):
+            hv = (a[k] * idx + b[k]) % _MERSENNE
+            if len(hv):
+                sig[has, k] = np.minimum.reduceat(hv, starts)
+    return sig, has
+
+
+def text_near_pairs(texts: list[str], threshold: float = TEXT_JACCARD, num_perm: int = 64,
+                    bands: int = 16) -> np.ndarray:
+    if len(texts) < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    sig, has = minhash_signatures(texts, num_perm)
+    r = num_perm // bands
+    band_keys = np.stack([_hash_rows(sig[:, i * r:(i + 1) * r]) for i in range(bands)], 1)
+    band_keys[~has] = np.arange((~has).sum())[:, None].astype(np.uint64) + np.uint64(1 << 40)
+    pairs = _band_pairs(band_keys)
+    if len(pairs):
+        sim = (sig[pairs[:, 0]] == sig[pairs[:, 1]]).mean(1)
+        pairs = pairs[sim >= threshold]
+    return pairs
+
+
+def _hash_rows(block: np.ndarray) -> np.ndarray:
+    h = np.full(block.shape[0], 1469598103934665603, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(block.shape[1]):
+            h = (h ^ block[:, j]) * np.uint64(1099511628211)
+    return h
+
+
+def image_near_pairs(hashes: np.ndarray, max_distance: int = IMAGE_HAMMING,
+                     colours: np.ndarray | None = None) -> np.ndarray:
+    """Pairs of 64-bit perceptual hashes within max_distance bits (and, where colour signatures are given, of
+    about the same colours). Four 16-bit bands: any pair within 3 bits shares a band for certain; farther pairs
+    usually do."""
+    h = hashes.astype(np.int64).view(np.uint64)
+    if len(h) < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    keys = np.stack([(h >> np.uint64(16 * i)) & np.uint64(0xFFFF) for i in range(4)], 1)
+    keys = keys + (np.arange(4, dtype=np.uint64) << np.uint64(16))[None, :]
+    pairs = _band_pairs(keys)
+    if len(pairs):
+        x = h[pairs[:, 0]] ^ h[pairs[:, 1]]
+        dist = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(1)
+        pairs = pairs[dist <= max_distance]
+    if colours is not None and len(pairs):
+        from .images import colours_close
+
+        pairs = pairs[[colours_close(colours[a], colours[b]) for a, b in pairs]]
+    return pairs
+
+
+def _colours(items: pd.DataFrame) -> np.ndarray:
+    if "colour" not in items.columns:
+        return np.full(len(items), "", dtype=object)
+    return items["colour"].fillna("").astype(str).to_numpy()
+
+
+def _components(n: int, pairs: np.ndarray) -> np.ndarray:
+    if len(pairs) == 0:
+        return np.arange(n)
+    g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(g, directed=False)[1]
+
+
+def _groups_of(ids: np.ndarray) -> list[list[int]]:
+    s = pd.Series(np.arange(len(ids))).groupby(ids).agg(list)
+    return [g for g in s.tolist() if len(g) > 1]
+
+
+# --------------------------------------------------------------------------- report
+@dataclass
+class AuditReport:
+    rows: int
+    classes: dict[str, int]
+    exact_groups: list[list[int]] = field(default_factory=list)
+    near_groups: list[list[int]] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    group_ids: list[int] = field(default_factory=list)
+    naive_leaks: int = 0
+    advice: list[str] = field(default_factory=list)
+    lookalike_labels: list[dict[str, Any]] = field(default_factory=list)
+    numeric_labels: bool = False  # most labels are numbers with many distinct values: a regression target?
+
+    @property
+    def exact_duplicates(self) -> int:
+        return sum(len(g) - 1 for g in self.exact_groups)
+
+    def summary(self) -> dict[str, Any]:
+        return {"rows": self.rows, "classes": self.classes, "exact_duplicates": self.exact_duplicates,
+                "exact_duplicate_groups": len(self.exact_groups), "near_duplicate_groups": len(self.near_groups),
+                "label_conflicts": len(self.conflicts), "naive_split_leaking_groups": self.naive_leaks,
+                "lookalike_labels": self.lookalike_labels, "numeric_labels": self.numeric_labels,
+                "advice": self.advice}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AuditReport":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def cached_audit(ds: Dataset, progress: Callable[[float, str], None] | None = None) -> AuditReport:
+    """Datasets are immutable, so each version is audited once and the report kept beside it."""
+    from ..fsutil import atomic_write_json, read_json
+
+    path = ds.dir / "audit.json"
+    saved = read_json(path)
+    if saved and saved.get("rows") == len(ds.items):
+        return AuditReport.from_dict(saved)
+    rep = audit(ds, progress)
+    try:
+        atomic_write_json(path, rep.to_dict())
+    except OSError:
+        pass  # a read-only store still audits, just every time
+    return rep
+
+
+def audit(ds: Dataset, progress: Callable[[float, str], None] | None = None) -> AuditReport:
+    progress = progress or (lambda f, m: None)
+    items = ds.items
+    n = len(items)
+    labels = items["label"].astype(str).to_numpy()
+    progress(0.05, "Finding exact duplicates")
+    keys = ds.kind.duplicate_keys(items)
+    exact_id = pd.factorize(keys)[0]
+    first_of = pd.Series(np.arange(n)).groupby(exact_id).first().to_numpy()
+    progress(0.3, "Searching for near duplicates")
+    uniq = first_of
+    pairs_u = ds.kind.near_pairs(items, keys, uniq)
+    near_u = _components(len(uniq), pairs_u)
+    group = near_u[exact_id]
+    progress(0.8, "Checking label conflicts and leakage")
+
+    exact_groups = _groups_of(exact_id)
+    near_groups = [g for g in _groups_of(group) if len(set(exact_id[g])) > 1]
+    conflicts = []
+    for g in _groups_of(group):
+        labs = Counter(labels[g])
+        if len(labs) > 1:
+            kind = "exact" if len(set(exact_id[g])) == 1 else "near"
+            conflicts.append({"rows": g, "labels": dict(labs), "kind": kind,
+                              "example": ds.display(g[0])[:200]})
+    rep = AuditReport(rows=n, classes={str(k): int(v) for k, v in pd.Series(labels).value_counts().items()},
+                      exact_groups=exact_groups, near_groups=near_groups, conflicts=conflicts,
+                      group_ids=group.tolist())
+    rep.naive_leaks = _naive_leaks(group)
+    rep.lookalike_labels = lookalike_labels(labels)
+    rep.numeric_labels = looks_numeric(labels)
+    rep.advice = _advice(rep, ds)
+    progress(1.0, "Audit done")
+    return rep
+
+
+def _label_key(label: str) -> str:
+    """What two labels that a person would call the same have in common: Unicode composition, case, spacing,
+    and for numbers their value ('1', '1.0', ' 01')."""
+    norm = _WS.sub(" ", unicodedata.normalize("NFKC", label)).strip()
+    try:
+        return f"number:{float(norm)!r}"
+    except ValueError:
+        return "text:" + norm.casefold()
+
+
+def lookalike_labels(labels) -> list[dict[str, Any]]:
+    """Groups of labels written differently that look like one class; merged only when a person says so."""
+    counts = Counter(str(v) for v in labels)
+    groups: dict[str, list[str]] = {}
+    for lab in counts:
+        groups.setdefault(_label_key(lab), []).append(lab)
+    out = []
+    for members in groups.values():
+        if len(members) > 1:
+            ranked = sorted(members, key=lambda m: (-counts[m], m))
+            out.append({"labels": {m: counts[m] for m in ranked}, "into": ranked[0]})
+    return sorted(out, key=lambda g: -sum(g["labels"].values()))
+
+
+def looks_numeric(labels, min_distinct: int = 20) -> bool:
+    values = pd.to_numeric(pd.Series(labels, dtype=object).astype(str).str.strip(), errors="coerce")
+    return bool(len(values) and values.notna().mean() >= 0.95 and values.nunique() > min_distinct)
+
+
+def merge_lookalikes(items: pd.DataFrame, groups: list[dict[str, Any]]) -> pd.DataFrame:
+    items = items.copy()
+    for g in groups:
+        items.loc[items["label"].isin(list(g["labels"])), "label"] = g["into"]
+    return items
+
+
+def _naive_leaks(group: np.ndarray, seed: int = 0) -> int:
+    """How many duplicate groups a plain random 80/10/10 split would spread over more than one split."""
+    rng = np.random.default_rng(seed)
+    split = rng.choice(3, size=len(group), p=[0.8, 0.1, 0.1])
+    df = pd.DataFrame({"g": group, "s": split})
+    per = df.groupby("g")["s"].nunique()
+    return int((per > 1).sum())
+
+
+def _advice(rep: AuditReport, ds: Dataset) -> list[str]:
+    out = []
+    counts = pd.Series(rep.classes)
+    if len(counts) < 2:
+        out.append(f"Only one class ({counts.index[0]}): a classifier needs at least two. Add examples of other classes.")
+    elif counts.max() / max(counts.min(), 1) >= 5:
+        out.append(f"Imbalanced: '{counts.idxmax()}' has {counts.max()} examples, '{counts.idxmin()}' only "
+                   f"{counts.min()}. Use class weighting (Train page) and judge by macro-F1, not accuracy.")
+    if rep.numeric_labels:
+        out.append(f"The labels are numbers with {len(counts)} distinct values: this looks like a number to "
+                   "predict (regression) rather than classes. Choose 'numbers (regression)' on the Train page.")
+    if rep.lookalike_labels:
+        names = "; ".join(" / ".join(repr(k) for k in g["labels"]) for g in rep.lookalike_labels[:3])
+        out.append(f"{len(rep.lookalike_labels)} group(s) of labels look alike but are written differently ({names}); "
+                   "they count as separate classes until you merge them.")
+    rare = counts[counts < 3]
+    if len(rare):
+        out.append(f"Too few examples to split: {', '.join(f'{k} ({v})' for k, v in rare.items())}. "
+                   "Merge, drop, or use a non-stratified split.")
+    if rep.exact_duplicates:
+        out.append(f"{rep.exact_duplicates} example(s) repeat an earlier one; drop them to avoid inflated scores.")
+    if rep.conflicts:
+        out.append(f"{len(rep.conflicts)} input(s) appear with different labels; resolve by majority or drop.")
+    if rep.naive_leaks:
+        out.append(f"A random split would put {rep.naive_leaks} duplicate group(s) on both sides; "
+                   "the studio's split keeps each group together.")
+    return out
+
+
+# --------------------------------------------------------------------------- fixes (each returns kept rows)
+def drop_duplicates(items: pd.DataFrame, rep: AuditReport, near: bool = False) -> pd.DataFrame:
+    """Keep one example per duplicate group: the first one carrying the group's majority label."""
+    groups = rep.near_groups + rep.exact_groups if near else rep.exact_groups
+    drop: set[int] = set()
+    labels = items["label"].to_numpy()
+    for g in groups:
+        g = [i for i in g if i not in drop]
+        if len(g) < 2:
+            continue
+        top = Counter(labels[g]).most_common(1)[0][0]
+        keep = next(i for i in g if labels[i] == top)
+        drop.update(i for i in g if i != keep)
+    return items.drop(index=items.index[sorted(drop)])
+
+
+def resolve_conflicts(items: pd.DataFrame, rep: AuditReport, mode: str = "majority") -> pd.DataFrame:
+    """majority: relabel each conflicting group to its most common label (ties are dropped); drop: remove them."""
+    items = items.copy()
+    drop: list[int] = []
+    for c in rep.conflicts:
+        rows = c["rows"]
+        ranked = Counter(c["labels"]).most_common()
+        if mode == "drop" or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
+            drop.extend(rows)
+        else:
+            items.iloc[rows, items.columns.get_loc("label")] = ranked[0][0]
+    return items.drop(index=items.index[drop])
+
+
+def drop_classes(items: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    return items[~items["label"].isin(classes)]
+
+
+def merge_classes(items: pd.DataFrame, classes: list[str], into: str = "other") -> pd.DataFrame:
+    items = items.copy()
+    items.loc[items["label"].isin(classes), "label"] = into
+    return items
+
+
+# --------------------------------------------------------------------------- a test file against training data
+def cross_duplicates(train: Dataset, test: Dataset, max_examples: int = 5) -> dict[str, Any]:
+    """Test rows that repeat, exactly or nearly, a row of the training data: scores on them measure memory, not
+    generalisation. Same methods as the audit (normalised text / file content, MinHash / perceptual hashes)."""
+    n = len(train.items)
+    both = pd.concat([train.items, test.items], ignore_index=True)
+    keys = train.kind.duplicate_keys(both)
+    pairs = train.kind.near_pairs(both, keys, np.arange(len(both)))
+    exact_id = pd.factorize(keys)[0]
+    in_train = set(exact_id[:n].tolist())
+    exact = [i - n for i in range(n, len(both)) if exact_id[i] in in_train]
+    cross = pairs[(pairs[:, 0] < n) != (pairs[:, 1] < n)] if len(pairs) else pairs
+    near_pairs = {(int(max(a, b)) - n, int(min(a, b))) for a, b in cross}
+    near = sorted({t for t, _ in near_pairs} - set(exact))
+    partner = {t: s for t, s in sorted(near_pairs)}
+    first_train = {k: i for i, k in reversed(list(enumerate(exact_id[:n])))}
+    examples = [{"test_row": t, "test": test.display(t)[:200], "train": train.display(first_train[exact_id[n + t]])[:200],
+                 "kind": "exact"} for t in exact[:max_examples]]
+    examples += [{"test_row": t, "test": test.display(t)[:200], "train": train.display(partner[t])[:200],
+                  "kind": "near"} for t in near[:max(0, max_examples - len(examples))]]
+    return {"test_rows_total": int(len(test.items)), "exact": len(exact), "near": len(near),
+            "test_rows": sorted(exact + near), "examples": examples}

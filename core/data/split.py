@@ -1,0 +1,92 @@
+"""Leakage-free stratified train/val/test split, saved with the dataset version and reused by every run."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+from .datasets import Dataset
+from ..errors import DataError
+from ..fsutil import atomic_write_json, read_json
+
+
+def _fold(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int, stratified: bool) -> np.ndarray:
+    """Boolean mask of about `fraction` of the rows, whole groups only."""
+    n_splits = max(2, int(round(1 / fraction)))
+    n_groups = len(np.unique(groups))
+    if n_groups < n_splits:
+        raise DataError(f"Only {n_groups} distinct examples (after grouping duplicates): too few for a "
+                        f"{fraction:.0%} split. Add data or lower the validation/test fraction.")
+    if stratified:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            _, idx = next(cv.split(np.zeros(len(labels)), labels, groups))
+    else:
+        cv = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+        _, idx = next(cv.split(np.zeros(len(labels)), labels, groups))
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[idx] = True
+    return mask
+
+
+def rare_classes(labels: pd.Series, need: int) -> dict[str, int]:
+    counts = labels.value_counts()
+    return {str(k): int(v) for k, v in counts[counts < need].items()}
+
+
+def make_split(labels: np.ndarray, groups: np.ndarray, val: float = 0.1, test: float = 0.1, seed: int = 0,
+               rare_policy: str = "error") -> np.ndarray:
+    """'train'/'val'/'test' per row; each duplicate group lands in exactly one split."""
+    labels = np.asarray(labels).astype(str)
+    groups = np.asarray(groups)
+    n_classes = len(np.unique(labels))
+    if n_classes < 2:
+        raise DataError(f"Only one class ({labels[0]}): training needs at least two classes.")
+    need = 1 + (val > 0) + (test > 0)
+    rare = rare_classes(pd.Series(labels), need)
+    stratified = True
+    if rare:
+        if rare_policy != "unstratified":
+            names = ", ".join(f"'{k}' ({v} example{'s' if v > 1 else ''})" for k, v in rare.items())
+            raise DataError(f"Too few examples to put in every split: {names}. Merge them into another class, "
+                            "drop them, or choose a non-stratified split.")
+        stratified = False
+    out = np.full(len(labels), "train", dtype=object)
+    idx_all = np.arange(len(labels))
+    if test > 0:
+        t = _fold(labels, groups, test, seed, stratified)
+        out[t] = "test"
+    rest = idx_all[out == "train"]
+    v = _fold(labels[rest], groups[rest], val / (1 - test), seed + 1, stratified)
+    out[rest[v]] = "val"
+    return out
+
+
+def dataset_split(ds: Dataset, group_ids: list[int] | np.ndarray | None = None, val: float = 0.1,
+                  test: float = 0.1, seed: int = 0, rare_policy: str = "error",
+                  task: str = "classification") -> np.ndarray:
+    """The split for this dataset version and these settings: computed once, then read from disk.
+    Stratified by what the task balances (classes, or bins of a numeric target)."""
+    from ..tasks import get_task
+
+    kind = get_task(task)
+    key = f"val{val:g}-test{test:g}-seed{seed}-{rare_policy}{kind.split_suffix}"
+    path = ds.dir / "splits" / f"{key}.json"
+    saved = read_json(path)
+    if saved and len(saved["split"]) == len(ds.items):
+        return np.array(saved["split"], dtype=object)
+    if group_ids is None:
+        from .audit import cached_audit
+
+        group_ids = cached_audit(ds).group_ids
+    split = make_split(kind.strata(ds.items["label"].to_numpy()), np.asarray(group_ids), val, test, seed, rare_policy)
+    atomic_write_json(path, {"key": key, "split": split.tolist()})
+    return split
+
+
+def split_summary(labels: pd.Series, split: np.ndarray) -> pd.DataFrame:
+    return pd.crosstab(pd.Series(labels.to_numpy(), name="class"), pd.Series(split, name="split")).reindex(
+        columns=[c for c in ("train", "val", "test") if c in set(split)])

@@ -1,0 +1,129 @@
+"""One self-contained HTML file per run, for showing a domain expert what the model learned and where it
+fails: data and audit, settings in plain words, curves, baseline vs model, confusion matrix, per-class
+table, and a gallery of errors with saliency. Figures are inlined, so it opens offline anywhere."""
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import parts as P
+from ..train.baseline import comparison
+from ..errors import RunError
+from ..fsutil import read_json
+from ..runs.store import RunRecord
+from ..strategies import get_strategy
+from ..tasks import from_meta
+
+SECTIONS = ("Summary", "Data", "Settings", "Training curves", "Results", "Mistakes")  # the task adds its own
+
+
+def _settings_in_words(cfg, status: dict[str, Any]) -> str:
+    t = cfg.train
+    s = get_strategy(t.strategy)
+    lr = f"{t.lr:.0e}" if t.lr else "the strategy's default"
+    parts = [
+        f"Backbone <b>{html.escape(t.backbone)}</b>, adapted with <b>{html.escape(s.title.lower())}</b>: {html.escape(s.why)}",
+        f"{status.get('trainable_params', 0):,} of {status.get('total_params', 0):,} weights were trained.",
+        f"Up to {t.epochs} epochs in batches of {t.batch_size}, AdamW at learning rate {lr} with a {t.schedule} "
+        f"schedule after {t.warmup_ratio:.0%} warm-up; weight decay {t.weight_decay}.",
+        ("Rarer classes weighted up. " if t.class_weighting == "balanced" else "") +
+        (f"Training stops early when validation {t.monitor or 'score'} has not improved for {t.early_stopping_patience} "
+         "epochs. " if t.early_stopping_patience else "") +
+        f"The best epoch on validation ({status.get('best_epoch', '?')}) is the model evaluated here.",
+        f"Seed {t.seed}; split {1 - cfg.data.val_fraction - cfg.data.test_fraction:.0%} train / "
+        f"{cfg.data.val_fraction:.0%} validation / {cfg.data.test_fraction:.0%} test, stratified, with duplicates "
+        "kept on one side.",
+    ]
+    return "<ul>" + "".join(f"<li>{p}</li>" for p in parts) + "</ul>"
+
+
+def build_report(rec: RunRecord, dataset=None, max_errors: int = 12, explain: bool = True) -> str:
+    status = rec.status
+    res = rec.result("test")
+    if res is None:
+        raise RunError(f"Run {rec.id} has no test evaluation yet; a report needs one.")
+    cfg = rec.resolved_config
+    task = from_meta(read_json(rec.dir / "labels.json", {}) or {})
+    preds_path = rec.dir / "eval" / "test_predictions.parquet"
+    preds = pd.read_parquet(preds_path) if preds_path.is_file() else pd.DataFrame()
+    base = status.get("baseline")
+    title = html.escape(cfg.name or rec.id)
+
+    data_html = "<p>Dataset details unavailable.</p>"
+    if dataset is not None:
+        m = dataset.manifest
+        counts = pd.Series(m["classes"]).sort_values(ascending=False).rename("examples").to_frame()
+        counts = counts if task.has_classes else counts.head(0)
+        audit = ""
+        audit_path = dataset.dir / "audit.json"
+        if audit_path.is_file():
+            import json
+
+            a = json.loads(audit_path.read_text(encoding="utf-8"))
+            exact = sum(len(g) - 1 for g in a["exact_groups"])
+            audit = (f"<p>Audit: {exact} exact duplicate(s), {len(a['near_groups'])} near-duplicate group(s), "
+                     f"{len(a['conflicts'])} label conflict(s). Duplicate groups were kept inside one split.</p>")
+        groups = f"in {len(m['classes'])} classes" if task.has_classes else f"with {len(m['classes'])} distinct values"
+        data_html = (f"<p>{m['rows']:,} {dataset.modality}s {groups} "
+                     f"(version <code>{dataset.id}</code>"
+                     + (f", derived: {html.escape(m.get('change', ''))}" if m.get("parent") else "") + ").</p>"
+                     + audit + (P.table(counts) if len(counts) else ""))
+
+    t = status.get("test") or {}
+    verdict = f"<p><b>{html.escape(comparison(status))}</b></p>" if base and t and comparison(status) else ""
+    from ..predict.blend import describe
+
+    if describe(status):
+        verdict += f"<p>{html.escape(describe(status))}</p>"
+    asked = rec.config.train.strategy
+    shown = cfg.train.strategy if asked == cfg.train.strategy else f"{asked} → {cfg.train.strategy}"
+    summary = (f"<p>{html.escape(str(cfg.train.backbone))} · {html.escape(shown)} · "
+               f"status <b>{html.escape(str(status.get('status')))}</b> · {P.summary_numbers(task, res)} on "
+               f"{res['n']} held-out examples.</p>")
+    pred = None
+    if explain and len(preds):
+        from ..predict.predictor import Predictor
+
+        pred = Predictor(rec.dir)
+    sections = {
+        "Summary": summary,
+        "Data": data_html,
+        "Settings": _settings_in_words(cfg, status),
+        "Training curves": P.curves(rec.events(), task),
+        "Results": verdict + P.results_table(task, t, base) + _distillation(status),
+        **P.task_sections(task, res, preds),
+        "Mistakes": P.mistakes(pred, task, preds, max_errors) if len(preds) else "<p>No predictions saved.</p>",
+    }
+    body = "".join(f'<section id="{k.lower().replace(" ", "-")}"><h2>{k}</h2>{v}</section>' for k, v in sections.items())
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title} · Fine-Tune Studio report</title>
+<style>
+body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}}
+h1{{margin-bottom:0}} h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}}
+.muted{{color:#666}} .tbl{{border-collapse:collapse}} .tbl td,.tbl th{{padding:.25em .7em;border-bottom:1px solid #eee;text-align:right}}
+.gallery{{display:flex;flex-wrap:wrap;gap:12px}} .card{{border:1px solid #e3e3e3;border-radius:6px;padding:6px;font-size:.85em;max-width:240px}}
+.card.wide{{max-width:100%;width:100%}} .thumb{{width:112px;height:112px;margin-right:4px}} img{{max-width:100%}}
+</style></head><body>
+<h1>{title}</h1><p class="muted">Run <code>{rec.id}</code> · report made {time.strftime('%Y-%m-%d %H:%M')}</p>
+{body}</body></html>"""
+
+
+def write_report(rec: RunRecord, out: str | Path, dataset=None, explain: bool = True) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(build_report(rec, dataset, explain=explain), encoding="utf-8")
+    return out
+
+
+def _distillation(status: dict) -> str:
+    if not status.get("distillation"):
+        return ""
+    from ..train.callbacks.distill import comparison_table
+
+    d = status["distillation"]
+    return (f"<h3>Student and teacher</h3><p>Distilled from run <code>{html.escape(d['teacher']['run'])}</code>; "
+            "both scored on the same test rows, speed measured on the machine that trained the student.</p>"
+            + P.table(pd.DataFrame(comparison_table(d))))

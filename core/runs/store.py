@@ -1,0 +1,140 @@
+"""Run store: one folder per run plus an SQLite index for listing."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import access
+from ..config import RunConfig
+from ..data.datasets import home
+from ..errors import RunError
+from ..train.events import read_events
+from ..fsutil import atomic_write_json, read_json
+
+ACTIVE = ("queued", "running")
+FINAL = ("completed", "stopped", "diverged", "failed", "interrupted")
+
+
+@dataclass
+class RunRecord:
+    id: str
+    dir: Path
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return read_json(self.dir / "status.json", {}) or {}
+
+    @property
+    def config(self) -> RunConfig:
+        """What was asked (strategy 'auto' stays 'auto': a replay resolves it again)."""
+        return RunConfig.load(self.dir / "config.json")
+
+    @property
+    def resolved_config(self) -> RunConfig:
+        """What the run used once its plan was made (falls back to what was asked before that)."""
+        from ..config import RESOLVED
+
+        p = self.dir / RESOLVED
+        return RunConfig.load(p if p.is_file() else self.dir / "config.json")
+
+    def events(self, since: int = 0) -> list[dict[str, Any]]:
+        return read_events(self.dir / "events.jsonl", since)
+
+    def result(self, split: str = "test") -> dict[str, Any] | None:
+        return read_json(self.dir / "eval" / f"{split}.json")
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunStore:
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root else home() / "runs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._db = self.root / "index.sqlite"
+        with self._conn() as c:
+            c.execute("""CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, name TEXT, created REAL,
+                         dataset TEXT, backbone TEXT, strategy TEXT, status TEXT, summary TEXT)""")
+
+    def _conn(self) -> sqlite3.Connection:
+        c = sqlite3.connect(self._db, timeout=30)
+        c.execute("PRAGMA journal_mode=WAL")
+        return c
+
+    def create(self, cfg: RunConfig, dataset_id: str, owner: str | None = None) -> RunRecord:
+        rid = time.strftime("r%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        d = self.root / rid
+        d.mkdir(parents=True)
+        access.grant(d, owner)  # before config.json: the run is never visible to others, not even briefly
+        cfg.save(d / "config.json")
+        rec = RunRecord(rid, d)
+        self.set_status(rec, "queued", dataset=dataset_id, created=time.time())
+        return rec
+
+    def get(self, rid: str, viewer: str | None = None) -> RunRecord:
+        """viewer: the studio user asking; someone else's private run reads as missing."""
+        d = self.root / rid
+        if not rid or "/" in rid or not (d / "config.json").is_file() or not access.can_see(d, viewer):
+            raise RunError(f"No run {rid!r} in {self.root}.")
+        return RunRecord(rid, d)
+
+    def open_dir(self, run_dir: str | Path) -> RunRecord:
+        d = Path(run_dir)
+        if not (d / "config.json").is_file():
+            raise RunError(f"{d} is not a run folder (no config.json).")
+        return RunRecord(d.name, d)
+
+    def set_status(self, rec: RunRecord, status: str, **fields: Any) -> dict[str, Any]:
+        st = rec.status
+        changed = st.get("status") != status or bool(set(fields) & {"test", "baseline", "trainable_params", "reason"})
+        st.update(fields)
+        if status != "running":  # what a finished run was doing last ("Computing features 320/400") is stale
+            st.pop("message", None)
+        st.update({"id": rec.id, "status": status, "updated": time.time()})
+        atomic_write_json(rec.dir / "status.json", st)
+        if changed:  # heartbeats only touch status.json; the index follows real changes
+            self._index(rec, st)
+        return st
+
+    def _index(self, rec: RunRecord, st: dict[str, Any]) -> None:
+        try:
+            cfg = json.loads((rec.dir / "config.json").read_text(encoding="utf-8"))
+            summary = {k: st.get(k) for k in ("test", "baseline", "vs_baseline", "trainable_params", "total_params",
+                                              "elapsed_s", "peak_mem_mb", "epoch", "step", "reason")}
+            with self._conn() as c:
+                c.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                          (rec.id, cfg.get("name", ""), st.get("created", time.time()), st.get("dataset", ""),
+                           cfg["train"]["backbone"], cfg["train"]["strategy"], st["status"], json.dumps(summary)))
+        except (sqlite3.Error, OSError, KeyError, json.JSONDecodeError):
+            pass  # the folder is the source of truth; the index is rebuilt by reindex()
+
+    def reindex(self) -> None:
+        for d in self.root.iterdir():
+            if (d / "config.json").is_file():
+                self._index(RunRecord(d.name, d), read_json(d / "status.json", {}) or {"status": "unknown"})
+
+    def list(self, viewer: str | None = None) -> list[dict[str, Any]]:
+        with self._conn() as c:
+            rows = c.execute("SELECT id,name,created,dataset,backbone,strategy,status,summary FROM runs "
+                             "ORDER BY created DESC").fetchall()
+        if not rows and any(self.root.glob("r*/config.json")):
+            self.reindex()
+            return self.list(viewer)
+        keys = ("id", "name", "created", "dataset", "backbone", "strategy", "status")
+        return [{**dict(zip(keys, r[:7])), **json.loads(r[7] or "{}")} for r in rows
+                if (self.root / r[0]).is_dir() and access.can_see(self.root / r[0], viewer)]

@@ -1,0 +1,98 @@
+"""Validation every epoch (which picks the best epoch), the test evaluation at the end (with the blend and the
+paired comparison with the baseline), and — on the main process only — the files they leave in eval/."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..events import Callback
+from ...fsutil import atomic_write_json
+
+BASELINE_PRED = "baseline_test_pred.npy"  # in eval/: the baseline's test predictions
+
+
+class Validation(Callback):
+    def __init__(self, data, monitor: str):
+        self.data, self.monitor, self.idx = data, monitor, data.idx("val")
+
+    def on_validate(self, ctx):
+        task, st = self.data.task, ctx.state
+        res = task.evaluate(self.data.targets.truth[self.idx.numpy()], ctx.predict(self.idx), self.data.meta)
+        res["epoch"] = st.epoch + 1
+        metric = task.score(res, self.monitor)
+        st.improved = metric > st.best_metric
+        if st.improved:
+            st.best_metric, st.best_epoch = metric, st.epoch
+        st.results["val"] = res
+        ctx.emit("eval", split="val", epoch_metric=metric, improved=st.improved,
+                 **{k: res[k] for k in task.event_keys})
+
+
+class TestEvaluation(Callback):
+    """The test split, once, with the best weights (and the blend, when there is one)."""
+
+    def __init__(self, data, baseline_pred: np.ndarray | None, seed: int, run_dir: Path | None):
+        self.data, self.baseline_pred, self.seed, self.run_dir = data, baseline_pred, seed, run_dir
+
+    def on_fit_end(self, ctx):
+        st, task, idx = ctx.state, self.data.task, self.data.idx("test")
+        diverged = ctx.control.status == "diverged"
+        if not len(idx) or (diverged and not st.results.get("has_best")):
+            return
+        out = ctx.predict(idx)
+        blend = st.results.get("blend_model")
+        if blend is not None:
+            out = blend.apply(out, idx)
+        truth = self.data.targets.truth[idx.numpy()]
+        res = task.evaluate(truth, out, self.data.meta)
+        res["epoch"] = st.epoch + 1
+        res["vs_baseline"] = self._vs_baseline(truth, out)
+        st.results["test"], st.results["test_out"] = res, out
+        ctx.emit("eval", split="test", **{k: res[k] for k in task.event_keys})
+
+    def _vs_baseline(self, truth: np.ndarray, out: np.ndarray) -> dict[str, Any] | None:
+        """Paired with the baseline's predictions on the same rows (kept from the plan, or read back after a
+        resume)."""
+        base = self.baseline_pred
+        path = self.run_dir / "eval" / BASELINE_PRED if self.run_dir else None
+        if base is None and path is not None and path.is_file():
+            base = np.load(path, allow_pickle=False)
+        if base is None or len(base) != len(truth):
+            return None
+        return self.data.task.compare(truth, out, base, self.data.meta, seed=self.seed)
+
+
+class EvalFiles(Callback):
+    """eval/val.json every epoch; eval/test.json and the test predictions (with inputs, for Evaluate) at the end."""
+    order = 1
+
+    def __init__(self, data, run_dir: Path):
+        self.data, self.dir = data, run_dir / "eval"
+
+    def on_validate(self, ctx):
+        atomic_write_json(self.dir / "val.json", ctx.state.results["val"])
+
+    def on_fit_end(self, ctx):
+        res = ctx.state.results.get("test")
+        if res is None:
+            return
+        atomic_write_json(self.dir / "test.json", res)
+        idx = self.data.idx("test").tolist()
+        d = self.data
+        cols = d.task.prediction_columns(d.targets.truth[idx], ctx.state.results["test_out"], d.meta)
+        df = pd.DataFrame({"row": [str(d.source_rows[i]) for i in idx], "input": [d.display[i] for i in idx],
+                           **cols, **({"file": [d.files[i] for i in idx]} if d.modality.file_inputs else {})})
+        df.to_parquet(self.dir / "test_predictions.parquet", index=False)
+
+
+def save_baseline_pred(run_dir: Path, pred: np.ndarray) -> None:
+    (run_dir / "eval").mkdir(parents=True, exist_ok=True)
+    np.save(run_dir / "eval" / BASELINE_PRED, pred)
+
+
+def rows_tensor(rows: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(rows, dtype=np.int64))

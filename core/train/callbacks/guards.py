@@ -1,0 +1,103 @@
+"""Guards that stop or rescue a run: divergence (NaN, Inf, or a loss that explodes), early stopping, GPU
+out-of-memory retry, and the strategy's own unfreezing at epoch boundaries."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ...errors import StudioError
+from ..events import Callback
+
+ADVICE = "Lower the learning rate (try 10x smaller) and start again."
+
+
+class DivergenceGuard(Callback):
+    """Stops a run whose loss is not finite, or stays far above its early level for several steps in a row
+    (as learning-rate range tests decide a run has blown up): a loss that went 0.78 → 12,408 → 41,269 is not
+    training, whatever the status would otherwise say. The early level is the smallest of the first few step
+    losses (the first is measured before any update, so one wild step cannot raise it)."""
+    order = -10
+
+    def __init__(self, factor: float = 4.0, margin: float = 2.0, patience: int = 3, early_steps: int = 3):
+        self.factor, self.margin, self.patience, self.early_steps = factor, margin, patience, early_steps
+
+    def on_step_end(self, ctx, loss):
+        if loss is None:  # not read at this step
+            return
+        if not math.isfinite(loss):
+            ctx.control.stop("diverged", f"Training diverged at step {ctx.state.step} (loss is {loss}). {ADVICE}")
+            return
+        mine = ctx.state.extra.setdefault("divergence", {"early": [], "above": 0})  # kept by checkpoints
+        if len(mine["early"]) < self.early_steps:
+            mine["early"].append(loss)
+        level = min(mine["early"])
+        limit = max(level * self.factor, level + self.margin)
+        mine["above"] = mine["above"] + 1 if loss > limit else 0
+        if mine["above"] >= self.patience:
+            ctx.control.stop("diverged", f"Training diverged at step {ctx.state.step}: the loss rose to {loss:,.4g}, "
+                                         f"over {self.factor:g}x its early level of {level:.4g}, for {mine['above']} "
+                                         f"steps in a row. {ADVICE}")
+
+
+class EarlyStopping(Callback):
+    order = 5  # after validation has scored the epoch
+
+    def __init__(self, patience: int):
+        self.patience = patience
+
+    def on_validate(self, ctx):
+        st = ctx.state
+        last = st.epoch + 1 >= ctx.cfg.epochs  # the run ends anyway: no early stop to report
+        if self.patience and not last and st.epoch - st.best_epoch >= self.patience:
+            ctx.control.stop("completed", f"Early stopping: no validation improvement for {self.patience} epoch(s).")
+
+
+class OomRecovery(Callback):
+    """Out of GPU memory: halve the batch and double the accumulation (same effective batch), retry the epoch."""
+
+    def on_error(self, ctx, exc):
+        if not isinstance(exc, torch.cuda.OutOfMemoryError):
+            return False
+        st = ctx.state
+        if st.batch_size <= 1:
+            raise StudioError("Out of GPU memory even at batch size 1. Try the frozen or LoRA strategy, a smaller "
+                              "backbone, a shorter max_length/image_size, or turn on gradient checkpointing.") from None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        st.batch_size //= 2
+        st.grad_accum *= 2
+        ctx.emit("warning", message=f"Out of GPU memory: retrying the epoch with batch size {st.batch_size} x "
+                                    f"{st.grad_accum} accumulation steps (same effective batch).")
+        return True
+
+
+class Unfreeze(Callback):
+    """The strategy's own epoch-boundary changes (gradual unfreezing), re-wrapping DDP when weights join."""
+    order = -150  # before the schedule sets the rates of any new groups
+
+    def __init__(self, strategy, modality: str):
+        self.strategy, self.modality = strategy, modality
+
+    def on_epoch_start(self, ctx):
+        p = ctx.parts
+        if self.strategy.on_epoch_start(p.model, ctx.cfg, ctx.state.epoch, p.optimizer, self.modality):
+            p.rewrap()
+            trainable = sum(x.numel() for x in p.model.parameters() if x.requires_grad)
+            ctx.emit("warning", message=f"Unfroze another layer group ({trainable:,} trainable weights).")
+
+
+class Budget(Callback):
+    """Stops at the run's time budget (counted from the run's start, data and plan included) and keeps the best
+    checkpoint so far: what a person asked for in the time they gave it."""
+    order = -5
+
+    def __init__(self, seconds: float, started: float):
+        self.seconds, self.started = seconds, started
+
+    def on_step_end(self, ctx, loss):
+        import time
+
+        if time.time() - self.started >= self.seconds:
+            ctx.control.stop("completed", f"Stopped at the time budget ({self.seconds / 60:.0f} min) after step "
+                                          f"{ctx.state.step}; the best checkpoint so far is the model.")

@@ -1,0 +1,226 @@
+"""A run from start to finish: plan (core.train.plan), train (core.train.loop with core.train.callbacks), record the outcome in
+the run store. Never raises for a run-level problem: the status says what happened."""
+from __future__ import annotations
+
+import math
+import os
+import resource
+import time
+import traceback
+from typing import Any
+
+import torch
+
+from . import distributed as D
+from .callbacks import (BestWeights, Checkpointer, DivergenceGuard, EarlyStopping, EvalFiles, MixUp, OomRecovery,
+                        Resume, Schedule, StatusHeartbeat, TestEvaluation, Unfreeze, Validation)
+from .callbacks.blend import Blend
+from ..config import RunConfig
+from ..data.datasets import DatasetStore
+from ..errors import StudioError
+from .events import Callback, Control, Event, JsonlLog, Parts, TrainState
+from ..fsutil import DiskFullError, atomic_write_json
+from .loop import Learner, amp_dtype, optimizer
+from .plan import Plan, make_plan, pick_device, seed_everything
+from ..runs.store import RunRecord, RunStore
+from ..strategies import count_params
+
+__all__ = ["Trainer", "pick_device", "seed_everything"]
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run: RunRecord, store: RunStore, datasets: DatasetStore,
+                 control: Control | None = None, callbacks: list[Callback] | None = None):
+        self.asked, self.run_rec, self.store, self.datasets = cfg, run, store, datasets
+        self.control = control or Control()
+        self.extra = list(callbacks or [])
+        self.main = D.is_main()
+        self.plan: Plan | None = None
+        self.learner: Learner | None = None
+        self._sinks = self._make_sinks()
+
+    # ------------------------------------------------------------------ what other code reads
+    @property
+    def cfg(self) -> RunConfig:
+        return self.plan.cfg if self.plan else self.asked
+
+    @property
+    def state(self) -> TrainState | None:
+        return self.learner.state if self.learner else None
+
+    @property
+    def data(self):
+        return self.plan.data if self.plan else None
+
+    # ------------------------------------------------------------------ status and events outside the loop
+    def _make_sinks(self) -> list[Callback]:
+        sinks = list(self.extra)
+        if self.main:
+            sinks += [JsonlLog(self.run_rec.dir / "events.jsonl"), StatusHeartbeat(self.store, self.run_rec)]
+        self.notes: list[str] = []
+        if self.asked.train.trackers and self.main:
+            from .trackers import build
+
+            extra, self.notes = build(self.asked.train.trackers, self.run_rec.dir, self.asked.name or self.run_rec.id,
+                                      vars(self.asked.train))
+            sinks += extra
+        return sorted(sinks, key=lambda c: c.order)
+
+    def emit(self, kind: str, **data: Any) -> None:
+        if self.learner is not None:
+            return self.learner.emit(kind, **data)
+        ev = Event(kind, data=data)
+        for cb in self._sinks:
+            cb.on_event(None, ev)
+
+    def progress(self, frac: float, msg: str) -> None:
+        self.emit("progress", fraction=float(frac), message=msg)
+
+    def status(self, status: str, **fields: Any) -> dict[str, Any]:
+        if not self.main:
+            return {"status": status, **fields}
+        return self.store.set_status(self.run_rec, status, **fields)
+
+    # ------------------------------------------------------------------ entry
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        self.started = time.time()
+        self.status("running", pid=os.getpid(), heartbeat=time.time(), started=time.time(), world_size=D.world())
+        try:
+            return self._run(resume)
+        except StudioError as e:
+            return self._fail(str(e))
+        except DiskFullError as e:
+            return self._fail(f"Disk full while saving ({e.strerror}); the previous checkpoint is intact. "
+                              "Free some space, then resume.")
+        except Exception as e:  # the run fails, the server keeps serving
+            if self.main:
+                (self.run_rec.dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+            return self._fail(f"Training failed: {type(e).__name__}: {e}. Details are in error.txt in the run folder.")
+
+    def _fail(self, reason: str) -> dict[str, Any]:
+        self.emit("run_end", status="failed", reason=reason)
+        return self.status("failed", reason=reason, finished=time.time())
+
+    def _run(self, resume: bool) -> dict[str, Any]:
+        previous = self.run_rec.status if resume else {}
+        plan = self.plan = make_plan(self.asked, self.datasets, self.run_rec.dir, previous, resume, self.progress,
+                                     lambda **f: self.status("running", **f))
+        learner = self.learner = self._learner(plan, resume)
+        trainable, total = count_params(plan.model)
+        data = plan.data
+        self.status("running", trainable_params=trainable, total_params=total, baseline=plan.baseline,
+                    classes=data.classes, total_steps=learner.state.total_steps, device=str(plan.device),
+                    modality=plan.spec.modality, task=data.task.name, **plan.facts)
+        start = dict(trainable_params=trainable, total_params=total, device=str(plan.device),
+                     train=len(data.idx("train")), val=len(data.idx("val")), test=len(data.idx("test")),
+                     classes=data.classes, baseline=plan.baseline, auto=plan.auto_reason, strategy=plan.cfg.train.strategy,
+                     task=data.task.name)
+        learner.fit(start, self.notes + plan.notes)
+        return self._finish(plan, learner, trainable, total)
+
+    def _learner(self, plan: Plan, resume: bool) -> Learner:
+        t, data, dev = plan.cfg.train, plan.data, plan.device
+        opt = optimizer(plan.groups, dev)
+        amp = amp_dtype(dev) if t.amp else None
+        scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+        parts = Parts(plan.model, opt, scaler, plan.model)
+        parts.rewrap = lambda: self._wrap(parts, dev)
+        parts.rewrap()
+        # a head solved in the plan takes no steps: the loop only validates and keeps it
+        train_idx = data.idx("train") if not plan.strategy.fits_head else data.idx("train")[:0]
+        state = TrainState(batch_size=t.batch_size, grad_accum=t.grad_accum)
+        per_rank = len(train_idx) // D.world()
+        state.total_steps = math.ceil(math.ceil(per_rank / state.batch_size) / state.grad_accum) * t.epochs
+        if t.max_steps:
+            state.total_steps = min(state.total_steps, t.max_steps)
+        cbs = self._callbacks(plan, resume)
+        learner = Learner(parts, data.inputs, data.y, train_idx, t, data.task.loss_fn(t, data.targets, train_idx, dev),
+                          lambda z: data.task.outputs(z, data.meta), data.task.out_dim(data.targets), dev, cbs,
+                          self.control, state, self.run_rec.dir, self.main)
+        if dev.type == "cuda" and data.modality.mixable and not plan.strategy.frozen_backbone:
+            plan.model.to(memory_format=torch.channels_last)  # convolutions run faster so on NVIDIA GPUs
+            learner.channels_last = True
+        return learner
+
+    def _callbacks(self, plan: Plan, resume: bool) -> list[Callback]:
+        t, data, d = plan.cfg.train, plan.data, self.run_rec.dir
+        cbs: list[Callback] = [Schedule(t.schedule, t.warmup_ratio), DivergenceGuard(), OomRecovery(),
+                               Unfreeze(plan.strategy, plan.spec.modality), Validation(data, data.task.monitor(t)),
+                               EarlyStopping(t.early_stopping_patience), BestWeights(d),
+                               TestEvaluation(data, plan.baseline_pred, t.seed, d)]
+        cbs += plan.strategy.callbacks(plan.model, t)
+        if resume:
+            cbs.append(Resume(d, plan.strategy, plan.spec.modality))
+        if t.budget_minutes is not None or plan.auto_reason:
+            from . import budget
+            from .callbacks.guards import Budget
+
+            cbs.append(Budget(budget.budget_seconds(t, plan.device), self.started))
+        if (t.mixup_alpha > 0 or t.cutmix_alpha > 0) and data.modality.mixable:
+            cbs.append(MixUp(t.mixup_alpha, t.cutmix_alpha, t.mix_prob))
+        if t.teacher:
+            cbs.append(self._distill(plan))
+        if t.blend:
+            cbs.append(Blend(data, plan.blend_view, data.modality.baseline_name(data.task.estimator),
+                             d if self.main else None))
+        if self.main:  # writers run on the main process only
+            cbs += [Checkpointer(d, every_s=t.checkpoint_every_min * 60), EvalFiles(data, d)]
+        return cbs + self._sinks
+
+    def _distill(self, plan: Plan) -> Callback:
+        from .callbacks.distill import Distill, check_teacher, teacher_log_probs
+
+        t = plan.cfg.train
+        rec = self.store.get(t.teacher)
+        check_teacher(rec.dir, rec.status, plan.data, plan.cfg)
+        return Distill(teacher_log_probs(rec.dir, plan.data, plan.device, self.progress), t.distill_weight,
+                       t.distill_temperature)
+
+    def _wrap(self, parts: Parts, device: torch.device) -> None:
+        """Under torchrun, train through DistributedDataParallel; alone, through the model itself; compiled when
+        asked."""
+        parts.train_model = parts.model
+        if D.world() > 1 and any(p.requires_grad for p in parts.model.parameters()):
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [device.index] if device.type == "cuda" else None
+            parts.train_model = DDP(parts.model, device_ids=ids)
+        if self.cfg.train.compile:
+            parts.train_model = torch.compile(parts.train_model)
+
+    def _finish(self, plan: Plan, learner: Learner, trainable: int, total: int) -> dict[str, Any]:
+        st, task = learner.state, plan.data.task
+        status = self.control.status or "completed"
+        reason = self.control.reason
+        res = st.results.get("test")
+        test = {k: res[k] for k in task.headline} if res else None
+        final = self.status(
+            status, reason=reason, finished=time.time(), elapsed_s=round(time.time() - st.started, 2), test=test,
+            vs_baseline=res.get("vs_baseline") if res else None, best_epoch=st.best_epoch + 1, epoch=st.epoch + 1,
+            run_s=round(time.time() - self.started, 1),
+            step=st.step, trainable_params=trainable, total_params=total,
+            peak_mem_mb=round(peak_memory_mb(plan.device), 1), **({"blend": st.results["blend"]}
+                                                                 if "blend" in st.results else {}))
+        if plan.cfg.train.teacher and test and self.main:
+            final = self._distillation_report(plan, test) or final
+        self.emit("run_end", status=status, reason=reason, test=test, elapsed_s=time.time() - st.started)
+        return final
+
+    def _distillation_report(self, plan: Plan, test: dict[str, Any]) -> dict[str, Any] | None:
+        from .callbacks.distill import compare
+
+        self.progress(1.0, "Comparing the student with its teacher")
+        rec = self.store.get(plan.cfg.train.teacher)
+        try:
+            report = compare(rec.dir, rec.status, self.run_rec.dir, test, plan.data)
+        except StudioError as e:  # the teacher was deleted meanwhile: the run stands without the comparison
+            self.notes.append(f"No teacher comparison: {e}")
+            return None
+        atomic_write_json(self.run_rec.dir / "eval" / "distillation.json", report)
+        return self.status(self.run_rec.status.get("status"), distillation=report)
