@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from core.data.audit import audit, image_near_pairs, text_near_pairs
+from core.data.audit import audit
 from core.data.datasets import DatasetStore
+from core.data.near import image_near_pairs, text_near_pairs
 
 
 def texts(n: int, seed: int = 0) -> list[str]:

@@ -17,8 +17,8 @@ import torch
 
 from core.config import DataConfig, RunConfig, TrainConfig
 from core.data.datasets import DatasetStore
-from core.train.events import Callback
 from core.runs.store import RunStore
+from core.train.events import Callback
 from core.train.trainer import Trainer
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"

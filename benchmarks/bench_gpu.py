@@ -30,10 +30,10 @@ def bare_loop(data, spec, t, device: torch.device, steps: int, workers: int, sam
     """What a person would write by hand: the same DataLoader plans and batches, then forward, backward and a
     plain AdamW step. same_step: the engine's own step instead (fused AdamW, gradients clipped as the run's
     settings say), so the difference left is the engine's bookkeeping alone."""
+    from core.strategies import get_strategy
     from core.train.loader import batches, plans
     from core.train.loop import amp_dtype, optimizer
-    from core.train.plan import seed_everything
-    from core.strategies import get_strategy
+    from core.train.setup import seed_everything
 
     seed_everything(t.seed)
     model = spec.build(len(data.classes)).to(device)
@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     from core.backbones import get_backbone
     from core.config import RunConfig
     from core.data.datasets import DatasetStore
-    from core.train.plan import pick_device
-    from core.data.rundata import load_run_data
+    from core.train.setup import load_run_data, pick_device
 
     backbone = "tiny-cnn" if args.smoke else "mobilenet_v2"
     steps = 8 if args.smoke else args.steps
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         cfg = RunConfig.from_dict({"data": {"source": source}, "train": {**overrides}})
-        data = load_run_data(cfg, DatasetStore(home / "datasets"), get_backbone(backbone), lambda f, m: None)
+        data = load_run_data(cfg, DatasetStore(home / "datasets"))
         workers = args.workers if args.workers is not None else data.inputs.loader_workers(True)
         bare = bare_loop(data, get_backbone(backbone), cfg.train, device, steps, workers)
         same = bare_loop(data, get_backbone(backbone), cfg.train, device, steps, workers, same_step=True)

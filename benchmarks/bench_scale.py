@@ -67,8 +67,8 @@ def cache_speed(ds, n: int, size: int = 64) -> dict:
 
     import torch
 
-    from core.train.cache import build_pixels
     from core.modalities.image import ImagePrep
+    from core.train.cache import build_pixels
 
     prep = ImagePrep(size, torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1))
     paths = ds.inputs()[:n]
@@ -192,13 +192,12 @@ def engine_vs_bare(home: Path, ds_id: str, steps: int = 60, rounds: int = 6) -> 
     from core.backbones import get_backbone
     from core.config import RunConfig
     from core.data.datasets import DatasetStore
-    from core.train.plan import pick_device
-    from core.data.rundata import load_run_data
+    from core.train.setup import load_run_data, pick_device
 
     overrides = {"backbone": "mobilenet_v2", "strategy": "full", "image_size": 64, "batch_size": 64}
     cfg = RunConfig.from_dict({"data": {"source": ds_id, "val_fraction": 0.05, "test_fraction": 0.05},
                                "train": overrides})
-    data = load_run_data(cfg, DatasetStore(home / "datasets"), get_backbone("mobilenet_v2"), lambda f, m: None)
+    data = load_run_data(cfg, DatasetStore(home / "datasets"))
     workers = data.inputs.loader_workers(True)
     seen: dict[str, list[float]] = {"bare": [], "same": [], "engine": []}
     for r in range(rounds):

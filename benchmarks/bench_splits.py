@@ -13,7 +13,6 @@ import argparse
 import json
 
 import numpy as np
-
 from bench_quality import DATASETS, RESULTS, run_one, workspace  # same datasets, settings and runs
 
 

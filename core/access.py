@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import StudioError
 from .fsutil import atomic_write_json, read_json
 
 FILE = "access.json"
@@ -64,8 +65,6 @@ def is_shared(folder: Path) -> bool:
 
 
 def set_shared(folder: Path, viewer: str | None, shared: bool) -> None:
-    from .errors import StudioError
-
     folder = Path(folder)
     if not can_change(folder, viewer):
         raise StudioError(f"{folder.name} belongs to someone else: only its owners can share or unshare it.")

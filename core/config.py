@@ -7,9 +7,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .settings import ConfigError, build, setting, validate
+from .errors import ConfigError
+from .fsutil import atomic_write_text
+from .settings import build, setting, validate
+from .strategies import check_strategy_args, get_strategy, strategy_names
+from .tasks import metric_names, task_names
 
-RESOLVED = "config.resolved.json"  # beside config.json: the settings a run actually used once its plan was made
 SCHEDULES = ("cosine", "linear", "constant")
 LOSSES = ("ce", "focal", "mse", "huber")
 CLASS_WEIGHTING = ("none", "balanced")
@@ -18,25 +21,7 @@ RARE_POLICIES = ("error", "unstratified")
 TRACKERS = ("tensorboard", "mlflow")
 MAX_SEED = 2**32 - 1
 
-__all__ = ["ConfigError", "DataConfig", "TrainConfig", "RunConfig", "RESOLVED", "help_for"]
-
-
-def _strategy_choices() -> list[str]:
-    from .strategies import strategy_names
-
-    return ["auto", *strategy_names()]
-
-
-def _task_choices() -> list[str]:
-    from .tasks import task_names
-
-    return task_names()
-
-
-def _monitor_choices() -> list[str]:
-    from .tasks import metric_names
-
-    return metric_names()
+__all__ = ["ConfigError", "DataConfig", "TrainConfig", "RunConfig", "help_for"]
 
 
 @dataclass
@@ -46,7 +31,7 @@ class DataConfig:
     label_col: str | None = setting(None, help="Label column of a table (a class, or a number for regression).")
     test_source: str | None = setting(None, flag="--test-data",
                                       help="Your own held-out test file; replaces the carved-out test split.")
-    task: str = setting("classification", choices=_task_choices,
+    task: str = setting("classification", choices=task_names,
                         help="'classification' (one label per example) or 'regression' (a number per example).")
     val_fraction: float = setting(0.1, low=0, high=0.5, low_open=True, high_open=True,
                                   help="Share of the data held out for validation.")
@@ -73,51 +58,65 @@ class TrainConfig:
     backbone: str | None = setting(None, help="A name from `finetune-studio backbones`, any torchvision model, or a "
                                               "Hugging Face id/folder. None: the data's default (MobileNetV2 for "
                                               "images, all-MiniLM-L6-v2 for text).")
-    strategy: str = setting("auto", choices=_strategy_choices,
+    strategy: str = setting("auto", choices=strategy_names,
                             help="How the backbone adapts; 'auto' picks from the data.")
-    epochs: int = setting(5, low=1, high=1000, help="Passes over the training data.")
-    lr: float | None = setting(None, low=0, high=10, low_open=True, high_open=True,
+    epochs: int = setting(5, label="Epochs", low=1, high=1000, help="Passes over the training data.")
+    lr: float | None = setting(None, label="Learning rate", low=0, high=10, low_open=True, high_open=True,
                                help="Peak learning rate; None takes the strategy's default.")
-    batch_size: int = setting(32, low=1, high=4096, help="Examples per step (per device under torchrun).")
-    weight_decay: float = setting(0.01, low=0, high=1, help="AdamW weight decay (not on biases and norms).")
-    warmup_ratio: float = setting(0.1, low=0, high=1, high_open=True, help="Share of steps spent warming up the LR.")
-    schedule: str = setting("cosine", choices=SCHEDULES, help="LR schedule after warm-up.")
-    label_smoothing: float = setting(0.0, low=0, high=1, high_open=True, scope=("classification",), help="Classification: label smoothing.")
-    class_weighting: str = setting("none", choices=CLASS_WEIGHTING, scope=("classification",),
+    batch_size: int = setting(32, label="Batch size", low=1, high=4096,
+                              help="Examples per step (per device under torchrun).")
+    weight_decay: float = setting(0.01, label="Weight decay", low=0, high=1,
+                                  help="AdamW weight decay (not on biases and norms).")
+    warmup_ratio: float = setting(0.1, label="Warm-up share", low=0, high=1, high_open=True,
+                                  help="Share of steps spent warming up the LR.")
+    schedule: str = setting("cosine", label="LR schedule", choices=SCHEDULES, help="LR schedule after warm-up.")
+    label_smoothing: float = setting(0.0, label="Label smoothing", low=0, high=1, high_open=True,
+                                     scope=("classification",),
+                                     help="Classification: label smoothing.")
+    class_weighting: str = setting("none", label="Class weighting", choices=CLASS_WEIGHTING, scope=("classification",),
                                    help="Classification: 'balanced' weights rarer classes up.")
-    loss: str | None = setting(None, choices=LOSSES,
+    loss: str | None = setting(None, label="Loss", choices=LOSSES,
                                help="Classification: 'ce' or 'focal'; regression: 'mse' or 'huber' (smooth L1). "
                                     "None: the task's usual one.")
-    focal_gamma: float = setting(2.0, low=0, high=10, scope=("classification",), help="Focal loss: focusing parameter.")
-    grad_accum: int = setting(1, low=1, high=1024, help="Micro-batches per optimiser step.")
-    max_grad_norm: float | None = setting(1.0, low=0, low_open=True, help="Gradient clipping; None: off.")
-    amp: bool = setting(True, help="Mixed precision on GPU (bf16 where supported, else fp16). Ignored on CPU.")
+    focal_gamma: float = setting(2.0, label="Focal gamma", low=0, high=10, scope=("classification",),
+                                 help="Focal loss: focusing parameter.")
+    grad_accum: int = setting(1, label="Gradient accumulation", low=1, high=1024,
+                              help="Micro-batches per optimiser step.")
+    max_grad_norm: float | None = setting(1.0, label="Gradient clipping norm", low=0, low_open=True,
+                                          help="Gradient clipping; None: off.")
+    amp: bool = setting(True, label="Mixed precision on GPU",
+                        help="Mixed precision on GPU (bf16 where supported, else fp16). Ignored on CPU.")
     gradient_checkpointing: bool = setting(False, help="Trade compute for memory on large Hugging Face models.")
-    early_stopping_patience: int = setting(3, low=0, high=1000,
+    early_stopping_patience: int = setting(3, label="Early-stop patience (epochs, 0 = off)", low=0, high=1000,
                                            help="Epochs without validation improvement before stopping; 0: off.")
-    monitor: str | None = setting(None, choices=_monitor_choices,
+    monitor: str | None = setting(None, choices=metric_names,
                                   help="Validation metric that picks the best epoch; None: the task's own "
                                        "(macro-F1 for classification, RMSE for regression).")
-    seed: int = setting(0, low=0, high=2**32 - 1, help="Seed for weights, order and augmentation.")
-    image_size: int | None = setting(None, low=16, high=1024, scope=("image",), help="Images: side in pixels; None: the backbone's.")
-    max_length: int = setting(128, low=8, high=4096, scope=("text",), help="Text: tokens read per example.")
-    augment: bool = setting(True, scope=("image",), help="Images: random crops (and mirroring where it keeps the class).")
-    hflip: bool | None = setting(None, scope=("image",), help="Images: mirror some training images while augmenting. None: yes, unless "
+    seed: int = setting(0, label="Seed", low=0, high=2**32 - 1, help="Seed for weights, order and augmentation.")
+    image_size: int | None = setting(None, label="Image size (px)", low=16, high=1024, scope=("image",),
+                                     help="Images: side in pixels; None: the backbone's.")
+    max_length: int = setting(128, label="Max tokens", low=8, high=4096, scope=("text",),
+                              help="Text: tokens read per example.")
+    augment: bool = setting(True, label="Augment (random crops, mirroring)", scope=("image",),
+                            help="Images: random crops (and mirroring where it keeps the class).")
+    hflip: bool | None = setting(None, label="Mirror images", scope=("image",),
+                                 help="Images: mirror some training images while augmenting. None: yes, unless "
                                             "a probe on the pretrained features loses accuracy on mirrored validation "
                                             "images (digits, text, anything where left and right differ).")
     blend: bool = setting(False, help="Also fit the baseline's kind of model (TF-IDF for text, a probe on pretrained "
                                       "features for images) and average it with the network, giving the network the "
                                       "largest share validation supports with confidence. 'auto' turns it on.")
-    pooling: str = setting("mean", choices=POOLING, scope=("text",),
+    pooling: str = setting("mean", label="Pooling", choices=POOLING, scope=("text",),
                            help="Text: 'mean' over tokens (what sentence encoders are trained for) or 'cls' (the "
                                 "model's own pooler, as in AutoModelForSequenceClassification: exports a HF folder).")
-    mixup_alpha: float = setting(0.0, low=0, high=10, scope=("image",), help="Images: MixUp strength; 0: off.")
-    cutmix_alpha: float = setting(0.0, low=0, high=10, scope=("image",),
+    mixup_alpha: float = setting(0.0, label="MixUp alpha (0 = off)", low=0, high=10, scope=("image",),
+                                 help="Images: MixUp strength; 0: off.")
+    cutmix_alpha: float = setting(0.0, label="CutMix alpha (0 = off)", low=0, high=10, scope=("image",),
                                   help="Images: CutMix strength (a patch of another image pasted in); 0: off. With "
                                        "MixUp on too, each mixed batch uses one of the two.")
-    mix_prob: float = setting(1.0, low=0, high=1, scope=("image",),
+    mix_prob: float = setting(1.0, label="Share of batches mixed", low=0, high=1, scope=("image",),
                               help="Images: share of training batches that MixUp/CutMix mix.")
-    text_augment: float = setting(0.0, low=0, high=0.5, scope=("text",),
+    text_augment: float = setting(0.0, label="Text edits (share of words, 0 = off)", low=0, high=0.5, scope=("text",),
                                   help="Text: each training text gets one random edit touching this share of its "
                                        "words (deletion, swap, insertion, synonyms from Roget's Thesaurus where "
                                        "installed); 0: off.")
@@ -128,14 +127,15 @@ class TrainConfig:
                                            "usual student of a distillation. None: all of them.")
     teacher: str | None = setting(None, help="Knowledge distillation: a finished run (id) on the same data and split "
                                              "whose predictions this run also learns from.")
-    distill_weight: float = setting(0.5, low=0, high=1,
+    distill_weight: float = setting(0.5, label="Weight of the teacher's targets", low=0, high=1,
                                     help="Distillation: share of the loss that is the teacher's soft targets (KL "
                                          "divergence); the rest is the usual loss on the labels.")
-    distill_temperature: float = setting(2.0, low=0.5, high=20,
+    distill_temperature: float = setting(2.0, label="Temperature", low=0.5, high=20,
                                          help="Distillation: temperature that softens teacher and student outputs "
                                               "(Hinton et al. 2015); the KL term is scaled by its square.")
     device: str = setting("auto", help="auto, cpu, cuda, cuda:N or mps.")
-    budget_minutes: float | None = setting(None, low=0, low_open=True, high=100_000, flag="--budget",
+    budget_minutes: float | None = setting(None, label="Time budget (minutes)", low=0, low_open=True, high=100_000,
+                                           flag="--budget",
                                            help="Minutes the whole run may take. 'auto' plans against it (the "
                                                 "best plan this device can finish in time); any run stops at it "
                                                 "with its best checkpoint. None: 10 on a CPU-only machine, 30 "
@@ -165,14 +165,10 @@ class TrainConfig:
         d = self.device
         if not (d in ("auto", "cpu", "mps") or d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit())):
             raise ConfigError(f"train.device must be auto, cpu, cuda[:N] or mps, got {d!r}.")
-        from .strategies import check_strategy_args
-
         self.strategy_args = check_strategy_args(self.strategy, self.strategy_args)
 
     def settings_for(self, strategy: str | None = None) -> Any:
         """The typed settings of a strategy (this run's by default), defaults filled in."""
-        from .strategies import get_strategy
-
         s = get_strategy(strategy or self.strategy)
         return build(s.settings, self.strategy_args.get(s.name, {}), s.name)
 
@@ -189,19 +185,15 @@ def _migrate(train: dict[str, Any]) -> dict[str, Any]:
     old = {k: train.pop(k) for k in list(train) if k in LEGACY}
     if not old:
         return train
-    from dataclasses import fields as fs
-
-    from .strategies import get_strategy
-
     args = {k: dict(v) for k, v in (train.get("strategy_args") or {}).items()}
     for key, value in old.items():
         for strategy, name in LEGACY[key]:
-            default = next(f.default for f in fs(get_strategy(strategy).settings) if f.name == name)
+            default = next(f.default for f in fields(get_strategy(strategy).settings) if f.name == name)
             if value != default:
                 args.setdefault(strategy, {})[name] = value
     keep = train.get("strategy", "auto")
     # settings of strategies other than this run's were ignored by the versions that wrote them
-    train["strategy_args"] = {k: v for k, v in args.items() if k == keep or keep == "auto"}
+    train["strategy_args"] = {k: v for k, v in args.items() if k == keep or get_strategy(keep).planned}
     return train
 
 
@@ -242,15 +234,11 @@ class RunConfig:
                    name=str(d.get("name", "")), chosen=chosen)
 
     def save(self, path: Path) -> None:
-        from .fsutil import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
         p = Path(path)
-        if p.is_dir():
-            p = p / "config.json"
         try:
             return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
         except FileNotFoundError:

@@ -15,3 +15,7 @@ class ModelError(StudioError, ValueError):
 
 class RunError(StudioError, RuntimeError):
     """A run cannot be started, resumed or read."""
+
+
+class ConfigError(StudioError, ValueError):
+    """A config value a person has to change; the message says which and why."""

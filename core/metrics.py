@@ -4,8 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, classification_report, confusion_matrix, f1_score,
-                             log_loss, roc_auc_score)
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, log_loss, roc_auc_score
 
 
 def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -129,7 +128,34 @@ def most_confused(cm: np.ndarray, classes: list[str], top: int = 10) -> list[dic
             for i, j in idx[:top] if off[i, j] > 0]
 
 
-def top_losses(y_true: np.ndarray, probs: np.ndarray, k: int = 20) -> np.ndarray:
-    """Row positions of the k examples with the highest loss."""
-    p = np.clip(np.asarray(probs)[np.arange(len(y_true)), y_true], 1e-12, 1)
-    return np.argsort(np.log(p))[:k]
+def _examples(k: int) -> str:
+    return f"{k:,} test example" + ("" if k == 1 else "s")
+
+
+def comparison(status: dict) -> str | None:
+    """One sentence for a domain expert: is the model better than the baseline on this test set, or could
+    the difference be luck of the split (paired bootstrap interval)?"""
+    c, base, t = status.get("vs_baseline"), status.get("baseline"), status.get("test")
+    if not (base and t):
+        return None
+    if not c:  # runs from before the comparison was recorded
+        return f"Macro-F1 {t['macro_f1'] - base['macro_f1']:+.3f} against the baseline ({base['name']})."
+    n = c["n"]
+    if c["verdict"] == "same":
+        return f"Makes the same prediction as the baseline on all {n:,} test examples."
+    interval = f"{c['level']:.0%} bootstrap interval {c['low']:+.3g} to {c['high']:+.3g}"
+    if c.get("metric") == "mae":
+        change = f"mean absolute error {c['mae_diff']:+.3g}"
+        swaps = (f"it is closer to the truth than the baseline on {_examples(c['closer'])}, farther on "
+                 f"{c['farther']:,}")
+    else:
+        interval = f"{c['level']:.0%} bootstrap interval {c['low']:+.3f} to {c['high']:+.3f}"
+        change = f"macro-F1 {c['macro_f1_diff']:+.3f}"
+        swaps = (f"it gets {_examples(c['fixed'])} right that the baseline gets wrong, and {c['broken']:,} wrong "
+                 f"that the baseline gets right")
+    if c["verdict"] == "better":
+        return f"Better than the baseline: {change} ({interval}); {swaps}."
+    if c["verdict"] == "worse":
+        return f"Worse than the baseline: {change} ({interval}); {swaps}."
+    return (f"Not distinguishable from the baseline on {n:,} test examples: {change} ({interval}); {swaps}. "
+            "A larger test set would tell them apart.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Generic, Iterator, TypeVar
 
+from .errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -22,8 +24,6 @@ class Registry(Generic[T]):
         self._items.pop(name, None)
 
     def get(self, name: str) -> T:
-        from .config import ConfigError
-
         try:
             return self._items[name]
         except (KeyError, TypeError):

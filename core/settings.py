@@ -11,11 +11,9 @@ from dataclasses import MISSING, Field, field, fields
 from functools import lru_cache
 from typing import Any, Callable
 
-from .errors import StudioError
+from .errors import ConfigError
 
-
-class ConfigError(StudioError, ValueError):
-    """A config value a person has to change; the message says which and why."""
+__all__ = ["ConfigError", "setting", "build", "validate", "check", "add_arguments", "parse_text"]
 
 
 def setting(default: Any = MISSING, *, help: str = "", choices: Any = None, low: float | None = None,

@@ -2,16 +2,16 @@ import pandas as pd
 import streamlit as st
 
 from core import access
-from core.data.datasets import data_root
-from core.errors import DataError
 from core.data.audit import looks_numeric
+from core.data.datasets import data_root
 from core.data.tables import TABLE_TYPES, guess_columns, read_table
+from core.errors import DataError
 from core.tasks import REGISTRY as TASKS
 from studio.entry import through_app
-from studio.loading import DEMOS, load_demo, load_path, save_directory, save_upload, server_path
 from studio.identity import current_user
-from studio.views import VIEWS
+from studio.loading import DEMOS, load_demo, load_path, save_directory, save_upload, server_path
 from studio.services import MAX_UPLOAD_MB, can_change, current_dataset, current_task, guard, set_dataset
+from studio.views import VIEWS
 
 through_app()
 

@@ -1,8 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from core.predict.blend import describe as blend_line
 from core.fsutil import read_json
+from core.predict.blend import describe as blend_line
 from studio.entry import through_app
 from studio.jobs import job_result
 from studio.runs import pick_run, report_download
@@ -20,9 +20,9 @@ res = rec.result("test")
 if res is None:
     st.info("This run has no test evaluation (it stopped before finishing an epoch, or there is no test split).")
     st.stop()
-pred_path = rec.dir / "eval" / "test_predictions.parquet"
+pred_path = rec.test_predictions
 preds = pd.read_parquet(pred_path) if pred_path.is_file() else pd.DataFrame()
-labels = read_json(rec.dir / "labels.json", {}) or {}
+labels = read_json(rec.labels_file, {}) or {}
 status = rec.status
 task_view = TASK_VIEWS[labels.get("task", "classification")]
 view = VIEWS[labels.get("modality") or status.get("modality")]
@@ -67,7 +67,7 @@ def show_examples(df: pd.DataFrame, key: str, n: int = 12) -> None:
     view.examples(shown, explained)
 
 
-sus_path = rec.dir / "eval" / "suspect_labels.parquet"
+sus_path = rec.suspects_file
 if sus_path.is_file():
     n_sus = len(pd.read_parquet(sus_path))
     st.subheader("Suspect labels")

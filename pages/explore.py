@@ -4,13 +4,14 @@ import pandas as pd
 import streamlit as st
 
 from core.data import audit as A
-from core.tasks import REGISTRY as TASKS
 from core.data.split import dataset_split, split_summary
+from core.runs.folder import RunFolder
+from core.tasks import REGISTRY as TASKS
 from studio import charts
 from studio.entry import through_app
 from studio.loading import progress_bar
-from studio.views import VIEWS
 from studio.services import current_task, derive, guard, need_dataset, services, set_dataset, visible_runs
+from studio.views import VIEWS
 
 through_app()
 
@@ -91,9 +92,9 @@ if rare and current_task().has_classes:
         st.rerun()
 
 suspect_runs = [r for r in visible_runs() if r["dataset"] == ds.id and
-                 (services().runs.root / r["id"] / "eval" / "suspect_labels.parquet").is_file()]
+                 RunFolder(services().runs.root / r["id"]).suspects_file.is_file()]
 if suspect_runs:
-    sus = pd.read_parquet(services().runs.root / suspect_runs[0]["id"] / "eval" / "suspect_labels.parquet")
+    sus = pd.read_parquet(RunFolder(services().runs.root / suspect_runs[0]["id"]).suspects_file)
     with st.expander(f"Suspect labels ({len(sus)}), from run {suspect_runs[0]['id']}",
                      expanded=bool(len(sus)) and st.session_state.get("open_suspects", False)):
         st.caption("Examples whose given label a model that never saw them (5-fold, on pretrained features) "

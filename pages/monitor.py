@@ -1,8 +1,8 @@
 import streamlit as st
 
-from core.train.baseline import comparison
-from core.predict.blend import describe as blend_line
 from core.fsutil import read_json
+from core.metrics import comparison
+from core.predict.blend import describe as blend_line
 from studio import charts
 from studio.entry import through_app
 from studio.identity import current_user
@@ -56,7 +56,7 @@ def live() -> None:
         st.rerun(scope="app")
     seen[rec.id] = state
     header(status, state, tail)
-    view = TASK_VIEWS[status.get("task") or (read_json(rec.dir / "labels.json", {}) or {}).get("task", "classification")]
+    view = TASK_VIEWS[status.get("task") or (read_json(rec.labels_file, {}) or {}).get("task", "classification")]
     cur = charts.curves_from_tail(tail)
     metrics, unit = view.live_metrics()
     left, right = st.columns(2)

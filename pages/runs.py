@@ -1,11 +1,11 @@
 import pandas as pd
 import streamlit as st
 
+from core import access
 from studio.charts import METRIC_NAMES
 from studio.entry import through_app
 from studio.identity import current_user
 from studio.runs import label, report_download
-from core import access
 from studio.services import can_change, get_run, guard, visible_runs
 
 through_app()

@@ -11,7 +11,8 @@ import streamlit as st
 
 from core.data.datasets import home
 from core.errors import StudioError
-from core.train.search import default_space, space_from_json, studies, summary
+from core.strategies.auto import AUTO
+from core.train.search import DEFAULT_TRIALS, default_space, space_from_json, studies, summary
 from studio import charts
 from studio.entry import through_app
 from studio.forms import backbone_picker, build_config, n_train
@@ -30,7 +31,8 @@ split_cfg = st.session_state.get("split", {"val": 0.1, "test": 0.1, "seed": 0, "
 task = st.session_state.get("task", "classification")
 backbone = backbone_picker(ds)
 c = st.columns(3)
-trials = int(c[0].number_input("Trials to add", min_value=1, max_value=500, value=10, step=1, key="search_trials"))
+trials = int(c[0].number_input("Trials to add", min_value=1, max_value=500, value=DEFAULT_TRIALS, step=1,
+                                key="search_trials"))
 minutes = float(c[1].number_input("Stop starting trials after (minutes, 0 = no limit)", min_value=0.0, value=0.0,
                                   step=5.0, key="search_minutes"))
 study = c[2].text_input("Study name", value=f"search-{ds.id}-{backbone}", key="search_study",
@@ -84,7 +86,7 @@ def _trials(name: str, runs_root) -> list:
 if st.button("Start search", type="primary", icon=":material/travel_explore:"):
     with guard("Starting the search"):
         space = space_from_json(space_text)
-        cfg = build_config(ds, backbone, "auto", {}, split_cfg, None, study, [], task)
+        cfg = build_config(ds, backbone, AUTO.name, {}, split_cfg, None, study, [], task)
         start_job("search", _search_job(json.dumps(cfg.to_dict()), json.dumps(space), study, trials,
                                         minutes * 60 or None, current_user()), label=f"Search {study}", context=study)
 job_panel("search", context=study)

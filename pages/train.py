@@ -7,8 +7,7 @@ from core.strategies import REGISTRY as STRATEGIES
 from core.tasks import REGISTRY as TASKS
 from studio import charts
 from studio.entry import through_app
-from studio.forms import (backbone_picker, build_config, estimate, strategy_picker, teacher_options,
-                          train_options)
+from studio.forms import backbone_picker, build_config, estimate, strategy_picker, teacher_options, train_options
 from studio.identity import current_user
 from studio.jobs import job_panel, start_job
 from studio.loading import load_path, save_upload
@@ -33,7 +32,7 @@ opts, chosen = train_options(ds, strategy, backbone, task, split_cfg)
 taught, taught_chosen = teacher_options(ds, strategy, task, services().runs.list(current_user()))
 opts, chosen = {**opts, **taught}, chosen + taught_chosen
 augment_preview(ds, backbone, opts)
-if strategy != "auto" and not STRATEGIES.get(strategy).fits_head:
+if not STRATEGIES.get(strategy).planned and not STRATEGIES.get(strategy).fits_head:
     def _range_test(progress, cancelled):
         from core.train.lr_finder import find_lr
 

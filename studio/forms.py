@@ -15,16 +15,9 @@ from core.data.datasets import Dataset
 from core.errors import StudioError
 from core.settings import choices_of, default_of, shape
 from core.strategies import REGISTRY as STRATEGIES
-from core.strategies import recommend, resolve_auto
+from core.train.auto import recommend, resolve_auto
+from core.train.auto.choose import DEFAULT_MINUTES
 
-LABELS = {"lr": "Learning rate", "batch_size": "Batch size", "warmup_ratio": "Warm-up share",
-          "weight_decay": "Weight decay", "schedule": "LR schedule", "class_weighting": "Class weighting",
-          "label_smoothing": "Label smoothing", "early_stopping_patience": "Early-stop patience (epochs, 0 = off)",
-          "grad_accum": "Gradient accumulation", "max_length": "Max tokens", "mixup_alpha": "MixUp alpha (0 = off)",
-          "image_size": "Image size (px)", "augment": "Augment (random crops, mirroring)", "hflip": "Mirror images",
-          "amp": "Mixed precision on GPU", "cutmix_alpha": "CutMix alpha (0 = off)",
-          "mix_prob": "Share of batches mixed", "text_augment": "Text edits (share of words, 0 = off)",
-          "distill_weight": "Weight of the teacher's targets", "distill_temperature": "Temperature", "focal_gamma": "Focal gamma", "max_grad_norm": "Gradient clipping norm"}
 SHOWN = {"loss": {None: "the task's usual", "ce": "cross-entropy", "focal": "focal", "mse": "mean squared error",
                   "huber": "Huber (smooth L1)"},
          "hflip": {None: "unless it changes the class", True: "always", False: "never"},
@@ -33,6 +26,11 @@ ADVANCED = [["schedule", "warmup_ratio", "weight_decay"], ["class_weighting", "l
             ["early_stopping_patience", "grad_accum", "seed"], ["augment", "hflip", "mixup_alpha"],
             ["cutmix_alpha", "mix_prob", "text_augment"], ["image_size", "max_length", "pooling"],
             ["amp", "max_grad_norm", "focal_gamma"]]
+
+
+def planned(strategy: str) -> bool:
+    """'auto': resolved into a concrete strategy from the data when the run starts."""
+    return STRATEGIES.get(strategy).planned
 
 
 def _field(kind: type, name: str):
@@ -49,7 +47,7 @@ def setting_input(where, kind: type, name: str, default: Any, key: str, label: s
     f = _field(kind, name)
     base, optional, _ = shape(kind, name)
     m = f.metadata
-    label = label or m.get("label") or LABELS.get(name) or name.replace("_", " ").capitalize()
+    label = label or m.get("label") or name.replace("_", " ").capitalize()
     choices = choices_of(f)
     if name in SHOWN or choices:
         options = list(SHOWN[name]) if name in SHOWN else ([None] if optional else []) + choices
@@ -107,11 +105,10 @@ def _auto(ds: Dataset, n: int, backbone: str, task: str = "classification") -> t
 
 def strategy_picker(ds: Dataset, split_cfg: dict, backbone: str = "", task: str = "classification") -> str:
     rec, why = recommend(int(ds.manifest["rows"]), ds.modality)
-    names = ["auto", *(s.name for s in STRATEGIES if s.modalities is None or ds.modality in s.modalities)]
-    titles = {"auto": "Auto", **{s.name: s.title for s in STRATEGIES}}
+    names = [s.name for s in STRATEGIES if s.modalities is None or ds.modality in s.modalities]
     name = st.radio("Strategy", names, index=0, horizontal=True, key="strategy",
-                    format_func=lambda n: titles[n] + (" (recommended)" if n == "auto" else ""))
-    if name == "auto":
+                    format_func=lambda n: STRATEGIES.get(n).title + (" (recommended)" if planned(n) else ""))
+    if planned(name):
         resolved, reason = _auto(ds, n_train(ds, split_cfg), backbone, task)
         st.caption(f"**Why:** picks the strategy, epochs and class weighting from your data. Here: "
                    f"**{STRATEGIES.get(resolved.strategy).title.lower()}**, because {reason[0].lower() + reason[1:]}")
@@ -127,23 +124,22 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
     """(settings, the names the person changed from what the form showed)."""
     scope = {ds.modality, task}
     shown = TrainConfig()
-    if strategy == "auto":
+    if planned(strategy):
         shown, _ = _auto(ds, n_train(ds, split_cfg or {"val": 0.1, "test": 0.1}), backbone, task)
     o: dict[str, Any] = {}
     c = st.columns(3)
-    solved = strategy != "auto" and STRATEGIES.get(strategy).fits_head
+    solved = STRATEGIES.get(strategy).fits_head
     if solved:
         lr_default = STRATEGIES.get(strategy).lr(shown, ds.modality)
         c[0].markdown("**Head**  \nsolved to convergence on the cached features (L-BFGS): no epochs or learning "
                       "rate to set")
     else:
         o["epochs"] = setting_input(c[0], TrainConfig, "epochs", shown.epochs, f"epochs_{strategy}",
-                                    label="Epochs" + (" (auto's choice)" if strategy == "auto" else ""))
-    if strategy == "auto":
+                                    label=_field(TrainConfig, "epochs").metadata["label"] + (" (auto's choice)" if planned(strategy) else ""))
+    if planned(strategy):
         lr_default = STRATEGIES.get(shown.strategy).lr(shown, ds.modality)
         budget = default_budget()
-        o["budget_minutes"] = setting_input(c[1], TrainConfig, "budget_minutes", budget, "budget_auto",
-                                            label="Time budget (minutes)")
+        o["budget_minutes"] = setting_input(c[1], TrainConfig, "budget_minutes", budget, "budget_auto")
         st.caption(f"Auto times a few real steps of each candidate plan on this machine when the run starts and "
                    f"takes the best one that fits {o['budget_minutes']:g} minutes (on a CPU that may be a frozen "
                    "larger encoder with its head solved, blended with TF-IDF; with a GPU, fine-tuning it). The "
@@ -189,7 +185,7 @@ def teacher_options(ds: Dataset, strategy: str, task: str, runs: list[dict]) -> 
     engine checks), its weight and temperature, and for text a shorter student."""
     from core.tasks import get_task
 
-    if strategy != "auto" and STRATEGIES.get(strategy).fits_head or not get_task(task).has_classes:
+    if STRATEGIES.get(strategy).fits_head or not get_task(task).has_classes:
         return {}, []
     done = [r for r in runs if r.get("dataset") == ds.id and r.get("status") == "completed"]
     with st.expander("Learn from a teacher run (distillation)"):
@@ -220,8 +216,6 @@ def teacher_options(ds: Dataset, strategy: str, task: str, runs: list[dict]) -> 
 def default_budget() -> float:
     import torch
 
-    from core.train.budget import DEFAULT_MINUTES
-
     return DEFAULT_MINUTES["gpu" if torch.cuda.is_available() else "cpu"]
 
 
@@ -239,8 +233,6 @@ def _shown(shown: TrainConfig, name: str, lr_default: float, backbone: str) -> A
 
 def strategy_settings(strategy: str) -> dict[str, Any]:
     """The strategy's own settings, from its settings class; only values changed from its defaults."""
-    if strategy == "auto":
-        return {}
     kind = STRATEGIES.get(strategy).settings
     fs = fields(kind)
     out = {}
@@ -255,7 +247,7 @@ def strategy_settings(strategy: str) -> dict[str, Any]:
 def estimate(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cfg: dict, past: list[dict]) -> str:
     """Steps from the data; memory from the weight count; time from earlier runs of the same setup."""
     n = n_train(ds, split_cfg)
-    if strategy == "auto":
+    if planned(strategy):
         minutes = opts.get("budget_minutes") or default_budget()
         return (f"About {n:,} training examples. Time: within {minutes:g} minutes; the plan's own estimate appears "
                 "on Monitor when the run starts, and the time it took at the end.")
@@ -265,7 +257,7 @@ def estimate(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cfg: d
     steps = math.ceil(n / opts["batch_size"]) * opts["epochs"]
     out = f"About {n:,} training examples → {steps:,} optimiser steps."
     spec = next((s for s in list_backbones(include_hidden=True) if s.name == backbone), None)
-    share = 1.0 if strategy == "auto" else STRATEGIES.get(strategy).trainable_share
+    share = STRATEGIES.get(strategy).trainable_share
     if spec and spec.params_m:
         # weights, plus gradients and two Adam moments for what trains; activations come on top
         mb = spec.params_m * 1e6 * 4 / 2**20 * (1 + 3 * share)

@@ -6,7 +6,7 @@ import time
 import streamlit as st
 
 from core.errors import StudioError
-from core.runs.store import RunRecord
+from core.runs.folder import RunFolder
 
 from .services import get_run, run_id, services, set_run, visible_runs
 
@@ -20,7 +20,7 @@ def label(r: dict) -> str:
     return f"{r.get('name') or r['id']} · {r['status']} · {t}"
 
 
-def pick_run(only_with_model: bool = False) -> RunRecord | None:
+def pick_run(only_with_model: bool = False) -> RunFolder | None:
     runs = visible_runs()
     if only_with_model:
         runs = [r for r in runs if r["status"] in ("completed", "stopped", "diverged", "interrupted")]
@@ -48,7 +48,7 @@ def eta(seconds: float | None) -> str:
     return f"{s // 3600}h {s % 3600 // 60}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
 
 
-def report_download(rec: RunRecord, key: str) -> None:
+def report_download(rec: RunFolder, key: str) -> None:
     """Build the run's HTML report as a job (saliency for the mistakes takes a while), then offer it."""
     from core.report.html import build_report
 

@@ -14,9 +14,10 @@ import streamlit as st
 from core import access
 from core.data.datasets import Dataset, DatasetStore, home
 from core.errors import StudioError
+from core.runs.folder import RunFolder
 from core.runs.jobs import JobPool
 from core.runs.runner import RunManager
-from core.runs.store import RunRecord, RunStore
+from core.runs.store import RunStore
 
 from .identity import current_user
 
@@ -118,7 +119,7 @@ def visible_runs() -> list[dict]:
     return services().runs.list(viewer=current_user())
 
 
-def get_run(rid: str) -> RunRecord:
+def get_run(rid: str) -> RunFolder:
     """A run this user may see; anyone else's private run raises RunError as if missing."""
     return services().runs.get(rid, viewer=current_user())
 
@@ -158,7 +159,7 @@ def _tail(path: str):
 
 def event_tail(run_dir: Path):
     """The run's events read so far, shared by everyone watching it; each call reads only what is new."""
-    return _tail(str(Path(run_dir) / "events.jsonl")).refresh()
+    return _tail(str(RunFolder(run_dir).events_file)).refresh()
 
 
 @st.cache_resource(show_spinner="Loading the model", max_entries=4)
@@ -170,5 +171,5 @@ def _predictor(run_dir: str, mtime: float):
 
 def predictor(run_dir: Path):
     """The run's best model, shared read-only across sessions; reloaded when its checkpoint changes."""
-    ck = Path(run_dir) / "checkpoints"
+    ck = RunFolder(run_dir).checkpoints
     return _predictor(str(run_dir), max((p.stat().st_mtime for p in ck.rglob("*.safetensors")), default=0))

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.train.baseline import comparison
+from core.metrics import comparison
 
 from . import charts
 

@@ -1,7 +1,6 @@
 """Two users on one server: each sees and changes only their own datasets and runs, unless shared on purpose."""
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest

@@ -5,8 +5,9 @@ import pytest
 from PIL import Image
 
 from core.data import audit as A
-from core.errors import DataError
+from core.data import near
 from core.data.split import dataset_split, make_split
+from core.errors import DataError
 
 
 def text_ds(stores, tmp_path, rows):
@@ -107,7 +108,7 @@ def test_image_near_duplicates_found(stores, tmp_path):
 
 def test_band_pairs_star_for_degenerate_buckets():
     keys = np.zeros((1000, 1), dtype=np.uint64)
-    pairs = A._band_pairs(keys, max_bucket=64)
+    pairs = near._band_pairs(keys, max_bucket=64)
     assert len(pairs) == 999  # linked as a star, not 499,500 pairs
 
 

@@ -15,6 +15,15 @@ DIGIT = Path(__file__).resolve().parents[1] / "assets" / "demo" / "digits" / "3"
 VERDICT = re.compile(r"(Better than|Worse than|Not distinguishable from|Makes the same prediction as) the baseline")
 
 
+def _only_run(home: Path):
+    from core.runs.store import RunStore
+
+    store = RunStore(home / "runs")
+    runs = store.list()
+    assert len(runs) == 1, runs
+    return store.get(runs[0]["id"])
+
+
 def nav(page, title: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
     idle(page)
@@ -116,18 +125,28 @@ def test_text_flow_lora_minilm(tmp_path):
         page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=120_000)  # the curve is drawn
         page.get_by_role("heading", name="Completed").wait_for(timeout=300_000)
         shot(page, "t2-monitor")
+        run = _only_run(tmp_path)  # what ran is what was asked: LoRA, one epoch, completed
+        assert run.status["status"] == "completed" and run.resolved_config.train.strategy == "lora"
+        assert run.status["epoch"] == 1 and run.resolved_config.train.epochs == 1
         nav(page, "5 · Evaluate")
         page.get_by_text("Look at the mistakes").wait_for(timeout=60_000)
+        expect(page.get_by_test_id("stMetricValue").first).to_have_text(f"{run.status['test']['accuracy']:.1%}")
         idle(page, 120_000)  # both toggles drawn, so .last is the Top-losses one
         page.get_by_text("Show why (word attributions)").last.click()
         idle(page, 180_000)
         page.get_by_text("→ predicted").first.wait_for(timeout=180_000)
         shot(page, "t3-evaluate")
         nav(page, "6 · Predict & Export")
-        page.get_by_label("Text to classify").fill("A warm, funny and beautifully acted film.")
+        text = "A warm, funny and beautifully acted film."
+        page.get_by_label("Text to classify").fill(text)
         page.get_by_label("Text to classify").press("Control+Enter")
         page.get_by_text("Prediction:").first.wait_for(timeout=180_000)  # loads MiniLM + adapters first
         shot(page, "t4-predict")
+        from core.predict.predictor import Predictor
+
+        pred = Predictor(run.dir)
+        label = pred.classes[int(pred.predict([text])[0].argmax())]
+        expect(page.get_by_text("Prediction:").first).to_contain_text(label)  # the page shows the run's model
 
 
 def test_bad_uploads_get_plain_errors(tmp_path):
@@ -243,6 +262,11 @@ def test_folder_upload_and_server_folder(tmp_path):
         page.get_by_role("button", name="Load from server").click()
         page.get_by_text("outside the allowed data folder").wait_for(timeout=30_000)
         shot(page, "f2-server-folder")
+    from core.data.datasets import DatasetStore
+
+    versions = DatasetStore(tmp_path / "home" / "datasets").list()
+    assert sorted(v["rows"] for v in versions) == [9, 12]  # both folders became versions; the refusal made none
+    assert not (tmp_path / "home" / "etc").exists()
 
 
 def test_sweep_in_the_browser_auto_keeps_settings_overlap_report_and_safe_export(tmp_path):
@@ -361,3 +385,9 @@ def test_a_small_search_from_the_ui_and_its_best_trial(tmp_path):
         page.get_by_role("button", name="Open the best trial").click()
         page.get_by_text("Look at the mistakes").wait_for(timeout=120_000)
         shot(page, "s2-best-trial")
+        from core.train.search import studies, summary
+
+        res = summary(studies(tmp_path / "runs")[0], tmp_path / "runs")
+        assert len(res["trials"]) == 3 and len({t["run_id"] for t in res["trials"]}) == 3
+        assert all(t["params"]["strategy"] == "lora" for t in res["trials"])
+        assert f"run={res['best']['run_id']}" in page.url  # Evaluate opened the best trial's run

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.train.callbacks.distill import Distill
 from core.settings import ConfigError
+from core.train.callbacks.distill import Distill
 from core.train.loop import Batch
 from tests.helpers import Record, config, train
 

@@ -1,8 +1,7 @@
 """The paired comparison with the baseline: a verdict only where the test set can resolve it."""
 import numpy as np
 
-from core.train.baseline import comparison
-from core.metrics import bootstrap_macro_f1, paired_comparison
+from core.metrics import bootstrap_macro_f1, comparison, paired_comparison
 
 CLASSES = ["a", "b", "c"]
 

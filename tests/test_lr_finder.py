@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from core.train.events import Callback
-
 from core.train.lr_finder import find_lr, suggest
 from tests.helpers import config
 

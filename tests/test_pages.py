@@ -26,7 +26,7 @@ def errors(app):
 
 def test_every_page_renders_without_data(at):
     for page in ["pages/explore.py", "pages/train.py", "pages/monitor.py", "pages/evaluate.py",
-                 "pages/predict.py", "pages/runs.py"]:
+                 "pages/predict.py", "pages/runs.py", "pages/search.py"]:
         at.switch_page(page).run()
         assert not at.exception, page
         assert not errors(at), page
@@ -92,3 +92,18 @@ def test_fix_duplicates_creates_new_version(at, tmp_path, monkeypatch):
     assert not at.exception
     assert at.session_state["dataset_id"] != ds.id
     assert [m.value for m in at.metric if m.label == "Exact duplicates"] == ["0"]
+
+
+def test_search_page_offers_the_settings_the_cli_uses(at):
+    """The Search page's defaults are the engine's: trials to add and the space filled from the data."""
+    import json
+
+    from core.train.search import DEFAULT_TRIALS, default_space
+
+    at.button(key="demo_reviews").click().run()
+    at.switch_page("pages/search.py").run()
+    assert not at.exception and not errors(at)
+    assert at.number_input(key="search_trials").value == DEFAULT_TRIALS
+    space = json.loads(next(t for t in at.text_area if t.label.startswith("What to search")).value)
+    assert space == default_space("text", int(400 * 0.8))
+    assert any(b.label == "Start search" for b in at.button)

@@ -15,8 +15,8 @@ def _progress(rec: Record) -> list[str]:
 
 
 def test_decoding_in_parallel_writes_the_same_store_and_a_bad_file_stays_black(tmp_path, image_dir):
-    from core.train.cache import build_pixels, PixelStore
     from core.modalities.image import ImagePrep
+    from core.train.cache import PixelStore, build_pixels
 
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")

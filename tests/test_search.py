@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from core.train.search import check_space, default_space, trial_config
 from core.settings import ConfigError
+from core.train.search import check_space, default_space, trial_config
 from tests.conftest import make_text_csv
 from tests.helpers import config
 from tests.test_cli import cli
@@ -58,8 +58,8 @@ def test_stop_on_a_trials_monitor_stops_that_trial_and_the_search_goes_on(stores
     import threading
     import time
 
-    from core.train.search import search
     from core.runs.worker import request_stop
+    from core.train.search import search
 
     datasets, runs = stores
     base = config(make_text_csv(tmp_path / "t.csv", per_class=20), "tiny-text", "full")

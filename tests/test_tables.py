@@ -2,8 +2,8 @@
 import pandas as pd
 import pytest
 
-from core.errors import DataError
 from core.data.tables import MAX_TEXT_CHARS, clean_text_table, guess_columns, read_table
+from core.errors import DataError
 
 ROWS = [("Café crème très bon", "positif"), ("naïve façade", "négatif")]
 

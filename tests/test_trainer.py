@@ -121,7 +121,7 @@ def test_config_round_trip_and_replay_identical(stores, text_csv, tmp_path):
     d = cfg.to_dict()
     assert RunConfig.from_dict(json.loads(json.dumps(d))).to_dict() == d
     rec1, st1, _ = train(stores, cfg)
-    replay = RunConfig.load(rec1.dir / "config.json")
+    replay = RunConfig.load(rec1.config_file)
     rec2, st2, _ = train(stores, replay)
     assert st1["test"] == st2["test"]
     p1 = rec1.result("test")
@@ -243,7 +243,7 @@ def test_auto_strategy_resolves_at_start_and_replays(stores, text_csv):
     resolved = json.loads((rec.dir / "config.resolved.json").read_text())["train"]
     assert resolved["strategy"] == "full" and resolved["blend"] is True and resolved["epochs"] == 2
     assert "network_weight" in st["blend"] and (rec.dir / "blend.json").is_file()
-    rec2, st2, _ = train(stores, RunConfig.load(rec.dir / "config.json"))
+    rec2, st2, _ = train(stores, RunConfig.load(rec.config_file))
     assert st2["resolved_strategy"] == "full" and st2["test"] == st["test"]
 
 

@@ -9,27 +9,28 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import ModelError
-from .loaders import (dynamic_hf, dynamic_torchvision, hf_text_encoder, load_tokenizer, online, seeded,
-                      tiny_text_encoder, torchvision_encoder)
+from .loaders import (
+    dynamic_hf,
+    dynamic_torchvision,
+    hf_text_encoder,
+    load_tokenizer,
+    online,
+    seeded,
+    tiny_text_encoder,
+    torchvision_encoder,
+)
 from .models import Classifier, TextEncoder, TinyCNN, VisionEncoder
 from .offline import MOBILENET_FILE, _minilm_source, minilm_folder, mpnet_folder, provide_offline_mobilenet
+from .registry import _REGISTRY, list_backbones, offline_hint, register, registered
 from .spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec
 
 __all__ = ["BackboneSpec", "Classifier", "TextEncoder", "VisionEncoder", "get_backbone", "list_backbones",
-           "register", "tokenizer_for", "lora_targets", "offline_hint", "minilm_folder", "provide_offline_mobilenet",
+           "register", "registered", "tokenizer_for", "lora_targets", "offline_hint", "minilm_folder", "provide_offline_mobilenet",
            "MOBILENET_FILE", "IMAGENET_MEAN", "IMAGENET_STD"]
 
-_REGISTRY: dict[str, BackboneSpec] = {}
 ALIASES = {"minilm": "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2",
            "mpnet": "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2": "all-mpnet-base-v2",
            "mobilenet": "mobilenet_v2", "mobilenetv2": "mobilenet_v2"}
-
-
-def register(spec: BackboneSpec) -> BackboneSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"backbone {spec.name!r} is already registered; pick another name.")
-    _REGISTRY[spec.name] = spec
-    return spec
 
 
 register(BackboneSpec(
@@ -66,15 +67,6 @@ def tokenizer_for(spec: BackboneSpec):
     if not spec.tokenizer_source:
         raise ModelError(f"{spec.name} is not a text backbone.")
     return load_tokenizer(spec.tokenizer_source)
-
-
-def list_backbones(include_hidden: bool = False) -> list[BackboneSpec]:
-    return [s for s in _REGISTRY.values() if include_hidden or not s.hidden]
-
-
-def offline_hint() -> str:
-    names = [s.name for s in list_backbones() if s.is_offline()]
-    return f"Available offline: {', '.join(names) or 'none (install the offline weight packages)'}."
 
 
 def get_backbone(name: str) -> BackboneSpec:

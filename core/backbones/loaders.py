@@ -12,13 +12,8 @@ from torch import nn
 from ..errors import ModelError
 from .models import HFVisionEncoder, TextEncoder, VisionEncoder, _strip_classifier
 from .offline import _minilm_source, provide_offline_mobilenet
+from .registry import offline_hint
 from .spec import BackboneSpec
-
-
-def _hint() -> str:
-    from . import offline_hint
-
-    return offline_hint()
 
 
 def online() -> bool:
@@ -43,7 +38,7 @@ def torchvision_encoder(arch: str, weights: str = "DEFAULT") -> tuple[nn.Module,
     try:
         model = torchvision.models.get_model(arch, weights=weights)
     except Exception as e:  # network, hash or name problems all end here
-        raise ModelError(f"Could not load torchvision weights for {arch!r}: {e}. {_hint()}") from None
+        raise ModelError(f"Could not load torchvision weights for {arch!r}: {e}. {offline_hint()}") from None
     dim = _strip_classifier(model)
     return VisionEncoder(model), dim
 
@@ -55,7 +50,7 @@ def _auto_model(source: str):
         return AutoModel.from_pretrained(source, trust_remote_code=False, use_safetensors=True)
     except (OSError, ValueError) as e:
         raise ModelError(f"Could not load Hugging Face model {source!r} (safetensors only, no remote code): "
-                         f"{str(e).splitlines()[0]}. {_hint()}") from None
+                         f"{str(e).splitlines()[0]}. {offline_hint()}") from None
 
 
 def hf_text_encoder(source: str) -> tuple[nn.Module, int]:
@@ -93,7 +88,7 @@ def dynamic_torchvision(arch: str) -> BackboneSpec:
     weights = torchvision.models.get_model_weights(arch).DEFAULT
     cached = (Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name).is_file()
     if not cached and not online():
-        raise ModelError(f"torchvision {arch!r} weights are not on this machine and there is no network. {_hint()}")
+        raise ModelError(f"torchvision {arch!r} weights are not on this machine and there is no network. {offline_hint()}")
     tf = weights.transforms()
     size = tf.crop_size[0] if hasattr(tf, "crop_size") else 224
     mean, std = tuple(getattr(tf, "mean", (0.485, 0.456, 0.406))), tuple(getattr(tf, "std", (0.229, 0.224, 0.225)))
@@ -122,7 +117,7 @@ def dynamic_hf(source: str) -> BackboneSpec:
     try:
         cfg = AutoConfig.from_pretrained(source, trust_remote_code=False, local_files_only=local or not online())
     except (OSError, ValueError) as e:
-        raise ModelError(f"Hugging Face model {source!r} is not reachable: {str(e).splitlines()[0]}. {_hint()}") from None
+        raise ModelError(f"Hugging Face model {source!r} is not reachable: {str(e).splitlines()[0]}. {offline_hint()}") from None
     archs = " ".join(getattr(cfg, "architectures", None) or [])
     vision = any(k in archs for k in ("Image", "ViT", "ConvNext", "Swin", "Dino")) or hasattr(cfg, "image_size")
     if vision:

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import ModelError
 
+
 class Classifier(nn.Module):
     def __init__(self, encoder: nn.Module, feat_dim: int, num_classes: int, dropout: float = 0.1):
         super().__init__()

@@ -14,8 +14,23 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .args import CliError, add_train_arguments, config_from_args
+from ..backbones import list_backbones
+from ..data.audit import cached_audit
+from ..data.datasets import DatasetStore, home
 from ..errors import StudioError
+from ..metrics import comparison
+from ..predict.export import FORMATS, export
+from ..predict.files import predict_path
+from ..report.html import write_report
+from ..runs.folder import RunFolder
+from ..runs.runner import prepare_run
+from ..runs.store import RunStore
+from ..train import distributed as D
+from ..train.events import Control
+from ..train.lr_finder import find_lr
+from ..train.search import DEFAULT_TRIALS, search, space_from_json
+from ..train.trainer import Trainer
+from .args import CliError, add_train_arguments, config_from_args
 
 EXIT_USAGE = 2
 
@@ -36,8 +51,6 @@ def _out(obj: Any, as_json: bool) -> None:
 
 
 def _home(args) -> Path:
-    from ..data.datasets import home
-
     base = Path(args.home).expanduser() if getattr(args, "home", None) else home()
     if base.exists() and not base.is_dir():
         raise CliError(f"--home {base} is a file; give a folder for the studio's data (it is created if missing).")
@@ -45,9 +58,6 @@ def _home(args) -> Path:
 
 
 def _stores(args):
-    from ..data.datasets import DatasetStore
-    from ..runs.store import RunStore
-
     base = _home(args)
     runs = RunStore(Path(args.runs_dir) if getattr(args, "runs_dir", None) else base / "runs")
     return DatasetStore(base / "datasets"), runs
@@ -73,8 +83,6 @@ def cmd_app(args) -> int:
 
 
 def cmd_backbones(args) -> int:
-    from ..backbones import list_backbones
-
     rows = [s.to_json() for s in list_backbones(include_hidden=args.all)]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -85,8 +93,6 @@ def cmd_backbones(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from ..data.audit import cached_audit
-
     datasets, _ = _stores(args)
     ds = datasets.ingest(args.path, text_col=args.text_col, label_col=args.label_col).dataset
     rep = cached_audit(ds)
@@ -114,18 +120,13 @@ def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_train(args) -> int:
-    from ..train import distributed as D
-    from ..runs.runner import prepare_run
-    from ..runs.store import RunRecord
-    from ..train.trainer import Trainer
-
     cfg = config_from_args(args)
     datasets, runs = _stores(args)
     D.init_from_env()  # under torchrun: join the group; alone: nothing
     try:
         rid = prepare_run(cfg, datasets, runs, args.owner).id if D.is_main() else None
         rid = D.broadcast(rid)  # rank 0 ingests and creates the run; the others share it
-        rec = RunRecord(rid, runs.root / rid)
+        rec = RunFolder(runs.root / rid)
         cfg = D.broadcast(cfg)
         st = _run_foreground(Trainer(cfg, rec, runs, datasets))
         if not D.is_main():
@@ -137,8 +138,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_lr_find(args) -> int:
-    from ..train.lr_finder import find_lr
-
     datasets, _ = _stores(args)
     res = find_lr(config_from_args(args), datasets)
     if args.json:
@@ -150,9 +149,6 @@ def cmd_lr_find(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from ..train.events import Control
-    from ..train.search import search, space_from_json
-
     datasets, runs = _stores(args)
     space = None
     if args.space:
@@ -178,8 +174,6 @@ def cmd_search(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from ..train.trainer import Trainer
-
     datasets, runs = _stores(args)
     rec = runs.open_dir(args.run_dir)
     if rec.status.get("status") == "completed":
@@ -190,9 +184,6 @@ def cmd_resume(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from ..train.baseline import comparison
-    from ..runs.store import RunStore
-
     rec = RunStore(Path(args.run_dir).parent).open_dir(args.run_dir)
     res = rec.result("test")
     if res is None:
@@ -208,16 +199,12 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from ..predict.export import export
-
     rep = export(args.run_dir, args.out, args.format, datasets=_stores(args)[0], force=args.force)
     _out(rep, args.json)
     return 0
 
 
 def cmd_predict(args) -> int:
-    from ..predict.files import predict_path
-
     table, skipped = predict_path(args.export_dir, args.input, args.text_col)
     failed = int((table["error"] != "").sum())
     if args.json:
@@ -241,8 +228,6 @@ def cmd_predict(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from ..report.html import write_report
-
     datasets, runs = _stores(args)
     rec = runs.open_dir(args.run_dir)
     out = write_report(rec, args.out, datasets.find(rec.status.get("dataset")), explain=not args.no_saliency)
@@ -283,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     se = sub.add_parser("search", help="Hyperparameter search (Optuna, pruned); trials are runs, the study resumes.")
     add_train_arguments(se)
-    se.add_argument("--trials", type=int, default=20, help="Trials to add to the study.")
+    se.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help="Trials to add to the study.")
     se.add_argument("--timeout", type=float, help="Seconds after which no new trial starts.")
     se.add_argument("--study", help="Study name (default: search-<dataset id>); the same name resumes it.")
     se.add_argument("--space", help="The search space as JSON, or @file.json (default: filled from the data).")
@@ -293,8 +278,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir")
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_resume)
-
-    from ..predict.export import FORMATS
 
     x = sub.add_parser("export", help="Export a run: folder, ONNX (parity-checked) or INT8.")
     x.add_argument("run_dir")

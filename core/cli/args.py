@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from ..config import DataConfig, RunConfig, TrainConfig
-from ..errors import StudioError
-from ..settings import ConfigError, add_arguments, build, parse_text
+from ..errors import ConfigError, StudioError
+from ..runs.folder import RunFolder
+from ..settings import add_arguments, build, parse_text
 from ..strategies import REGISTRY as STRATEGIES
 
 
@@ -64,7 +66,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         strategy_args.setdefault(name, {})[setting] = value
     _apply_set(args.set or [], train, strategy_args)
     if args.config:
-        loaded = RunConfig.load(args.config)
+        given = Path(args.config)
+        loaded = RunConfig.load(RunFolder(given).config_file if given.is_dir() else given)
         base = loaded.to_dict()
         base["chosen"] = sorted(loaded.user_set())  # an earlier version's config: its own rule, made explicit
     else:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -18,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from .. import access
-from .archives import extract_zip
 from ..errors import DataError
 from ..fsutil import atomic_write_json, read_json
+from ..modalities import get_modality
+from .archives import extract_zip
 from .images import BadImage, inspect_image, is_image_name
 from .tables import TABLE_TYPES, clean_text_table, guess_columns, read_table
 
@@ -65,8 +65,6 @@ class Dataset:
 
     @property
     def kind(self):
-        from ..modalities import get_modality
-
         return get_modality(self.modality)
 
     @property
@@ -124,8 +122,6 @@ class DatasetStore:
         items = items.reset_index(drop=True)
         if items.empty:
             raise DataError(f"{name}: no usable examples.")
-        from ..modalities import get_modality
-
         key_col = get_modality(modality).key_col
         digest = hashlib.sha256()
         for a, b in zip(items[key_col].astype(str), items["label"].astype(str)):
@@ -327,10 +323,6 @@ def find_class_root(root: Path) -> tuple[Path, int, list[str]]:
                      + (" ..." if len(inner) > 10 else "") + ".")
         return d, 2, notes
     return d, 1, notes
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def open_source(store: DatasetStore, source: str, text_col: str | None = None, label_col: str | None = None,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from scipy.fft import dctn
 
@@ -141,3 +142,14 @@ def inspect_image(path: Path) -> ImageInfo:
         raise BadImage(f"cannot open: {e}") from None
     rgb = open_rgb(path, draft=(64, 64))
     return ImageInfo(w, h, mode, phash(rgb), colour_signature(rgb))
+
+
+def square_crop(img: Image.Image, size: int) -> torch.Tensor:
+    """Shorter side to size, centre crop: uint8 [3, size, size]."""
+    w, h = img.size
+    s = size / min(w, h)
+    img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BILINEAR)
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)

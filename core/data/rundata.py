@@ -7,11 +7,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .datasets import Dataset, DatasetStore, open_source
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..modalities import Inputs, Modality, get_modality
-from ..settings import ConfigError
 from ..tasks import Targets, Task, get_task
+from .datasets import Dataset, DatasetStore, open_source
+from .split import dataset_split
 
 Progress = Callable[[float, str], None]
 
@@ -52,12 +52,13 @@ class RunData:
         return self
 
 
-def open_data(cfg, datasets: DatasetStore, progress: Progress) -> tuple[Dataset, Dataset | None]:
+def open_data(cfg, datasets: DatasetStore, progress: Progress, owner: str | None = None
+              ) -> tuple[Dataset, Dataset | None]:
     d = cfg.data
-    ds = open_source(datasets, d.source, d.text_col, d.label_col, progress)
+    ds = open_source(datasets, d.source, d.text_col, d.label_col, progress, owner=owner)
     test_ds = None
     if d.test_source:
-        test_ds = open_source(datasets, d.test_source, d.text_col, d.label_col, progress)
+        test_ds = open_source(datasets, d.test_source, d.text_col, d.label_col, progress, owner=owner)
         if test_ds.modality != ds.modality:
             raise DataError(f"The test data holds {test_ds.modality}s but the training data {ds.modality}s.")
     return ds, test_ds
@@ -72,8 +73,6 @@ def check_backbone(spec, ds: Dataset) -> None:
 def load_rows(cfg, opened: tuple[Dataset, Dataset | None], drop_test_rows: set[int] | None = None) -> RunData:
     """Rows of the dataset (and of the user's own test file, which then is the whole test split), split and
     turned into targets; no model inputs yet."""
-    from .split import dataset_split
-
     d = cfg.data
     ds, test_ds = opened
     task, modality = get_task(d.task), get_modality(ds.modality)
@@ -102,9 +101,3 @@ def load_rows(cfg, opened: tuple[Dataset, Dataset | None], drop_test_rows: set[i
         split = np.concatenate([split, np.full(len(keep), "test", dtype=object)])
     targets = task.targets(labels, np.flatnonzero(split == "train"), ds.manifest.get("name", ds.id))
     return RunData(ds, modality, task, targets, split, display, rows, items, labels, test_ds)
-
-
-def load_run_data(cfg, datasets: DatasetStore, spec, progress: Progress) -> RunData:
-    opened = open_data(cfg, datasets, progress)
-    check_backbone(spec, opened[0])
-    return load_rows(cfg, opened).attach_inputs(spec, cfg.train, progress)

@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
-from .datasets import Dataset
 from ..errors import DataError
 from ..fsutil import atomic_write_json, read_json
+from ..tasks import get_task
+from .audit import cached_audit
+from .datasets import Dataset
 
 
 def _fold(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int, stratified: bool) -> np.ndarray:
@@ -70,8 +72,6 @@ def dataset_split(ds: Dataset, group_ids: list[int] | np.ndarray | None = None, 
                   task: str = "classification") -> np.ndarray:
     """The split for this dataset version and these settings: computed once, then read from disk.
     Stratified by what the task balances (classes, or bins of a numeric target)."""
-    from ..tasks import get_task
-
     kind = get_task(task)
     key = f"val{val:g}-test{test:g}-seed{seed}-{rare_policy}{kind.split_suffix}"
     path = ds.dir / "splits" / f"{key}.json"
@@ -79,8 +79,6 @@ def dataset_split(ds: Dataset, group_ids: list[int] | np.ndarray | None = None, 
     if saved and len(saved["split"]) == len(ds.items):
         return np.array(saved["split"], dtype=object)
     if group_ids is None:
-        from .audit import cached_audit
-
         group_ids = cached_audit(ds).group_ids
     split = make_split(kind.strata(ds.items["label"].to_numpy()), np.asarray(group_ids), val, test, seed, rare_policy)
     atomic_write_json(path, {"key": key, "split": split.tolist()})

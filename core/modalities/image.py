@@ -5,24 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from ..data.images import BadImage, open_rgb
-from . import Inputs, Modality
-
-
-def square_crop(img: Image.Image, size: int) -> torch.Tensor:
-    """Shorter side to size, centre crop: uint8 [3, size, size]."""
-    w, h = img.size
-    s = size / min(w, h)
-    img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BILINEAR)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+from ..data.images import BadImage, open_rgb, square_crop
+from ..data.near import colours, image_near_pairs
+from ..linear import standardisation
+from ..predict.blend import ProbeModel
+from ..predict.explain import gradcam
+from ..train.cache import pixels
+from ..train.callbacks.mix import Mix
+from .base import Inputs, Modality
 
 
 @dataclass
@@ -132,9 +125,7 @@ class ImageModality(Modality):
         return items["blob"].astype(str)
 
     def near_pairs(self, items, keys, rows):
-        from ..data.audit import _colours, image_near_pairs
-
-        return image_near_pairs(items["phash"].to_numpy()[rows], colours=_colours(items)[rows])
+        return image_near_pairs(items["phash"].to_numpy()[rows], colours=colours(items)[rows])
 
     def auto_picks(self, n_train, facts, has_classes):
         picks: dict[str, Any] = {"epochs": 12 if n_train < 1000 else 8 if n_train < 10_000 else 4}
@@ -153,16 +144,12 @@ class ImageModality(Modality):
         return ImagePrep(size, torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1))
 
     def build_inputs(self, pre, items, cache, progress, t=None):
-        from ..train.cache import pixels
-
         return ImageInputs(pixels(items, pre, cache, progress), pre)
 
     def cache_file(self, ds_dir, pre):
         return ds_dir / "cache" / f"pixels-{pre.size}.u8"
 
     def augment_preview(self, items, spec, t, seed=0):
-        from ..train.callbacks.mix import Mix
-
         mixing = t.mixup_alpha > 0 or t.cutmix_alpha > 0
         if not (t.augment or mixing):
             return None
@@ -202,32 +189,24 @@ class ImageModality(Modality):
     def baseline_name(self, estimator):
         return f"{estimator} on pretrained features"
 
-    def linear_view(self, plan):
-        return plan.pretrained_features()
+    def linear_view(self, data, features):
+        return features.pretrained()
 
     def baseline_matrices(self, view, train, test):
-        from ..tasks import standardisation
-
         mean, scale = standardisation(view[train])
         return (view[train] - mean) / scale, (view[test] - mean) / scale
 
     def suspect_matrix(self, view, rows, train):
-        from ..tasks import standardisation
-
         mean, scale = standardisation(view[rows])
         return (view[rows] - mean) / scale
 
     def partner(self, view, rows, y, meta):
-        from ..predict.blend import ProbeModel
-
         return ProbeModel.fit(view[rows], y, len(meta["classes"]))
 
     def partner_inputs(self, view, rows):
         return view[rows]
 
     def explain(self, pred, raw, target=None):
-        from ..predict.explain import gradcam
-
         return gradcam(pred, raw, target)
 
     def partner_encoder(self, spec, device, partner=None):

@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
-from . import Inputs, Modality
+from ..backbones import tokenizer_for
+from ..data.near import normalise_text, text_near_pairs
+from ..predict.blend import LexicalModel, text_features
+from ..predict.explain import token_attributions
+from ..predict.export_hf import try_hf
+from ..train.textaug import THESAURUS_NAME, augment, thesaurus
+from .base import Inputs, Modality
 
 
 @dataclass
@@ -64,8 +69,6 @@ class TextInputs(Inputs):
     def batch(self, idx, randoms=None, flip=True):
         if randoms is None:
             return self.prep.pad([self.ids[i] for i in idx.tolist()])
-        from ..train.textaug import augment
-
         edited = [augment(self.texts[i], self.strength, int(r)) for i, r in zip(idx.tolist(), randoms.tolist())]
         return self.prep.pad(self.prep.encode(edited))
 
@@ -92,13 +95,9 @@ class TextModality(Modality):
     def duplicate_keys(self, items):
         import pandas as pd
 
-        from ..data.audit import normalise_text
-
         return pd.Series([normalise_text(t) for t in items["text"]])
 
     def near_pairs(self, items, keys, rows):
-        from ..data.audit import text_near_pairs
-
         return text_near_pairs(keys.iloc[rows].tolist())
 
     def auto_picks(self, n_train, facts, has_classes):
@@ -111,8 +110,6 @@ class TextModality(Modality):
         return picks, notes
 
     def preprocessor(self, spec, t) -> TextPrep:
-        from ..backbones import tokenizer_for
-
         return TextPrep(tokenizer_for(spec), t.max_length if t is not None else 128)
 
     def build_inputs(self, pre, items, cache, progress, t=None):
@@ -121,8 +118,6 @@ class TextModality(Modality):
         return TextInputs(pre.encode(items), pre, items, t.text_augment if t is not None else 0.0)
 
     def augment_preview(self, items, spec, t, seed=0):
-        from ..train.textaug import THESAURUS_NAME, augment, thesaurus
-
         if not t.text_augment:
             return None
         rows = [{"original": x, "as one training batch sees it": augment(str(x), t.text_augment, seed + i)}
@@ -141,28 +136,22 @@ class TextModality(Modality):
     def baseline_name(self, estimator):
         return f"TF-IDF + {estimator}"
 
-    def linear_view(self, plan):
-        return plan.data.files
+    def linear_view(self, data, features):
+        return data.files
 
     def baseline_matrices(self, view, train, test):
-        from ..train.baseline import text_features
-
         x = text_features(view, train)
         return x[train], x[test]
 
     def suspect_matrix(self, view, rows, train):
-        from ..train.baseline import text_features
-
         return text_features(view, train)[rows]
 
-    def blend_view(self, plan):
+    def blend_view(self, data, features):
         """The texts, and the pretrained encoder's sentence embeddings of them (computed before any weight
         moves): the partner weighs the two by cross-validation."""
-        return plan.data.files, plan.pretrained_features()
+        return data.files, features.pretrained()
 
     def partner(self, view, rows, y, meta):
-        from ..predict.blend import LexicalModel
-
         texts, emb = view if isinstance(view, tuple) else (view, None)
         return LexicalModel.fit([texts[i] for i in rows], y, len(meta["classes"]),
                                 None if emb is None else emb[rows])
@@ -172,13 +161,9 @@ class TextModality(Modality):
         return [texts[i] for i in rows], None if emb is None else emb[rows]
 
     def explain(self, pred, raw, target=None):
-        from ..predict.explain import token_attributions
-
         return token_attributions(pred, raw, target)
 
     def extra_export(self, pred, out):
-        from ..predict.export_hf import try_hf
-
         return try_hf(pred, out)
 
     def partner_encoder(self, spec, device, partner=None):
@@ -199,7 +184,3 @@ class TextModality(Modality):
 
 
 TEXT = TextModality()
-
-
-def as_numpy(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    return {k: v.numpy() for k, v in batch.items()}

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 from scipy.sparse import hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 
-from ..metrics import bootstrap_macro_f1, evaluate
-from ..tasks import standardisation
+from ..linear import logistic, ridge, standardisation
+from ..metrics import bootstrap_macro_f1, bootstrap_means, evaluate
 
 FOLDER = "partner"  # inside a run or export folder, beside blend.json
 _WORD = dict(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)
@@ -30,6 +29,12 @@ def vectorizers(texts: list[str]) -> tuple[TfidfVectorizer, TfidfVectorizer]:
     word.fit(texts)
     char.fit(texts)
     return word, char
+
+
+def text_features(texts: list[str], fit_rows: np.ndarray):
+    """TF-IDF (word and character n-grams) of every text, its vocabulary fitted on fit_rows only."""
+    word, char = vectorizers([texts[i] for i in fit_rows])
+    return hstack([word.transform(texts), char.transform(texts)]).tocsr()
 
 
 def _softmax_or_sigmoid(z: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
@@ -64,11 +69,9 @@ def _linear(x, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, n
     """(coef [rows, features], intercept, classes present): logistic regression for classes, ridge regression
     (its strength by efficient leave-one-out) for values (n_classes 0)."""
     if n_classes:
-        clf = LogisticRegression(C=2.0, max_iter=2000, class_weight="balanced").fit(x, y)
+        clf = logistic().fit(x, y)
         return clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32), clf.classes_.astype(np.int64)
-    from sklearn.linear_model import RidgeCV
-
-    reg = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit(x, y)
+    reg = ridge().fit(x, y)
     return (np.asarray(reg.coef_, dtype=np.float32).reshape(1, -1),
             np.asarray([reg.intercept_], dtype=np.float32).reshape(1), np.zeros(1, dtype=np.int64))
 
@@ -239,8 +242,6 @@ def best_weight_values(net: np.ndarray, partner: np.ndarray, truth: np.ndarray, 
                        quantile: float = 0.1, seed: int = 0) -> tuple[float, dict]:
     """Regression's share of the network: the weight whose MAE gain over the partner alone is largest at the
     10th percentile of validation bootstraps (ties go to the network), as best_weight does for macro-F1."""
-    from ..metrics import bootstrap_means
-
     weights = [float(w) for w in np.round(np.linspace(1.0, 0.0, 11), 2)]
     errs = {w: np.abs(w * net + (1 - w) * partner - truth) for w in weights}
     mae = {w: float(e.mean()) if len(truth) else 0.0 for w, e in errs.items()}

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from matplotlib import colormaps
 from PIL import Image
 
-from ..modalities.image import square_crop
-from .predictor import Predictor
+from ..data.images import square_crop
+
+if TYPE_CHECKING:
+    from .predictor import Predictor
 
 
 def _last_spatial_layer(pred: Predictor) -> torch.nn.Module:

@@ -16,8 +16,10 @@ import pandas as pd
 import torch
 
 from ..errors import RunError
-from .predictor import Predictor
+from ..fsutil import atomic_replace_dir
+from ..runs.folder import WEIGHTS, ModelFolder, RunFolder
 from ..strategies import get_strategy
+from .predictor import Predictor
 
 FORMATS = ("folder", "onnx", "int8")
 Progress = Callable[[float, str], None]
@@ -48,27 +50,26 @@ def export_folder(run_dir: str | Path, out: str | Path) -> tuple[Path, dict[str,
     model pooled the transformers way, also hf/. Returns the folder and what happened to hf/."""
     from safetensors.torch import save_model
 
-    run_dir, out = Path(run_dir), Path(out)
-    pred = Predictor(run_dir)
+    run, dest = RunFolder(run_dir), ModelFolder(out)
+    out = dest.dir
+    pred = Predictor(run.dir)
     strategy = get_strategy(pred.cfg.train.strategy)
     model = strategy.merge(pred.model)
     out.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(out / "model.safetensors"))
+    save_model(model, str(out / WEIGHTS))
     cfg = pred.cfg.to_dict()
     if strategy.adapter:  # merged: a plain backbone now, as a full fine-tune would leave it
         cfg["train"]["strategy"], cfg["train"]["strategy_args"] = "full", {}
-    (out / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    (out / "labels.json").write_text(json.dumps({**pred.meta, "task": pred.task.name, "modality": pred.modality.name,
+    dest.config_file.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    dest.labels_file.write_text(json.dumps({**pred.meta, "task": pred.task.name, "modality": pred.modality.name,
                                                  "backbone": pred.spec.name}, indent=2), encoding="utf-8")
     what = ("Classes: " + ", ".join(pred.classes) + ".") if pred.classes else "Outputs one number per input."
     (out / "README.md").write_text(_README.format(backbone=pred.spec.name, task=pred.task.title, outputs=what,
                                                   example=pred.modality.readme_example, kind=pred.modality.readme_kind),
                                    encoding="utf-8")
     if pred.partner is not None:  # a blended run's linear partner travels with it
-        from .blend import FOLDER
-
-        shutil.copytree(run_dir / FOLDER, out / FOLDER, dirs_exist_ok=True)
-        shutil.copyfile(run_dir / "blend.json", out / "blend.json")
+        shutil.copytree(run.partner_dir, dest.partner_dir, dirs_exist_ok=True)
+        shutil.copyfile(run.blend_file, dest.blend_file)
     return out, pred.modality.extra_export(Predictor(out), out)
 
 
@@ -132,9 +133,7 @@ def _timed(fn, *a, repeat: int = 3) -> tuple[float, Any]:
 def _labelled_rows(run_dir: Path, datasets, pred: Predictor, cap: int = 2000) -> tuple[list[str], np.ndarray] | None:
     """Up to `cap` labelled inputs of the run's own dataset (all splits): INT8 changes a prediction only near a
     decision boundary, so a 40-example test set cannot resolve a change under 2.5 points; hundreds can."""
-    from ..runs.store import RunRecord
-
-    ds = datasets.find(RunRecord(run_dir.name, run_dir).status.get("dataset")) if datasets is not None else None
+    ds = datasets.find(RunFolder(run_dir).status.get("dataset")) if datasets is not None else None
     if ds is None or not pred.task.has_classes:
         return None
     keep = np.flatnonzero(ds.items["label"].isin(pred.classes).to_numpy())
@@ -149,7 +148,7 @@ def _labelled_rows(run_dir: Path, datasets, pred: Predictor, cap: int = 2000) ->
 def _parity(run_dir: Path, folder: Path, fmt: str, datasets, progress: Progress) -> dict[str, Any]:
     """ONNX (and INT8) checked against PyTorch on the run's own test inputs."""
     pred = Predictor(folder)
-    p = run_dir / "eval" / "test_predictions.parquet"
+    p = RunFolder(run_dir).test_predictions
     if not p.is_file():
         raise RunError(f"{run_dir.name} has no test predictions to check the export against.")
     tests = pd.read_parquet(p)
@@ -181,8 +180,14 @@ def _quantise(pred, onnx_path: Path, q_path: Path, calibration: dict[str, np.nda
     """INT8 weights with one scale per output channel. The head stays fp32: it is a tiny share of the size, and a
     head solved on standardised features leans on low-variance features that 8-bit activations would erase."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_dynamic, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     head = [n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node
             if n.name.startswith("/model/head/")]
@@ -249,8 +254,6 @@ def _int8(pred, folder, onnx_path, feed, ref, t_onnx, acc, tests, run_dir, datas
 def export(run_dir: str | Path, out: str | Path, fmt: str = "folder", datasets=None, force: bool = False,
            progress: Progress | None = None) -> dict[str, Any]:
     """datasets: the run's DatasetStore, when at hand, lets the INT8 check use the whole dataset."""
-    from ..fsutil import atomic_replace_dir
-
     progress = progress or (lambda f, m: None)
     if fmt not in FORMATS:
         raise RunError(f"Unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
@@ -261,7 +264,8 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "folder", datasets=N
     try:
         progress(0.0, "Writing the model folder")
         report: dict[str, Any] = {"format": fmt, "out": str(out), "files": [], "hf": export_folder(run_dir, tmp)[1]}
-        blend = json.loads((tmp / "blend.json").read_text()) if (tmp / "blend.json").is_file() else None
+        made = ModelFolder(tmp)
+        blend = json.loads(made.blend_file.read_text()) if made.blend_file.is_file() else None
         if blend and blend["network_weight"] < 1:
             report["blend"] = {"network_weight": blend["network_weight"],
                                "note": "ONNX, INT8 and hf/ carry the network alone; its linear partner is in "

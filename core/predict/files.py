@@ -8,16 +8,16 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import DataError
+from ..data.datasets import hidden
 from ..data.images import is_image_name
+from ..data.tables import guess_columns, read_table
+from ..errors import DataError
 from .predictor import Predictor, read_zip_images
 
 OUTSIDE = b""  # a table row whose path climbs out of the table's folder: not read
 
 
 def _folder_images(src: Path) -> tuple[list[Path], list[dict[str, str]]]:
-    from ..data.datasets import hidden
-
     files, skipped = [], []
     for f in sorted(src.rglob("*")):
         rel = f.relative_to(src)
@@ -34,8 +34,6 @@ def _folder_images(src: Path) -> tuple[list[Path], list[dict[str, str]]]:
 
 
 def _table_inputs(pred: Predictor, src: Path, text_col: str | None) -> tuple[list[str], list[Any]]:
-    from ..data.tables import guess_columns, read_table
-
     df = read_table(src).df
     if text_col is not None and text_col not in df.columns:
         raise DataError(f"{src.name}: no column named {text_col!r}. Columns found: {', '.join(map(str, df.columns))}.")

@@ -15,13 +15,14 @@ import torch
 from safetensors.torch import load_model
 
 from ..backbones import Classifier, get_backbone
-from .blend import FOLDER as PARTNER
-from .blend import blend, load_partner
-from ..config import RESOLVED, RunConfig
+from ..data.archives import inspect_zip
+from ..data.images import is_image_name
 from ..errors import DataError, ModelError, RunError
 from ..modalities import get_modality
+from ..runs.folder import ModelFolder
 from ..strategies import get_strategy
 from ..tasks import from_meta
+from .blend import blend, load_partner
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -38,24 +39,21 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 class Predictor:
     def __init__(self, run_dir: str | Path, device: str = "cpu"):
-        d = Path(run_dir)
-        labels = d / "labels.json"
-        ck = next((p for p in (d / "model.safetensors", d / "checkpoints" / "best" / "model.safetensors",
-                               d / "checkpoints" / "last" / "model.safetensors") if p.is_file()), None)
+        folder = ModelFolder(run_dir)
+        d, labels, ck = folder.dir, folder.labels_file, folder.weights
         if not d.is_dir():
             raise RunError(f"{d}: not a folder. Give an exported model folder or a run folder.")
         if not labels.is_file() or ck is None:
-            raise RunError(f"{d.name} has no saved model yet (no labels.json and model.safetensors: it has not "
-                           "finished an epoch, or this is not a run or export folder).")
-        meta = _read_json(labels, "labels.json")
+            raise RunError(f"{d.name} has no saved model yet (no {labels.name} and weights: it has not finished an "
+                           "epoch, or this is not a run or export folder).")
+        meta = _read_json(labels, labels.name)
         if not isinstance(meta.get("classes"), list):
-            raise ModelError(f"{labels}: labels.json has no list of classes; export the run again.")
-        resolved = d / RESOLVED  # what the plan chose: strategy, max length, ...
-        self.cfg = RunConfig.load(resolved if resolved.is_file() else d / "config.json")
+            raise ModelError(f"{labels}: {labels.name} has no list of classes; export the run again.")
+        self.cfg = folder.resolved_config  # what the plan chose: strategy, max length, ...
         self.meta, self.task = meta, from_meta(meta)
         self.classes: list[str] = meta["classes"]
         if meta.get("backbone") and self.cfg.train.backbone and meta["backbone"] != self.cfg.train.backbone:
-            raise ModelError(f"{d}: labels.json says backbone {meta['backbone']!r} but config.json "
+            raise ModelError(f"{d}: {labels.name} says backbone {meta['backbone']!r} but {folder.config_file.name} "
                              f"{self.cfg.train.backbone!r}; the folder was altered. Export the run again.")
         self.spec = get_backbone(self.cfg.train.backbone or meta.get("backbone", ""))
         self.modality = get_modality(self.spec.modality)
@@ -64,10 +62,10 @@ class Predictor:
         self.pre = self.modality.preprocessor(self.spec, self.cfg.train)
         self.size = getattr(self.pre, "size", None)
         # a blended run: the network's outputs averaged with its linear partner's (see core.predict.blend)
-        blend_file = d / "blend.json"
-        self.network_weight = float(_read_json(blend_file, "blend.json").get("network_weight", 1.0)) \
+        blend_file = folder.blend_file
+        self.network_weight = float(_read_json(blend_file, blend_file.name).get("network_weight", 1.0)) \
             if blend_file.is_file() else 1.0
-        self.partner = load_partner(d / PARTNER) if self.network_weight < 1.0 else None
+        self.partner = load_partner(folder.partner_dir) if self.network_weight < 1.0 else None
         self.pretrained = None
         if self.partner is not None:
             self.pretrained = self.modality.partner_encoder(self.spec, self.device, self.partner)
@@ -137,9 +135,6 @@ class Predictor:
 def read_zip_images(data: bytes, max_files: int = 5000) -> list[tuple[str, bytes]]:
     """Image members of an uploaded zip, after the same safety inspection as dataset archives."""
     import tempfile
-
-    from ..data.archives import inspect_zip
-    from ..data.images import is_image_name
 
     with tempfile.NamedTemporaryFile(suffix=".zip") as f:
         f.write(data)

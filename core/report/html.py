@@ -10,13 +10,16 @@ from typing import Any
 
 import pandas as pd
 
-from . import parts as P
-from ..train.baseline import comparison
 from ..errors import RunError
 from ..fsutil import read_json
-from ..runs.store import RunRecord
+from ..metrics import comparison
+from ..predict.blend import describe
+from ..predict.predictor import Predictor
+from ..runs.folder import RunFolder
 from ..strategies import get_strategy
 from ..tasks import from_meta
+from ..train.callbacks.distill import comparison_table
+from . import parts as P
 
 SECTIONS = ("Summary", "Data", "Settings", "Training curves", "Results", "Mistakes")  # the task adds its own
 
@@ -41,14 +44,14 @@ def _settings_in_words(cfg, status: dict[str, Any]) -> str:
     return "<ul>" + "".join(f"<li>{p}</li>" for p in parts) + "</ul>"
 
 
-def build_report(rec: RunRecord, dataset=None, max_errors: int = 12, explain: bool = True) -> str:
+def build_report(rec: RunFolder, dataset=None, max_errors: int = 12, explain: bool = True) -> str:
     status = rec.status
     res = rec.result("test")
     if res is None:
         raise RunError(f"Run {rec.id} has no test evaluation yet; a report needs one.")
     cfg = rec.resolved_config
-    task = from_meta(read_json(rec.dir / "labels.json", {}) or {})
-    preds_path = rec.dir / "eval" / "test_predictions.parquet"
+    task = from_meta(read_json(rec.labels_file, {}) or {})
+    preds_path = rec.test_predictions
     preds = pd.read_parquet(preds_path) if preds_path.is_file() else pd.DataFrame()
     base = status.get("baseline")
     title = html.escape(cfg.name or rec.id)
@@ -75,8 +78,6 @@ def build_report(rec: RunRecord, dataset=None, max_errors: int = 12, explain: bo
 
     t = status.get("test") or {}
     verdict = f"<p><b>{html.escape(comparison(status))}</b></p>" if base and t and comparison(status) else ""
-    from ..predict.blend import describe
-
     if describe(status):
         verdict += f"<p>{html.escape(describe(status))}</p>"
     asked = rec.config.train.strategy
@@ -86,8 +87,6 @@ def build_report(rec: RunRecord, dataset=None, max_errors: int = 12, explain: bo
                f"{res['n']} held-out examples.</p>")
     pred = None
     if explain and len(preds):
-        from ..predict.predictor import Predictor
-
         pred = Predictor(rec.dir)
     sections = {
         "Summary": summary,
@@ -111,7 +110,7 @@ h1{{margin-bottom:0}} h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margi
 {body}</body></html>"""
 
 
-def write_report(rec: RunRecord, out: str | Path, dataset=None, explain: bool = True) -> Path:
+def write_report(rec: RunFolder, out: str | Path, dataset=None, explain: bool = True) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(build_report(rec, dataset, explain=explain), encoding="utf-8")
@@ -121,8 +120,6 @@ def write_report(rec: RunRecord, out: str | Path, dataset=None, explain: bool = 
 def _distillation(status: dict) -> str:
     if not status.get("distillation"):
         return ""
-    from ..train.callbacks.distill import comparison_table
-
     d = status["distillation"]
     return (f"<h3>Student and teacher</h3><p>Distilled from run <code>{html.escape(d['teacher']['run'])}</code>; "
             "both scored on the same test rows, speed measured on the machine that trained the student.</p>"

@@ -16,6 +16,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ..data.images import open_rgb
+from ..predict.explain import overlay, tokens_html
+
 NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "mae": "MAE", "rmse": "RMSE", "r2": "R²"}
 
 
@@ -133,9 +136,6 @@ def mistakes(pred, task, preds: pd.DataFrame, max_items: int) -> str:
             (f" ({r['confidence']:.0%})" if "confidence" in r else "")
         target = pred.classes.index(r["pred"]) if pred is not None and task.has_classes else 0
         if images:
-            from ..predict.explain import overlay
-            from ..data.images import open_rgb
-
             img = open_rgb(r["file"])
             body = thumb(img.resize((112, 112)))
             if pred is not None:
@@ -144,8 +144,6 @@ def mistakes(pred, task, preds: pd.DataFrame, max_items: int) -> str:
         else:
             text = html.escape(str(r["input"]))
             if pred is not None:
-                from ..predict.explain import tokens_html
-
                 text = tokens_html(pred.modality.explain(pred, str(r["input"]), target))
             cards.append(f'<div class="card wide"><div>{cap}</div><p>{text}</p></div>')
     towards = "the predicted class" if task.has_classes else "a higher value"

@@ -21,26 +21,21 @@ from typing import Any
 
 from .. import access
 from ..config import RunConfig
-from ..data.datasets import DatasetStore, open_source
+from ..data.datasets import DatasetStore
 from ..errors import RunError
-from ..train.events import read_events
 from ..fsutil import read_json
-from .store import ACTIVE, FINAL, RunRecord, RunStore, pid_alive
+from ..train.setup import open_run
+from .folder import RunFolder
+from .store import ACTIVE, FINAL, RunStore, pid_alive
+from .worker import request_stop
 
 STALE_S = 300  # a worker that has not written its status for this long is not trusted to be alive
 
 
-def prepare_run(cfg: RunConfig, datasets: DatasetStore, runs: RunStore, owner: str | None) -> RunRecord:
+def prepare_run(cfg: RunConfig, datasets: DatasetStore, runs: RunStore, owner: str | None) -> RunFolder:
     """Everything checked before a run folder exists: the data loads, the backbone exists and fits it (the
     data's default backbone when none is named)."""
-    from ..backbones import get_backbone
-    from ..modalities import get_modality
-    from ..data.rundata import check_backbone
-
-    ds = open_source(datasets, cfg.data.source, cfg.data.text_col, cfg.data.label_col, owner=owner)
-    if not cfg.train.backbone:
-        cfg.train.backbone = get_modality(ds.modality).default_backbone
-    check_backbone(get_backbone(cfg.train.backbone), ds)
+    ds = open_run(cfg, datasets, owner=owner).ds
     if not Path(cfg.data.source).exists():
         cfg.data.source = ds.id
     return runs.create(cfg, ds.id, owner=owner)
@@ -72,8 +67,7 @@ def is_worker(pid: int | None) -> bool:
 
 def death_reason(code: int | None, status: dict[str, Any]) -> str:
     """Why a worker ended without recording an outcome, in words a person can act on."""
-    bs = status.get("batch_size") or (read_json(Path(status.get("dir", "")) / "config.json", {}) or {}).get(
-        "train", {}).get("batch_size")
+    bs = status.get("batch_size") or _train_setting(RunFolder(status.get("dir", "")), "batch_size")
     smaller = f" batch size {max(1, int(bs) // 2)}" if bs else " a smaller batch size"
     if code is not None and code < 0:
         sig = -code
@@ -99,7 +93,7 @@ class Active:
 class RunHandle:
     """What a page or a test holds for a run: its status and events, read from the run folder."""
 
-    def __init__(self, run: RunRecord, manager: "RunManager"):
+    def __init__(self, run: RunFolder, manager: "RunManager"):
         self.run, self.manager = run, manager
 
     @property
@@ -111,7 +105,7 @@ class RunHandle:
         return self.run.status
 
     def events_since(self, n: int) -> list[dict[str, Any]]:
-        return read_events(self.run.dir / "events.jsonl", n)
+        return self.run.events(n)
 
     def stop(self) -> None:
         self.manager.stop(self.id)
@@ -169,13 +163,13 @@ class RunManager:
         except RunError:
             return None
 
-    def queued(self) -> list[RunRecord]:
+    def queued(self) -> list[RunFolder]:
         recs = []
         for d in self.runs.root.iterdir():
-            st = read_json(d / "status.json") if d.is_dir() else None
+            st = RunFolder(d).status if d.is_dir() else None
             if st and st.get("status") == "queued":
                 recs.append((st.get("queued_at") or st.get("created") or 0, d.name))
-        return [RunRecord(rid, self.runs.root / rid) for _, rid in sorted(recs)]
+        return [RunFolder(self.runs.root / rid) for _, rid in sorted(recs)]
 
     def queue_position(self, run_id: str) -> int | None:
         """1 for the next run to start; None when not waiting."""
@@ -192,8 +186,6 @@ class RunManager:
         return [d for d in self.devices if d not in used]
 
     def stop(self, run_id: str, owner: str | None = None) -> bool:
-        from .worker import request_stop
-
         rec = self.runs.get(run_id)
         if not access.can_change(rec.dir, owner):
             raise RunError(f"Run {run_id} belongs to someone else: only its owner can stop it.")
@@ -242,7 +234,7 @@ class RunManager:
         """Re-attach to workers still training; runs whose worker is gone are interrupted, with the step."""
         out = []
         for d in self.runs.root.iterdir():
-            st = read_json(d / "status.json") if d.is_dir() else None
+            st = RunFolder(d).status if d.is_dir() else None
             if not st or st.get("status") != "running":
                 continue
             pid = st.get("pid")
@@ -251,7 +243,7 @@ class RunManager:
                 held = [x for x in st.get("devices", []) if x in self.devices] or self.free_devices()[:1]
                 self.active[d.name] = Active(d.name, held, pid=pid)
                 continue
-            rec = RunRecord(d.name, d)
+            rec = RunFolder(d)
             self.runs.set_status(rec, "interrupted", reason=f"Interrupted at step {st.get('step', 0)}: the training "
                                  "process stopped while the server was down. Resume continues from the last "
                                  "checkpoint.")
@@ -290,15 +282,15 @@ class RunManager:
                     break
                 self._start(free[:need], rec)
 
-    def _needs(self, rec: RunRecord) -> int:
+    def _needs(self, rec: RunFolder) -> int:
         """GPUs a run takes (its processes); on a CPU-only machine every run takes the one CPU slot."""
-        procs = (read_json(rec.dir / "config.json", {}) or {}).get("train", {}).get("processes", 1) or 1
+        procs = _train_setting(rec, "processes") or 1
         return min(int(procs), len(self.devices)) if self.devices[0].startswith("cuda") else 1
 
-    def _start(self, devices: list[str], rec: RunRecord) -> None:
-        (rec.dir / "control.json").unlink(missing_ok=True)
+    def _start(self, devices: list[str], rec: RunFolder) -> None:
+        rec.control_file.unlink(missing_ok=True)
         st = rec.status
-        procs = (read_json(rec.dir / "config.json", {}) or {}).get("train", {}).get("processes", 1) or 1
+        procs = _train_setting(rec, "processes") or 1
         worker = ["-m", "core.runs.worker", str(rec.dir), "--datasets", str(self.datasets.root)]
         launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"] if procs > 1 else []
         cmd = [sys.executable, *launcher, *worker] + (["--resume"] if st.get("resume") else [])
@@ -306,7 +298,7 @@ class RunManager:
         gpus = [d.split(":")[1] for d in devices if d.startswith("cuda:")]
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        log = open(rec.dir / "worker.log", "ab")
+        log = open(rec.worker_log, "ab")
         try:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=True)  # its own session: it outlives the server
@@ -320,7 +312,7 @@ class RunManager:
         self.active[rec.id] = Active(rec.id, devices, proc=proc)
 
     def _check(self, a: Active) -> None:
-        rec = RunRecord(a.run_id, self.runs.root / a.run_id)
+        rec = RunFolder(self.runs.root / a.run_id)
         if a.proc is not None:
             code = a.proc.poll()
             if code is None:
@@ -344,3 +336,8 @@ def _root_on_path() -> str:
     """Workers import core from this checkout even when the server was started from elsewhere."""
     root = str(Path(__file__).resolve().parents[2])
     return os.pathsep.join([root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]])
+
+
+def _train_setting(rec: RunFolder, name: str):
+    """A setting as the run's config.json holds it (read raw: a config an older version wrote still answers)."""
+    return (read_json(rec.config_file, {}) or {}).get("train", {}).get(name)

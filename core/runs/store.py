@@ -6,7 +6,6 @@ import os
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,40 +13,11 @@ from .. import access
 from ..config import RunConfig
 from ..data.datasets import home
 from ..errors import RunError
-from ..train.events import read_events
-from ..fsutil import atomic_write_json, read_json
+from ..fsutil import atomic_write_json
+from .folder import RunFolder
 
 ACTIVE = ("queued", "running")
 FINAL = ("completed", "stopped", "diverged", "failed", "interrupted")
-
-
-@dataclass
-class RunRecord:
-    id: str
-    dir: Path
-
-    @property
-    def status(self) -> dict[str, Any]:
-        return read_json(self.dir / "status.json", {}) or {}
-
-    @property
-    def config(self) -> RunConfig:
-        """What was asked (strategy 'auto' stays 'auto': a replay resolves it again)."""
-        return RunConfig.load(self.dir / "config.json")
-
-    @property
-    def resolved_config(self) -> RunConfig:
-        """What the run used once its plan was made (falls back to what was asked before that)."""
-        from ..config import RESOLVED
-
-        p = self.dir / RESOLVED
-        return RunConfig.load(p if p.is_file() else self.dir / "config.json")
-
-    def events(self, since: int = 0) -> list[dict[str, Any]]:
-        return read_events(self.dir / "events.jsonl", since)
-
-    def result(self, split: str = "test") -> dict[str, Any] | None:
-        return read_json(self.dir / "eval" / f"{split}.json")
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -76,44 +46,44 @@ class RunStore:
         c.execute("PRAGMA journal_mode=WAL")
         return c
 
-    def create(self, cfg: RunConfig, dataset_id: str, owner: str | None = None) -> RunRecord:
+    def create(self, cfg: RunConfig, dataset_id: str, owner: str | None = None) -> RunFolder:
         rid = time.strftime("r%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         d = self.root / rid
         d.mkdir(parents=True)
         access.grant(d, owner)  # before config.json: the run is never visible to others, not even briefly
-        cfg.save(d / "config.json")
-        rec = RunRecord(rid, d)
+        rec = RunFolder(d)
+        cfg.save(rec.config_file)
         self.set_status(rec, "queued", dataset=dataset_id, created=time.time())
         return rec
 
-    def get(self, rid: str, viewer: str | None = None) -> RunRecord:
+    def get(self, rid: str, viewer: str | None = None) -> RunFolder:
         """viewer: the studio user asking; someone else's private run reads as missing."""
-        d = self.root / rid
-        if not rid or "/" in rid or not (d / "config.json").is_file() or not access.can_see(d, viewer):
+        rec = RunFolder(self.root / rid)
+        if not rid or "/" in rid or not rec.is_run() or not access.can_see(rec.dir, viewer):
             raise RunError(f"No run {rid!r} in {self.root}.")
-        return RunRecord(rid, d)
+        return rec
 
-    def open_dir(self, run_dir: str | Path) -> RunRecord:
-        d = Path(run_dir)
-        if not (d / "config.json").is_file():
-            raise RunError(f"{d} is not a run folder (no config.json).")
-        return RunRecord(d.name, d)
+    def open_dir(self, run_dir: str | Path) -> RunFolder:
+        rec = RunFolder(run_dir)
+        if not rec.is_run():
+            raise RunError(f"{rec.dir} is not a run folder (no {rec.config_file.name}).")
+        return rec
 
-    def set_status(self, rec: RunRecord, status: str, **fields: Any) -> dict[str, Any]:
+    def set_status(self, rec: RunFolder, status: str, **fields: Any) -> dict[str, Any]:
         st = rec.status
         changed = st.get("status") != status or bool(set(fields) & {"test", "baseline", "trainable_params", "reason"})
         st.update(fields)
         if status != "running":  # what a finished run was doing last ("Computing features 320/400") is stale
             st.pop("message", None)
         st.update({"id": rec.id, "status": status, "updated": time.time()})
-        atomic_write_json(rec.dir / "status.json", st)
+        atomic_write_json(rec.status_file, st)
         if changed:  # heartbeats only touch status.json; the index follows real changes
             self._index(rec, st)
         return st
 
-    def _index(self, rec: RunRecord, st: dict[str, Any]) -> None:
+    def _index(self, rec: RunFolder, st: dict[str, Any]) -> None:
         try:
-            cfg = json.loads((rec.dir / "config.json").read_text(encoding="utf-8"))
+            cfg = json.loads(rec.config_file.read_text(encoding="utf-8"))
             summary = {k: st.get(k) for k in ("test", "baseline", "vs_baseline", "trainable_params", "total_params",
                                               "elapsed_s", "peak_mem_mb", "epoch", "step", "reason")}
             with self._conn() as c:
@@ -124,15 +94,18 @@ class RunStore:
             pass  # the folder is the source of truth; the index is rebuilt by reindex()
 
     def reindex(self) -> None:
-        for d in self.root.iterdir():
-            if (d / "config.json").is_file():
-                self._index(RunRecord(d.name, d), read_json(d / "status.json", {}) or {"status": "unknown"})
+        for rec in self.folders():
+            self._index(rec, rec.status or {"status": "unknown"})
+
+    def folders(self) -> list[RunFolder]:
+        """Every run folder in the store, whatever the index says."""
+        return [r for r in (RunFolder(d) for d in self.root.iterdir() if d.is_dir()) if r.is_run()]
 
     def list(self, viewer: str | None = None) -> list[dict[str, Any]]:
         with self._conn() as c:
             rows = c.execute("SELECT id,name,created,dataset,backbone,strategy,status,summary FROM runs "
                              "ORDER BY created DESC").fetchall()
-        if not rows and any(self.root.glob("r*/config.json")):
+        if not rows and self.folders():
             self.reindex()
             return self.list(viewer)
         keys = ("id", "name", "created", "dataset", "backbone", "strategy", "status")

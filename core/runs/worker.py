@@ -11,9 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from ..train.events import Callback
-
-CONTROL = "control.json"
+from ..data.datasets import DatasetStore
+from ..fsutil import atomic_write_json
+from ..train import distributed as D
+from ..train.events import Callback, Control
+from ..train.trainer import Trainer
+from .folder import RunFolder
+from .store import RunStore
 
 
 class StopRequests(Callback):
@@ -21,7 +25,7 @@ class StopRequests(Callback):
     order = -20
 
     def __init__(self, run_dir: Path, control):
-        self.path, self.control, self.mtime = run_dir / CONTROL, control, 0.0
+        self.path, self.control, self.mtime = RunFolder(run_dir).control_file, control, 0.0
 
     def _check(self) -> None:
         try:
@@ -47,19 +51,11 @@ class StopRequests(Callback):
 
 
 def request_stop(run_dir: Path, reason: str = "Stopped by the user.") -> None:
-    from ..fsutil import atomic_write_json
-
-    atomic_write_json(Path(run_dir) / CONTROL, {"stop": True, "status": "stopped", "reason": reason,
+    atomic_write_json(RunFolder(run_dir).control_file, {"stop": True, "status": "stopped", "reason": reason,
                                                 "asked": time.time()})
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..train import distributed as D
-    from ..data.datasets import DatasetStore
-    from ..train.events import Control
-    from .store import RunStore
-    from ..train.trainer import Trainer
-
     ap = argparse.ArgumentParser(prog="core.runs.worker")
     ap.add_argument("run_dir")
     ap.add_argument("--datasets", required=True)

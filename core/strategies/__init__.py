@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from ..errors import ConfigError
 from ..registry import Registry
-from ..settings import ConfigError, build
-from .auto import LARGE_BACKBONE_M, recommend, resolve_auto
+from ..settings import build
+from .auto import AUTO
 from .base import NoSettings, Strategy, count_params, decay_split, freeze_frozen_norms, group_lr, set_trainable
+from .builtin import DIFFERENTIAL, FROZEN, FULL, PARTIAL
+from .lora import ADALORA, IA3_, LOHA, LOKR, LORA
+from .prompt import PROMPT
 
 REGISTRY: Registry[Strategy] = Registry("strategy")
 
@@ -19,8 +23,6 @@ def register_strategy(s: Strategy) -> Strategy:
 
 
 def get_strategy(name: str) -> Strategy:
-    if name == "auto":
-        raise ConfigError("'auto' is resolved from the data when the run is planned (resolve_auto).")
     return REGISTRY.get(name)
 
 
@@ -36,7 +38,7 @@ def check_strategy_args(strategy: str, args: Any) -> dict[str, dict[str, Any]]:
     out = {}
     for name, values in args.items():
         s = REGISTRY.get(name)
-        if strategy not in ("auto", name) and values:
+        if strategy != name and not REGISTRY.get(strategy).planned and values:
             keys = ", ".join(f"{name}.{k}" for k in values)
             raise ConfigError(f"{keys} only applies to the {name} strategy, and this run trains '{strategy}'.")
         build(s.settings, values, name)  # validates (unknown keys named, bounds, types)
@@ -48,13 +50,9 @@ def settings_fields(name: str) -> list:
     return list(fields(REGISTRY.get(name).settings))
 
 
-from .builtin import DIFFERENTIAL, FROZEN, FULL, PARTIAL  # noqa: E402
-from .lora import ADALORA, IA3_, LOHA, LOKR, LORA  # noqa: E402
-from .prompt import PROMPT  # noqa: E402
-
-for _s in (FROZEN, LORA, PARTIAL, DIFFERENTIAL, FULL, LOHA, LOKR, IA3_, ADALORA, PROMPT):
+for _s in (AUTO, FROZEN, LORA, PARTIAL, DIFFERENTIAL, FULL, LOHA, LOKR, IA3_, ADALORA, PROMPT):
     register_strategy(_s)
 
 __all__ = ["Strategy", "NoSettings", "REGISTRY", "register_strategy", "get_strategy", "strategy_names",
-           "check_strategy_args", "settings_fields", "resolve_auto", "recommend", "count_params", "decay_split",
-           "freeze_frozen_norms", "group_lr", "set_trainable", "LARGE_BACKBONE_M"]
+           "check_strategy_args", "settings_fields", "count_params", "decay_split", "freeze_frozen_norms", "group_lr",
+           "set_trainable"]

@@ -1,99 +1,15 @@
-"""'auto': a concrete strategy and settings from the data, with the one-line reason shown to the user."""
+"""'auto': not a way to train but a plan made from the data when the run starts (core.train.auto), which then
+trains with one of the other strategies. Registered like them, so every list of strategies holds it."""
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ..config import TrainConfig
-
-LARGE_BACKBONE_M = 300  # millions of weights; above this, auto trains LoRA adapters instead of every weight
-WORDS = {"epochs": "epochs", "class_weighting": "class weighting", "label_smoothing": "label smoothing",
-         "max_length": "text length", "image_size": "image size", "blend": "blending", "strategy": "strategy"}
+from ..errors import ConfigError
+from .base import Strategy
 
 
-def recommend(n_examples: int, modality: str) -> tuple[str, str]:
-    """(strategy, one-line reason) for this much data."""
-    if n_examples < 1000:
-        return "frozen", f"{n_examples} examples is small: a frozen backbone (or LoRA) learns fast and rarely overfits."
-    if n_examples < 10_000:
-        return "differential", f"{n_examples:,} examples: enough to adapt every layer, with lower layers moving slower."
-    return "full", f"{n_examples:,} examples: enough data to fine-tune every weight."
+class Auto(Strategy):
+    def prepare(self, model, cfg, modality):
+        raise ConfigError("'auto' is resolved into a concrete strategy when the run is planned.")
 
 
-def resolve_auto(cfg: "TrainConfig", n_train: int, modality: str, class_counts: list[int] | None,
-                 text_lengths: list[int] | None = None, image_side: int | None = None,
-                 params_m: float = 0.0, chosen: set[str] | None = None,
-                 strategy: str | None = None) -> tuple["TrainConfig", str]:
-    """A concrete config for strategy 'auto', from the data, and the one-line reason shown to the user.
-    Settings the person chose (`chosen`; by default those that differ from their defaults) are never changed,
-    and the reason says which were kept. class_counts is None for regression.
-
-    Measured on five real datasets (benchmarks/README.md): on a few hundred examples a frozen backbone, and even
-    a full fine-tune, can lose to the scikit-learn baseline; a full fine-tune whose predictions are averaged with
-    the baseline-style linear model beat it on four once the network's share was chosen pessimistically (see
-    core.predict.blend.best_weight) and tied on the fifth; images also get label smoothing and, where mirroring changes
-    the class, no flips (decided by the plan)."""
-    from ..config import TrainConfig
-
-    defaults = TrainConfig()
-    if chosen is None:
-        chosen = {k for k in WORDS if getattr(cfg, k) != getattr(defaults, k)}
-    from ..modalities import get_modality
-
-    kind = get_modality(modality)
-    picks: dict = {"strategy": "full"}
-    per_kind, kind_notes = kind.auto_picks(n_train, {"text_lengths": text_lengths, "image_side": image_side},
-                                           class_counts is not None)
-    picks["epochs"] = per_kind.pop("epochs")
-    if params_m >= LARGE_BACKBONE_M:
-        # gradients and Adam state for every weight of a large model need ~4x its size in memory, and a small
-        # dataset cannot move that many weights well; low-rank adapters keep both in check
-        picks["strategy"] = "lora"
-    if strategy:  # the budget planner's choice (core.train.budget)
-        picks["strategy"] = strategy
-    picks["blend"] = True
-    notes = []
-    if class_counts and max(class_counts) / max(1, min(class_counts)) >= 3:
-        picks["class_weighting"] = "balanced"
-        notes.append(f"classes are imbalanced ({max(class_counts) / max(1, min(class_counts)):.0f}:1), so rarer "
-                     "ones are weighted up")
-    picks.update(per_kind)
-    notes += kind_notes
-    kept = [k for k in picks if k in chosen and k != "strategy"]
-    changes = {k: v for k, v in picks.items() if k not in chosen or k == "strategy"}
-    # settings given for a strategy auto did not pick would be ignored; drop them from the resolved config
-    changes["strategy_args"] = {k: v for k, v in cfg.strategy_args.items() if k == changes["strategy"]}
-    out = replace(cfg, **changes)
-    notes = [n for n in notes if not any(WORDS[k] in n for k in kept)]
-    return out, _reason(out, n_train, params_m, kind.partner_phrase, notes, kept, cfg)
-
-
-def _reason(out: "TrainConfig", n_train: int, params_m: float, partner: str, notes: list[str], kept: list[str],
-            asked: "TrainConfig") -> str:
-    from . import get_strategy
-
-    if get_strategy(out.strategy).fits_head:
-        why = (f"{n_train:,} training examples: the backbone stays frozen, its features are computed once and a "
-               "head is solved on them")
-    elif out.strategy == "lora":
-        why = (f"{n_train:,} training examples on a large backbone ({params_m:,.0f}M weights): LoRA adapters "
-               f"train beside the frozen weights ({_epochs(out.epochs)}, early stopping)")
-    else:
-        why = f"{n_train:,} training examples: every weight fine-tunes ({_epochs(out.epochs)}, early stopping)"
-    if out.blend:
-        why += (f", then blends with a fast linear model {partner}, trusting the network as far as validation "
-                "shows it helps")
-    for n in notes:
-        why += f"; {n}"
-    if kept:
-        why += "; kept as you set them: " + ", ".join(f"{WORDS[k]} {_show(getattr(asked, k))}" for k in kept)
-    return why + "."
-
-
-def _epochs(n: int) -> str:
-    return f"{n} epoch" + ("" if n == 1 else "s")
-
-
-def _show(v) -> str:
-    return "off" if v is False else "on" if v is True else str(v)
+AUTO = Auto("auto", "Auto", "Picks the backbone, strategy and epochs from the data and the time budget, and blends "
+                            "with a fast linear model where that helps.", planned=True)

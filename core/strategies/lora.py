@@ -7,7 +7,10 @@ from typing import Any
 
 from torch import nn
 
+from ..backbones import lora_targets
+from ..errors import ModelError
 from ..settings import setting
+from ..train.events import Callback
 from .base import NoSettings, Strategy, decay_split, set_trainable
 
 
@@ -47,8 +50,6 @@ class PeftAdapter(Strategy):
 
     def prepare(self, model, cfg, modality):
         from peft import inject_adapter_in_model
-
-        from ..backbones import lora_targets
 
         set_trainable(model, False)
         conf = self.peft_config(cfg.settings_for(self.name), self.targets(model, lora_targets(model)), cfg)
@@ -118,8 +119,6 @@ class AdaLora(PeftAdapter):
     marker = "lora_"
 
     def targets(self, model, targets):
-        from ..errors import ModelError
-
         linear = [t for t in targets if isinstance(model.get_submodule(t), nn.Linear)]
         if not linear:
             raise ModelError("AdaLoRA adapts Linear layers; this backbone's adapters would sit on convolutions. "
@@ -134,9 +133,40 @@ class AdaLora(PeftAdapter):
                              target_modules=targets, total_step=1000, tinit=0, tfinal=0)
 
     def callbacks(self, model, cfg) -> list:
-        from ..train.callbacks.adalora import AdaLoraBudget
-
         return [AdaLoraBudget(model, cfg.settings_for(self.name))]
+
+
+class AdaLoraBudget(Callback):
+    """AdaLoRA's rank budget: after a warm-up, peft's RankAllocator scores each singular value by its importance
+    and cuts the least useful until the average rank reaches the target; the ranks then stay fixed (the same
+    schedule as peft's AdaLoraModel.update_and_allocate, driven by the loop's own steps)."""
+
+    def __init__(self, model, settings):
+        self.model, self.s = model, settings
+        self.allocator = None
+
+    def on_fit_start(self, ctx):
+        from peft.tuners.adalora.model import RankAllocator
+
+        conf = self.model.peft_config
+        total = max(ctx.state.total_steps, 3)
+        conf.total_step = total
+        conf.tinit = int(total * self.s.warmup_share)
+        conf.tfinal = int(total * self.s.final_share)
+        conf.deltaT = max(1, (total - conf.tinit - conf.tfinal) // 10)
+        self.allocator = RankAllocator(self.model, conf, "default")
+
+    def on_optimizer_step(self, ctx):
+        conf, step = self.model.peft_config, ctx.state.step
+        if step < conf.total_step - conf.tfinal:
+            _, pattern = self.allocator.update_and_allocate(self.model, step)
+            if pattern:
+                conf.rank_pattern = pattern
+        elif step == conf.total_step - conf.tfinal:
+            _, conf.rank_pattern = self.allocator.update_and_allocate(self.model, step, force_mask=True)
+            self.allocator.reset_ipt()
+        elif conf.rank_pattern:
+            self.allocator.mask_using_rank_pattern(self.model, conf.rank_pattern)
 
 
 LORA = Lora("lora", "LoRA adapters",

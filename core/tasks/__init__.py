@@ -1,120 +1,13 @@
-"""The task registry: what the labels mean. A task owns the targets, the head's size, the loss, the metrics, the
-baseline's estimator, the comparison with the baseline and what a prediction returns."""
+"""The task registry: what the labels mean (core.tasks.base.Task). Classification and regression are
+registered here; config validation, the CLI and the pages read the names from it."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
-
-import numpy as np
-import torch
+from typing import Any
 
 from ..registry import Registry
-
-
-@dataclass
-class Targets:
-    y: torch.Tensor  # what the loss sees per row: a class index, or a standardised value
-    truth: np.ndarray  # what metrics compare against: class indices, or values in the data's units
-    classes: list[str] = field(default_factory=list)  # classification only
-    scale: tuple[float, float] | None = None  # regression: (mean, std) of the training targets
-
-    def meta(self) -> dict[str, Any]:
-        """What labels.json keeps so a prediction reads the same way later."""
-        return {"classes": self.classes, **({"scale": list(self.scale)} if self.scale else {})}
-
-
-class Task:
-    name = ""
-    title = ""
-    metrics: tuple[str, ...] = ()  # monitor choices; the first is the default
-    lower_is_better: frozenset[str] = frozenset()
-    losses: tuple[str, ...] = ()  # the first is the default
-    headline: tuple[str, ...] = ()  # the numbers a run's status and the runs table carry
-    event_keys: tuple[str, ...] = ()  # what each validation event carries (Monitor's curves)
-    estimator = ""  # the baseline's estimator, in words
-    split_suffix = ""  # saved splits of other tasks are kept apart
-    has_classes = False
-
-    def targets(self, labels: list[str], train_rows: np.ndarray, name: str = "the data") -> Targets:
-        raise NotImplementedError
-
-    def targets_from_meta(self, labels: list[str], meta: dict[str, Any]) -> Targets:
-        """Targets for rows read later (a resumed run, a prediction file) in the units of the saved run."""
-        raise NotImplementedError
-
-    def out_dim(self, targets: Targets) -> int:
-        raise NotImplementedError
-
-    def loss_fn(self, t, targets: Targets, train_idx: torch.Tensor, device: torch.device) -> Callable:
-        raise NotImplementedError
-
-    def outputs(self, logits: torch.Tensor, targets_meta: dict[str, Any]) -> torch.Tensor:
-        """Per-row outputs in the data's terms: class probabilities, or values in the label's units."""
-        raise NotImplementedError
-
-    def evaluate(self, truth: np.ndarray, out: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def score(self, res: dict[str, Any], monitor: str) -> float:
-        """The monitored metric as 'higher is better'."""
-        return -res[monitor] if monitor in self.lower_is_better else res[monitor]
-
-    def monitor(self, t) -> str:
-        m = t.monitor or self.metrics[0]
-        from ..settings import ConfigError
-
-        if m not in self.metrics:
-            raise ConfigError(f"monitor {m!r} does not apply to {self.name}; choose one of: {', '.join(self.metrics)}.")
-        return m
-
-    def loss_name(self, t) -> str:
-        from ..settings import ConfigError
-
-        name = t.loss or self.losses[0]
-        if name not in self.losses:
-            raise ConfigError(f"loss {name!r} does not apply to {self.name}; choose one of: {', '.join(self.losses)}.")
-        return name
-
-    def baseline_predict(self, x_train, y_train: np.ndarray, x_test, meta: dict[str, Any]) -> np.ndarray:
-        raise NotImplementedError
-
-    def compare(self, truth: np.ndarray, out: np.ndarray, base_out: np.ndarray, meta: dict[str, Any],
-                seed: int = 0) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def blend_weight(self, net: np.ndarray, partner: np.ndarray, truth: np.ndarray, meta: dict[str, Any]
-                     ) -> tuple[float, dict[str, Any]]:
-        """The network's share in w*net + (1-w)*partner, chosen pessimistically on validation (core.predict.blend)."""
-        raise NotImplementedError
-
-    def linear_head(self, x: np.ndarray, y: np.ndarray, meta: dict[str, Any], out_dim: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """A linear head solved to convergence on standardised features (the baseline's own estimator), folded
-        back into raw feature space: (weight [out_dim, features], bias [out_dim])."""
-        raise NotImplementedError
-
-    def point(self, out: np.ndarray) -> np.ndarray:
-        """One prediction per row (the class index, or the value) from outputs, for the baseline comparison."""
-        raise NotImplementedError
-
-    def prediction_columns(self, truth: np.ndarray, out: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
-        """Columns of a predictions table (eval/test_predictions.parquet, batch prediction)."""
-        raise NotImplementedError
-
-    def suspects(self, x, truth: np.ndarray, meta: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Rows (positions in x) whose given label a model that never saw them confidently contradicts, and that
-        model's outputs for them; None where the task has no such check."""
-        return None
-
-    def prediction_table(self, out: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
-        """Columns for predictions of new inputs: 'prediction' (and 'confidence' where it means something) and
-        every output; rows of unreadable inputs (NaN outputs) have an empty prediction."""
-        raise NotImplementedError
-
-    def strata(self, labels: np.ndarray) -> np.ndarray:
-        """What a stratified split balances across train, validation and test."""
-        raise NotImplementedError
-
+from .base import Targets, Task
+from .classification import CLASSIFICATION
+from .regression import REGRESSION
 
 REGISTRY: Registry[Task] = Registry("task")
 
@@ -135,29 +28,13 @@ def metric_names() -> list[str]:
     return sorted({m for t in REGISTRY for m in t.metrics})
 
 
-def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and scales. A column whose spread is float noise next to the widest one (a near-constant
-    feature) keeps scale 1: dividing by its noise would give it weights of 1e8 that any rounding (INT8 export,
-    another BLAS) turns into garbage predictions."""
-    mean, scale = x.mean(0), x.std(0)
-    floor = 1e-3 * float(scale.max()) if scale.size else 0.0
-    return mean, np.where(scale > floor, scale, 1.0)
-
-
-def fold_standardisation(coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """w·((x - mean) / scale) + b as w'·x + b'."""
-    w = coef / scale
-    return w, intercept - w @ mean
-
-
 def from_meta(meta: dict[str, Any]) -> Task:
     """The task of a saved run or export (labels.json); runs made before regression existed are classifiers."""
     return get_task(meta.get("task", "classification"))
 
 
-from .classification import CLASSIFICATION  # noqa: E402
-from .regression import REGRESSION  # noqa: E402
 
 register_task(CLASSIFICATION)
 register_task(REGRESSION)
+
+__all__ = ["Targets", "Task", "REGISTRY", "register_task", "get_task", "task_names", "metric_names", "from_meta"]

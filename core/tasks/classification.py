@@ -7,7 +7,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import Targets, Task
+from ..errors import DataError
+from ..linear import fold_standardisation, logistic, out_of_fold, standardisation, suspects
+from ..metrics import evaluate, paired_comparison
+from ..predict.blend import best_weight
+from .base import Targets, Task
 
 
 class Classification(Task):
@@ -28,8 +32,6 @@ class Classification(Task):
         return Targets(torch.from_numpy(idx), idx, classes)
 
     def targets_from_meta(self, labels, meta):
-        from ..errors import DataError
-
         pos = {c: i for i, c in enumerate(meta["classes"])}
         unknown = sorted(set(labels) - set(pos))
         if unknown:
@@ -60,30 +62,20 @@ class Classification(Task):
         return torch.softmax(logits.float(), -1)
 
     def evaluate(self, truth, out, meta):
-        from ..metrics import evaluate
-
         return evaluate(truth, out, meta["classes"])
 
     def baseline_predict(self, x_train, y_train, x_test, meta):
-        from sklearn.linear_model import LogisticRegression
-
-        clf = LogisticRegression(C=2.0, max_iter=2000, class_weight="balanced").fit(x_train, y_train)
+        clf = logistic().fit(x_train, y_train)
         probs = np.zeros((x_test.shape[0], len(meta["classes"])))
         probs[:, clf.classes_] = clf.predict_proba(x_test)
         return probs
 
     def blend_weight(self, net, partner, truth, meta):
-        from ..predict.blend import best_weight
-
         return best_weight(net, partner, truth, meta["classes"])
 
     def linear_head(self, x, y, meta, out_dim):
-        from sklearn.linear_model import LogisticRegression
-
-        from . import fold_standardisation, standardisation
-
         mean, scale = standardisation(x)
-        clf = LogisticRegression(C=2.0, max_iter=5000, class_weight="balanced").fit((x - mean) / scale, y)
+        clf = logistic(max_iter=5000).fit((x - mean) / scale, y)
         coef, b = clf.coef_, clf.intercept_
         if coef.shape[0] == 1:  # two classes: scikit-learn keeps one row; softmax over [0, z] is its sigmoid
             coef, b = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, b[0]])
@@ -96,8 +88,6 @@ class Classification(Task):
         return np.asarray(out).argmax(1)
 
     def compare(self, truth, out, base_out, meta, seed=0):
-        from ..metrics import paired_comparison
-
         base = np.asarray(base_out)
         return paired_comparison(truth, self.point(out), base if base.ndim == 1 else self.point(base),
                                  meta["classes"], seed=seed)
@@ -115,8 +105,6 @@ class Classification(Task):
         return cols
 
     def suspects(self, x, truth, meta, seed):
-        from ..train.baseline import out_of_fold, suspects
-
         probs = out_of_fold(x, truth, len(meta["classes"]), seed=seed)
         pos = suspects(probs, truth)
         return pos, probs[pos]

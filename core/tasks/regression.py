@@ -10,7 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
-from . import Targets, Task
+from ..linear import fold_standardisation, ridge, standardisation
+from ..metrics import paired_mae
+from ..predict.blend import best_weight_values
+from .base import Targets, Task
 
 
 def _numbers(labels: list[str], name: str) -> np.ndarray:
@@ -84,23 +87,15 @@ class Regression(Task):
                 "target_std": float(truth.std()) if n else 0.0}
 
     def baseline_predict(self, x_train, y_train, x_test, meta):
-        from sklearn.linear_model import RidgeCV
-
-        model = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit(x_train, y_train)
+        model = ridge().fit(x_train, y_train)
         return model.predict(x_test).reshape(-1, 1)
 
     def blend_weight(self, net, partner, truth, meta):
-        from ..predict.blend import best_weight_values
-
         return best_weight_values(self.point(net), self.point(partner), np.asarray(truth, dtype=np.float64))
 
     def linear_head(self, x, y, meta, out_dim):
-        from sklearn.linear_model import RidgeCV
-
-        from . import fold_standardisation, standardisation
-
         mean, scale = standardisation(x)
-        reg = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit((x - mean) / scale, y)  # y: standardised targets
+        reg = ridge().fit((x - mean) / scale, y)  # y: standardised targets
         w, b = fold_standardisation(np.asarray(reg.coef_).reshape(1, -1), np.atleast_1d(reg.intercept_), mean, scale)
         return w, b
 
@@ -108,8 +103,6 @@ class Regression(Task):
         return np.asarray(out, dtype=np.float64).reshape(len(out), -1)[:, 0]
 
     def compare(self, truth, out, base_out, meta, seed=0):
-        from ..metrics import paired_mae
-
         return paired_mae(np.asarray(truth, dtype=np.float64), self.point(out), np.asarray(base_out).reshape(-1),
                           seed=seed)
 

@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..data.images import BadImage
+
 Progress = Callable[[float, str], None]
 IN_MEMORY_BYTES = int(os.environ.get("FTS_IN_MEMORY_MB", "1024")) * 2**20  # stores up to this size are held in RAM
 
@@ -46,8 +48,6 @@ def _finish(tmp: Path, path: Path, meta: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- images
 def _decode_chunk(args) -> int:
     """In a worker process: decode rows [start, stop) into the store (a row that cannot be read stays black)."""
-    from ..data.images import BadImage
-
     tmp, paths, start, prep, n, size = args
     store = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(n, 3, size, size))
     for i, p in enumerate(paths):

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..config import TrainConfig
+    from ..runs.folder import RunFolder
 
 EVENT_KINDS = ("run_start", "progress", "epoch_start", "step", "eval", "epoch_end", "checkpoint", "warning",
                "run_end")
@@ -90,7 +91,7 @@ class Context:
     cfg: "TrainConfig"  # this run's resolved settings; read-only
     state: TrainState
     control: Control
-    run_dir: Path | None
+    folder: "RunFolder | None"
     parts: Parts
     emit: Callable[..., None]
     predict: Callable[["torch.Tensor"], "np.ndarray"]  # outputs for rows, gathered across ranks

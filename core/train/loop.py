@@ -6,18 +6,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from ..modalities import Inputs
+from ..strategies import freeze_frozen_norms
 from . import distributed as D
 from .events import Callback, Context, Control, Event, Parts, TrainState
 from .loader import batches as loader_batches
 from .loader import plans
-from ..modalities import Inputs
-from ..strategies import freeze_frozen_norms
 
 
 @dataclass
@@ -72,7 +71,7 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
 class Learner:
     def __init__(self, parts: Parts, inputs: Inputs, y: torch.Tensor, train_idx: torch.Tensor, cfg, loss_fn: Callable,
                  outputs_fn: Callable, out_dim: int, device: torch.device, callbacks: list[Callback],
-                 control: Control | None = None, state: TrainState | None = None, run_dir: Path | None = None,
+                 control: Control | None = None, state: TrainState | None = None, folder=None,
                  main: bool = True):
         self.parts, self.inputs, self.y, self.train_idx, self.t = parts, inputs, y, train_idx, cfg
         self.loss_fn, self.outputs_fn, self.out_dim, self.device = loss_fn, outputs_fn, out_dim, device
@@ -83,7 +82,7 @@ class Learner:
         self.log_every = cfg.log_every or (10 if device.type == "cuda" else 1)
         self.channels_last = False  # set for CNNs on a GPU (core.train.trainer)
         self._window = Window()
-        self.ctx = Context(cfg, self.state, self.control, run_dir, parts, self.emit, self.predict, main)
+        self.ctx = Context(cfg, self.state, self.control, folder, parts, self.emit, self.predict, main)
 
     # ------------------------------------------------------------------ plumbing
     def emit(self, kind: str, **data: Any) -> None:

@@ -14,16 +14,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..backbones import get_backbone
 from ..config import RunConfig
 from ..data.datasets import DatasetStore
-from .events import Callback, Parts
-from .loop import Learner, amp_dtype, optimizer
-from ..modalities import FeatureInputs, get_modality
-from .plan import pick_device, seed_everything
-from ..data.rundata import check_backbone, load_rows, open_data
-from ..settings import ConfigError
+from ..errors import ConfigError
+from ..modalities import FeatureInputs
 from ..strategies import get_strategy, group_lr
+from .events import Callback, Parts
+from .features import Features
+from .loop import Learner, amp_dtype, optimizer
+from .setup import build_model, device_for, open_run, run_data
 
 
 class RangeTest(Callback):
@@ -65,28 +64,17 @@ class RangeTest(Callback):
 def find_lr(cfg: RunConfig, datasets: DatasetStore, start: float = 1e-7, end: float = 1.0, steps: int = 60,
             progress: Callable[[float, str], None] | None = None, callbacks: list[Callback] = ()) -> dict[str, Any]:
     progress = progress or (lambda f, m: None)
-    if cfg.train.strategy == "auto":
+    if get_strategy(cfg.train.strategy).planned:
         raise ConfigError("The range test needs a concrete strategy: 'auto' picks its own learning rate. "
                           "Choose a strategy first.")
-    opened = open_data(cfg, datasets, progress)
-    t = cfg.train
-    if not t.backbone:
-        t = replace(t, backbone=get_modality(opened[0].modality).default_backbone)
-    spec = get_backbone(t.backbone)
-    check_backbone(spec, opened[0])
-    data = load_rows(cfg, opened).attach_inputs(spec, t, progress)
-    strategy = get_strategy(t.strategy)
-    dev = pick_device(t.device)
-    seed_everything(t.seed)
-    model = spec.build(data.task.out_dim(data.targets), pooling=t.pooling, keep_layers=t.keep_layers)
-    groups = strategy.prepare(model, t, spec.modality)
-    model.to(dev)
+    cfg = RunConfig.from_dict(cfg.to_dict())  # the caller's config keeps its empty backbone
+    opened = open_run(cfg, datasets, progress)
+    t, spec, dev = cfg.train, opened.spec, device_for(cfg)
+    data = run_data(opened).attach_inputs(spec, t, progress)
+    model, groups, strategy = build_model(spec, data, t, dev)
     inputs = data.inputs
     if strategy.frozen_backbone:  # the backbone never changes: its features once, as training does
-        from .plan import Plan
-
-        plan = Plan(cfg, spec, strategy, data, model, groups, dev, progress)
-        inputs = FeatureInputs(torch.from_numpy(plan.pretrained_features()).to(dev))
+        inputs = FeatureInputs(torch.from_numpy(Features(model, data, spec, t, dev, progress).pretrained()).to(dev))
     train_idx = data.idx("train")
     per_epoch = max(1, math.ceil(len(train_idx) / t.batch_size / t.grad_accum))
     t = replace(t, epochs=max(1, math.ceil(steps / per_epoch)), max_steps=steps, early_stopping_patience=0,

@@ -12,10 +12,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import RunConfig, TrainConfig
+from ..errors import ConfigError
+from ..runs.folder import RunFolder
+from ..runs.worker import StopRequests
 from .events import Callback, Control
-from ..settings import ConfigError
+from .setup import open_run
+from .trainer import Trainer
 
 STUDIES = "studies.db"
+DEFAULT_TRIALS = 20  # trials a search adds when not told (CLI and Search page alike)
 LORA_RANK = "lora_r"  # the one strategy setting searched: LoRA's rank, through strategy_args
 
 
@@ -115,19 +120,10 @@ def search(base: RunConfig, datasets, runs, trials: int, timeout: float | None =
            progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
     import optuna
 
-    from ..backbones import get_backbone
-    from ..data.datasets import open_source
-    from ..modalities import get_modality
-    from ..data.rundata import check_backbone
-    from .trainer import Trainer
-    from ..runs.worker import StopRequests
-
     progress = progress or (lambda f, m: None)
     control = control or Control()
     base = RunConfig.from_dict(base.to_dict())
-    ds = open_source(datasets, base.data.source, base.data.text_col, base.data.label_col, owner=owner)
-    base.train.backbone = base.train.backbone or get_modality(ds.modality).default_backbone
-    check_backbone(get_backbone(base.train.backbone), ds)
+    ds = open_run(base, datasets, owner=owner).ds
     ds_id, base.data.source = ds.id, ds.id  # every trial reads the same saved dataset version and split
     n_train = int(len(ds.items) * (1 - base.data.val_fraction - base.data.test_fraction))
     space = check_space(space or default_space(ds.modality, n_train))
@@ -223,7 +219,7 @@ def summary(name: str, runs_root: Path) -> dict[str, Any]:
         rid = best.user_attrs.get("run_id")
         out["best"] = {"number": best.number, "value": best.value, "params": best.params, "run_id": rid,
                        "test": best.user_attrs.get("test"),
-                       "config": str(Path(runs_root) / rid / "config.json") if rid else None}
+                       "config": str(RunFolder(Path(runs_root) / rid).config_file) if rid else None}
     out["importances"] = {}
     if len(complete) >= 2:
         try:

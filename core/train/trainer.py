@@ -11,19 +11,38 @@ from typing import Any
 
 import torch
 
-from . import distributed as D
-from .callbacks import (BestWeights, Checkpointer, DivergenceGuard, EarlyStopping, EvalFiles, MixUp, OomRecovery,
-                        Resume, Schedule, StatusHeartbeat, TestEvaluation, Unfreeze, Validation)
-from .callbacks.blend import Blend
 from ..config import RunConfig
 from ..data.datasets import DatasetStore
 from ..errors import StudioError
-from .events import Callback, Control, Event, JsonlLog, Parts, TrainState
 from ..fsutil import DiskFullError, atomic_write_json
-from .loop import Learner, amp_dtype, optimizer
-from .plan import Plan, make_plan, pick_device, seed_everything
-from ..runs.store import RunRecord, RunStore
+from ..runs.folder import RunFolder
+from ..runs.store import RunStore
 from ..strategies import count_params
+from . import distributed as D
+from .auto import budget_seconds
+from .callbacks import (
+    BestWeights,
+    Checkpointer,
+    DivergenceGuard,
+    EarlyStopping,
+    EvalFiles,
+    MixUp,
+    OomRecovery,
+    Resume,
+    Schedule,
+    StatusHeartbeat,
+    TestEvaluation,
+    Unfreeze,
+    Validation,
+)
+from .callbacks.blend import Blend
+from .callbacks.distill import Distill, check_teacher, compare, teacher_log_probs
+from .callbacks.guards import Budget
+from .events import Callback, Control, Event, JsonlLog, Parts, TrainState
+from .loop import Learner, amp_dtype, optimizer
+from .plan import Plan, make_plan
+from .setup import pick_device, seed_everything
+from .trackers import build
 
 __all__ = ["Trainer", "pick_device", "seed_everything"]
 
@@ -35,9 +54,9 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, run: RunRecord, store: RunStore, datasets: DatasetStore,
+    def __init__(self, cfg: RunConfig, run: RunFolder, store: RunStore, datasets: DatasetStore,
                  control: Control | None = None, callbacks: list[Callback] | None = None):
-        self.asked, self.run_rec, self.store, self.datasets = cfg, run, store, datasets
+        self.asked, self.folder, self.store, self.datasets = cfg, run, store, datasets
         self.control = control or Control()
         self.extra = list(callbacks or [])
         self.main = D.is_main()
@@ -62,12 +81,10 @@ class Trainer:
     def _make_sinks(self) -> list[Callback]:
         sinks = list(self.extra)
         if self.main:
-            sinks += [JsonlLog(self.run_rec.dir / "events.jsonl"), StatusHeartbeat(self.store, self.run_rec)]
+            sinks += [JsonlLog(self.folder.events_file), StatusHeartbeat(self.store, self.folder)]
         self.notes: list[str] = []
         if self.asked.train.trackers and self.main:
-            from .trackers import build
-
-            extra, self.notes = build(self.asked.train.trackers, self.run_rec.dir, self.asked.name or self.run_rec.id,
+            extra, self.notes = build(self.asked.train.trackers, self.folder.dir, self.asked.name or self.folder.id,
                                       vars(self.asked.train))
             sinks += extra
         return sorted(sinks, key=lambda c: c.order)
@@ -85,7 +102,7 @@ class Trainer:
     def status(self, status: str, **fields: Any) -> dict[str, Any]:
         if not self.main:
             return {"status": status, **fields}
-        return self.store.set_status(self.run_rec, status, **fields)
+        return self.store.set_status(self.folder, status, **fields)
 
     # ------------------------------------------------------------------ entry
     def run(self, resume: bool = False) -> dict[str, Any]:
@@ -100,16 +117,17 @@ class Trainer:
                               "Free some space, then resume.")
         except Exception as e:  # the run fails, the server keeps serving
             if self.main:
-                (self.run_rec.dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-            return self._fail(f"Training failed: {type(e).__name__}: {e}. Details are in error.txt in the run folder.")
+                self.folder.error_file.write_text(traceback.format_exc(), encoding="utf-8")
+            return self._fail(f"Training failed: {type(e).__name__}: {e}. Details are in "
+                              f"{self.folder.error_file.name} in the run folder.")
 
     def _fail(self, reason: str) -> dict[str, Any]:
         self.emit("run_end", status="failed", reason=reason)
         return self.status("failed", reason=reason, finished=time.time())
 
     def _run(self, resume: bool) -> dict[str, Any]:
-        previous = self.run_rec.status if resume else {}
-        plan = self.plan = make_plan(self.asked, self.datasets, self.run_rec.dir, previous, resume, self.progress,
+        previous = self.folder.status if resume else {}
+        plan = self.plan = make_plan(self.asked, self.datasets, self.folder, previous, resume, self.progress,
                                      lambda **f: self.status("running", **f))
         learner = self.learner = self._learner(plan, resume)
         trainable, total = count_params(plan.model)
@@ -142,14 +160,14 @@ class Trainer:
         cbs = self._callbacks(plan, resume)
         learner = Learner(parts, data.inputs, data.y, train_idx, t, data.task.loss_fn(t, data.targets, train_idx, dev),
                           lambda z: data.task.outputs(z, data.meta), data.task.out_dim(data.targets), dev, cbs,
-                          self.control, state, self.run_rec.dir, self.main)
+                          self.control, state, self.folder, self.main)
         if dev.type == "cuda" and data.modality.mixable and not plan.strategy.frozen_backbone:
             plan.model.to(memory_format=torch.channels_last)  # convolutions run faster so on NVIDIA GPUs
             learner.channels_last = True
         return learner
 
     def _callbacks(self, plan: Plan, resume: bool) -> list[Callback]:
-        t, data, d = plan.cfg.train, plan.data, self.run_rec.dir
+        t, data, d = plan.cfg.train, plan.data, self.folder
         cbs: list[Callback] = [Schedule(t.schedule, t.warmup_ratio), DivergenceGuard(), OomRecovery(),
                                Unfreeze(plan.strategy, plan.spec.modality), Validation(data, data.task.monitor(t)),
                                EarlyStopping(t.early_stopping_patience), BestWeights(d),
@@ -158,10 +176,7 @@ class Trainer:
         if resume:
             cbs.append(Resume(d, plan.strategy, plan.spec.modality))
         if t.budget_minutes is not None or plan.auto_reason:
-            from . import budget
-            from .callbacks.guards import Budget
-
-            cbs.append(Budget(budget.budget_seconds(t, plan.device), self.started))
+            cbs.append(Budget(budget_seconds(t, plan.device), self.started))
         if (t.mixup_alpha > 0 or t.cutmix_alpha > 0) and data.modality.mixable:
             cbs.append(MixUp(t.mixup_alpha, t.cutmix_alpha, t.mix_prob))
         if t.teacher:
@@ -174,12 +189,10 @@ class Trainer:
         return cbs + self._sinks
 
     def _distill(self, plan: Plan) -> Callback:
-        from .callbacks.distill import Distill, check_teacher, teacher_log_probs
-
         t = plan.cfg.train
         rec = self.store.get(t.teacher)
-        check_teacher(rec.dir, rec.status, plan.data, plan.cfg)
-        return Distill(teacher_log_probs(rec.dir, plan.data, plan.device, self.progress), t.distill_weight,
+        check_teacher(rec, rec.status, plan.data, plan.cfg)
+        return Distill(teacher_log_probs(rec, plan.data, plan.device, self.progress), t.distill_weight,
                        t.distill_temperature)
 
     def _wrap(self, parts: Parts, device: torch.device) -> None:
@@ -213,14 +226,12 @@ class Trainer:
         return final
 
     def _distillation_report(self, plan: Plan, test: dict[str, Any]) -> dict[str, Any] | None:
-        from .callbacks.distill import compare
-
         self.progress(1.0, "Comparing the student with its teacher")
         rec = self.store.get(plan.cfg.train.teacher)
         try:
-            report = compare(rec.dir, rec.status, self.run_rec.dir, test, plan.data)
+            report = compare(rec, rec.status, self.folder, test, plan.data)
         except StudioError as e:  # the teacher was deleted meanwhile: the run stands without the comparison
             self.notes.append(f"No teacher comparison: {e}")
             return None
-        atomic_write_json(self.run_rec.dir / "eval" / "distillation.json", report)
-        return self.status(self.run_rec.status.get("status"), distillation=report)
+        atomic_write_json(self.folder.distillation_file, report)
+        return self.status(self.folder.status.get("status"), distillation=report)

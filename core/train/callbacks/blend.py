@@ -3,14 +3,15 @@ features for images), the network's share chosen on validation with the best wei
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..events import Callback
 from ...fsutil import atomic_write_json
+from ...predict.blend import blend
+from ...runs.folder import RunFolder
+from ..events import Callback
 
 
 @dataclass
@@ -21,8 +22,6 @@ class BlendModel:
     modality: Any
 
     def apply(self, out: np.ndarray, idx: torch.Tensor) -> np.ndarray:
-        from ...predict.blend import blend
-
         if self.weight >= 1:
             return out
         return blend(out, self.partner.predict_proba(self.modality.partner_inputs(self.view, idx.numpy())), self.weight)
@@ -31,12 +30,10 @@ class BlendModel:
 class Blend(Callback):
     order = -10  # after the best weights are back, before the test evaluation
 
-    def __init__(self, data, view, partner_name: str, run_dir: Path | None):
-        self.data, self.view, self.name, self.run_dir = data, view, partner_name, run_dir
+    def __init__(self, data, view, partner_name: str, folder: RunFolder | None):
+        self.data, self.view, self.name, self.folder = data, view, partner_name, folder
 
     def on_fit_end(self, ctx):
-        from ...predict.blend import FOLDER
-
         d, st = self.data, ctx.state
         val = d.idx("val")
         if not len(val) or (ctx.control.status or "completed") not in ("completed", "stopped"):
@@ -51,7 +48,7 @@ class Blend(Callback):
         info = {"network_weight": w, "partner": name,
                 ("val_mae" if scores.get("metric") == "mae" else "val_macro_f1"): scores}
         st.results["blend"], st.results["blend_model"] = info, BlendModel(partner, w, self.view, d.modality)
-        if self.run_dir is not None:
+        if self.folder is not None:
             if w < 1.0:
-                partner.save(self.run_dir / FOLDER)
-            atomic_write_json(self.run_dir / "blend.json", info)
+                partner.save(self.folder.partner_dir)
+            atomic_write_json(self.folder.blend_file, info)

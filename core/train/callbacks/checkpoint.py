@@ -12,19 +12,21 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_model, save_model
 
+from ...fsutil import DiskFullError, atomic_replace_dir
+from ...runs.folder import STATE, WEIGHTS, RunFolder
 from .. import distributed as D
 from ..events import Callback
-from ...fsutil import DiskFullError, atomic_replace_dir
 
 
-def save_checkpoint(root: Path, tag: str, parts, state, next_epoch: int, with_trainer: bool,
+def save_checkpoint(folder: RunFolder, tag: str, parts, state, next_epoch: int, with_trainer: bool,
                     in_epoch: bool = False) -> None:
     """in_epoch: saved between two steps of an unfinished epoch, with where in it the run was (micro-batches
     done, the epoch's generator state, its losses so far), so a resume continues from that exact step."""
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{tag}.", dir=root))
+    final = folder.checkpoint(tag)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RunFolder(Path(tempfile.mkdtemp(prefix=f".{tag}.", dir=final.parent)))  # laid out as the final one
     try:
-        save_model(parts.model, str(tmp / "model.safetensors"))
+        save_model(parts.model, str(tmp.dir / WEIGHTS))
         if with_trainer:
             within = {"in_epoch": True, "micro": state.micro, "gen": state.gen_after,
                       "epoch_losses": list(state.epoch_losses)} if in_epoch else {"in_epoch": False}
@@ -32,13 +34,13 @@ def save_checkpoint(root: Path, tag: str, parts, state, next_epoch: int, with_tr
                         "scaler": parts.scaler.state_dict() if parts.scaler else None, "next_epoch": next_epoch,
                         "step": state.step, "best_metric": state.best_metric, "best_epoch": state.best_epoch,
                         "batch_size": state.batch_size, "grad_accum": state.grad_accum,
-                        "torch_rng": torch.get_rng_state(), "extra": state.extra, **within}, tmp / "trainer.pt")
-        for f in tmp.iterdir():
+                        "torch_rng": torch.get_rng_state(), "extra": state.extra, **within}, tmp.dir / STATE)
+        for f in tmp.dir.iterdir():
             with open(f, "rb+") as fh:
                 os.fsync(fh.fileno())
-        atomic_replace_dir(tmp, root / tag)
+        atomic_replace_dir(tmp.dir, final)
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp.dir, ignore_errors=True)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFullError(e.errno, "disk full") from e
         raise
@@ -49,8 +51,8 @@ class Checkpointer(Callback):
     checkpoints/best when validation improved."""
     order = 10
 
-    def __init__(self, run_dir: Path, every_s: float = 0.0):
-        self.root, self.every = run_dir / "checkpoints", every_s
+    def __init__(self, folder: RunFolder, every_s: float = 0.0):
+        self.folder, self.every = folder, every_s
         self.last = time.time()
 
     def on_step_end(self, ctx, loss):
@@ -58,17 +60,17 @@ class Checkpointer(Callback):
         # only where the loss was just read: the epoch's losses so far are all on the host then
         if loss is None or not self.every or time.time() - self.last < self.every or st.micro % st.grad_accum:
             return
-        save_checkpoint(self.root, "last", ctx.parts, st, st.epoch, with_trainer=True, in_epoch=True)
+        save_checkpoint(self.folder, "last", ctx.parts, st, st.epoch, with_trainer=True, in_epoch=True)
         self.last = time.time()
         ctx.emit("checkpoint", tag="last", next_epoch=st.epoch, in_epoch=True, micro=st.micro)
 
     def on_epoch_end(self, ctx):
         st = ctx.state
-        save_checkpoint(self.root, "last", ctx.parts, st, st.epoch + 1, with_trainer=True)
+        save_checkpoint(self.folder, "last", ctx.parts, st, st.epoch + 1, with_trainer=True)
         self.last = time.time()
         ctx.emit("checkpoint", tag="last", next_epoch=st.epoch + 1)
         if st.improved:
-            save_checkpoint(self.root, "best", ctx.parts, st, st.epoch + 1, with_trainer=False)
+            save_checkpoint(self.folder, "best", ctx.parts, st, st.epoch + 1, with_trainer=False)
             ctx.emit("checkpoint", tag="best", next_epoch=st.epoch + 1)
 
 
@@ -76,20 +78,21 @@ class Resume(Callback):
     """Continue from checkpoints/last: weights, optimiser, scaler, step, best so far and the RNG."""
     order = -300  # before the schedule reads the step
 
-    def __init__(self, run_dir: Path, strategy, modality: str):
-        self.last = run_dir / "checkpoints" / "last"
-        self.strategy, self.modality = strategy, modality
+    def __init__(self, folder: RunFolder, strategy, modality: str):
+        self.folder, self.strategy, self.modality = folder, strategy, modality
 
     def on_fit_start(self, ctx):
-        if not (self.last / "trainer.pt").is_file():
+        state_file = self.folder.checkpoint_state("last")
+        if not state_file.is_file():
             ctx.state.results["resumed_from"] = 0
             return  # nothing completed yet: start over
-        s = torch.load(self.last / "trainer.pt", weights_only=True, map_location="cpu")
+        s = torch.load(state_file, weights_only=True, map_location="cpu")
         p, st = ctx.parts, ctx.state
         within = bool(s.get("in_epoch"))
         for e in range(1, s["next_epoch"] + within):  # the same groups as when it was saved
             self.strategy.on_epoch_start(p.model, ctx.cfg, e, p.optimizer, self.modality)
-        load_model(p.model, str(self.last / "model.safetensors"), strict=True, device=str(next(p.model.parameters()).device))
+        load_model(p.model, str(self.folder.checkpoint_weights("last")), strict=True,
+                   device=str(next(p.model.parameters()).device))
         p.optimizer.load_state_dict(s["optimizer"])
         if p.scaler and s.get("scaler"):
             p.scaler.load_state_dict(s["scaler"])
@@ -108,8 +111,8 @@ class BestWeights(Callback):
     """The best validation epoch's weights, on every process, before blending and testing."""
     order = -50
 
-    def __init__(self, run_dir: Path):
-        self.best = run_dir / "checkpoints" / "best" / "model.safetensors"
+    def __init__(self, folder: RunFolder):
+        self.best = folder.checkpoint_weights("best")
 
     def on_fit_end(self, ctx):
         D.barrier()  # rank 0 may still be writing it

@@ -4,28 +4,29 @@ teacher — a finished run on the same data and split — predicts every trainin
 T² · KL(teacher_T ‖ student_T) to the usual loss, weighted by `distill_weight`."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...config import RESOLVED, RunConfig
-from ...settings import ConfigError
+from ...config import RunConfig
+from ...errors import ConfigError
+from ...predict.export import _timed
+from ...predict.predictor import Predictor
+from ...runs.folder import RunFolder
 from ..events import Callback
 
 SPLIT_FIELDS = ("val_fraction", "test_fraction", "split_seed", "test_source", "text_col", "label_col")
 
 
-def check_teacher(teacher_dir: Path, teacher_status: dict, data, cfg: RunConfig) -> RunConfig:
+def check_teacher(teacher: RunFolder, teacher_status: dict, data, cfg: RunConfig) -> RunConfig:
     """The teacher's config, once it is known to fit: finished, same dataset version and split (a teacher that
     trained on this run's test rows would leak their labels into the student), same classes."""
-    name = teacher_dir.name
+    name = teacher.id
     if teacher_status.get("status") != "completed":
         raise ConfigError(f"Teacher {name} is {teacher_status.get('status', 'unknown')}: pick a completed run.")
     if not data.task.has_classes:
         raise ConfigError("Distillation learns from a teacher's class probabilities; this is a regression run.")
-    t_cfg = RunConfig.load(teacher_dir / RESOLVED if (teacher_dir / RESOLVED).is_file() else teacher_dir / "config.json")
+    t_cfg = teacher.resolved_config
     if teacher_status.get("dataset") != data.ds.id:
         raise ConfigError(f"Teacher {name} was trained on dataset {teacher_status.get('dataset')}, this run uses "
                           f"{data.ds.id}: a teacher must share the data and split, or it may have seen this run's "
@@ -40,12 +41,10 @@ def check_teacher(teacher_dir: Path, teacher_status: dict, data, cfg: RunConfig)
     return t_cfg
 
 
-def teacher_log_probs(teacher_dir: Path, data, device: torch.device, progress) -> torch.Tensor:
+def teacher_log_probs(teacher: RunFolder, data, device: torch.device, progress) -> torch.Tensor:
     """Log-probabilities of the teacher (as it predicts, blend included) for every training row; other rows
     stay NaN and are never read."""
-    from ...predict.predictor import Predictor
-
-    pred = Predictor(teacher_dir, device=str(device))
+    pred = Predictor(teacher.dir, device=str(device))
     rows = data.idx("train").tolist()
     out = np.full((len(data.split), len(data.classes)), np.nan, dtype=np.float32)
     step = 256
@@ -53,7 +52,7 @@ def teacher_log_probs(teacher_dir: Path, data, device: torch.device, progress) -
         chunk = rows[s:s + step]
         probs, _ = pred.predict([data.files[i] for i in chunk])
         out[chunk] = np.log(np.clip(probs, 1e-8, 1.0))
-        progress(min(1.0, (s + step) / len(rows)), f"Teacher {teacher_dir.name} predicting training rows "
+        progress(min(1.0, (s + step) / len(rows)), f"Teacher {teacher.id} predicting training rows "
                                                     f"{min(s + step, len(rows)):,}/{len(rows):,}")
     return torch.from_numpy(out)
 
@@ -74,22 +73,18 @@ class Distill(Callback):
         return (1 - self.weight) * loss + self.weight * kl
 
 
-def compare(teacher_dir: Path, teacher_status: dict, student_dir: Path, student_test: dict | None, data,
+def compare(teacher: RunFolder, teacher_status: dict, student: RunFolder, student_test: dict | None, data,
             n: int = 64) -> dict:
     """Teacher and student side by side: test scores (same test rows), weights, file size, and prediction
     speed on this machine (the same test inputs, best of two passes)."""
-    from ...predict.export import _timed
-    from ...predict.predictor import Predictor
-
     items = [data.files[i] for i in data.idx("test")[:n].tolist()] or [data.files[0]]
     out = {}
-    for role, d, test in (("teacher", teacher_dir, teacher_status.get("test")), ("student", student_dir, student_test)):
-        pred = Predictor(d)
-        ck = next(p for p in (d / "checkpoints" / "best" / "model.safetensors",
-                              d / "checkpoints" / "last" / "model.safetensors") if p.is_file())
+    for role, d, test in (("teacher", teacher, teacher_status.get("test")), ("student", student, student_test)):
+        pred = Predictor(d.dir)
+        ck = d.weights
         pred.predict(items[:4])  # warm-up
         best, _ = _timed(pred.predict, items, repeat=2)
-        out[role] = {"run": d.name, "backbone": pred.spec.name, "keep_layers": pred.cfg.train.keep_layers,
+        out[role] = {"run": d.id, "backbone": pred.spec.name, "keep_layers": pred.cfg.train.keep_layers,
                      "params": int(sum(p.numel() for p in pred.model.parameters())),
                      "size_mb": round(ck.stat().st_size / 2**20, 2),
                      "ms_per_example": round(1000 * best / len(items), 3), **(test or {})}

@@ -2,17 +2,14 @@
 paired comparison with the baseline), and — on the main process only — the files they leave in eval/."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from ..events import Callback
 from ...fsutil import atomic_write_json
-
-BASELINE_PRED = "baseline_test_pred.npy"  # in eval/: the baseline's test predictions
+from ...runs.folder import RunFolder
+from ..events import Callback
 
 
 class Validation(Callback):
@@ -35,8 +32,8 @@ class Validation(Callback):
 class TestEvaluation(Callback):
     """The test split, once, with the best weights (and the blend, when there is one)."""
 
-    def __init__(self, data, baseline_pred: np.ndarray | None, seed: int, run_dir: Path | None):
-        self.data, self.baseline_pred, self.seed, self.run_dir = data, baseline_pred, seed, run_dir
+    def __init__(self, data, baseline_pred: np.ndarray | None, seed: int, folder: RunFolder | None):
+        self.data, self.baseline_pred, self.seed, self.folder = data, baseline_pred, seed, folder
 
     def on_fit_end(self, ctx):
         st, task, idx = ctx.state, self.data.task, self.data.idx("test")
@@ -58,7 +55,7 @@ class TestEvaluation(Callback):
         """Paired with the baseline's predictions on the same rows (kept from the plan, or read back after a
         resume)."""
         base = self.baseline_pred
-        path = self.run_dir / "eval" / BASELINE_PRED if self.run_dir else None
+        path = self.folder.baseline_predictions if self.folder else None
         if base is None and path is not None and path.is_file():
             base = np.load(path, allow_pickle=False)
         if base is None or len(base) != len(truth):
@@ -70,29 +67,20 @@ class EvalFiles(Callback):
     """eval/val.json every epoch; eval/test.json and the test predictions (with inputs, for Evaluate) at the end."""
     order = 1
 
-    def __init__(self, data, run_dir: Path):
-        self.data, self.dir = data, run_dir / "eval"
+    def __init__(self, data, folder: RunFolder):
+        self.data, self.folder = data, folder
 
     def on_validate(self, ctx):
-        atomic_write_json(self.dir / "val.json", ctx.state.results["val"])
+        atomic_write_json(self.folder.result_file("val"), ctx.state.results["val"])
 
     def on_fit_end(self, ctx):
         res = ctx.state.results.get("test")
         if res is None:
             return
-        atomic_write_json(self.dir / "test.json", res)
+        atomic_write_json(self.folder.result_file("test"), res)
         idx = self.data.idx("test").tolist()
         d = self.data
         cols = d.task.prediction_columns(d.targets.truth[idx], ctx.state.results["test_out"], d.meta)
         df = pd.DataFrame({"row": [str(d.source_rows[i]) for i in idx], "input": [d.display[i] for i in idx],
                            **cols, **({"file": [d.files[i] for i in idx]} if d.modality.file_inputs else {})})
-        df.to_parquet(self.dir / "test_predictions.parquet", index=False)
-
-
-def save_baseline_pred(run_dir: Path, pred: np.ndarray) -> None:
-    (run_dir / "eval").mkdir(parents=True, exist_ok=True)
-    np.save(run_dir / "eval" / BASELINE_PRED, pred)
-
-
-def rows_tensor(rows: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        df.to_parquet(self.folder.test_predictions, index=False)

@@ -1,0 +1,61 @@
+"""'auto' planned against a time budget, in four steps: the candidate plans best first (candidates), each costed
+from speeds measured on this device with a few real examples (estimate), the first that fits the budget chosen
+(choose), and the settings it resolves to with the one line that says why (settings, explain). A backbone the
+person chose is kept, and so is every other setting they chose."""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ...backbones import BackboneSpec, get_backbone
+from ...config import RunConfig, TrainConfig
+from ...data.rundata import RunData
+from ...strategies import get_strategy
+from .candidates import candidates
+from .choose import Choice, budget_seconds, fits, minutes
+from .estimate import estimate, speeds
+from .settings import LARGE_BACKBONE_M, recommend, resolve_auto
+
+Progress = Callable[[float, str], None]
+
+__all__ = ["plan_auto", "resolve_for", "resolve_auto", "recommend", "budget_seconds", "Choice", "LARGE_BACKBONE_M"]
+
+
+def resolve_for(cfg: RunConfig, data: RunData, spec: BackboneSpec, strategy: str | None = None
+                ) -> tuple[TrainConfig, str]:
+    """The settings 'auto' gives this data with this backbone (and the budget's strategy, when chosen)."""
+    tr = data.split == "train"
+    items = [x for x, keep in zip(data.files, tr) if keep]
+    counts = np.bincount(data.targets.truth[tr].astype(np.int64)).tolist() if data.task.has_classes else None
+    facts = data.modality.auto_facts(data.ds, items)
+    t = replace(cfg.train, backbone=spec.name)
+    return resolve_auto(t, int(tr.sum()), spec.modality, counts, params_m=spec.params_m, chosen=cfg.user_set(),
+                        strategy=strategy, **facts)
+
+
+def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.device, progress: Progress
+              ) -> tuple[TrainConfig, str, Choice]:
+    """The resolved settings, the reason shown to the person, and the choice with what else was considered."""
+    limit = budget_seconds(cfg.train, device)
+    n_rows, n_train, n_val = len(data.split), int((data.split == "train").sum()), int((data.split == "val").sum())
+    sample = [data.files[i] for i in data.idx("train")[:8].tolist()]
+    cands = candidates(spec.modality, device.type == "cuda", spec.name, "backbone" in cfg.user_set(),
+                       trains_only=bool(cfg.train.teacher))
+    considered, pick = [], None
+    for i, (backbone, strategy) in enumerate(cands):
+        cand = get_backbone(backbone)
+        t, why = resolve_for(cfg, data, cand, strategy)
+        progress(i / len(cands), f"Planning against the {minutes(limit)} budget: timing {strategy} {backbone}")
+        fwd, step = speeds(cand, t, strategy, sample, device, data)
+        est = estimate(not get_strategy(strategy).fits_head, n_rows, n_train, n_val, t.epochs, t.batch_size, fwd,
+                       step)
+        considered.append({"backbone": backbone, "strategy": strategy, "estimate_s": round(est, 1)})
+        if fits(est, limit) or i == len(cands) - 1:
+            pick = (t, why, est)
+            break
+    t, why, est = pick
+    choice = Choice(t.backbone, t.strategy, est, limit, considered)
+    return t, f"Plan: {choice.line()}. {why}", choice
