@@ -62,7 +62,8 @@ case "$cmd" in
       echo "Installing Debian's chromium for the browser tests..." >&2
       apt_install chromium chromium-driver || echo "chromium unavailable: browser tests will be skipped" >&2
     fi
-    exec .venv/bin/python -m pytest "$@"
+    # one test process per core (pytest-xdist); a file's tests stay together and share their fixtures
+    exec .venv/bin/python -m pytest -n "${FTS_TEST_PROCESSES:-$(nproc)}" --dist loadfile "$@"
     ;;
   *)
     echo "usage: ./dev.sh app [--port N] | ./dev.sh lint | ./dev.sh test [pytest args]" >&2; exit 2

@@ -9,6 +9,11 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the suite never touches the network
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # test processes run side by side, one per core: each computes on one thread (and so do the training and CLI
+    # processes they start), instead of every process spreading over every core and all of them waiting
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "assets" / "demo"
 
