@@ -106,6 +106,10 @@ class TrainConfig:
     blend: bool = setting(False, help="Also fit the baseline's kind of model (TF-IDF for text, a probe on pretrained "
                                       "features for images) and average it with the network, giving the network the "
                                       "largest share validation supports with confidence. 'auto' turns it on.")
+    blend_weight: float | None = setting(None, label="Network's share in the blend", low=0, high=1,
+                                         help="With blend on: the network's share of every prediction, from 0 "
+                                              "(the linear partner alone) to 1 (the network alone). None: the "
+                                              "largest share validation supports with confidence.")
     pooling: str = setting("mean", label="Pooling", choices=POOLING, scope=("text",),
                            help="Text: 'mean' over tokens (what sentence encoders are trained for) or 'cls' (the "
                                 "model's own pooler, as in AutoModelForSequenceClassification: exports a HF folder).")

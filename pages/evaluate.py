@@ -2,12 +2,13 @@ import pandas as pd
 import streamlit as st
 
 from core.fsutil import read_json
+from core.metrics import comparison
 from core.predict.blend import describe as blend_line
 from studio.entry import through_app
 from studio.jobs import job_result
 from studio.runs import pick_run, report_download
 from studio.services import guard, predictor, set_dataset
-from studio.task_views import TASK_VIEWS, overlap_note
+from studio.task_views import TASK_VIEWS, overlap_note, verdict_box
 from studio.views import VIEWS
 
 through_app()
@@ -27,14 +28,24 @@ status = rec.status
 task_view = TASK_VIEWS[labels.get("task", "classification")]
 view = VIEWS[labels.get("modality") or status.get("modality")]
 
+described = status.get("predictor") or {}
+if described.get("title"):
+    st.subheader(described["title"])
+    st.caption(described["sentence"])
 task_view.headline(res, status)
 overlap_note(status)
 with guard("Writing the report"):
     report_download(rec, "evaluate")
 if status.get("baseline"):
-    st.caption(task_view.baseline_line(status["baseline"], status))
+    base = status["baseline"]
+    st.caption(f"Baseline: {base['name']} on the same split — {task_view.baseline_numbers(base)}.")
+    if comparison(status):
+        verdict_box(status, comparison(status))
+if status.get("parts"):
+    st.caption("Each part of the model alone on the same test rows: " + "; ".join(
+        f"{name} {task_view.baseline_numbers(scores)}" for name, scores in status["parts"].items()) + ".")
 if blend_line(status):
-    st.caption(blend_line(status) + " Explanations below show the network's side.")
+    st.caption(blend_line(status) + " Explanations below show each part with its share.")
 if status.get("distillation"):
     from core.train.callbacks.distill import comparison_table
 

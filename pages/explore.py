@@ -78,6 +78,7 @@ if rep.numeric_labels and current_task().has_classes:
     if st.button("Treat the labels as numbers to predict (regression)", key="use_regression",
                  icon=":material/show_chart:"):
         st.session_state["task"] = next(t.name for t in TASKS if not t.has_classes)
+        st.session_state["task_answered"] = ds.id
         st.rerun()
 
 rare = [k for k, v in rep.classes.items() if v < 3]
@@ -101,15 +102,16 @@ if suspect_runs:
                    "confidently contradicts. Often labelling mistakes; sometimes genuinely ambiguous. "
                    "Select rows, then relabel or drop them.")
         if len(sus):
-            view = sus.assign(input=sus["input"].astype(str).str.slice(0, 160))
-            picked = st.dataframe(view, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
-                                  key="suspects_table",
+            table = sus.assign(input=sus["input"].astype(str).str.slice(0, 160))
+            picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun",
+                                  selection_mode="multi-row", key="suspects_table",
                                   column_config={"p_given": st.column_config.NumberColumn("p(given)", format="%.2f"),
                                                  "confidence": st.column_config.NumberColumn(format="%.2f")})
             chosen = sus.iloc[picked.selection.rows] if picked and picked.selection.rows else sus.iloc[0:0]
-            if len(chosen) and view.shows_files:
-                view.rows(ds, chosen["row"].astype(int).tolist()[:8],
-                          [f"{r['given']} → {r['suggested']}?" for _, r in chosen.head(8).iterrows()])
+            if view.shows_files:  # the selected ones, or the most suspicious, as a person sees them
+                shown = chosen if len(chosen) else sus
+                view.rows(ds, shown["row"].astype(int).tolist()[:8],
+                          [f"{r['given']} → {r['suggested']}?" for _, r in shown.head(8).iterrows()])
             b1, b2 = st.columns(2)
             if b1.button(f"Relabel {len(chosen)} to the suggestion", disabled=not len(chosen)):
                 items = ds.items.copy()
@@ -128,11 +130,14 @@ with st.expander(f"Label conflicts ({len(rep.conflicts)})", expanded=bool(rep.co
         st.dataframe(pd.DataFrame([{"kind": c["kind"], "labels": ", ".join(f"{k}×{v}" for k, v in c["labels"].items()),
                                     "rows": len(c["rows"]), "example": c["example"]} for c in rep.conflicts]),
                      hide_index=True, width="stretch")
+        if view.shows_files:  # the same picture under different labels, side by side
+            for c in rep.conflicts[:10]:
+                view.rows(ds, list(c["rows"])[:8])
     else:
         st.write("None.")
 with st.expander(f"Exact duplicate groups ({len(rep.exact_groups)})"):
     for g in rep.exact_groups[:20]:
-        VIEWS["text"].rows(ds, g)  # a table of rows: file names and labels for images too
+        view.rows(ds, g)
 with st.expander(f"Near-duplicate groups ({len(rep.near_groups)})"):
     for g in rep.near_groups[:20]:
         view.rows(ds, g)

@@ -1,3 +1,4 @@
+import pandas as pd
 import streamlit as st
 
 from core.fsutil import read_json
@@ -8,7 +9,7 @@ from studio.entry import through_app
 from studio.identity import current_user
 from studio.runs import ICON, eta, pick_run
 from studio.services import can_change, event_tail, guard, services
-from studio.task_views import TASK_VIEWS, overlap_note
+from studio.task_views import TASK_VIEWS, overlap_note, verdict_box
 
 through_app()
 
@@ -96,15 +97,25 @@ def live() -> None:
     footer(status, state, view)
 
 
+def planned_vs_actual(status: dict) -> None:
+    """What auto planned before the run, beside what ran: strategy, backbone, epochs, time."""
+    p = status["plan"]
+    planned = p.get("planned") or {}
+    rows = [("strategy", planned.get("strategy", status.get("resolved_strategy")), status.get("resolved_strategy")),
+            ("backbone", planned.get("backbone", status.get("resolved_backbone")), status.get("resolved_backbone")),
+            ("epochs", planned.get("epochs") or "none: head solved", f"{status.get('epoch')} (best "
+             f"{status.get('best_epoch')})" if planned.get("epochs") else "none: head solved"),
+            ("time", f"{p['estimate_s'] / 60:.1f} min of {p['budget_s'] / 60:.0f}", f"{status['run_s'] / 60:.1f} min")]
+    st.dataframe(pd.DataFrame(rows, columns=["", "planned", "ran"]).astype(str), hide_index=True)
+
+
 def footer(status: dict, state: str, view) -> None:
     if status.get("auto"):
         st.caption(f"Auto chose **{status.get('resolved_strategy')}**"
                    + (f" of **{status['resolved_backbone']}**" if status.get("resolved_backbone") else "")
                    + f": {status['auto']}")
     if status.get("plan") and status.get("run_s") and state in ("completed", "stopped", "failed", "diverged"):
-        p = status["plan"]
-        st.caption(f"Estimated {p['estimate_s'] / 60:.1f} min before it started; took {status['run_s'] / 60:.1f} min "
-                   f"(budget {p['budget_s'] / 60:.0f} min).")
+        planned_vs_actual(status)
     if blend_line(status):
         st.caption(blend_line(status))
     overlap_note(status)
@@ -112,9 +123,12 @@ def footer(status: dict, state: str, view) -> None:
     if base:
         st.caption(f"Baseline to beat ({base['name']}, same split): test {view.baseline_numbers(base)}")
     if state in ("completed", "stopped") and status.get("test"):
-        st.success(view.final_line(status["test"], base))
+        described = status.get("predictor") or {}
+        st.markdown(f"**{described.get('title', 'The model')}** · {view.final_line(status['test'], base)}")
+        if described.get("sentence"):
+            st.caption(described["sentence"])
         if verdict := comparison(status):
-            st.caption(verdict)
+            verdict_box(status, verdict)
         st.page_link("pages/evaluate.py", label="Open the evaluation", icon=":material/arrow_forward:")
 
 

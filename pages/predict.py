@@ -52,10 +52,13 @@ with guard("Loading the model"):
                                mime="text/csv", key="dl_predictions")
 
     st.subheader("Export the model")
-    st.caption("A folder with model.safetensors (adapters merged), labels, config and a README with a load-and-predict "
-               "example; optionally ONNX (checked against PyTorch on this run's test inputs) and INT8 for CPU.")
+    st.caption("Every export holds only the parts this model predicts with, and a model card (README.md) saying "
+               "what it predicts, from which data, how it scored and where it is weak. ONNX and INT8 run without "
+               "this studio and without torch (python predict.py INPUT), checked against the studio on this run's "
+               "test rows before you get them.")
     fmt = st.radio("Format", list(FORMATS), horizontal=True, key="export_format",
-                   format_func={"folder": "Folder (safetensors)", "onnx": "+ ONNX", "int8": "+ ONNX + INT8"}.get)
+                   format_func={"folder": "Studio folder (safetensors)", "onnx": "Standalone (ONNX)",
+                                "int8": "Standalone, INT8 (smaller, CPU)"}.get)
     where = st.radio("Deliver", ["zip", "server"], horizontal=True, key="export_where",
                      format_func={"zip": "as a zip to download", "server": "into a folder on the server"}.get)
     target, force = None, False
@@ -91,22 +94,22 @@ with guard("Loading the model"):
                        f"(logits match to {hf['max_abs_logit_diff']:.1e}).")
         elif hf.get("why"):
             st.caption(f"No transformers folder: {hf['why']}.")
-        if "onnx" in report:
-            o = report["onnx"]
-            st.caption(f"ONNX: largest logit difference from PyTorch {o['max_abs_logit_diff']:.1e} on "
-                       f"{o['checked_on']} test inputs; {o['size_mb']} MB.")
-        if "int8" in report:
-            q = report["int8"]
-            wide = q.get("all_rows")
-            st.caption(f"INT8: {q['size_mb']} MB ({q['size_ratio']:.0%} of fp32), {q['speedup_vs_fp32_onnx']}x the "
-                       f"speed of fp32 ONNX on CPU" + (f", test accuracy {q['accuracy_change_points']:+.1f} points"
-                                                       if "accuracy_change_points" in q else "")
-                       + (f" ({wide['accuracy_change_points']:+.2f} points over {wide['checked_on']:,} labelled rows "
-                          "of the dataset)." if wide else "."))
-            if q.get("warning"):
-                st.warning(q["warning"])
+        if report.get("parity"):
+            p = report["parity"]
+            same = f"{p['same_label']} of {p['rows']} labels the same, " if "same_label" in p else ""
+            st.caption(f"Checked: {p['compared']}; {same}largest probability difference {p['max_abs_diff']:.1e}.")
+        q = report.get("int8") or {}
+        if q.get("all_rows"):
+            w = q["all_rows"]
+            st.caption(f"INT8 ({q['calibration']}): accuracy {w['fp32_accuracy']:.1%} → {w['int8_accuracy']:.1%} "
+                       f"over {w['checked_on']:,} labelled rows of the dataset ({w['accuracy_change_points']:+.2f} "
+                       "points).")
+        if q.get("warning"):
+            st.warning(q["warning"])
+        size = f"{report['size_mb']:,.1f} MB: {', '.join(report['files'])}"
         if data is None:
-            st.success(f"Exported to {report['out']}: {', '.join(report['files'])}.")
+            st.success(f"Exported to {report['out']} ({size}).")
         else:
+            st.caption(f"The folder holds {size}.")
             st.download_button(f"Download model ({fmt}, zip)", data, file_name=f"model-{rec.id}-{fmt}.zip",
                                mime="application/zip", key="dl_model")

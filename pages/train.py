@@ -3,6 +3,7 @@ import json
 import streamlit as st
 
 from core.backbones import get_backbone
+from core.data.audit import cached_audit
 from core.strategies import REGISTRY as STRATEGIES
 from core.tasks import REGISTRY as TASKS
 from studio import charts
@@ -20,11 +21,22 @@ ds = need_dataset()
 st.title("Choose a backbone and strategy")
 split_cfg = st.session_state.get("split", {"val": 0.1, "test": 0.1, "seed": 0, "rare": "error"})
 task = st.session_state.get("task", "classification")
+numbers = cached_audit(ds).label_numbers  # labels that are numbers: classes or a value to predict? asked, not assumed
+answered = st.session_state.get("task_answered") == ds.id
 if len(TASKS.names()) > 1:
-    task = st.radio("The labels are", TASKS.names(), index=TASKS.names().index(task), horizontal=True, key="task_train",
-                    format_func=lambda n: {"classification": "classes", "regression": "numbers (regression)"}.get(n, n),
-                    help="Classes: one label per example. Numbers: the model predicts a value (regression).")
-    st.session_state["task"] = task
+    picked = st.radio("The labels are", TASKS.names(),
+                      index=None if numbers and not answered else TASKS.names().index(task), horizontal=True,
+                      key=f"task_train_{ds.id}",
+                      format_func=lambda n: {"classification": "classes", "regression": "numbers (regression)"}.get(n, n),
+                      help="Classes: one label per example. Numbers: the model predicts a value (regression).")
+    if numbers and picked is None:
+        st.info(numbers["why"] + (" With this many values, numbers is the likely intent." if
+                                  numbers["regression_likely"] else "") + " Which are they?",
+                icon=":material/help:")
+    if picked is not None:
+        task = picked
+        st.session_state["task"], st.session_state["task_answered"] = task, ds.id
+undecided = bool(numbers) and st.session_state.get("task_answered") != ds.id
 
 backbone = backbone_picker(ds)
 strategy = strategy_picker(ds, split_cfg, backbone, task)
@@ -81,14 +93,15 @@ if test_up is not None:
                     test_overlap = "drop"
             else:
                 st.caption(f"{found['test_rows_total']} test examples; none repeats a training example.")
-name = st.text_input("Run name (optional)", placeholder=f"{backbone} · {strategy}")
+name = st.text_input("Run name (optional)", placeholder="left empty: named after what it trains, once planned")
 st.caption(estimate(ds, backbone, strategy, opts, split_cfg, services().runs.list()))
 
-if st.button("Start training", type="primary", icon=":material/play_arrow:"):
+if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=undecided,
+             help="Say above whether the labels are classes or numbers first." if undecided else None):
     with guard("Starting the run"):
         get_backbone(backbone)
         cfg = build_config(ds, backbone, strategy, opts, split_cfg, test_ds.id if test_ds else None,
-                           name or f"{backbone} · {strategy}", chosen, task, test_overlap)
+                           name, chosen, task, test_overlap)
         h = services().manager.submit(cfg, owner=current_user())
         set_run(h.id)
         st.switch_page("pages/monitor.py")

@@ -55,6 +55,30 @@ def confusion_heatmap(cm: list[list[int]], classes: list[str], title: str = "Con
     return fig
 
 
+def confusion_chart(cm: list[list[int]], classes: list[str], selected: tuple[str, str] | None = None):
+    """The confusion matrix as a chart a person can click: each cell selects its examples (a point selection
+    named 'cell' over true and predicted class). The selected cell is outlined."""
+    import altair as alt
+
+    cells = pd.DataFrame([{"true": t, "predicted": p, "count": int(cm[i][j]), "diagonal": i == j}
+                          for i, t in enumerate(classes) for j, p in enumerate(classes)])
+    cells["picked"] = [selected == (t, p) for t, p in zip(cells["true"], cells["predicted"])]
+    cells["dark"] = cells["count"] > 0.55 * max(1, int(cells["count"].max()))  # where black text would not read
+    pick = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear=False)
+    side = min(560, 80 + 46 * len(classes))
+    base = alt.Chart(cells).encode(x=alt.X("predicted:N", sort=classes, title="predicted"),
+                                   y=alt.Y("true:N", sort=classes, title="true"))
+    rect = base.mark_rect(stroke="black", cursor="pointer").encode(
+        color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), legend=None),
+        strokeWidth=alt.when("datum.picked").then(alt.value(3)).otherwise(alt.value(0)),
+        tooltip=["true", "predicted", "count"]).add_params(pick)
+    text = base.mark_text(fontSize=12, fontWeight="bold").encode(
+        text="count:Q", color=alt.when("datum.dark").then(alt.value("white"))
+        .when("datum.count > 0 && !datum.diagonal").then(alt.value("#b00020")).otherwise(alt.value("#333")))
+    # drawn as SVG: each cell is an element of the page (a browser test, or assistive technology, can find it)
+    return (rect + text).properties(width=side, height=side, usermeta={"embedOptions": {"renderer": "svg"}})
+
+
 METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy", "loss": "loss", "mae": "MAE", "rmse": "RMSE",
                 "r2": "R²", "spearman": "Spearman"}
 

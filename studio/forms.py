@@ -16,6 +16,7 @@ from core.errors import StudioError
 from core.settings import choices_of, default_of, shape
 from core.strategies import REGISTRY as STRATEGIES
 from core.train.auto import recommend, resolve_auto
+from core.train.auto.candidates import candidates
 from core.train.auto.choose import DEFAULT_MINUTES
 
 SHOWN = {"loss": {None: "the task's usual", "ce": "cross-entropy", "focal": "focal", "mse": "mean squared error",
@@ -103,15 +104,27 @@ def _auto(ds: Dataset, n: int, backbone: str, task: str = "classification") -> t
     return resolve_auto(TrainConfig(), n, ds.modality, counts, params_m=_params_m(backbone), chosen=set())
 
 
+def plan_preview(ds: Dataset, backbone: str) -> str:
+    """What 'auto' will choose between when the run starts, stated as it is: the plans it times on this machine,
+    best first, and the rule that picks one. The choice itself is made then, from measured speeds, and shown on
+    Monitor beside what actually ran."""
+    import torch
+
+    gpu = torch.cuda.is_available()
+    cands = candidates(ds.modality, gpu, backbone, fixed_backbone=False)
+    listed = "; ".join(f"{STRATEGIES.get(s).title.lower()} {b}" for b, s in cands)
+    return (f"when the run starts it times a few real steps of each plan on this machine — {listed} — and takes "
+            "the first (best expected) whose estimate fits your time budget. Epochs, class weighting and the blend "
+            "with a fast linear model follow from your data; whatever you set yourself below is kept.")
+
+
 def strategy_picker(ds: Dataset, split_cfg: dict, backbone: str = "", task: str = "classification") -> str:
     rec, why = recommend(int(ds.manifest["rows"]), ds.modality)
     names = [s.name for s in STRATEGIES if s.modalities is None or ds.modality in s.modalities]
     name = st.radio("Strategy", names, index=0, horizontal=True, key="strategy",
                     format_func=lambda n: STRATEGIES.get(n).title + (" (recommended)" if planned(n) else ""))
     if planned(name):
-        resolved, reason = _auto(ds, n_train(ds, split_cfg), backbone, task)
-        st.caption(f"**Why:** picks the strategy, epochs and class weighting from your data. Here: "
-                   f"**{STRATEGIES.get(resolved.strategy).title.lower()}**, because {reason[0].lower() + reason[1:]}")
+        st.caption(f"**What it will do:** {plan_preview(ds, backbone)}")
     else:
         st.caption(f"**Why:** {STRATEGIES.get(name).why}")
         if name == rec:
@@ -135,7 +148,8 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
                       "rate to set")
     else:
         o["epochs"] = setting_input(c[0], TrainConfig, "epochs", shown.epochs, f"epochs_{strategy}",
-                                    label=_field(TrainConfig, "epochs").metadata["label"] + (" (auto's choice)" if planned(strategy) else ""))
+                                    label=_field(TrainConfig, "epochs").metadata["label"]
+                                    + (" (auto's choice, if the plan trains)" if planned(strategy) else ""))
     if planned(strategy):
         lr_default = STRATEGIES.get(shown.strategy).lr(shown, ds.modality)
         budget = default_budget()

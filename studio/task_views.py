@@ -12,9 +12,25 @@ from core.metrics import comparison
 from . import charts
 
 
-def tone(status: dict) -> str:
-    """A difference the test set cannot resolve is shown grey, not as a green or red win."""
-    return "off" if (status.get("vs_baseline") or {}).get("verdict") in ("within_noise", "same") else "normal"
+def delta_color(status: dict, delta: float, higher_is_better: bool = True) -> str:
+    """A difference's colour follows the paired verdict, never its sign alone: green only where the test set
+    shows the model better, red only where it shows it worse, grey where it cannot tell them apart (or where a
+    single number moved against the verdict)."""
+    verdict = (status.get("vs_baseline") or {}).get("verdict")
+    good = (delta > 0) == higher_is_better
+    if verdict == "better" and good and delta:
+        return "normal" if higher_is_better else "inverse"  # green
+    if verdict == "worse" and not good and delta:
+        return "normal" if higher_is_better else "inverse"  # red
+    return "off"
+
+
+def verdict_box(status: dict, text: str) -> None:
+    """The paired verdict in the colour of what it says."""
+    verdict = (status.get("vs_baseline") or {}).get("verdict")
+    box = {"better": st.success, "worse": st.error}.get(verdict, st.info)
+    box(text, icon={"better": ":material/trending_up:", "worse": ":material/trending_down:"}.get(
+        verdict, ":material/drag_handle:"))
 
 
 def overlap_note(status: dict) -> None:
@@ -36,12 +52,13 @@ class ClassificationView:
     def headline(self, res: dict, status: dict) -> None:
         base = status.get("baseline")
         c = st.columns(4)
+        d_acc = res["accuracy"] - base["accuracy"] if base else 0.0
+        d_f1 = res["macro_f1"] - base["macro_f1"] if base else 0.0
         c[0].metric("Test accuracy", f"{res['accuracy']:.1%}",
-                    delta=f"{(res['accuracy'] - base['accuracy']) * 100:+.1f} pts vs baseline" if base else None,
-                    delta_color=tone(status))
-        c[1].metric("Macro-F1", f"{res['macro_f1']:.3f}",
-                    delta=f"{res['macro_f1'] - base['macro_f1']:+.3f} vs baseline" if base else None,
-                    delta_color=tone(status))
+                    delta=f"{d_acc * 100:+.1f} pts vs baseline" if base else None,
+                    delta_color=delta_color(status, d_acc))
+        c[1].metric("Macro-F1", f"{res['macro_f1']:.3f}", delta=f"{d_f1:+.3f} vs baseline" if base else None,
+                    delta_color=delta_color(status, d_f1))
         c[2].metric("ROC-AUC", f"{res['roc_auc']:.3f}" if res.get("roc_auc") is not None else "–")
         c[3].metric("Test examples", res["n"])
 
@@ -52,35 +69,46 @@ class ClassificationView:
         return f"Baseline: {base['name']} on the same split — {self.baseline_numbers(base)}. " + (comparison(status) or "")
 
     def overview(self, res: dict, preds: pd.DataFrame | None = None) -> None:
+        """Per class, and the pairs most often confused (the clickable matrix is with the mistakes below)."""
         left, right = st.columns([3, 2])
         with left:
-            st.pyplot(charts.confusion_heatmap(res["confusion"], res["classes"], "Test confusion matrix"),
-                      clear_figure=True)
-        with right:
             st.markdown("**Per class**")
             pc = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1"})
             pc["support"] = pc["support"].astype(int)
             st.dataframe(pc.style.format({"precision": "{:.2f}", "recall": "{:.2f}", "F1": "{:.2f}"}),
                          width="stretch")
+        with right:
             if res["most_confused"]:
                 st.markdown("**Most confused pairs**")
                 st.dataframe(pd.DataFrame(res["most_confused"]), hide_index=True, width="stretch")
 
     def mistakes(self, res: dict, preds: pd.DataFrame, show) -> None:
-        """The misclassified examples of any cell of the matrix, then the top losses."""
-        s1, s2 = st.columns(2)
+        """Click a cell of the confusion matrix to see its test examples (the most confused pair to start with),
+        then the top losses: the most confident mistakes."""
         classes = res["classes"]
         wrong = preds[preds["true"] != preds["pred"]]
         pairs = wrong.groupby(["true", "pred"]).size().sort_values(ascending=False)
-        default_t, default_p = (pairs.index[0] if len(pairs) else (classes[0], classes[-1]))
-        t = s1.selectbox("True class (row of the matrix)", classes, index=classes.index(default_t), key="cell_true")
-        p = s2.selectbox("Predicted class (column)", classes, index=classes.index(default_p), key="cell_pred")
-        cell = preds[(preds["true"] == t) & (preds["pred"] == p)].sort_values("confidence", ascending=False)
-        st.caption(f"{len(cell)} test example(s) of **{t}** predicted as **{p}**.")
-        show(cell, "cell")
+        picked = st.session_state.get("cell_picked")
+        cell = tuple(picked) if picked else (pairs.index[0] if len(pairs) else (classes[0], classes[0]))
+        left, right = st.columns([3, 2])
+        with left:
+            st.caption("Click a cell to see its examples (off the diagonal: the mistakes).")
+            event = st.altair_chart(charts.confusion_chart(res["confusion"], classes, cell), on_select="rerun",
+                                    selection_mode="cell", key="confusion_cells")
+        chosen = (event.selection.get("cell") or [None])[0] if event is not None else None
+        if chosen and (chosen["true"], chosen["predicted"]) != cell:
+            st.session_state["cell_picked"] = [chosen["true"], chosen["predicted"]]
+            st.rerun()
+        t, p = cell
+        with right:
+            st.markdown(f"**{t}** predicted as **{p}**")
+            st.caption(f"{int(((preds['true'] == t) & (preds['pred'] == p)).sum())} test example(s)"
+                       + (" — correct" if t == p else " — mistakes"))
+        show(preds[(preds["true"] == t) & (preds["pred"] == p)].sort_values("confidence", ascending=False), "cell")
         st.subheader("Top losses")
-        st.caption("The examples the model got most confidently wrong: often label errors or genuinely hard cases.")
-        show(preds.sort_values("loss", ascending=False), "top")
+        st.caption("The test examples the model got most confidently wrong: often label errors or genuinely hard "
+                   "cases.")
+        show(wrong.sort_values("loss", ascending=False), "top")
 
     def target_of(self, pred, row: Any) -> int | None:
         return pred.classes.index(row["pred"])
@@ -97,14 +125,13 @@ class RegressionView:
     def headline(self, res: dict, status: dict) -> None:
         base = status.get("baseline")
         c = st.columns(4)
-        # lower is better for the errors: Streamlit's 'inverse' colours a drop green
-        color = "off" if tone(status) == "off" else "inverse"
-        c[0].metric("Test MAE", f"{res['mae']:.4g}", delta=f"{res['mae'] - base['mae']:+.3g} vs baseline" if base else
-                    None, delta_color=color)
-        c[1].metric("RMSE", f"{res['rmse']:.4g}", delta=f"{res['rmse'] - base['rmse']:+.3g} vs baseline" if base else
-                    None, delta_color=color)
-        c[2].metric("R²", f"{res['r2']:.3f}", delta=f"{res['r2'] - base['r2']:+.3f} vs baseline" if base else None,
-                    delta_color=tone(status))
+        d = {k: res[k] - base[k] if base else 0.0 for k in ("mae", "rmse", "r2")}
+        c[0].metric("Test MAE", f"{res['mae']:.4g}", delta=f"{d['mae']:+.3g} vs baseline" if base else None,
+                    delta_color=delta_color(status, d["mae"], higher_is_better=False))
+        c[1].metric("RMSE", f"{res['rmse']:.4g}", delta=f"{d['rmse']:+.3g} vs baseline" if base else None,
+                    delta_color=delta_color(status, d["rmse"], higher_is_better=False))
+        c[2].metric("R²", f"{res['r2']:.3f}", delta=f"{d['r2']:+.3f} vs baseline" if base else None,
+                    delta_color=delta_color(status, d["r2"]))
         c[3].metric("Spearman", f"{res['spearman']:.3f}" if res.get("spearman") == res.get("spearman") else "–")
 
     def baseline_numbers(self, base: dict) -> str:

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from core.data.images import open_rgb
+from core.predict.explain import explain, overlay, tokens_html
 from core.data.tables import TABLE_TYPES
 
 
@@ -20,6 +21,24 @@ def fmt(v: Any) -> str:
 def probs_chart(classes: list[str], p) -> None:
     s = pd.Series(p, index=classes).sort_values(ascending=False).head(10)
     st.bar_chart(s.rename("probability"), horizontal=True, x_label="probability", height=40 + 28 * len(s))
+
+
+def show_explanation(pred, expl, image=None) -> None:
+    """Why, part by part: each part of the predictor with a share, named, with that share; a network with no share
+    is said to have none rather than explained."""
+    towards = f"*{pred.classes[expl.target]}*" if pred.task.has_classes else "a higher value"
+    st.markdown(f"**Why** (towards {towards}):")
+    if pred.partner is not None and pred.network_weight <= 0:
+        st.caption(f"The network ({pred.describe()['network']}) was trained, but validation gave it no share in "
+                   "the predictions; what decides is shown here.")
+    for part in expl.parts:
+        st.caption(f"{part.name}: {part.share:.0%} of the prediction")
+        if part.heat is not None:
+            st.image(overlay(image, part.heat), width=200, caption="where it looked (Grad-CAM)")
+        else:
+            st.markdown(tokens_html(part.words, part.scores), unsafe_allow_html=True)
+        if part.note:
+            st.caption(part.note)
 
 
 def show_prediction(pred, out) -> None:
@@ -52,8 +71,6 @@ class TextViews:
     batch_label = "A table with a text column (CSV, TSV, JSON Lines, Parquet or Excel)"
 
     def try_one(self, pred) -> None:
-        from core.predict.explain import tokens_html
-
         text = st.text_area("Text to classify" if pred.task.has_classes else "Text to score",
                             placeholder="Type or paste a text…")
         if not text.strip():
@@ -63,10 +80,7 @@ class TextViews:
             st.error(f"Cannot predict this: {errors[0]}.")
             return
         show_prediction(pred, out[0])
-        ts = pred.modality.explain(pred, text)
-        towards = f"*{pred.classes[ts.target]}*" if pred.task.has_classes else "a higher value"
-        st.markdown(f"**Why** (Integrated Gradients; green pushed towards {towards}, red against):")
-        st.markdown(tokens_html(ts), unsafe_allow_html=True)
+        show_explanation(pred, explain(pred, text))
 
     def batch_items(self, upload) -> tuple[list[str], list[Any]]:
         from core.data.tables import guess_columns, read_table
@@ -81,15 +95,13 @@ class TextViews:
         texts = table.df[col].astype(str).tolist()
         return texts, texts
 
-    def explain_rows(self, pred, df: pd.DataFrame, target_of, progress) -> list[str]:
-        """Word shading for the first few rows (Integrated Gradients is a few seconds a text on a CPU)."""
-        from core.predict.explain import tokens_html
-
+    def explain_rows(self, pred, df: pd.DataFrame, target_of, progress) -> list:
+        """What decided the first few rows (Integrated Gradients is a few seconds a text on a CPU)."""
         rows = list(df.head(5).iterrows())
         out = []
         for i, (_, r) in enumerate(rows):
             progress(i / len(rows), f"Explaining text {i + 1}/{len(rows)}")
-            out.append(tokens_html(pred.modality.explain(pred, r["input"], target_of(r))))
+            out.append(explain(pred, r["input"], target_of(r)))
         return out
 
     def examples(self, df: pd.DataFrame, explained: list | None = None) -> None:
@@ -99,9 +111,11 @@ class TextViews:
                      column_config={"confidence": st.column_config.ProgressColumn(format="%.2f", min_value=0,
                                                                                    max_value=1),
                                     "p(true class)": st.column_config.NumberColumn(format="%.3f")})
-        for (_, r), shaded in zip(df.iterrows(), explained or []):
-            st.markdown(f"true **{html.escape(fmt(r['true']))}** → predicted **{html.escape(fmt(r['pred']))}**: "
-                        + shaded, unsafe_allow_html=True)
+        for (_, r), expl in zip(df.iterrows(), explained or []):
+            st.markdown(f"true **{html.escape(fmt(r['true']))}** → predicted **{html.escape(fmt(r['pred']))}**")
+            for part in expl.parts:
+                st.markdown(f"<small>{html.escape(part.name)} ({part.share:.0%}):</small> "
+                            + tokens_html(part.words, part.scores), unsafe_allow_html=True)
 
 
 class ImageViews:
@@ -130,8 +144,6 @@ class ImageViews:
     batch_label = "A zip of images"
 
     def try_one(self, pred) -> None:
-        from core.predict.explain import overlay
-
         img = st.file_uploader("Image to classify" if pred.task.has_classes else "Image to score",
                                type=list(pred.modality.upload_types))
         if img is None:
@@ -142,11 +154,10 @@ class ImageViews:
             return
         c1, c2 = st.columns([1, 2])
         picture = open_rgb(img.getvalue())
-        heat, _ = pred.modality.explain(pred, picture)
         c1.image(picture, width=200, caption="your image")
-        c1.image(overlay(picture, heat), width=200, caption="where the model looked (Grad-CAM)")
         with c2:
             show_prediction(pred, out[0])
+        show_explanation(pred, explain(pred, picture), picture)
 
     def batch_items(self, upload) -> tuple[list[str], list[Any]]:
         from core.predict.predictor import read_zip_images
@@ -155,14 +166,12 @@ class ImageViews:
         return [n for n, _ in members], [b for _, b in members]
 
     def explain_rows(self, pred, df: pd.DataFrame, target_of, progress) -> list:
-        """Grad-CAM heat over each image."""
-        from core.predict.explain import overlay
-
+        """Grad-CAM heat over each image, from the part of the model with the larger share."""
         out = []
         for i, (_, r) in enumerate(df.iterrows()):
             progress(i / max(1, len(df)), f"Explaining image {i + 1}/{len(df)}")
             img = open_rgb(r["file"])
-            out.append(overlay(img, pred.modality.explain(pred, img, target_of(r))[0]))
+            out.append(overlay(img, explain(pred, img, target_of(r)).parts[0].heat))
         return out
 
     def examples(self, df: pd.DataFrame, explained: list | None = None) -> None:

@@ -50,6 +50,25 @@ def make_text_csv(path: Path, per_class: int = 40, seed: int = 0) -> Path:
     return path
 
 
+def make_findings_csv(path: Path, seed: int = 0) -> Path:
+    """Topics with every audit finding at once: exact duplicates, near duplicates, the same text under two
+    labels, and labels flipped to another topic (which the label check flags as suspects)."""
+    rng = random.Random(seed)
+    rows = []
+    for label, words in WORDS.items():
+        w = words.split()
+        rows += [{"text": " ".join(rng.choices(w, k=9)) + f" note{label}{i}", "label": label} for i in range(40)]
+    rows += [dict(rows[i]) for i in (0, 41, 82)]  # exact duplicates
+    rows += [{"text": rows[i]["text"] + " again", "label": rows[i]["label"]} for i in (5, 46)]  # near duplicates
+    rows += [{"text": rows[i]["text"], "label": "tech" if rows[i]["label"] != "tech" else "food"}
+             for i in (10, 90)]  # the same text, another label
+    for i in (15, 20, 55, 60, 95):  # flipped: a sports text called food, and so on
+        rows[i]["label"] = {"sports": "food", "tech": "sports", "food": "tech"}[rows[i]["label"]]
+    rng.shuffle(rows)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 
 

@@ -5,7 +5,8 @@ import numpy as np
 from scipy.sparse import hstack
 from sklearn.linear_model import LogisticRegression
 
-from core.predict.blend import LexicalModel, best_weight, blend
+from core.portable import blend
+from core.predict.blend import best_weight, fit_lexical, load_partner, save_partner, vectorizers
 from core.predict.predictor import Predictor
 from tests.conftest import make_text_csv
 from tests.helpers import config, train
@@ -23,23 +24,35 @@ def _texts(tmp_path, classes=3):
 def test_matches_scikit_learn_and_survives_save_load(tmp_path):
     for k in (2, 3):  # binary keeps one coefficient row in scikit-learn
         texts, y = _texts(tmp_path, k)
-        lex = LexicalModel.fit(texts[:60], y[:60], k)
+        lex = fit_lexical(texts[:60], y[:60], k)
+        word, char = vectorizers(texts[:60])
         ref = LogisticRegression(C=2.0, max_iter=2000, class_weight="balanced").fit(
-            hstack([lex.word.transform(texts[:60]), lex.char.transform(texts[:60])]).tocsr(), y[:60])
-        x = hstack([lex.word.transform(texts[60:]), lex.char.transform(texts[60:])]).tocsr()
-        np.testing.assert_allclose(lex.predict_proba(texts[60:]), ref.predict_proba(x), atol=1e-5)
-        lex.save(tmp_path / f"lex{k}")
-        assert not list((tmp_path / f"lex{k}").glob("*.pkl"))
-        again = LexicalModel.load(tmp_path / f"lex{k}")
-        np.testing.assert_allclose(again.predict_proba(texts[60:]), lex.predict_proba(texts[60:]), atol=1e-6)
+            hstack([word.transform(texts[:60]), char.transform(texts[:60])]).tocsr(), y[:60])
+        x = hstack([word.transform(texts[60:]), char.transform(texts[60:])]).tocsr()
+        np.testing.assert_allclose(lex.predict(texts[60:]), ref.predict_proba(x), atol=1e-5)
+        save_partner(lex, tmp_path / f"lex{k}")
+        assert sorted(f.name for f in (tmp_path / f"lex{k}").iterdir()) == ["arrays.npz", "partner.json"]
+        again = load_partner(tmp_path / f"lex{k}")
+        np.testing.assert_allclose(again.predict(texts[60:]), lex.predict(texts[60:]), atol=1e-12)
 
 
-def test_classes_missing_from_training_get_zero_probability(tmp_path):
-    texts, y = _texts(tmp_path, 3)
-    keep = y != 2
-    lex = LexicalModel.fit([t for t, k in zip(texts, keep) if k], y[keep], 3)
-    p = lex.predict_proba(texts[:5])
-    assert p.shape == (5, 3) and np.all(p[:, 2] == 0) and np.allclose(p.sum(1), 1)
+def test_tfidf_without_scikit_learn_matches_it(tmp_path):
+    """The portable TF-IDF (what an export carries) gives scikit-learn's numbers on awkward text: accents,
+    case, punctuation, runs of spaces, one-letter words, digits, empty strings, words never seen."""
+    from core.portable import Tfidf
+
+    texts, _ = _texts(tmp_path)
+    odd = ["Ça coûte 12,50 € — trop!", "  a  b   c  ", "", "UPPER lower MiXeD", "x", "tabs\tand\nnewlines",
+           "naïve café façade", "unseenword anotherunseen", "ab", "The the THE the"]
+    word, char = vectorizers(texts + odd[:5])
+    for vec, kind in ((word, "word"), (char, "char_wb")):
+        mine = Tfidf({k: int(v) for k, v in vec.vocabulary_.items()}, vec.idf_, kind, vec.ngram_range)
+        ref = vec.transform(texts[:20] + odd).toarray()
+        for r, text in enumerate(texts[:20] + odd):
+            row = np.zeros(ref.shape[1])
+            idx, val = mine.row(text)
+            row[idx] = val
+            np.testing.assert_allclose(row, ref[r], atol=1e-12, err_msg=repr(text))
 
 
 def test_best_weight_prefers_the_better_model_and_ties_go_to_the_network():
@@ -79,15 +92,15 @@ def test_blended_run_predicts_and_exports_as_it_was_evaluated(stores, tmp_path):
     csv = make_text_csv(tmp_path / "topics.csv", per_class=30)
     rec, st, _ = train(stores, config(csv, "tiny-text", "full", epochs=1, blend=True, lr=1e-6))  # a weak network
     assert st["status"] == "completed"
-    info = json.loads((rec.dir / "blend.json").read_text())
+    info = json.loads(rec.blend_file.read_text())
     assert info["network_weight"] < 1.0 and info["val_macro_f1"]["blend"] >= info["val_macro_f1"]["network_only"]
     assert st["blend"]["network_weight"] == info["network_weight"]
-    preds = pd.read_parquet(rec.dir / "eval" / "test_predictions.parquet")
+    preds = pd.read_parquet(rec.test_predictions)
     classes = Predictor(rec.dir).classes
     expected = preds[[f"p:{c}" for c in classes]].to_numpy()
-    np.testing.assert_allclose(Predictor(rec.dir).predict_texts(preds["input"].tolist()), expected, atol=1e-5)
+    np.testing.assert_allclose(Predictor(rec.dir).predict(preds["input"].tolist())[0], expected, atol=1e-5)
     out, _ = export_folder(rec.dir, tmp_path / "exp")
-    np.testing.assert_allclose(Predictor(out).predict_texts(preds["input"].tolist()), expected, atol=1e-5)
+    np.testing.assert_allclose(Predictor(out).predict(preds["input"].tolist())[0], expected, atol=1e-5)
     assert st["test"]["macro_f1"] > 0.9  # the lexical half carries these clearly worded topics
 
 
@@ -97,16 +110,16 @@ def test_blended_image_run_predicts_and_exports_as_it_was_evaluated(stores, imag
     from core.predict.export import export_folder
 
     rec, st, _ = train(stores, config(image_dir, "tiny-cnn", "full", epochs=1, blend=True, lr=1e-7))
-    info = json.loads((rec.dir / "blend.json").read_text())
+    info = json.loads(rec.blend_file.read_text())
     assert st["status"] == "completed" and info["network_weight"] < 1.0
     assert info["partner"] == "logistic regression on pretrained features"
-    preds = pd.read_parquet(rec.dir / "eval" / "test_predictions.parquet")
+    preds = pd.read_parquet(rec.test_predictions)
     classes = Predictor(rec.dir).classes
     expected = preds[[f"p:{c}" for c in classes]].to_numpy()
-    got, errs = Predictor(rec.dir).predict_images(preds["file"].tolist())
+    got, errs = Predictor(rec.dir).predict(preds["file"].tolist())
     np.testing.assert_allclose(got, expected, atol=1e-4)
     out, _ = export_folder(rec.dir, tmp_path / "exp")
-    again, _ = Predictor(out).predict_images(preds["file"].tolist())
+    again, _ = Predictor(out).predict(preds["file"].tolist())
     np.testing.assert_allclose(again, expected, atol=1e-4)
 
 

@@ -294,7 +294,7 @@ def test_sweep_in_the_browser_auto_keeps_settings_overlap_report_and_safe_export
         page.get_by_label("Model name or id").fill("tiny-text")
         page.get_by_label("Model name or id").press("Enter")
         idle(page)
-        epochs = page.get_by_role("spinbutton", name="Epochs (auto's choice)")
+        epochs = page.get_by_role("spinbutton", name="Epochs (auto's choice, if the plan trains)")
         epochs.fill("1")
         epochs.press("Enter")
         idle(page)
@@ -391,3 +391,60 @@ def test_a_small_search_from_the_ui_and_its_best_trial(tmp_path):
         assert len(res["trials"]) == 3 and len({t["run_id"] for t in res["trials"]}) == 3
         assert all(t["params"]["strategy"] == "lora" for t in res["trials"])
         assert f"run={res['best']['run_id']}" in page.url  # Evaluate opened the best trial's run
+
+
+def no_fault(page, where: str) -> None:
+    """Nothing on the page is a traceback or an unexpected failure."""
+    assert page.locator("[data-testid='stException']").count() == 0, where
+    assert "Traceback" not in page.content() and page.get_by_text("failed unexpectedly").count() == 0, where
+
+
+def test_every_page_on_data_with_every_finding_and_a_click_on_the_confusion_matrix(tmp_path):
+    """A dataset with exact and near duplicates, conflicting labels and flipped labels (suspects once a run has
+    checked them) through every page; on Evaluate a click on a confusion-matrix cell shows that cell's examples."""
+    from tests.conftest import make_findings_csv
+
+    csv = make_findings_csv(tmp_path / "findings.csv")
+    with studio_server(tmp_path / "home") as (url, _), browser_page() as page:
+        page.goto(url)
+        idle(page)
+        page.get_by_role("tab", name="Upload a file").click()
+        page.locator("input[type='file']").first.set_input_files(str(csv))
+        page.get_by_role("button", name="Load this table").click()
+        page.get_by_text("Loaded: findings.csv").wait_for(timeout=60_000)
+        nav(page, "2 · Explore")
+        page.get_by_text("input(s) appear with different labels").wait_for(timeout=60_000)
+        no_fault(page, "Explore before any run")
+        nav(page, "3 · Train")
+        page.get_by_text("Frozen backbone (linear probe)", exact=True).click()
+        idle(page)
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_role("heading", name="Completed").wait_for(timeout=300_000)
+        no_fault(page, "Monitor")
+        home = tmp_path / "home"
+        run = _only_run(home)
+        assert run.suspects_file.is_file()  # the label check ran: Explore now lists suspects too
+        nav(page, "5 · Evaluate")
+        page.get_by_text("Look at the mistakes").wait_for(timeout=60_000)
+        idle(page)
+        no_fault(page, "Evaluate")
+        classes = run.status["classes"]
+        target = classes[-1]
+        cell = page.locator(f'path[aria-roledescription="rect mark"][aria-label*="true: {target};"]'
+                            f'[aria-label*="predicted: {target};"]')
+        cell.wait_for(timeout=30_000)
+        cell.click()
+        idle(page)
+        page.get_by_text(f"{target} predicted as {target}").wait_for(timeout=30_000)
+        import pandas as pd
+
+        preds = pd.read_parquet(run.test_predictions)
+        n = int(((preds["true"] == target) & (preds["pred"] == target)).sum())
+        page.get_by_text(f"{n} test example(s) — correct").wait_for(timeout=10_000)
+        shot(page, "x1-evaluate-cell")
+        for title in ("6 · Predict & Export", "Runs", "Search settings", "4 · Monitor", "1 · Data", "2 · Explore"):
+            nav(page, title)
+            idle(page, 120_000)
+            no_fault(page, title)
+        page.get_by_text("Suspect labels").first.wait_for(timeout=30_000)
+        shot(page, "x2-explore-with-suspects")

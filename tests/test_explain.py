@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.predict.explain import gradcam, overlay, token_attributions, tokens_html
+from core.predict.explain import explain, overlay, token_attributions, tokens_html
 from core.predict.predictor import Predictor
 from tests.conftest import DEMO
 from tests.helpers import config, train
@@ -31,28 +31,29 @@ def test_gradcam_on_mobilenet_changes_with_the_input(predictors):
     pred = predictors.image
     a = Image.open(next((DEMO / "digits" / "1").glob("*.png")))
     b = Image.open(next((DEMO / "digits" / "0").glob("*.png")))
-    ha, ta = gradcam(pred, a)
-    hb, tb = gradcam(pred, b)
-    assert ha.shape == (224, 224) and 0 <= ha.min() and ha.max() == pytest.approx(1.0)
+    ea, eb = explain(pred, a), explain(pred, b)
+    assert [p.part for p in ea.parts] == ["network"] and ea.parts[0].share == 1.0  # no blend: the network decides
+    ha, hb = ea.parts[0].heat, eb.parts[0].heat
+    assert ha.shape == (224, 224) and 0 <= ha.min() and (ha.max() == pytest.approx(1.0) or ea.parts[0].note)
     assert np.abs(ha - hb).mean() > 0.05
     assert overlay(a, ha).size == (224, 224)
 
 
 def test_integrated_gradients_on_minilm_are_faithful_and_input_dependent(predictors):
     pred = predictors.text
-    a = token_attributions(pred, "A moving, beautifully acted and funny film.")
-    b = token_attributions(pred, "Dull, lifeless and far too long.")
-    assert a.tokens[:3] == ["a", "moving", ","] and len(a.scores) == len(a.tokens)
-    assert a.delta < 0.05 and b.delta < 0.05  # completeness: attributions add up to the logit change
+    a = token_attributions(pred, "A moving, beautifully acted and funny film.", 0)
+    b = token_attributions(pred, "Dull, lifeless and far too long.", 0)
+    assert a.words[:3] == ["a", "moving", ","] and len(a.scores) == len(a.words)
+    assert float(a.note.split()[-1].rstrip(")")) < 0.05  # completeness: attributions add up to the logit change
     assert a.scores != b.scores[: len(a.scores)]
-    html = tokens_html(a)
-    assert html.count("<span") == len(a.tokens) and "moving" in html
+    html = tokens_html(a.words, a.scores)
+    assert html.count("<span") == len(a.words) and "moving" in html
 
 
 def test_tokens_html_escapes_user_text(predictors):
     pred = predictors.text
-    ts = token_attributions(pred, "<script>alert(1)</script> great")
-    assert "<script>" not in tokens_html(ts)
+    ts = token_attributions(pred, "<script>alert(1)</script> great", 0)
+    assert "<script>" not in tokens_html(ts.words, ts.scores)
 
 
 def test_html_report_renders_every_section_in_chromium(predictors, tmp_path):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from core.errors import DataError, ModelError
-from core.predict.export import export_folder
+from core.predict.export import export, export_folder
 from core.predict.predictor import Predictor, formula_safe, read_zip_images, to_csv_bytes
 from tests.helpers import config, train
 
@@ -46,7 +46,8 @@ def test_predict_images_and_zip(stores, image_dir):
 def test_export_folder_reloads_identically(stores, text_csv, tmp_path):
     rec, st, _ = train(stores, config(text_csv, "tiny-text", "lora", epochs=1))
     before = Predictor(rec.dir).predict_texts(["match goal team", "cook taste dinner"])
-    out, hf = export_folder(rec.dir, tmp_path / "exp")
+    out = tmp_path / "exp"
+    hf = export(rec.dir, out, "folder")["hf"]
     after = Predictor(out).predict_texts(["match goal team", "cook taste dinner"])
     np.testing.assert_allclose(before, after, atol=1e-5)
     readme = (out / "README.md").read_text()
@@ -126,7 +127,8 @@ def test_cli_export_onnx_and_predict(stores, image_dir, tmp_path, home):
     p = subprocess.run(run + ["export", str(rec.dir), "--format", "onnx", "--out", str(tmp_path / "x"), "--json"],
                        capture_output=True, text=True, timeout=300)
     rep = json.loads(p.stdout)
-    assert p.returncode == 0 and rep["onnx"]["max_abs_logit_diff"] < 1e-4
+    assert p.returncode == 0 and rep["parity"]["max_abs_diff"] < 1e-4
+    assert rep["parity"]["same_label"] == rep["parity"]["rows"] == 5
     p = subprocess.run(run + ["predict", str(tmp_path / "x"), str(image_dir), "--json"], capture_output=True,
                        text=True, timeout=300)
     out = json.loads(p.stdout)

@@ -85,7 +85,7 @@ def test_image_regression_from_a_table_of_paths_exports_and_predicts_numbers(sto
     out = tmp_path / "exp"
     assert main(["export", str(rec.dir), "--format", "onnx", "--out", str(out), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
-    assert rep["onnx"]["max_abs_logit_diff"] < 1e-4 and "accuracy" not in rep["onnx"]
+    assert rep["parity"]["max_abs_diff"] < 1e-4 and "accuracy" not in rep["parity"]
     assert main(["predict", str(out), str(tmp_path / "bright" / "img"), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert "classes" not in got and isinstance(got["predictions"][0]["prediction"], float)

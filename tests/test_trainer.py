@@ -325,3 +325,32 @@ def test_text_augmentation_edits_training_texts_only(stores, text_csv):
 
     probs = Predictor(rec.dir).predict_texts(["match goal team", "match goal team"])
     assert np.allclose(probs[0], probs[1])  # prediction is not augmented
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_a_run_stopped_mid_epoch_resumes_there_and_ends_as_if_never_stopped(stores, image_dir, grad_accum):
+    """Stop inside the second epoch (the Stop button, Ctrl-C), resume: the rest of that epoch is trained, not
+    skipped, and the run ends with the uninterrupted run's steps, validation scores and test predictions."""
+    import pandas as pd
+
+    cfg = config(image_dir, "tiny-cnn", "full", epochs=3, batch_size=8, grad_accum=grad_accum, blend=True)
+    whole = Record()
+    rec_whole, st_whole, _ = train(stores, cfg, [whole])
+    steps_per_epoch = st_whole["step"] // 3
+    stop_at = steps_per_epoch + steps_per_epoch // 2
+    rec, st, _ = train(stores, cfg, [At(stop_at, lambda ctx: ctx.control.stop())])
+    assert st["status"] == "stopped" and st["step"] == stop_at and rec.result("test") is not None  # evaluable
+    s = torch.load(rec.checkpoint_state("last"), weights_only=True)
+    assert s["in_epoch"] and s["next_epoch"] == 1 and s["step"] == stop_at
+    again = Record()
+    _, st2, _ = train(stores, cfg, [again], resume_rec=rec)
+    assert st2["status"] == "completed" and st2["step"] == st_whole["step"]
+    losses = {e.step: e.data["loss"] for e in whole.events if e.kind == "step"}
+    resumed = {e.step: e.data["loss"] for e in again.events if e.kind == "step"}
+    assert resumed == {k: v for k, v in losses.items() if k > stop_at}
+    val = lambda r: [e.data["macro_f1"] for e in r.events if e.kind == "eval" and e.data["split"] == "val"]
+    assert val(again) == val(whole)[1:]  # epochs 2 and 3; the stopped half-epoch was never validated
+    a, b = pd.read_parquet(rec_whole.test_predictions), pd.read_parquet(rec.test_predictions)
+    probs = [c for c in a.columns if c.startswith("p:")]
+    np.testing.assert_array_equal(a[probs].to_numpy(), b[probs].to_numpy())
+    assert st2["test"] == st_whole["test"]

@@ -4,6 +4,7 @@ Every model is wrapped as Classifier(encoder, head) (core.backbones.models); a s
 declares its preprocessing, layer groups and LoRA targets where known, and the studio guesses the rest."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from torch import nn
@@ -64,9 +65,11 @@ register(BackboneSpec(
 
 
 def tokenizer_for(spec: BackboneSpec):
+    """A tokenizer of the caller's own: a fast tokenizer keeps per-call state (truncation, padding) and refuses
+    to be used from two threads at once, so a page predicting while an export checks itself must not share one."""
     if not spec.tokenizer_source:
         raise ModelError(f"{spec.name} is not a text backbone.")
-    return load_tokenizer(spec.tokenizer_source)
+    return copy.deepcopy(load_tokenizer(spec.tokenizer_source))
 
 
 def get_backbone(name: str) -> BackboneSpec:

@@ -20,7 +20,9 @@ from ..data.datasets import DatasetStore, home
 from ..errors import StudioError
 from ..metrics import comparison
 from ..predict.export import FORMATS, export
+from ..predict import serve
 from ..predict.files import predict_path
+from ..predict.predictor import to_csv_bytes
 from ..report.html import write_report
 from ..runs.folder import RunFolder
 from ..runs.runner import prepare_run
@@ -113,7 +115,7 @@ def _run_foreground(trainer, resume: bool = False) -> dict[str, Any]:
 
 def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
     keys = ("test", "baseline", "vs_baseline", "best_epoch", "test_overlap", "blend", "auto", "resolved_strategy",
-            "resolved_backbone", "plan", "task", "run_s")
+            "resolved_backbone", "plan", "task", "run_s", "predictor", "parts", "notes")
     return {"run_id": rec.id, "run_dir": str(rec.dir), "status": st.get("status"), "reason": st.get("reason", ""),
             "trainable_params": st.get("trainable_params"), "total_params": st.get("total_params"),
             **{k: st[k] for k in keys if st.get(k) is not None}, "elapsed_s": st.get("elapsed_s")}
@@ -216,14 +218,21 @@ def cmd_predict(args) -> int:
         classes = [c[2:] for c in table.columns if c.startswith("p:")]
         print(json.dumps({**({"classes": classes} if classes else {}), "predictions": rows, "skipped": skipped},
                          indent=2, ensure_ascii=False))
+    elif args.out:
+        Path(args.out).write_bytes(to_csv_bytes(table))
     else:
-        table.to_csv(args.out or sys.stdout, index=False)
+        sys.stdout.write(to_csv_bytes(table).decode("utf-8"))
     for s in skipped:
         print(f"skipped {s['item']}: {s['reason']}", file=sys.stderr)
     if failed:
         print(f"error: {failed} of {len(table)} input(s) could not be predicted; their reasons are in the 'error' "
               "column.", file=sys.stderr)
         return EXIT_USAGE
+    return 0
+
+
+def cmd_serve(args) -> int:
+    serve.run(args.model_dir, args.host, args.port, args.max_body_mb, args.max_batch)
     return 0
 
 
@@ -294,6 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="Write the predictions CSV here instead of to standard output.")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(fn=cmd_predict)
+
+    sv = sub.add_parser("serve", help="Serve a run's (or an export's) predictor over HTTP: POST /predict, GET /health.")
+    sv.add_argument("model_dir", help="A run folder, or an exported model folder (any format).")
+    sv.add_argument("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every interface).")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-body-mb", type=float, default=serve.MAX_BODY_MB, help="Largest request accepted.")
+    sv.add_argument("--max-batch", type=int, default=serve.MAX_BATCH, help="Most inputs in one request.")
+    sv.set_defaults(fn=cmd_serve)
 
     rp = sub.add_parser("report", help="Write a self-contained HTML report of a run.")
     rp.add_argument("run_dir")

@@ -45,6 +45,7 @@ class AuditReport:
     advice: list[str] = field(default_factory=list)
     lookalike_labels: list[dict[str, Any]] = field(default_factory=list)
     numeric_labels: bool = False  # most labels are numbers with many distinct values: a regression target?
+    label_numbers: dict[str, Any] | None = None  # labels that are numbers: classes or regression? (asked)
 
     @property
     def exact_duplicates(self) -> int:
@@ -70,7 +71,8 @@ def cached_audit(ds: Dataset, progress: Callable[[float, str], None] | None = No
     """Datasets are immutable, so each version is audited once and the report kept beside it."""
     path = ds.dir / "audit.json"
     saved = read_json(path)
-    if saved and saved.get("rows") == len(ds.items):
+    # a report an older version wrote lacks what this one checks: audited again
+    if saved and saved.get("rows") == len(ds.items) and set(AuditReport.__dataclass_fields__) <= set(saved):
         return AuditReport.from_dict(saved)
     rep = audit(ds, progress)
     try:
@@ -111,6 +113,7 @@ def audit(ds: Dataset, progress: Callable[[float, str], None] | None = None) -> 
     rep.naive_leaks = _naive_leaks(group)
     rep.lookalike_labels = lookalike_labels(labels)
     rep.numeric_labels = looks_numeric(labels)
+    rep.label_numbers = label_numbers(labels)
     rep.advice = _advice(rep, ds)
     progress(1.0, "Audit done")
     return rep
@@ -138,6 +141,22 @@ def lookalike_labels(labels) -> list[dict[str, Any]]:
             ranked = sorted(members, key=lambda m: (-counts[m], m))
             out.append({"labels": {m: counts[m] for m in ranked}, "into": ranked[0]})
     return sorted(out, key=lambda g: -sum(g["labels"].values()))
+
+
+def label_numbers(labels) -> dict[str, Any] | None:
+    """Labels that are numbers with three or more distinct values (1-5 stars, 0-10 scores): they could be classes
+    (each value its own category, unordered) or a number to predict (regression, which knows 4 lies between 3 and
+    5). Returned so a person is asked, with this: how many values, a few of them, and whether so many distinct
+    values point to regression. None when the labels are not such numbers (two values read as two classes)."""
+    values = pd.to_numeric(pd.Series(labels, dtype=object).astype(str).str.strip(), errors="coerce")
+    if not len(values) or values.notna().mean() < 0.95 or values.nunique() < 3:
+        return None
+    distinct = np.sort(values.dropna().unique())
+    shown = [f"{v:g}" for v in distinct[:6]] + (["…"] if len(distinct) > 6 else [])
+    return {"distinct": int(len(distinct)), "values": shown, "regression_likely": bool(len(distinct) > 20),
+            "why": f"The labels are numbers ({', '.join(shown)}; {len(distinct)} distinct): as classes each value is "
+                   "its own category and their order is ignored; as numbers (regression) the model predicts a "
+                   "value and knows that a 4 lies between a 3 and a 5."}
 
 
 def looks_numeric(labels, min_distinct: int = 20) -> bool:
@@ -172,6 +191,8 @@ def _advice(rep: AuditReport, ds: Dataset) -> list[str]:
     if rep.numeric_labels:
         out.append(f"The labels are numbers with {len(counts)} distinct values: this looks like a number to "
                    "predict (regression) rather than classes. Choose 'numbers (regression)' on the Train page.")
+    elif rep.label_numbers:
+        out.append(rep.label_numbers["why"] + " Say which on the Train page.")
     if rep.lookalike_labels:
         names = "; ".join(" / ".join(repr(k) for k in g["labels"]) for g in rep.lookalike_labels[:3])
         out.append(f"{len(rep.lookalike_labels)} group(s) of labels look alike but are written differently ({names}); "

@@ -118,7 +118,10 @@ class DatasetStore:
     # --- writing
     def save(self, items: pd.DataFrame, modality: str, name: str, *, parent: str | None = None,
              bad: list[dict[str, str]] | None = None, notes: list[str] | None = None,
-             source: str = "", change: str = "", owner: str | None = None) -> Dataset:
+             source: str = "", change: str = "", owner: str | None = None,
+             columns: dict[str, str] | None = None) -> Dataset:
+        """columns: a table's input and label column names as the file has them (exports read new files by
+        the same names)."""
         items = items.reset_index(drop=True)
         if items.empty:
             raise DataError(f"{name}: no usable examples.")
@@ -135,7 +138,7 @@ class DatasetStore:
             "id": ds_id, "name": name, "modality": modality, "created": time.time(), "parent": parent,
             "change": change, "source": source, "rows": int(len(items)),
             "classes": {str(k): int(v) for k, v in counts.items()},
-            "bad": bad or [], "notes": notes or [],
+            "bad": bad or [], "notes": notes or [], **({"columns": columns} if columns else {}),
         }
         tmp = Path(tempfile.mkdtemp(prefix=f".{ds_id}.", dir=self.root))
         items.to_parquet(tmp / "items.parquet", index=False)
@@ -152,7 +155,7 @@ class DatasetStore:
         name = parent.manifest.get("name", parent.id)
         ds = self.save(items, parent.modality, name, parent=parent.id, bad=parent.manifest.get("bad"),
                        notes=parent.manifest.get("notes"), source=parent.manifest.get("source", ""), change=change,
-                       owner=owner)
+                       owner=owner, columns=parent.manifest.get("columns"))
         access.grant(ds.dir, owner)  # the same content may already exist, brought by someone else
         return ds
 
@@ -209,13 +212,14 @@ class DatasetStore:
             text_col, label_col = text_col or g_in, label_col or g_label
         items, rep = clean_text_table(tr.df, text_col, label_col, name)
         notes = tr.notes + rep.notes()
+        columns = {"input": str(text_col), "label": str(label_col)}
         if _looks_like_paths(items["text"]):
-            return self._ingest_image_table(path, items, name, notes, progress)
-        ds = self.save(items, "text", name, notes=notes, source=str(path))
+            return self._ingest_image_table(path, items, name, notes, progress, columns)
+        ds = self.save(items, "text", name, notes=notes, source=str(path), columns=columns)
         return IngestResult(ds, notes)
 
     def _ingest_image_table(self, path: Path, items: pd.DataFrame, name: str, notes: list[str],
-                            progress: Progress) -> IngestResult:
+                            progress: Progress, columns: dict[str, str]) -> IngestResult:
         base = path.parent.resolve()
         files, bad = [], []
         for rel, label, row in zip(items["text"], items["label"], items["row"]):
@@ -226,7 +230,7 @@ class DatasetStore:
                 bad.append({"item": f"row {row}: {rel}", "reason": "file not found"})
             else:
                 files.append((f, label, rel))
-        return self._ingest_files(files, bad, name, notes, str(path), progress)
+        return self._ingest_files(files, bad, name, notes, str(path), progress, columns)
 
     def ingest_image_folder(self, root: Path, *, name: str | None = None, progress: Progress = _noop) -> IngestResult:
         name = name or root.name
@@ -251,7 +255,8 @@ class DatasetStore:
         return self._ingest_files(files, bad, name, notes, str(root), progress)
 
     def _ingest_files(self, files: list[tuple[Path, str, str]], bad: list[dict[str, str]], name: str,
-                      notes: list[str], source: str, progress: Progress) -> IngestResult:
+                      notes: list[str], source: str, progress: Progress,
+                      columns: dict[str, str] | None = None) -> IngestResult:
         if not files:
             raise DataError(f"{name}: no images found. Put images in one folder per class "
                             "(e.g. cats/1.jpg, dogs/2.png).")
@@ -283,7 +288,7 @@ class DatasetStore:
                             f"(first problem: {bad[0]['item']}: {bad[0]['reason']}).")
         if bad:
             notes = notes + [f"{len(bad)} file(s) skipped; see the bad-files report."]
-        ds = self.save(pd.DataFrame(rows), "image", name, bad=bad, notes=notes, source=source)
+        ds = self.save(pd.DataFrame(rows), "image", name, bad=bad, notes=notes, source=source, columns=columns)
         return IngestResult(ds, notes)
 
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
+from ..portable import LinearPartner
+
 if TYPE_CHECKING:
     from ..backbones import BackboneSpec
 
@@ -45,6 +47,32 @@ class FeatureInputs(Inputs):
 
     def batch(self, idx, randoms=None, flip=True):
         return {"features": self.features[idx]}
+
+
+class LinearView:
+    """The rows as the studio's linear models read them: texts (TF-IDF) and/or the pretrained encoder's features
+    of every row. One view serves the baseline, the label check and the blend's partner, so all three fit the
+    same kind of model on the same inputs."""
+    name = ""  # the baseline in words, with the estimator: "TF-IDF + logistic regression"
+    texts: list[str] | None = None
+    features: np.ndarray | None = None  # pretrained features of every row
+
+    def baseline_matrices(self, train: np.ndarray, test: np.ndarray):
+        """(train rows, test rows) as the baseline's estimator reads them (fitted on the train rows)."""
+        raise NotImplementedError
+
+    def suspect_matrix(self, rows: np.ndarray, train: np.ndarray):
+        """The rows the label check folds over."""
+        raise NotImplementedError
+
+    def partner(self, rows: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0) -> LinearPartner:
+        """The blend's linear partner, fitted on these rows."""
+        raise NotImplementedError
+
+    def inputs(self, rows: np.ndarray) -> tuple[list[str] | None, np.ndarray | None]:
+        """What the partner reads of these rows: (texts, features)."""
+        return (None if self.texts is None else [self.texts[i] for i in rows],
+                None if self.features is None else self.features[rows])
 
 
 class Modality:
@@ -114,32 +142,12 @@ class Modality:
         """What 'auto' reads about the inputs (text lengths, image side)."""
         return {}
 
-    def baseline_name(self, estimator: str) -> str:
-        raise NotImplementedError
-
-    def linear_view(self, data, features) -> Any:
-        """What the baseline and the blend partner see per row: texts, or pretrained features."""
-        raise NotImplementedError
-
-    def blend_view(self, data, features) -> Any:
-        """What the blend's partner reads per row (by default the baseline's view)."""
-        return self.linear_view(data, features)
-
-    def baseline_matrices(self, view, train: np.ndarray, test: np.ndarray):
-        raise NotImplementedError
-
-    def partner(self, view, rows: np.ndarray, y: np.ndarray, meta: dict[str, Any]):
+    def linear_view(self, data, features, blend: bool = False) -> "LinearView":
+        """What the studio's linear models read of this run's rows (the baseline and the label check; with
+        blend, the blend's partner), made before any weight moves."""
         raise NotImplementedError
 
     def explain(self, pred, raw: Any, target: int | None = None) -> Any:
-        raise NotImplementedError
-
-    def partner_encoder(self, spec: "BackboneSpec", device: torch.device, partner: Any = None) -> Any:
-        """What a saved model needs to feed its blend partner at prediction time (None: nothing)."""
-        raise NotImplementedError
-
-    def partner_view(self, pred, items: list[Any], batch: dict[str, torch.Tensor]) -> Any:
-        """The blend partner's input for these items at prediction time."""
         raise NotImplementedError
 
     def extra_export(self, pred, out: Path) -> dict[str, Any]:

@@ -8,14 +8,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data.images import BadImage, open_rgb, square_crop
+from ..data.images import BadImage
 from ..data.near import colours, image_near_pairs
 from ..linear import standardisation
-from ..predict.blend import ProbeModel
+from ..portable import load_image
+from ..predict.blend import fit_probe
 from ..predict.explain import gradcam
 from ..train.cache import pixels
 from ..train.callbacks.mix import Mix
-from .base import Inputs, Modality
+from .base import Inputs, LinearView, Modality
 
 
 @dataclass
@@ -27,8 +28,7 @@ class ImagePrep:
 
     def load(self, src: Any) -> torch.Tensor:
         """uint8 [3, S, S] from a path, bytes or a PIL image; BadImage with a reason otherwise."""
-        img = src.convert("RGB") if hasattr(src, "convert") else open_rgb(src, draft=(self.size, self.size))
-        return square_crop(img, self.size)
+        return torch.from_numpy(load_image(src, self.size))
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x.float().div_(255) - self.mean) / self.std
@@ -91,6 +91,24 @@ class ImageInputs(Inputs):
         if cores < 2 or (self.store.in_memory and not augment):
             return 0
         return max(1, min(4, cores // 2))
+
+
+class FeatureView(LinearView):
+    """The pretrained backbone's features of every row, standardised by each model that reads them."""
+
+    def __init__(self, features, name: str):
+        self.features, self.name = features, name
+
+    def baseline_matrices(self, train, test):
+        mean, scale = standardisation(self.features[train])
+        return (self.features[train] - mean) / scale, (self.features[test] - mean) / scale
+
+    def suspect_matrix(self, rows, train):
+        mean, scale = standardisation(self.features[rows])
+        return (self.features[rows] - mean) / scale
+
+    def partner(self, rows, y, n_classes, seed=0):
+        return fit_probe(self.features[rows], y, n_classes)
 
 
 class ImageModality(Modality):
@@ -179,43 +197,18 @@ class ImageModality(Modality):
                 "note": note + ". Validation, test and predictions see the images as they are."}
 
     def feature_variant(self, pre, t) -> str:
-        return f"{pre.size}px"
+        return f"{pre.size}px" + (f"-first{t.keep_layers}" if t.keep_layers else "")
 
     def auto_facts(self, ds, train_items):
         if "width" not in ds.items.columns:
             return {}
         return {"image_side": int(ds.items[["width", "height"]].min(axis=1).median())}
 
-    def baseline_name(self, estimator):
-        return f"{estimator} on pretrained features"
-
-    def linear_view(self, data, features):
-        return features.pretrained()
-
-    def baseline_matrices(self, view, train, test):
-        mean, scale = standardisation(view[train])
-        return (view[train] - mean) / scale, (view[test] - mean) / scale
-
-    def suspect_matrix(self, view, rows, train):
-        mean, scale = standardisation(view[rows])
-        return (view[rows] - mean) / scale
-
-    def partner(self, view, rows, y, meta):
-        return ProbeModel.fit(view[rows], y, len(meta["classes"]))
-
-    def partner_inputs(self, view, rows):
-        return view[rows]
+    def linear_view(self, data, features, blend=False):
+        return FeatureView(features.pretrained(), f"{data.task.estimator} on pretrained features")
 
     def explain(self, pred, raw, target=None):
         return gradcam(pred, raw, target)
-
-    def partner_encoder(self, spec, device, partner=None):
-        """The untouched pretrained backbone: the blend partner reads its features."""
-        return spec.build_encoder()[0].to(device).eval()
-
-    @torch.no_grad()
-    def partner_view(self, pred, items, batch):
-        return pred.pretrained(pixel_values=batch["pixel_values"].to(pred.device)).float().cpu().numpy()
 
     def onnx_axes(self):
         return {"pixel_values": {0: "batch"}}

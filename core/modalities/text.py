@@ -9,11 +9,11 @@ import torch
 
 from ..backbones import tokenizer_for
 from ..data.near import normalise_text, text_near_pairs
-from ..predict.blend import LexicalModel, text_features
+from ..predict.blend import fit_lexical, text_features
 from ..predict.explain import token_attributions
 from ..predict.export_hf import try_hf
 from ..train.textaug import THESAURUS_NAME, augment, thesaurus
-from .base import Inputs, Modality
+from .base import Inputs, LinearView, Modality
 
 
 @dataclass
@@ -73,6 +73,22 @@ class TextInputs(Inputs):
         return self.prep.pad(self.prep.encode(edited))
 
 
+class TextView(LinearView):
+    def __init__(self, texts: list[str], embeddings, name: str):
+        self.texts, self.features, self.name = texts, embeddings, name
+
+    def baseline_matrices(self, train, test):
+        x = text_features(self.texts, train)
+        return x[train], x[test]
+
+    def suspect_matrix(self, rows, train):
+        return text_features(self.texts, train)[rows]
+
+    def partner(self, rows, y, n_classes, seed=0):
+        return fit_lexical([self.texts[i] for i in rows], y, n_classes,
+                           None if self.features is None else self.features[rows], seed)
+
+
 class TextModality(Modality):
     name = "text"
     noun = "text"
@@ -128,56 +144,21 @@ class TextModality(Modality):
                                               "the texts as they are."}
 
     def feature_variant(self, pre, t) -> str:
-        return f"len{pre.max_length}-{t.pooling}"
+        return f"len{pre.max_length}-{t.pooling}" + (f"-first{t.keep_layers}" if t.keep_layers else "")
 
     def auto_facts(self, ds, train_items):
         return {"text_lengths": [len(x) for x in train_items]}
 
-    def baseline_name(self, estimator):
-        return f"TF-IDF + {estimator}"
-
-    def linear_view(self, data, features):
-        return data.files
-
-    def baseline_matrices(self, view, train, test):
-        x = text_features(view, train)
-        return x[train], x[test]
-
-    def suspect_matrix(self, view, rows, train):
-        return text_features(view, train)[rows]
-
-    def blend_view(self, data, features):
-        """The texts, and the pretrained encoder's sentence embeddings of them (computed before any weight
-        moves): the partner weighs the two by cross-validation."""
-        return data.files, features.pretrained()
-
-    def partner(self, view, rows, y, meta):
-        texts, emb = view if isinstance(view, tuple) else (view, None)
-        return LexicalModel.fit([texts[i] for i in rows], y, len(meta["classes"]),
-                                None if emb is None else emb[rows])
-
-    def partner_inputs(self, view, rows):
-        texts, emb = view if isinstance(view, tuple) else (view, None)
-        return [texts[i] for i in rows], None if emb is None else emb[rows]
+    def linear_view(self, data, features, blend=False):
+        """The texts, and for the blend the pretrained encoder's sentence embeddings of them beside: the partner
+        weighs the two by cross-validation."""
+        return TextView(data.files, features.pretrained() if blend else None, f"TF-IDF + {data.task.estimator}")
 
     def explain(self, pred, raw, target=None):
         return token_attributions(pred, raw, target)
 
     def extra_export(self, pred, out):
         return try_hf(pred, out)
-
-    def partner_encoder(self, spec, device, partner=None):
-        """The untouched pretrained encoder, when the partner reads sentence embeddings beside the texts."""
-        if partner is None or not getattr(partner, "uses_embeddings", False):
-            return None
-        return spec.build_encoder()[0].to(device).eval()
-
-    @torch.no_grad()
-    def partner_view(self, pred, items, batch):
-        if pred.pretrained is None:
-            return list(items), None
-        emb = pred.pretrained(**{k: v.to(pred.device) for k, v in batch.items()}).float().cpu().numpy()
-        return list(items), emb
 
     def onnx_axes(self):
         return {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}

@@ -1,6 +1,7 @@
 """A fine-tuned network blended with the run's fast linear partner, where validation says the pair beats
 either alone: text with TF-IDF + logistic regression, images with logistic regression on the pretrained
-backbone's features (the baseline's own models, kept). Saved as JSON + safetensors, never pickle.
+backbone's features (the baseline's own models, kept). Saved as JSON + npz, never pickle; applied by the
+portable predictor (core.predict.portable), as every export applies it.
 
 Small datasets often carry cues one kind of model smooths over (names and set phrases for a word-piece
 encoder; generic shape features that a fine-tune on a few hundred images drifts from); a weighted average of
@@ -9,7 +10,6 @@ the two models' probabilities keeps both kinds of evidence.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ..linear import logistic, ridge, standardisation
 from ..metrics import bootstrap_macro_f1, bootstrap_means, evaluate
+from ..portable import LinearPartner, linear_outputs
 
-FOLDER = "partner"  # inside a run or export folder, beside blend.json
 _WORD = dict(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)
 _CHAR = dict(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=200_000)
 
@@ -37,34 +37,6 @@ def text_features(texts: list[str], fit_rows: np.ndarray):
     return hstack([word.transform(texts), char.transform(texts)]).tocsr()
 
 
-def _softmax_or_sigmoid(z: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
-    """scikit-learn's LogisticRegression.predict_proba from its decision values."""
-    if z.shape[1] == 1:  # binary: one coefficient row, P(second class) = sigmoid
-        p1 = 1 / (1 + np.exp(-z[:, 0]))
-        p = np.stack([1 - p1, p1], 1)
-    else:
-        z = z - z.max(1, keepdims=True)
-        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-    out = np.zeros((len(z), n_classes))
-    out[:, present] = p
-    return out
-
-
-def _save_arrays(folder: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    from safetensors.numpy import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "partner.json").write_text(json.dumps(meta), encoding="utf-8")
-    # scikit-learn may hand back Fortran-ordered arrays; safetensors writes memory order as row-major
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / "weights.safetensors"))
-
-
-def _load_arrays(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
-    from safetensors.numpy import load_file
-
-    return load_file(str(folder / "weights.safetensors")), json.loads((folder / "partner.json").read_text("utf-8"))
-
-
 def _linear(x, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(coef [rows, features], intercept, classes present): logistic regression for classes, ridge regression
     (its strength by efficient leave-one-out) for values (n_classes 0)."""
@@ -74,75 +46,6 @@ def _linear(x, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, n
     reg = ridge().fit(x, y)
     return (np.asarray(reg.coef_, dtype=np.float32).reshape(1, -1),
             np.asarray([reg.intercept_], dtype=np.float32).reshape(1), np.zeros(1, dtype=np.int64))
-
-
-def _outputs(z: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
-    return np.asarray(z, dtype=np.float64)[:, :1] if not n_classes else _softmax_or_sigmoid(z, present, n_classes)
-
-
-@dataclass
-class LexicalModel:
-    """TF-IDF (word and character n-grams) and, where cross-validation on the training part says they help, the
-    pretrained sentence embeddings beside it (standardised, at a weight chosen from a few), under one linear
-    model. With weight 0 it is exactly the TF-IDF baseline's kind of model."""
-    word: TfidfVectorizer
-    char: TfidfVectorizer
-    coef: np.ndarray  # [rows, features]; one row for two classes, as scikit-learn keeps it
-    intercept: np.ndarray
-    present: np.ndarray  # class indices seen in training
-    n_classes: int
-    emb_weight: float = 0.0
-    emb_mean: np.ndarray | None = None
-    emb_scale: np.ndarray | None = None
-
-    WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.4)
-
-    @classmethod
-    def fit(cls, texts: list[str], y: np.ndarray, n_classes: int, embeddings: np.ndarray | None = None,
-            seed: int = 0) -> "LexicalModel":
-        word, char = vectorizers(texts)
-        tfidf = hstack([word.transform(texts), char.transform(texts)]).tocsr()
-        weight, mean, scale = 0.0, None, None
-        if embeddings is not None and len(y) >= 20:
-            mean, scale = standardisation(embeddings)
-            weight = _cv_weight(tfidf, (embeddings - mean) / scale, y, n_classes, seed)
-        x = _join(tfidf, embeddings, weight, mean, scale)
-        coef, intercept, present = _linear(x, y, n_classes)
-        return cls(word, char, coef, intercept, present, n_classes, weight,
-                   mean if weight else None, scale if weight else None)
-
-    @property
-    def uses_embeddings(self) -> bool:
-        return self.emb_weight > 0
-
-    def describe(self, estimator: str) -> str:
-        return f"TF-IDF and sentence embeddings + {estimator}" if self.uses_embeddings else f"TF-IDF + {estimator}"
-
-    def predict_proba(self, texts, embeddings: np.ndarray | None = None) -> np.ndarray:
-        """Class probabilities, or (regression) values in a one-column array. `texts` may be (texts, embeddings)."""
-        if isinstance(texts, tuple):
-            texts, embeddings = texts
-        x = _join(hstack([self.word.transform(texts), self.char.transform(texts)]).tocsr(), embeddings,
-                  self.emb_weight, self.emb_mean, self.emb_scale)
-        return _outputs(np.asarray(x @ self.coef.T) + self.intercept, self.present, self.n_classes)
-
-    def save(self, folder: Path) -> None:
-        arrays = {"word_idf": self.word.idf_, "char_idf": self.char.idf_, "coef": self.coef,
-                  "intercept": self.intercept, "present": self.present}
-        if self.uses_embeddings:
-            arrays.update(emb_mean=self.emb_mean.astype(np.float32), emb_scale=self.emb_scale.astype(np.float32))
-        _save_arrays(folder, arrays, {"kind": "lexical", "n_classes": self.n_classes, "emb_weight": self.emb_weight,
-                                      "word_vocabulary": {k: int(v) for k, v in self.word.vocabulary_.items()},
-                                      "char_vocabulary": {k: int(v) for k, v in self.char.vocabulary_.items()}})
-
-    @classmethod
-    def load(cls, folder: Path) -> "LexicalModel":
-        arrays, meta = _load_arrays(folder)
-        word, char = TfidfVectorizer(**_WORD), TfidfVectorizer(**_CHAR)
-        word.vocabulary_, char.vocabulary_ = meta["word_vocabulary"], meta["char_vocabulary"]
-        word.idf_, char.idf_ = arrays["word_idf"], arrays["char_idf"]
-        return cls(word, char, arrays["coef"], arrays["intercept"], arrays["present"], meta["n_classes"],
-                   meta.get("emb_weight", 0.0), arrays.get("emb_mean"), arrays.get("emb_scale"))
 
 
 def _join(tfidf, embeddings, weight: float, mean, scale):
@@ -168,12 +71,12 @@ def _cv_weight(tfidf, emb: np.ndarray, y: np.ndarray, n_classes: int, seed: int)
     else:
         folds = list(KFold(5, shuffle=True, random_state=seed).split(emb))
     best, best_w = -np.inf, 0.0
-    for w in LexicalModel.WEIGHTS:
+    for w in EMBEDDING_WEIGHTS:
         x = hstack([tfidf, csr_matrix(emb * w)]).tocsr() if w else tfidf
         pred = np.empty(len(y)) if not n_classes else np.empty(len(y), dtype=np.int64)
         for tr, te in folds:
             coef, intercept, present = _linear(x[tr], y[tr], n_classes)
-            out = _outputs(np.asarray(x[te] @ coef.T) + intercept, present, n_classes)
+            out = linear_outputs(np.asarray(x[te] @ coef.T) + intercept, present, n_classes)
             pred[te] = out.argmax(1) if n_classes else out[:, 0]
         score = f1_score(y, pred, average="macro") if n_classes else -mean_absolute_error(y, pred)
         if score > best + 1e-9:
@@ -181,53 +84,83 @@ def _cv_weight(tfidf, emb: np.ndarray, y: np.ndarray, n_classes: int, seed: int)
     return best_w
 
 
-@dataclass
-class ProbeModel:
+EMBEDDING_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.4)  # the sentence embeddings' weights beside TF-IDF that CV tries
+
+
+def fit_lexical(texts: list[str], y: np.ndarray, n_classes: int, embeddings: np.ndarray | None = None,
+                seed: int = 0) -> LinearPartner:
+    """TF-IDF (word and character n-grams) and, where cross-validation on the training part says they help, the
+    pretrained sentence embeddings beside it (standardised, at a weight chosen from a few), under one linear
+    model. With weight 0 it is exactly the TF-IDF baseline's kind of model."""
+    word, char = vectorizers(texts)
+    tfidf = hstack([word.transform(texts), char.transform(texts)]).tocsr()
+    weight, mean, scale = 0.0, None, None
+    if embeddings is not None and len(y) >= 20:
+        mean, scale = standardisation(embeddings)
+        weight = _cv_weight(tfidf, (embeddings - mean) / scale, y, n_classes, seed)
+    coef, intercept, present = _linear(_join(tfidf, embeddings, weight, mean, scale), y, n_classes)
+    arrays = {"word_idf": word.idf_, "char_idf": char.idf_, "coef": coef, "intercept": intercept, "present": present}
+    if weight:
+        arrays.update(emb_mean=mean.astype(np.float32), emb_scale=scale.astype(np.float32))
+    meta = {"kind": "lexical", "n_classes": n_classes, "emb_weight": weight,
+            "word_vocabulary": {k: int(v) for k, v in word.vocabulary_.items()}, "word_ngrams": _WORD["ngram_range"],
+            "char_vocabulary": {k: int(v) for k, v in char.vocabulary_.items()}, "char_ngrams": _CHAR["ngram_range"]}
+    return LinearPartner(arrays, meta)
+
+
+def fit_probe(features: np.ndarray, y: np.ndarray, n_classes: int) -> LinearPartner:
     """A linear model on standardised pretrained-backbone features (the image baseline's kind)."""
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: np.ndarray
-    present: np.ndarray
-    n_classes: int
-
-    @classmethod
-    def fit(cls, features: np.ndarray, y: np.ndarray, n_classes: int) -> "ProbeModel":
-        mean, scale = standardisation(features)
-        coef, intercept, present = _linear((features - mean) / scale, y, n_classes)
-        return cls(mean.astype(np.float32), scale.astype(np.float32), coef, intercept, present, n_classes)
-
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        z = ((features - self.mean) / self.scale) @ self.coef.T + self.intercept
-        return _outputs(z, self.present, self.n_classes)
-
-    def save(self, folder: Path) -> None:
-        _save_arrays(folder, {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept,
-                              "present": self.present}, {"kind": "probe", "n_classes": self.n_classes})
-
-    @classmethod
-    def load(cls, folder: Path) -> "ProbeModel":
-        a, meta = _load_arrays(folder)
-        return cls(a["mean"], a["scale"], a["coef"], a["intercept"], a["present"], meta["n_classes"])
+    mean, scale = standardisation(features)
+    coef, intercept, present = _linear((features - mean) / scale, y, n_classes)
+    return LinearPartner({"mean": mean.astype(np.float32), "scale": scale.astype(np.float32), "coef": coef,
+                          "intercept": intercept, "present": present}, {"kind": "probe", "n_classes": n_classes})
 
 
-def load_partner(folder: Path) -> LexicalModel | ProbeModel:
-    kind = json.loads((folder / "partner.json").read_text("utf-8"))["kind"]
-    return LexicalModel.load(folder) if kind == "lexical" else ProbeModel.load(folder)
+def describe_partner(partner: LinearPartner, estimator: str) -> str:
+    if partner.kind == "probe":
+        return f"{estimator} on pretrained features"
+    return f"TF-IDF and sentence embeddings + {estimator}" if partner.needs_features else f"TF-IDF + {estimator}"
+
+
+def save_partner(partner: LinearPartner, folder: Path) -> None:
+    """partner.json and arrays.npz: what the portable predictor reads (never pickle)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {k: (list(v) if isinstance(v, tuple) else v) for k, v in partner.meta.items()}
+    (folder / "partner.json").write_text(json.dumps(meta), encoding="utf-8")
+    # scikit-learn may hand back Fortran-ordered arrays
+    np.savez(folder / "arrays.npz", **{k: np.ascontiguousarray(v) for k, v in partner.arrays.items()})
+
+
+def load_partner(folder: Path) -> LinearPartner:
+    if (folder / "arrays.npz").is_file():
+        return LinearPartner.load(folder)
+    from safetensors.numpy import load_file  # runs saved before the portable format kept safetensors
+
+    meta = json.loads((folder / "partner.json").read_text("utf-8"))
+    meta.setdefault("word_ngrams", _WORD["ngram_range"])
+    meta.setdefault("char_ngrams", _CHAR["ngram_range"])
+    return LinearPartner(load_file(str(folder / "weights.safetensors")), meta)
 
 
 def best_weight(net: np.ndarray, partner: np.ndarray, y: np.ndarray, classes: list[str],
-                resamples: int = 500, quantile: float = 0.1, seed: int = 0) -> tuple[float, dict]:
+                resamples: int = 500, quantile: float = 0.1, seed: int = 0, fixed: float | None = None
+                ) -> tuple[float, dict]:
     """The network's share w in w*net + (1-w)*partner: the one whose gain in macro-F1 over the partner alone is
     largest at the 10th percentile of validation bootstraps (ties go to the network).
 
     A few hundred validation examples rank close models unreliably, and the partner is the baseline's own
     model: maximising a pessimistic estimate of the gain, rather than the raw score, keeps the network's share
-    only where validation supports it, so a blend does not fall below the baseline on a noisy split."""
+    only where validation supports it, so a blend does not fall below the baseline on a noisy split.
+    fixed: a share the person set; validation then only scores it."""
     y = np.asarray(y)
     weights = [float(w) for w in np.round(np.linspace(1.0, 0.0, 11), 2)]
+    if fixed is not None and fixed not in weights:
+        weights.append(float(fixed))
     mix = {w: w * net + (1 - w) * partner for w in weights}
     scores = {w: evaluate(y, mix[w], classes)["macro_f1"] for w in weights}
+    if fixed is not None:
+        return float(fixed), {"network_only": scores[1.0], "partner_only": scores[0.0], "blend": scores[fixed],
+                              "fixed": True}
     if not len(y):
         return 1.0, {"network_only": scores[1.0], "partner_only": scores[0.0], "blend": scores[1.0]}
     scored = bootstrap_macro_f1(y, [partner.argmax(1)] + [mix[w].argmax(1) for w in weights], len(classes),
@@ -239,12 +172,17 @@ def best_weight(net: np.ndarray, partner: np.ndarray, y: np.ndarray, classes: li
 
 
 def best_weight_values(net: np.ndarray, partner: np.ndarray, truth: np.ndarray, resamples: int = 500,
-                       quantile: float = 0.1, seed: int = 0) -> tuple[float, dict]:
+                       quantile: float = 0.1, seed: int = 0, fixed: float | None = None) -> tuple[float, dict]:
     """Regression's share of the network: the weight whose MAE gain over the partner alone is largest at the
     10th percentile of validation bootstraps (ties go to the network), as best_weight does for macro-F1."""
     weights = [float(w) for w in np.round(np.linspace(1.0, 0.0, 11), 2)]
+    if fixed is not None and fixed not in weights:
+        weights.append(float(fixed))
     errs = {w: np.abs(w * net + (1 - w) * partner - truth) for w in weights}
     mae = {w: float(e.mean()) if len(truth) else 0.0 for w, e in errs.items()}
+    if fixed is not None:
+        return float(fixed), {"network_only": mae[1.0], "partner_only": mae[0.0], "blend": mae[fixed],
+                              "metric": "mae", "fixed": True}
     if not len(truth):
         return 1.0, {"network_only": mae[1.0], "partner_only": mae[0.0], "blend": mae[1.0], "metric": "mae"}
     gains = bootstrap_means([errs[0.0] - errs[w] for w in weights], resamples, seed)
@@ -254,23 +192,22 @@ def best_weight_values(net: np.ndarray, partner: np.ndarray, truth: np.ndarray, 
                   "metric": "mae"}
 
 
-def blend(net: np.ndarray, partner: np.ndarray | None, weight: float) -> np.ndarray:
-    return net if partner is None or weight >= 1.0 else weight * net + (1 - weight) * partner
-
-
 def describe(status: dict) -> str | None:
-    """One sentence on a blended run: what the network was averaged with, and why (validation macro-F1)."""
+    """One sentence on a blended run: what the network was averaged with, and why (validation scores)."""
     b = status.get("blend")
     if not b:
         return None
     metric = "MAE" if "val_mae" in b else "macro-F1"
     v = b.get("val_mae") or b["val_macro_f1"]
     scores = f"validation {metric}: network {v['network_only']:.3f}, partner {v['partner_only']:.3f}"
-    if b["network_weight"] >= 1.0:
+    w = b["network_weight"]
+    if v.get("fixed"):
+        return (f"Predictions blend the network ({w:.0%}) with {b['partner']} ({1 - w:.0%}), the share you set "
+                f"({scores}, together {v['blend']:.3f}).")
+    if w >= 1.0:
         return f"Blend checked and not used: the network alone did best ({scores})."
-    if b["network_weight"] <= 0.0:
+    if w <= 0.0:
         return (f"Predictions come from {b['partner']} alone: validation could not show the network adding to it "
                 f"with confidence ({scores}).")
-    return (f"Predictions blend the network ({b['network_weight']:.0%}) with {b['partner']} "
-            f"({1 - b['network_weight']:.0%}), the largest share of the network that validation supports with "
-            f"confidence: {scores}, together {v['blend']:.3f}.")
+    return (f"Predictions blend the network ({w:.0%}) with {b['partner']} ({1 - w:.0%}), the largest share of the "
+            f"network that validation supports with confidence: {scores}, together {v['blend']:.3f}.")

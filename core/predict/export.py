@@ -1,40 +1,44 @@
-"""Export a run: a self-contained folder (safetensors, adapters merged), ONNX checked against PyTorch with
-onnxruntime on the run's own test inputs, and dynamic INT8 for CPU with its size/speed/accuracy cost.
-Everything is written to a temporary folder beside the target and renamed into place at the end; a target
-that already holds files is refused unless `force` (a person's README.md is not silently replaced)."""
+"""Export a run's predictor, only the parts it uses, with a model card:
+
+- folder: the studio's own format (model.safetensors with adapters merged, the blend's partner, config and
+  labels), loaded by core.predict.predictor.Predictor; a text model pooled the transformers way also gets hf/.
+- onnx / int8: a folder that runs without this project and without torch: predict.py (core.portable, verbatim),
+  requirements.txt, the network as ONNX (INT8 for int8), the pretrained encoder the partner reads (encoder.onnx),
+  the partner's arrays and the preprocessing. It checks itself before it is handed over: the exported predict.py
+  against the studio's predictor on the run's test rows, the same label on every row and probabilities within
+  1e-4 (INT8: the accuracy change, stated).
+
+Everything is written to a temporary folder beside the target and renamed into place at the end; a target that
+already holds files is refused unless `force` (a person's README.md is not silently replaced)."""
 from __future__ import annotations
 
+import copy
+import importlib.util
 import json
 import shutil
 import tempfile
-import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
+from safetensors.torch import save_model
 
+from .. import portable
 from ..errors import RunError
-from ..fsutil import atomic_replace_dir
+from ..fsutil import atomic_replace_dir, atomic_write_json
+from ..report.card import model_card
 from ..runs.folder import WEIGHTS, ModelFolder, RunFolder
 from ..strategies import get_strategy
+from .blend import save_partner
+from .onnx import export_network, quantise, timed
 from .predictor import Predictor
 
 FORMATS = ("folder", "onnx", "int8")
+PARITY_ATOL = 1e-4
 Progress = Callable[[float, str], None]
-
-_README = """# Exported model
-
-Backbone: {backbone}. Task: {task}. {outputs}
-
-```python
-from core.predict.predictor import Predictor
-p = Predictor("path/to/this/folder")
-outputs, errors = p.predict({example})   # {kind}
-print(p.table({example}, outputs, errors))
-```
-"""
 
 
 def check_target(out: Path, force: bool, how: str = "pass --force to replace its contents") -> None:
@@ -45,235 +49,208 @@ def check_target(out: Path, force: bool, how: str = "pass --force to replace its
         raise RunError(f"{out} already holds files ({names}); choose an empty or new folder, or {how}.")
 
 
-def export_folder(run_dir: str | Path, out: str | Path) -> tuple[Path, dict[str, Any]]:
-    """model.safetensors (adapters merged), labels, config and a README; a blended run's partner; for a text
-    model pooled the transformers way, also hf/. Returns the folder and what happened to hf/."""
-    from safetensors.torch import save_model
+def merged(pred: Predictor) -> torch.nn.Module:
+    """The network with its adapters folded in: a copy, so the predictor a page may be using is left as it is."""
+    return get_strategy(pred.cfg.train.strategy).merge(copy.deepcopy(pred.model))
 
+
+# --------------------------------------------------------------------------- the studio's own format
+def export_folder(run_dir: str | Path, out: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The predictor in the studio's format. Returns the folder and what happened to hf/."""
     run, dest = RunFolder(run_dir), ModelFolder(out)
-    out = dest.dir
     pred = Predictor(run.dir)
-    strategy = get_strategy(pred.cfg.train.strategy)
-    model = strategy.merge(pred.model)
-    out.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(out / WEIGHTS))
+    dest.dir.mkdir(parents=True, exist_ok=True)
     cfg = pred.cfg.to_dict()
-    if strategy.adapter:  # merged: a plain backbone now, as a full fine-tune would leave it
-        cfg["train"]["strategy"], cfg["train"]["strategy_args"] = "full", {}
+    if pred.model is not None:
+        save_model(merged(pred), str(dest.dir / WEIGHTS))
+        if get_strategy(pred.cfg.train.strategy).adapter:  # merged: a plain backbone now, as a full fine-tune
+            cfg["train"]["strategy"], cfg["train"]["strategy_args"] = "full", {}
     dest.config_file.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
     dest.labels_file.write_text(json.dumps({**pred.meta, "task": pred.task.name, "modality": pred.modality.name,
-                                                 "backbone": pred.spec.name}, indent=2), encoding="utf-8")
-    what = ("Classes: " + ", ".join(pred.classes) + ".") if pred.classes else "Outputs one number per input."
-    (out / "README.md").write_text(_README.format(backbone=pred.spec.name, task=pred.task.title, outputs=what,
-                                                  example=pred.modality.readme_example, kind=pred.modality.readme_kind),
-                                   encoding="utf-8")
-    if pred.partner is not None:  # a blended run's linear partner travels with it
-        shutil.copytree(run.partner_dir, dest.partner_dir, dirs_exist_ok=True)
+                                            "backbone": pred.spec.name}, indent=2), encoding="utf-8")
+    if run.blend_file.is_file():
         shutil.copyfile(run.blend_file, dest.blend_file)
-    return out, pred.modality.extra_export(Predictor(out), out)
+    if pred.partner is not None:
+        save_partner(pred.partner, dest.partner_dir)
+    hf = {"written": False, "why": "the network does not make the predictions alone: a transformers folder would "
+                                   "carry the network without its partner"}
+    if pred.partner is None:
+        hf = pred.modality.extra_export(Predictor(dest.dir), dest.dir)
+    return dest.dir, hf
 
 
-class _Logits(torch.nn.Module):
-    """Positional inputs for the ONNX graph, in the modality's order."""
-
-    def __init__(self, model: torch.nn.Module, names: tuple[str, ...]):
-        super().__init__()
-        self.model, self.names = model, names
-
-    def forward(self, *x: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, x)))
-
-
-def _inputs(pred: Predictor, items: list[str]) -> dict[str, np.ndarray]:
-    """Model-ready arrays for real inputs, preprocessed exactly as for prediction."""
-    batch, _, errors = pred.pre.batch(items)
-    bad = [f"{items[i]}: {e}" for i, e in enumerate(errors) if e]
-    if bad or batch is None:
-        raise RunError(f"Cannot read the run's own test inputs to check the export ({bad[0] if bad else 'none'}).")
-    return {k: v.numpy() for k, v in batch.items()}
+# --------------------------------------------------------------------------- the portable format
+def _requirements(pred: Predictor, uses_onnx: bool) -> str:
+    def pin(dist: str) -> str:
+        try:
+            return f"{dist}=={version(dist)}"
+        except PackageNotFoundError:
+            return dist
+    names = ["numpy", "Pillow"] + (["onnxruntime"] if uses_onnx else []) + \
+            (["tokenizers"] if not pred.modality.file_inputs else [])
+    return "\n".join(pin(n) for n in names) + "\n"
 
 
-def export_onnx(pred: Predictor, out: Path, sample: dict[str, np.ndarray]) -> Path:
+def _spec(pred: Predictor, network: str | None, encoder: str | None, input_col: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"modality": pred.modality.name, "labels": pred.labels, "network_weight":
+                            pred.network_weight, "network": network, "encoder": encoder, "input_col": input_col,
+                            "describe": pred.describe()}
+    if pred.modality.file_inputs:
+        spec.update(image_size=pred.pre.size, mean=pred.spec.mean, std=pred.spec.std)
+    else:
+        spec.update(max_length=pred.pre.max_length, pad_id=pred.pre.pad_id)
+    return spec
+
+
+def write_portable(pred: Predictor, folder: Path, fmt: str, sample: list[Any], calibration: list[Any],
+                   input_col: str, progress: Progress) -> dict[str, Any]:
+    """predict.py and what it reads, only the parts the predictor uses."""
     names = pred.modality.input_names
-    wrapper = _Logits(pred.model, names).eval()
-    args = tuple(torch.from_numpy(sample[n][:2]) for n in names)
-    path = out / "model.onnx"
-    torch.onnx.export(wrapper, args, str(path), input_names=list(names), output_names=["logits"],
-                      dynamic_axes={**pred.modality.onnx_axes(), "logits": {0: "batch"}}, dynamo=False,
-                      opset_version=17)
-    return path
+    network = encoder = None
+    if pred.model is not None:
+        progress(0.3, "Writing the network as ONNX")
+        network = export_network(merged(pred), names, pred.pre, sample, folder / "model.onnx",
+                                 pred.modality.onnx_axes())
+        if fmt == "int8":
+            progress(0.5, "Quantising the network to INT8")
+            quantise(network, folder / "model.int8.onnx", pred.modality.int8_static, pred.pre, calibration)
+            network.unlink()
+            network = folder / "model.int8.onnx"
+    if pred.encoder is not None:
+        progress(0.6, "Writing the pretrained encoder the partner reads as ONNX")
+        encoder = export_network(pred.encoder, names, pred.pre, sample, folder / "encoder.onnx",
+                                 pred.modality.onnx_axes(), features=True)
+    if pred.partner is not None:
+        save_partner(pred.partner, ModelFolder(folder).partner_dir)
+    if not pred.modality.file_inputs:
+        pred.pre.tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+    spec = _spec(pred, network and network.name, encoder and encoder.name, input_col)
+    atomic_write_json(folder / "predictor.json", spec)
+    shutil.copyfile(portable.__file__, folder / "predict.py")
+    (folder / "requirements.txt").write_text(_requirements(pred, bool(network or encoder)), encoding="utf-8")
+    return spec
 
 
-def _ort_logits(path: Path, feed: dict[str, np.ndarray], batch: int = 64) -> np.ndarray:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    n = len(next(iter(feed.values())))
-    return np.concatenate([sess.run(None, {k: v[i:i + batch] for k, v in feed.items()})[0] for i in range(0, n, batch)])
-
-
-def _torch_logits(pred: Predictor, feed: dict[str, np.ndarray], batch: int = 64) -> np.ndarray:
-    names = pred.modality.input_names
-    w = _Logits(pred.model, names).eval()
-    n = len(feed[names[0]])
-    with torch.no_grad():
-        return np.concatenate([w(*(torch.from_numpy(feed[k][i:i + batch]) for k in names)).numpy()
-                               for i in range(0, n, batch)])
+def load_exported(folder: Path):
+    """The export's own predict.py, imported from its folder (not the studio's copy): what a user runs."""
+    spec = importlib.util.spec_from_file_location(f"exported_predict_{abs(hash(str(folder)))}", folder / "predict.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ExportedModel(folder)
 
 
-def _timed(fn, *a, repeat: int = 3) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn(*a)
-        best = min(best, time.perf_counter() - t)
-    return best, out
+def parity(pred: Predictor, folder: Path, items: list[Any], truth: np.ndarray | None, fmt: str) -> dict[str, Any]:
+    """The exported predict.py against the studio's predictor on the same inputs: labels and probabilities."""
+    exported = load_exported(folder)
+    t_ref, (ref, ref_err) = timed(pred.predict, items)
+    t_exp, (got, got_err) = timed(exported.predict, items)
+    ok = np.array([a is None and b is None for a, b in zip(ref_err, got_err)])
+    ref, got = ref[ok], got[ok]
+    parts = [p for p, used in (("network", pred.model is not None), ("partner", pred.partner is not None)) if used]
+    out: dict[str, Any] = {
+        "compared": f"the exported predict.py against `finetune-studio predict` (the studio's predictor) on "
+                    f"{int(ok.sum())} test row(s) of the run; parts: {' + '.join(parts)}"
+                    + (f" at network weight {pred.network_weight:.2f}" if len(parts) == 2 else ""),
+        "rows": int(ok.sum()), "parts": parts, "max_abs_diff": float(np.abs(got - ref).max()) if len(ref) else 0.0,
+        "seconds": round(t_exp, 4), "studio_seconds": round(t_ref, 4)}
+    if pred.task.has_classes:
+        same = ref.argmax(1) == got.argmax(1)
+        out.update(same_label=int(same.sum()), agreement=float(same.mean()) if len(same) else 1.0)
+        if truth is not None:
+            out["accuracy"] = float((got.argmax(1) == truth[ok]).mean())
+            out["studio_accuracy"] = float((ref.argmax(1) == truth[ok]).mean())
+            out["accuracy_change_points"] = round((out["accuracy"] - out["studio_accuracy"]) * 100, 2)
+    if fmt != "int8" and (out["max_abs_diff"] > PARITY_ATOL or out.get("same_label", out["rows"]) < out["rows"]):
+        raise RunError(f"The export does not predict as the studio does ({out['max_abs_diff']:.2g} apart, "
+                       f"{out.get('same_label', out['rows'])} of {out['rows']} labels the same); it was not "
+                       "written.")
+    return out
 
 
-def _labelled_rows(run_dir: Path, datasets, pred: Predictor, cap: int = 2000) -> tuple[list[str], np.ndarray] | None:
+def _test_rows(run: RunFolder, pred: Predictor) -> tuple[list[Any], np.ndarray | None]:
+    p = run.test_predictions
+    if not p.is_file():
+        raise RunError(f"{run.id} has no test predictions to check the export against.")
+    tests = pd.read_parquet(p)
+    col = "file" if pred.modality.file_inputs else "input"
+    if col not in tests.columns:
+        raise RunError(f"{run.id} was trained by an older version that did not keep its test inputs; train it "
+                       "again to export ONNX.")
+    truth = tests["true"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy() if pred.task.has_classes \
+        else None
+    return tests[col].tolist(), truth
+
+
+def _labelled_rows(run: RunFolder, datasets, pred: Predictor, cap: int = 2000
+                   ) -> tuple[list[Any], np.ndarray] | None:
     """Up to `cap` labelled inputs of the run's own dataset (all splits): INT8 changes a prediction only near a
     decision boundary, so a 40-example test set cannot resolve a change under 2.5 points; hundreds can."""
-    ds = datasets.find(RunFolder(run_dir).status.get("dataset")) if datasets is not None else None
+    ds = datasets.find(run.status.get("dataset")) if datasets is not None else None
     if ds is None or not pred.task.has_classes:
         return None
     keep = np.flatnonzero(ds.items["label"].isin(pred.classes).to_numpy())
     if len(keep) > cap:
         keep = np.sort(np.random.default_rng(0).choice(keep, cap, replace=False))
-    inputs = ds.inputs()
-    labels = ds.items["label"].to_numpy()
+    inputs, labels = ds.inputs(), ds.items["label"].to_numpy()
     pos = {c: i for i, c in enumerate(pred.classes)}
     return [inputs[i] for i in keep], np.array([pos[labels[i]] for i in keep])
 
 
-def _parity(run_dir: Path, folder: Path, fmt: str, datasets, progress: Progress) -> dict[str, Any]:
-    """ONNX (and INT8) checked against PyTorch on the run's own test inputs."""
-    pred = Predictor(folder)
-    p = RunFolder(run_dir).test_predictions
-    if not p.is_file():
-        raise RunError(f"{run_dir.name} has no test predictions to check the export against.")
-    tests = pd.read_parquet(p)
-    col = "file" if pred.modality.file_inputs else "input"
-    if col not in tests.columns:
-        raise RunError(f"{run_dir.name} was trained by an older version that did not keep its test inputs; "
-                       "train it again to export ONNX.")
-    progress(0.3, "Writing ONNX")
-    feed = _inputs(pred, tests[col].tolist())
-    onnx_path = export_onnx(pred, folder, feed)
-    progress(0.5, "Checking ONNX against PyTorch")
-    t_torch, ref = _timed(_torch_logits, pred, feed)
-    t_onnx, got = _timed(_ort_logits, onnx_path, feed)
-    report: dict[str, Any] = {"onnx": {"file": onnx_path.name, "max_abs_logit_diff": float(np.abs(got - ref).max()),
-                                       "max_abs_logit": float(np.abs(ref).max()),  # the scale of that difference
-                                       "checked_on": len(tests), "size_mb": round(onnx_path.stat().st_size / 2**20, 2),
-                                       "seconds": round(t_onnx, 4), "torch_seconds": round(t_torch, 4)}}
-    if pred.task.has_classes:
-        y = tests["true"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy()
-        report["onnx"]["accuracy"] = float((ref.argmax(1) == y).mean())
+def _portable(run: RunFolder, tmp: Path, fmt: str, datasets, progress: Progress) -> dict[str, Any]:
+    pred = Predictor(run.dir)
+    items, truth = _test_rows(run, pred)
+    wide = _labelled_rows(run, datasets, pred)
+    held_out = set(map(str, items))
+    calibration = [x for x in (wide[0] if wide else []) if str(x) not in held_out][:64]  # never the checked rows
+    ds = datasets.find(run.status.get("dataset")) if datasets is not None else None
+    input_col = (ds.manifest.get("columns") or {}).get("input") if ds is not None else None
+    spec = write_portable(pred, tmp, fmt, items[:2], calibration, input_col or pred.modality.input_col, progress)
+    progress(0.8, "Checking the export against the studio's predictor")
+    report: dict[str, Any] = {"parity": parity(pred, tmp, items, truth, fmt), "predictor": spec["describe"]}
     if fmt == "int8":
-        progress(0.7, "Quantising to INT8")
-        report["int8"] = _int8(pred, folder, onnx_path, feed, ref, t_onnx, report["onnx"].get("accuracy"),
-                               tests, run_dir, datasets)
+        report["int8"] = {"calibration": f"static, {len(calibration)} training inputs" if
+                          pred.modality.int8_static and calibration else "dynamic (activation ranges per batch)"}
+        if wide is not None:
+            exported = load_exported(tmp)
+            a32 = float((pred.predict(wide[0])[0].argmax(1) == wide[1]).mean())
+            a8 = float((exported.predict(wide[0])[0].argmax(1) == wide[1]).mean())
+            report["int8"]["all_rows"] = {"checked_on": len(wide[1]), "fp32_accuracy": a32, "int8_accuracy": a8,
+                                          "accuracy_change_points": round((a8 - a32) * 100, 2)}
+        p = report["parity"]
+        if p.get("agreement", 1.0) < 0.98:
+            report["int8"]["warning"] = (f"INT8 changed {p['rows'] - p['same_label']} of {p['rows']} test "
+                                         "predictions: use the onnx export for this run, or check the INT8 model "
+                                         "on more of your data first.")
     return report
 
 
-def _quantise(pred, onnx_path: Path, q_path: Path, calibration: dict[str, np.ndarray] | None) -> None:
-    """INT8 weights with one scale per output channel. The head stays fp32: it is a tiny share of the size, and a
-    head solved on standardised features leans on low-variance features that 8-bit activations would erase."""
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
-
-    head = [n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node
-            if n.name.startswith("/model/head/")]
-    if not pred.modality.int8_static or calibration is None:
-        quantize_dynamic(str(onnx_path), str(q_path), weight_type=QuantType.QInt8, per_channel=True,
-                         nodes_to_exclude=head)
-        return
-
-    class Batches(CalibrationDataReader):
-        def __init__(self):
-            n = len(next(iter(calibration.values())))
-            self.it = iter([{k: v[i:i + 8] for k, v in calibration.items()} for i in range(0, n, 8)])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(str(onnx_path), str(q_path), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
-                    nodes_to_exclude=head)
-
-
-def _calibration(run_dir: Path, datasets, pred: Predictor, tests: pd.DataFrame, col: str,
-                 cap: int = 64) -> tuple[dict[str, np.ndarray] | None, str]:
-    """Inputs that set the INT8 activation ranges: the run's own non-test rows, never the rows it is checked on."""
-    if not pred.modality.int8_static:
-        return None, "dynamic (activation ranges per batch)"
-    wide = _labelled_rows(run_dir, datasets, pred)
-    held_out = set(map(str, tests[col]))
-    rows = [x for x in (wide[0] if wide else []) if str(x) not in held_out][:cap]
-    if not rows:
-        return None, "dynamic (no training rows at hand to calibrate a static one)"
-    return _inputs(pred, rows), f"static, calibrated on {len(rows)} training inputs"
-
-
-def _int8(pred, folder, onnx_path, feed, ref, t_onnx, acc, tests, run_dir, datasets) -> dict[str, Any]:
-    q_path = folder / "model.int8.onnx"
-    calibration, how = _calibration(run_dir, datasets, pred, tests, "file" if pred.modality.file_inputs else "input")
-    _quantise(pred, onnx_path, q_path, calibration)
-    t_q, q = _timed(_ort_logits, q_path, feed)
-    out = {"file": q_path.name, "method": how, "size_mb": round(q_path.stat().st_size / 2**20, 2),
-           "size_ratio": round(q_path.stat().st_size / onnx_path.stat().st_size, 3),
-           "seconds": round(t_q, 4), "speedup_vs_fp32_onnx": round(t_onnx / t_q, 2),
-           "max_abs_logit_diff": float(np.abs(q - ref).max())}
-    if acc is not None:
-        y = tests["true"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy()
-        q_acc = float((q.argmax(1) == y).mean())
-        # finer than accuracy on a small test set: how many predictions INT8 changed at all
-        out.update(accuracy=q_acc, accuracy_change_points=round((q_acc - acc) * 100, 2),
-                   agreement_with_fp32=float((q.argmax(1) == ref.argmax(1)).mean()))
-        changed = int((q.argmax(1) != ref.argmax(1)).sum())
-        if changed > 0.02 * len(q):
-            out["warning"] = (f"INT8 changed {changed} of {len(q)} test predictions: use the fp32 model.onnx for "
-                              "this run, or check the INT8 model on more of your data first.")
-    wide = _labelled_rows(run_dir, datasets, pred)
-    if wide is not None:
-        feed_all = _inputs(pred, wide[0])
-        a32 = float((_torch_logits(pred, feed_all).argmax(1) == wide[1]).mean())
-        a8 = float((_ort_logits(q_path, feed_all).argmax(1) == wide[1]).mean())
-        out["all_rows"] = {"checked_on": len(wide[1]), "fp32_accuracy": a32, "int8_accuracy": a8,
-                           "accuracy_change_points": round((a8 - a32) * 100, 2)}
-    return out
+def folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def export(run_dir: str | Path, out: str | Path, fmt: str = "folder", datasets=None, force: bool = False,
            progress: Progress | None = None) -> dict[str, Any]:
-    """datasets: the run's DatasetStore, when at hand, lets the INT8 check use the whole dataset."""
+    """datasets: the run's DatasetStore, when at hand: the model card describes the data, and the INT8 check
+    reads the whole dataset."""
     progress = progress or (lambda f, m: None)
     if fmt not in FORMATS:
         raise RunError(f"Unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
-    run_dir, out = Path(run_dir), Path(out)
+    run, out = RunFolder(run_dir), Path(out)
     check_target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        progress(0.0, "Writing the model folder")
-        report: dict[str, Any] = {"format": fmt, "out": str(out), "files": [], "hf": export_folder(run_dir, tmp)[1]}
-        made = ModelFolder(tmp)
-        blend = json.loads(made.blend_file.read_text()) if made.blend_file.is_file() else None
-        if blend and blend["network_weight"] < 1:
-            report["blend"] = {"network_weight": blend["network_weight"],
-                               "note": "ONNX, INT8 and hf/ carry the network alone; its linear partner is in "
-                                       "partner/, applied by core.predict.Predictor"}
-        if fmt != "folder":
-            report.update(_parity(run_dir, tmp, fmt, datasets, progress))
+        progress(0.0, "Writing the model")
+        report: dict[str, Any] = {"format": fmt, "out": str(out)}
+        if fmt == "folder":
+            report["hf"] = export_folder(run.dir, tmp)[1]
+        else:
+            report.update(_portable(run, tmp, fmt, datasets, progress))
+        (tmp / "README.md").write_text(model_card(run, datasets, fmt, report), encoding="utf-8")
+        (report.get("hf") or {}).pop("readme", None)  # in the model card now
         report["files"] = sorted(p.name for p in tmp.iterdir())
-        (tmp / "export_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        report["size_mb"] = round(folder_size(tmp) / 2**20, 2)
+        atomic_write_json(tmp / "export_report.json", report)
         check_target(out, force)  # nothing appeared there meanwhile
         atomic_replace_dir(tmp, out)
     except BaseException:

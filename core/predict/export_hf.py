@@ -34,9 +34,7 @@ def try_hf(pred, out: Path) -> dict[str, Any]:
         diff = export_hf(pred, out / "hf")
     except RunError as e:
         return {"written": False, "why": str(e)}
-    with open(out / "README.md", "a", encoding="utf-8") as f:
-        f.write(README.format(diff=diff))
-    return {"written": True, "folder": "hf", "max_abs_logit_diff": diff}
+    return {"written": True, "folder": "hf", "max_abs_logit_diff": diff, "readme": README.format(diff=diff)}
 
 
 def export_hf(pred, out: Path, atol: float = 1e-4) -> float:

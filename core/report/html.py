@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..data.audit import cached_audit
 from ..errors import RunError
 from ..fsutil import read_json
 from ..metrics import comparison
@@ -54,22 +55,18 @@ def build_report(rec: RunFolder, dataset=None, max_errors: int = 12, explain: bo
     preds_path = rec.test_predictions
     preds = pd.read_parquet(preds_path) if preds_path.is_file() else pd.DataFrame()
     base = status.get("baseline")
-    title = html.escape(cfg.name or rec.id)
+    described = status.get("predictor") or {}
+    title = html.escape(cfg.name or described.get("title") or rec.id)
 
     data_html = "<p>Dataset details unavailable.</p>"
     if dataset is not None:
         m = dataset.manifest
         counts = pd.Series(m["classes"]).sort_values(ascending=False).rename("examples").to_frame()
         counts = counts if task.has_classes else counts.head(0)
-        audit = ""
-        audit_path = dataset.dir / "audit.json"
-        if audit_path.is_file():
-            import json
-
-            a = json.loads(audit_path.read_text(encoding="utf-8"))
-            exact = sum(len(g) - 1 for g in a["exact_groups"])
-            audit = (f"<p>Audit: {exact} exact duplicate(s), {len(a['near_groups'])} near-duplicate group(s), "
-                     f"{len(a['conflicts'])} label conflict(s). Duplicate groups were kept inside one split.</p>")
+        a = cached_audit(dataset).summary()  # read back: the audit ran when the data was explored or split
+        audit = (f"<p>Audit: {a['exact_duplicates']} exact duplicate(s), {a['near_duplicate_groups']} near-duplicate "
+                 f"group(s), {a['label_conflicts']} label conflict(s). Duplicate groups were kept inside one "
+                 "split.</p>")
         groups = f"in {len(m['classes'])} classes" if task.has_classes else f"with {len(m['classes'])} distinct values"
         data_html = (f"<p>{m['rows']:,} {dataset.modality}s {groups} "
                      f"(version <code>{dataset.id}</code>"
@@ -84,7 +81,8 @@ def build_report(rec: RunFolder, dataset=None, max_errors: int = 12, explain: bo
     shown = cfg.train.strategy if asked == cfg.train.strategy else f"{asked} → {cfg.train.strategy}"
     summary = (f"<p>{html.escape(str(cfg.train.backbone))} · {html.escape(shown)} · "
                f"status <b>{html.escape(str(status.get('status')))}</b> · {P.summary_numbers(task, res)} on "
-               f"{res['n']} held-out examples.</p>")
+               f"{res['n']} held-out examples.</p>"
+               + (f"<p>{html.escape(described['sentence'])}</p>" if described.get("sentence") else ""))
     pred = None
     if explain and len(preds):
         pred = Predictor(rec.dir)
@@ -93,7 +91,8 @@ def build_report(rec: RunFolder, dataset=None, max_errors: int = 12, explain: bo
         "Data": data_html,
         "Settings": _settings_in_words(cfg, status),
         "Training curves": P.curves(rec.events(), task),
-        "Results": verdict + P.results_table(task, t, base) + _distillation(status),
+        "Results": verdict + P.results_table(task, t, base, described.get("title"), status.get("parts"))
+        + _distillation(status),
         **P.task_sections(task, res, preds),
         "Mistakes": P.mistakes(pred, task, preds, max_errors) if len(preds) else "<p>No predictions saved.</p>",
     }

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..data.images import open_rgb
-from ..predict.explain import overlay, tokens_html
+from ..predict.explain import Explanation, explain, overlay, tokens_html
 
 NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "mae": "MAE", "rmse": "RMSE", "r2": "R²"}
 
@@ -64,9 +64,12 @@ def curves(events: list[dict[str, Any]], task) -> str:
     return png(fig)
 
 
-def results_table(task, t: dict, base: dict | None) -> str:
+def results_table(task, t: dict, base: dict | None, title: str | None = None, parts: dict | None = None) -> str:
+    """The model as it predicts (named from what it holds), each of its parts alone, and the baseline."""
     keys = list(task.headline)
-    rows = [("Fine-tuned model", *[t.get(k) for k in keys])]
+    rows = [(f"This model: {title}" if title else "This model", *[t.get(k) for k in keys])]
+    for name, scores in (parts or {}).items():
+        rows.append((f"{name.capitalize()} alone", *[scores.get(k) for k in keys]))
     if base:
         rows.append((f"Baseline: {base['name']}", *[base.get(k) for k in keys]))
     return table(pd.DataFrame(rows, columns=["model", *[f"test {NAMES.get(k, k)}" for k in keys]]).set_index("model"))
@@ -121,8 +124,21 @@ def _residuals(preds: pd.DataFrame, res: dict) -> str:
     return png(fig) + f"<p>Mean residual (bias) {res['bias']:+.3g}; target standard deviation {res['target_std']:.3g}.</p>"
 
 
+def explanation_html(expl: Explanation, image: Any = None) -> str:
+    """Each part of the predictor that decided, with its share: heat over the image, or shaded words."""
+    out = []
+    for part in expl.parts:
+        head = f"<div class='muted'>{html.escape(part.name)} ({part.share:.0%} of the prediction)</div>"
+        if part.heat is not None:
+            body = thumb(overlay(image, part.heat).resize((112, 112)))
+        else:
+            body = f"<p>{tokens_html(part.words, part.scores)}</p>"
+        out.append(head + body + (f"<div class='muted'>{html.escape(part.note)}</div>" if part.note else ""))
+    return "".join(out)
+
+
 def mistakes(pred, task, preds: pd.DataFrame, max_items: int) -> str:
-    """The worst test examples with what the model looked at (pred: a loaded Predictor, or None to skip)."""
+    """The worst test examples with what decided them (pred: a loaded Predictor, or None to skip)."""
     if task.has_classes:
         worst = preds[preds["true"] != preds["pred"]].sort_values("loss", ascending=False).head(max_items)
         if worst.empty:
@@ -139,14 +155,14 @@ def mistakes(pred, task, preds: pd.DataFrame, max_items: int) -> str:
             img = open_rgb(r["file"])
             body = thumb(img.resize((112, 112)))
             if pred is not None:
-                body += thumb(overlay(img, pred.modality.explain(pred, img, target)[0]).resize((112, 112)))
+                body += explanation_html(explain(pred, img, target), img)
             cards.append(f'<div class="card">{body}<div>{cap}</div></div>')
         else:
-            text = html.escape(str(r["input"]))
+            text = f"<p>{html.escape(str(r['input']))}</p>"
             if pred is not None:
-                text = tokens_html(pred.modality.explain(pred, str(r["input"]), target))
-            cards.append(f'<div class="card wide"><div>{cap}</div><p>{text}</p></div>')
+                text = explanation_html(explain(pred, str(r["input"]), target))
+            cards.append(f'<div class="card wide"><div>{cap}</div>{text}</div>')
     towards = "the predicted class" if task.has_classes else "a higher value"
-    note = ("Heat shows where the model looked for its answer." if images else
+    note = ("Heat shows where each part of the model looked for its answer." if images else
             f"Green words pushed towards {towards}, red against it.") if pred is not None else ""
     return f"<p class='muted'>{note}</p><div class='gallery'>{''.join(cards)}</div>"

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..fsutil import read_json
+from ..portable import PARTNER
 from ..train.events import read_events
 
 CONFIG = "config.json"
@@ -40,7 +41,7 @@ class ModelFolder:
 
     @property
     def partner_dir(self) -> Path:
-        return self.dir / "partner"
+        return self.dir / PARTNER
 
     @property
     def weights(self) -> Path | None:

@@ -71,7 +71,8 @@ class RunStore:
 
     def set_status(self, rec: RunFolder, status: str, **fields: Any) -> dict[str, Any]:
         st = rec.status
-        changed = st.get("status") != status or bool(set(fields) & {"test", "baseline", "trainable_params", "reason"})
+        changed = st.get("status") != status or bool(set(fields) & {"test", "baseline", "trainable_params", "reason",
+                                                                    "resolved_backbone", "predictor"})
         st.update(fields)
         if status != "running":  # what a finished run was doing last ("Computing features 320/400") is stale
             st.pop("message", None)
@@ -86,10 +87,14 @@ class RunStore:
             cfg = json.loads(rec.config_file.read_text(encoding="utf-8"))
             summary = {k: st.get(k) for k in ("test", "baseline", "vs_baseline", "trainable_params", "total_params",
                                               "elapsed_s", "peak_mem_mb", "epoch", "step", "reason")}
+            # what ran, once the plan has said (auto's choice), else what was asked
+            backbone = st.get("resolved_backbone") or cfg["train"]["backbone"]
+            strategy = st.get("resolved_strategy") or cfg["train"]["strategy"]
+            name = cfg.get("name") or (st.get("predictor") or {}).get("title") or ""
             with self._conn() as c:
                 c.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)",
-                          (rec.id, cfg.get("name", ""), st.get("created", time.time()), st.get("dataset", ""),
-                           cfg["train"]["backbone"], cfg["train"]["strategy"], st["status"], json.dumps(summary)))
+                          (rec.id, name, st.get("created", time.time()), st.get("dataset", ""), backbone, strategy,
+                           st["status"], json.dumps(summary)))
         except (sqlite3.Error, OSError, KeyError, json.JSONDecodeError):
             pass  # the folder is the source of truth; the index is rebuilt by reindex()
 

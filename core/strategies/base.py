@@ -29,6 +29,7 @@ class Strategy:
     fits_head: bool = False  # the head is solved to convergence on cached features (no learning rate, no epochs)
     modalities: tuple[str, ...] | None = None  # the data it applies to (None: all)
     planned: bool = False  # resolved into another strategy from the data when the run is planned ('auto')
+    changes_features: bool = False  # the encoder's output differs from the pretrained one before any step
 
     def lr(self, cfg: "TrainConfig", modality: str) -> float:
         return cfg.lr if cfg.lr is not None else self.default_lr.get(modality, 1e-4)

@@ -44,4 +44,5 @@ class PromptTuning(Strategy):
 PROMPT = PromptTuning("prompt", "Prompt tuning",
                       "A few learned token embeddings before each text steer the frozen transformer: the smallest "
                       "trainable part of any text strategy (text only).", settings=PromptSettings,
-                      default_lr={"text": 1e-2}, trainable_share=0.0005, modalities=("text",))
+                      default_lr={"text": 1e-2}, trainable_share=0.0005, modalities=("text",),
+                      changes_features=True)

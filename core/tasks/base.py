@@ -78,9 +78,10 @@ class Task:
                 seed: int = 0) -> dict[str, Any]:
         raise NotImplementedError
 
-    def blend_weight(self, net: np.ndarray, partner: np.ndarray, truth: np.ndarray, meta: dict[str, Any]
-                     ) -> tuple[float, dict[str, Any]]:
-        """The network's share in w*net + (1-w)*partner, chosen pessimistically on validation (core.predict.blend)."""
+    def blend_weight(self, net: np.ndarray, partner: np.ndarray, truth: np.ndarray, meta: dict[str, Any],
+                     fixed: float | None = None) -> tuple[float, dict[str, Any]]:
+        """The network's share in w*net + (1-w)*partner, chosen pessimistically on validation (core.predict.blend),
+        or the fixed share a person set, scored."""
         raise NotImplementedError
 
     def linear_head(self, x: np.ndarray, y: np.ndarray, meta: dict[str, Any], out_dim: int

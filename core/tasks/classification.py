@@ -70,8 +70,8 @@ class Classification(Task):
         probs[:, clf.classes_] = clf.predict_proba(x_test)
         return probs
 
-    def blend_weight(self, net, partner, truth, meta):
-        return best_weight(net, partner, truth, meta["classes"])
+    def blend_weight(self, net, partner, truth, meta, fixed=None):
+        return best_weight(net, partner, truth, meta["classes"], fixed=fixed)
 
     def linear_head(self, x, y, meta, out_dim):
         mean, scale = standardisation(x)

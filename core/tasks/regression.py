@@ -90,8 +90,9 @@ class Regression(Task):
         model = ridge().fit(x_train, y_train)
         return model.predict(x_test).reshape(-1, 1)
 
-    def blend_weight(self, net, partner, truth, meta):
-        return best_weight_values(self.point(net), self.point(partner), np.asarray(truth, dtype=np.float64))
+    def blend_weight(self, net, partner, truth, meta, fixed=None):
+        return best_weight_values(self.point(net), self.point(partner), np.asarray(truth, dtype=np.float64),
+                                  fixed=fixed)
 
     def linear_head(self, x, y, meta, out_dim):
         mean, scale = standardisation(x)

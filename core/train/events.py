@@ -71,6 +71,7 @@ class TrainState:
     epoch_losses: list[float] = field(default_factory=list)  # step losses so far in this epoch
     gen: Any = None  # this epoch's generator (order and augmentation)
     gen_after: Any = None  # its state after the last batch trained on (saved with an in-epoch checkpoint)
+    epoch_complete: bool = False  # the last epoch ran through all its batches
     resume_micro: int = 0  # an in-epoch resume: micro-batches of this epoch already done
     resume_gen: Any = None  # ... and the generator's state at that point
     extra: dict[str, Any] = field(default_factory=dict)  # callbacks' own state that a checkpoint must keep
@@ -113,6 +114,8 @@ class Callback:
         """Right after the optimiser's step, while the gradients are still there."""
     def on_step_end(self, ctx: Context, loss: float | None) -> None:
         """After each step; loss is the mean since the last read, or None when it was not read at this step."""
+    def on_epoch_cut(self, ctx: Context) -> None:
+        """A stop ended the epoch inside it: no validation; a resume continues from this step."""
     def on_validate(self, ctx: Context) -> None: ...
     def on_epoch_end(self, ctx: Context) -> None: ...
     def on_fit_end(self, ctx: Context) -> None: ...

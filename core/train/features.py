@@ -9,13 +9,21 @@ import numpy as np
 import torch
 
 from ..data.rundata import RunData
+from ..predict.predictor import pristine
+from ..strategies import get_strategy
 from .cache import code_key, content_key, feature_path, load_features, remembered, save_features
 
 Progress = Callable[[float, str], None]
 
 
 class Features:
+    """model: the run's model before any step. Its features are the pretrained ones unless its strategy changes
+    what the encoder computes from the start (prompt tuning's virtual tokens): then an untouched copy of the
+    backbone reads them, as the predictor's partner will (core.predict.predictor.pristine)."""
+
     def __init__(self, model, data: RunData, spec, t, device: torch.device, progress: Progress):
+        if get_strategy(t.strategy).changes_features:
+            model = pristine(spec, t, data.task.out_dim(data.targets), device)
         self.model, self.data, self.spec, self.t, self.device, self.progress = model, data, spec, t, device, progress
         self._pretrained: np.ndarray | None = None
         self._key: str | None = None
@@ -65,8 +73,10 @@ class Features:
     def remembered(self, name: str, view: Any, compute: Callable[[], dict[str, np.ndarray]], *key: Any,
                    code: tuple[Callable, ...] = ()) -> tuple[dict[str, np.ndarray], bool]:
         """compute()'s arrays, or those an earlier run computed from the same pretrained features, rows, labels
-        and code (True). Fits on other views (TF-IDF: seconds) are computed every time."""
-        if view is None or view is not self._pretrained or self.data.test_ds is not None:
+        and code (True). Fits on texts (TF-IDF: seconds) are computed every time."""
+        reads = getattr(view, "features", view)  # a linear view, or an array of features
+        if getattr(view, "texts", None) is not None or reads is None or reads is not self._pretrained \
+                or self.data.test_ds is not None:
             return compute(), False
         if self._key is None:
             self._key = content_key(self._pretrained)

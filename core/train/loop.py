@@ -97,6 +97,11 @@ class Learner:
     def out_of_steps(self) -> bool:
         return bool(self.t.max_steps and self.state.step >= self.t.max_steps)
 
+    def cut_short(self) -> bool:
+        """Stopped by a person (or Ctrl-C) inside an epoch: a resume goes on from this very step. A stop that ends
+        the run for good (early stopping, the time budget, max_steps) still validates what it has."""
+        return self.control.status == "stopped" and not self.state.epoch_complete and not self.out_of_steps()
+
     # ------------------------------------------------------------------ the loop
     def fit(self, start: dict[str, Any] | None = None, notes: list[str] = ()) -> None:
         """Train from state.epoch (a resumed run's callbacks move it) to the end, a stop or a divergence."""
@@ -127,6 +132,9 @@ class Learner:
                     raise
         if self.control.status == "diverged":
             return False
+        if self.cut_short():  # the rest of this epoch is for a resume: it is not validated half done
+            self._call("on_epoch_cut")
+            return False
         self._call("on_validate")
         self.emit("epoch_end", train_loss=self.state.train_loss, lr=self.parts.optimizer.param_groups[0]["lr"])
         self._call("on_epoch_end")
@@ -146,8 +154,9 @@ class Learner:
             st.micro, st.epoch_losses = 0, []
         st.gen = gen
         self._window = Window()
+        st.epoch_complete = False
         for batch in self.batches(order, gen, skip):
-            if self.control.should_stop:
+            if self.control.should_stop and st.micro % st.grad_accum == 0:  # between optimiser steps only
                 break
             for cb in self.callbacks:
                 batch = cb.on_batch(self.ctx, batch)
@@ -159,6 +168,8 @@ class Learner:
             self.step()
             if self.control.should_stop or self.out_of_steps():
                 break
+        else:
+            st.epoch_complete = not self.control.should_stop
         if self._window.steps:  # the epoch's last steps, read now
             self.report(self._window.read(self.device))
         return float(np.mean(st.epoch_losses)) if st.epoch_losses else float("nan")

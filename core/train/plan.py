@@ -13,6 +13,7 @@ import torch
 
 from ..backbones import BackboneSpec, Classifier, get_backbone
 from ..config import RunConfig
+from ..data.audit import label_numbers
 from ..data.datasets import DatasetStore
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_json
@@ -49,7 +50,7 @@ class Plan:
     facts: dict[str, Any] = field(default_factory=dict)  # what the run's status records about the plan
     baseline: dict[str, Any] | None = None
     baseline_pred: np.ndarray | None = None
-    blend_view: Any = None  # what the blend partner reads per row (texts, or pretrained features)
+    blend_view: Any = None  # what the blend partner reads per row (core.modalities.base.LinearView)
 
 
 def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previous: dict[str, Any], resume: bool,
@@ -77,9 +78,13 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
     model, groups, strategy = build_model(spec, data, cfg.train, device)
     plan = Plan(cfg, spec, strategy, data, model, groups, device, progress, folder,
                 Features(model, data, spec, cfg.train, device, progress), reason)
+    numbers = label_numbers(data.labels) if data.task.has_classes else None
+    if numbers:  # never silently one: the choice made is said, with the other
+        plan.notes.append(f"{numbers['why']} This run learns them as {len(data.classes)} classes; to predict them "
+                          "as numbers, choose regression (Train page: 'numbers'; CLI: --task regression).")
     fit_baseline(plan, previous if resume else {})
     if cfg.train.blend:
-        plan.blend_view = data.modality.blend_view(data, plan.features)  # before any weight moves
+        plan.blend_view = data.modality.linear_view(data, plan.features, blend=True)  # before any weight moves
     decide_mirroring(plan, previous)
     if strategy.frozen_backbone:
         with warnings.catch_warnings():  # read-only (a memory-mapped cache file): the features are never written

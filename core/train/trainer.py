@@ -7,7 +7,7 @@ import os
 import resource
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -15,6 +15,7 @@ from ..config import RunConfig
 from ..data.datasets import DatasetStore
 from ..errors import StudioError
 from ..fsutil import DiskFullError, atomic_write_json
+from ..predict.predictor import Predictor
 from ..runs.folder import RunFolder
 from ..runs.store import RunStore
 from ..strategies import count_params
@@ -134,7 +135,9 @@ class Trainer:
         data = plan.data
         self.status("running", trainable_params=trainable, total_params=total, baseline=plan.baseline,
                     classes=data.classes, total_steps=learner.state.total_steps, device=str(plan.device),
-                    modality=plan.spec.modality, task=data.task.name, **plan.facts)
+                    modality=plan.spec.modality, task=data.task.name,
+                    sizes={k: len(data.idx(k)) for k in ("train", "val", "test")}, notes=self.notes + plan.notes,
+                    **plan.facts)
         start = dict(trainable_params=trainable, total_params=total, device=str(plan.device),
                      train=len(data.idx("train")), val=len(data.idx("val")), test=len(data.idx("test")),
                      classes=data.classes, baseline=plan.baseline, auto=plan.auto_reason, strategy=plan.cfg.train.strategy,
@@ -171,7 +174,8 @@ class Trainer:
         cbs: list[Callback] = [Schedule(t.schedule, t.warmup_ratio), DivergenceGuard(), OomRecovery(),
                                Unfreeze(plan.strategy, plan.spec.modality), Validation(data, data.task.monitor(t)),
                                EarlyStopping(t.early_stopping_patience), BestWeights(d),
-                               TestEvaluation(data, plan.baseline_pred, t.seed, d)]
+                               TestEvaluation(data, plan.baseline_pred, t.seed, d, self._predictor(plan),
+                                              lambda: plan.features.computed)]
         cbs += plan.strategy.callbacks(plan.model, t)
         if resume:
             cbs.append(Resume(d, plan.strategy, plan.spec.modality))
@@ -182,11 +186,19 @@ class Trainer:
         if t.teacher:
             cbs.append(self._distill(plan))
         if t.blend:
-            cbs.append(Blend(data, plan.blend_view, data.modality.baseline_name(data.task.estimator),
-                             d if self.main else None))
+            cbs.append(Blend(data, plan.blend_view, d if self.main else None))
         if self.main:  # writers run on the main process only
             cbs += [Checkpointer(d, every_s=t.checkpoint_every_min * 60), EvalFiles(data, d)]
         return cbs + self._sinks
+
+    def _predictor(self, plan: Plan) -> Callable[[Any, float], Predictor]:
+        """The run's predictor from what training decided: its model, and the blend's partner and share."""
+        meta = {**plan.data.meta, "task": plan.data.task.name}
+
+        def make(partner, weight: float) -> Predictor:
+            name = (self.learner.state.results.get("blend") or {}).get("partner")
+            return Predictor.assemble(plan.spec, plan.cfg, meta, plan.model.eval(), partner, weight, plan.device, name)
+        return make
 
     def _distill(self, plan: Plan) -> Callback:
         t = plan.cfg.train
@@ -218,8 +230,9 @@ class Trainer:
             vs_baseline=res.get("vs_baseline") if res else None, best_epoch=st.best_epoch + 1, epoch=st.epoch + 1,
             run_s=round(time.time() - self.started, 1),
             step=st.step, trainable_params=trainable, total_params=total,
-            peak_mem_mb=round(peak_memory_mb(plan.device), 1), **({"blend": st.results["blend"]}
-                                                                 if "blend" in st.results else {}))
+            peak_mem_mb=round(peak_memory_mb(plan.device), 1),
+            **{k: v for k, v in (("blend", st.results.get("blend")), ("predictor", (res or {}).get("predictor")),
+                                 ("parts", (res or {}).get("parts"))) if v is not None})
         if plan.cfg.train.teacher and test and self.main:
             final = self._distillation_report(plan, test) or final
         self.emit("run_end", status=status, reason=reason, test=test, elapsed_s=time.time() - st.started)

@@ -57,5 +57,6 @@ def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.d
             pick = (t, why, est)
             break
     t, why, est = pick
-    choice = Choice(t.backbone, t.strategy, est, limit, considered)
+    choice = Choice(t.backbone, t.strategy, est, limit, considered,
+                    None if get_strategy(t.strategy).fits_head else t.epochs)  # a solved head takes no epochs
     return t, f"Plan: {choice.line()}. {why}", choice

@@ -27,6 +27,7 @@ class Choice:
     estimate_s: float
     budget_s: float
     considered: list[dict[str, Any]]
+    epochs: int | None = None
 
     def line(self) -> str:
         return (f"{self.strategy} {self.backbone}, estimated {minutes(self.estimate_s)} of the "
@@ -35,7 +36,8 @@ class Choice:
     def facts(self) -> dict[str, Any]:
         """What the run's status records about the choice."""
         return {"choice": self.line(), "estimate_s": round(self.estimate_s, 1), "budget_s": self.budget_s,
-                "considered": self.considered}
+                "considered": self.considered,
+                "planned": {"strategy": self.strategy, "backbone": self.backbone, "epochs": self.epochs}}
 
 
 def fits(estimate_s: float, budget_s: float) -> bool:

@@ -64,6 +64,11 @@ class Checkpointer(Callback):
         self.last = time.time()
         ctx.emit("checkpoint", tag="last", next_epoch=st.epoch, in_epoch=True, micro=st.micro)
 
+    def on_epoch_cut(self, ctx):
+        st = ctx.state
+        save_checkpoint(self.folder, "last", ctx.parts, st, st.epoch, with_trainer=True, in_epoch=True)
+        ctx.emit("checkpoint", tag="last", next_epoch=st.epoch, in_epoch=True, micro=st.micro)
+
     def on_epoch_end(self, ctx):
         st = ctx.state
         save_checkpoint(self.folder, "last", ctx.parts, st, st.epoch + 1, with_trainer=True)

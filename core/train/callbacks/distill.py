@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ...config import RunConfig
 from ...errors import ConfigError
-from ...predict.export import _timed
+from ...predict.onnx import timed
 from ...predict.predictor import Predictor
 from ...runs.folder import RunFolder
 from ..events import Callback
@@ -83,7 +83,7 @@ def compare(teacher: RunFolder, teacher_status: dict, student: RunFolder, studen
         pred = Predictor(d.dir)
         ck = d.weights
         pred.predict(items[:4])  # warm-up
-        best, _ = _timed(pred.predict, items, repeat=2)
+        best, _ = timed(pred.predict, items, repeat=2)
         out[role] = {"run": d.id, "backbone": pred.spec.name, "keep_layers": pred.cfg.train.keep_layers,
                      "params": int(sum(p.numel() for p in pred.model.parameters())),
                      "size_mb": round(ck.stat().st_size / 2**20, 2),

@@ -2,13 +2,15 @@
 paired comparison with the baseline), and — on the main process only — the files they leave in eval/."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
+from ...errors import RunError
 from ...fsutil import atomic_write_json
 from ...runs.folder import RunFolder
+from .. import distributed as D
 from ..events import Callback
 
 
@@ -30,26 +32,48 @@ class Validation(Callback):
 
 
 class TestEvaluation(Callback):
-    """The test split, once, with the best weights (and the blend, when there is one)."""
+    """The test split, once, with the best weights, through the run's own predictor (the network, the blend's
+    partner and its share): the numbers a run reports are those of the model it hands over. Where a partner
+    takes part, each part's own test scores are kept beside (network alone, partner alone)."""
 
-    def __init__(self, data, baseline_pred: np.ndarray | None, seed: int, folder: RunFolder | None):
+    def __init__(self, data, baseline_pred: np.ndarray | None, seed: int, folder: RunFolder | None,
+                 predictor: Callable[[Any, float], Any], features: Callable[[], np.ndarray | None]):
         self.data, self.baseline_pred, self.seed, self.folder = data, baseline_pred, seed, folder
+        self.predictor, self.features = predictor, features
 
     def on_fit_end(self, ctx):
         st, task, idx = ctx.state, self.data.task, self.data.idx("test")
         diverged = ctx.control.status == "diverged"
         if not len(idx) or (diverged and not st.results.get("has_best")):
             return
-        out = ctx.predict(idx)
-        blend = st.results.get("blend_model")
-        if blend is not None:
-            out = blend.apply(out, idx)
+        blend = st.results.get("blend") or {}
+        pred = self.predictor(st.results.get("partner"), float(blend.get("network_weight", 1.0)))
+        got = self._predict(pred, idx)
+        out = got["outputs"]
         truth = self.data.targets.truth[idx.numpy()]
         res = task.evaluate(truth, out, self.data.meta)
         res["epoch"] = st.epoch + 1
         res["vs_baseline"] = self._vs_baseline(truth, out)
+        res["predictor"] = pred.describe()
+        if pred.partner is not None:
+            if got["network"] is None:  # no share in the predictions; its own scores are still worth knowing
+                got["network"] = self._predict(self.predictor(None, 1.0), idx)["outputs"]
+            res["parts"] = {name: {k: v for k, v in task.evaluate(truth, got[name], self.data.meta).items()
+                                   if k in task.headline} for name in ("network", "partner")}
         st.results["test"], st.results["test_out"] = res, out
         ctx.emit("eval", split="test", **{k: res[k] for k in task.event_keys})
+
+    def _predict(self, pred, idx) -> dict[str, Any]:
+        """Each process predicts its share of the test rows (raw inputs, as any prediction); all gather."""
+        mine = idx[D.rank()::D.world()]
+        feats = self.features()
+        got = pred.predict([self.data.files[i] for i in mine.tolist()],
+                           features=None if feats is None else feats[mine.numpy()], parts=True)
+        bad = [e for e in got["errors"] if e]
+        if bad:
+            raise RunError(f"A test input could not be read for the test evaluation: {bad[0]}.")
+        return {k: D.gather_rows(idx, got[k]) if isinstance(got[k], np.ndarray) else got[k]
+                for k in ("outputs", "network", "partner")}
 
     def _vs_baseline(self, truth: np.ndarray, out: np.ndarray) -> dict[str, Any] | None:
         """Paired with the baseline's predictions on the same rows (kept from the plan, or read back after a
@@ -61,7 +85,6 @@ class TestEvaluation(Callback):
         if base is None or len(base) != len(truth):
             return None
         return self.data.task.compare(truth, out, base, self.data.meta, seed=self.seed)
-
 
 class EvalFiles(Callback):
     """eval/val.json every epoch; eval/test.json and the test predictions (with inputs, for Evaluate) at the end."""

@@ -25,17 +25,17 @@ def fit_baseline(plan, previous: dict[str, Any]) -> None:
     y = data.targets.truth[train]
 
     def fit() -> dict[str, np.ndarray]:
-        x_tr, x_te = data.modality.baseline_matrices(view, train, test)
+        x_tr, x_te = view.baseline_matrices(train, test)
         return {"out": data.task.baseline_predict(x_tr, y, x_te, data.meta)}
 
     got, reused = plan.features.remembered("baseline", view, fit, train, test, y, data.meta,
-                                           code=(data.task.baseline_predict, data.modality.baseline_matrices,
+                                           code=(data.task.baseline_predict, type(view).baseline_matrices,
                                                  standardisation))
     if reused:
         plan.progress(1.0, "Reusing the baseline an earlier run fitted on the same features and split")
     out = got["out"]
     res = data.task.evaluate(data.targets.truth[test], out, data.meta)
-    plan.baseline = {"name": data.modality.baseline_name(data.task.estimator),
+    plan.baseline = {"name": view.name,
                      **{k: res[k] for k in data.task.headline}, "n": res["n"]}
     plan.baseline_pred = data.task.point(out)
     if D.is_main():

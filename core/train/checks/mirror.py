@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...predict.blend import ProbeModel
+from ...predict.blend import fit_probe
 
 
 def mirror_check(features: np.ndarray, mirrored: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0,
@@ -28,9 +28,9 @@ def mirror_check(features: np.ndarray, mirrored: np.ndarray, y: np.ndarray, n_cl
         return None
     right, right_m = np.zeros(len(y), bool), np.zeros(len(y), bool)
     for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(features, y):
-        probe = ProbeModel.fit(features[tr], y[tr], n_classes)
-        right[te] = probe.predict_proba(features[te]).argmax(1) == y[te]
-        right_m[te] = probe.predict_proba(mirrored[te]).argmax(1) == y[te]
+        probe = fit_probe(features[tr], y[tr], n_classes)
+        right[te] = probe.predict(features=features[te]).argmax(1) == y[te]
+        right_m[te] = probe.predict(features=mirrored[te]).argmax(1) == y[te]
     lost, gained = int((right & ~right_m).sum()), int((~right & right_m).sum())
     p = binomtest(lost, lost + gained, 0.5, alternative="greater").pvalue if lost + gained else 1.0
     acc, acc_m = float(right.mean()), float(right_m.mean())

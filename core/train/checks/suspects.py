@@ -14,11 +14,11 @@ def suspect_labels(plan, view) -> None:
     truth = data.targets.truth[rows]
 
     def check() -> dict[str, np.ndarray]:
-        found = data.task.suspects(data.modality.suspect_matrix(view, rows, train), truth, data.meta, seed)
+        found = data.task.suspects(view.suspect_matrix(rows, train), truth, data.meta, seed)
         return {} if found is None else dict(zip(("pos", "probs"), found))
 
     got, reused = plan.features.remembered("suspects", view, check, rows, train, truth, data.meta, seed,
-                                           code=(data.task.suspects, data.modality.suspect_matrix, standardisation,
+                                           code=(data.task.suspects, type(view).suspect_matrix, standardisation,
                                                  out_of_fold, suspects))
     if not got:
         return
