@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from core.errors import DataError, ModelError
-from core.predict.export import export, export_folder
+from core.predict.export import export
 from core.predict.predictor import Predictor, formula_safe, read_zip_images, to_csv_bytes
 from tests.helpers import config, train
 
@@ -65,7 +65,8 @@ def test_cls_pooled_text_model_exports_a_transformers_folder(stores, text_csv, t
     rec, st, _ = train(stores, config(text_csv, "tiny-text", "lora", epochs=1, pooling="cls"))
     texts = ["match goal team", "cook taste dinner", "cloud data server"]
     before = Predictor(rec.dir).predict_texts(texts)
-    out, hf = export_folder(rec.dir, tmp_path / "exp")
+    out = tmp_path / "exp"
+    hf = export(rec.dir, out, "folder")["hf"]
     assert hf["written"] and hf["max_abs_logit_diff"] < 1e-4
     model = AutoModelForSequenceClassification.from_pretrained(out / "hf").eval()
     tok = AutoTokenizer.from_pretrained(out / "hf")
