@@ -28,7 +28,7 @@ def steps_per_s(events: list[dict], skip: int = 5) -> float:
 def isolation() -> dict:
     from core.config import RunConfig
     from core.data.datasets import DatasetStore
-    from core.runs.runner import RunManager
+    from core.runs.manager import RunManager
     from core.runs.store import RunStore
     from core.train.trainer import Trainer
 

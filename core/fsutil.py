@@ -9,6 +9,21 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: the process's umask, which temp files (mode 600, folders 700) do not follow
+
+
+def follow_umask(path: Path, folder: bool = False) -> None:
+    """Give a temp file or folder the mode a plain open()/mkdir() would have: exports and data are shared."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_UMASK)
+
+
+def temp_dir(parent: Path, prefix: str) -> Path:
+    """A fresh folder beside its final place (renamed into it once complete), with the user's usual mode."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    follow_umask(path, folder=True)
+    return path
+
 
 class DiskFullError(OSError):
     """Raised when a write fails for lack of space; what was there before is untouched."""
@@ -34,6 +49,7 @@ def atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    follow_umask(tmp_path)
     try:
         writer(tmp_path)
         with open(tmp_path, "rb+") as f:

@@ -24,6 +24,22 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 PARTNER = "partner"  # the linear partner's folder, beside the network, in a run or an export
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# what a reader does not see: white space, format and control characters (zero-width spaces, joiners, BOMs,
+# direction marks, soft hyphens, variation selectors, Hangul fillers)
+INVISIBLE = re.compile("[\\s\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+                       "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\x00-\x1f\x7f-\x9f]+")
+
+
+def text_problem(t: Any) -> str | None:
+    """Why an input cannot be read as a text (None: it can). A text of only invisible characters is empty: a
+    model would score it, and the score would mean nothing."""
+    if not isinstance(t, str):
+        return f"not a text ({type(t).__name__}); this model reads text"
+    if not INVISIBLE.sub("", t):
+        return "empty text" + (" (only invisible characters)" if t.strip() else "")
+    return None
+
+
 MAX_IMAGE_PIXELS = 50_000_000  # stated rather than Pillow's default: about 7000x7000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, not load half grey
@@ -333,10 +349,9 @@ class ExportedModel:
             if not ok:
                 return None, ok, errors
             return {"pixel_values": normalise(np.stack(pixels), self.spec["mean"], self.spec["std"])}, ok, errors
-        ok = [i for i, t in enumerate(items) if isinstance(t, str) and t.strip()]
         for i, t in enumerate(items):
-            if i not in ok:
-                errors[i] = "empty text" if isinstance(t, str) else f"not a text ({type(t).__name__})"
+            errors[i] = text_problem(t)
+        ok = [i for i, e in enumerate(errors) if e is None]
         if not ok:
             return None, ok, errors
         enc = [self.tokenizer.encode(items[i]).ids for i in ok]

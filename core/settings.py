@@ -197,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser, kind: type, prefix: str = "",
 
 
 def _cli_type(kind: type, f: Field, section: str) -> Callable[[str], Any]:
-    base, _, _ = shape(kind, f.name)
+    base, _, is_list = shape(kind, f.name)
 
     def convert(raw: str) -> Any:
         if base is str:
@@ -208,7 +208,7 @@ def _cli_type(kind: type, f: Field, section: str) -> Callable[[str], Any]:
             except ValueError:
                 raise argparse.ArgumentTypeError(f"{raw!r} is not {_NAMES.get(base, base.__name__)}") from None
         try:
-            return check(kind, f, value, section)
+            return check(kind, f, [value], section)[0] if is_list else check(kind, f, value, section)
         except ConfigError as e:  # argparse shows an ArgumentTypeError's own words
             raise argparse.ArgumentTypeError(str(e)) from None
     convert.__name__ = _NAMES.get(base, base.__name__)

@@ -12,7 +12,7 @@ import streamlit as st
 from core.data.datasets import home
 from core.errors import StudioError
 from core.strategies.auto import AUTO
-from core.train.search import DEFAULT_TRIALS, default_space, space_from_json, studies, summary
+from core.train.search import DEFAULT_TRIALS, default_space, space_from_json, storage_url, studies, summary
 from studio import charts
 from studio.entry import through_app
 from studio.forms import backbone_picker, build_config, n_train
@@ -29,7 +29,7 @@ st.caption("Optuna proposes settings (TPE), trains each trial as a run on the sa
            "only; the test split is looked at once, for the winner. The study is kept: start it again to add trials.")
 split_cfg = st.session_state.get("split", {"val": 0.1, "test": 0.1, "seed": 0, "rare": "error"})
 task = st.session_state.get("task", "classification")
-backbone = backbone_picker(ds)
+backbone, _ = backbone_picker(ds)  # the search trains this backbone either way
 c = st.columns(3)
 trials = int(c[0].number_input("Trials to add", min_value=1, max_value=500, value=DEFAULT_TRIALS, step=1,
                                 key="search_trials"))
@@ -78,7 +78,7 @@ def _search_job(cfg_json: str, space: str, name: str, n: int, timeout: float | N
 
 def _trials(name: str, runs_root) -> list:
     try:
-        return summary(name, runs_root)["trials"]
+        return summary(name, storage_url(runs_root), runs_root)["trials"]
     except Exception:  # the study is not written yet
         return []
 
@@ -91,35 +91,43 @@ if st.button("Start search", type="primary", icon=":material/travel_explore:"):
                                         minutes * 60 or None, current_user()), label=f"Search {study}", context=study)
 job_panel("search", context=study)
 
-names = studies(services().runs.root)
+names = studies(storage_url(services().runs.root))
 if not names:
     st.stop()
 st.subheader("Studies")
 shown = st.selectbox("Study", names, index=names.index(study) if study in names else 0, key="study_shown")
-with guard("Reading the study"):
-    res = summary(shown, services().runs.root)
-    cnt = res["counts"]
-    st.caption(f"{len(res['trials'])} trials: {cnt['complete']} complete, {cnt['pruned']} pruned, {cnt['fail']} "
-               f"failed, {cnt['running']} running.")
-    st.pyplot(charts.study_history(res["trials"]), clear_figure=True)
-    table = pd.DataFrame([{"trial": t["number"], "state": t["state"], "validation": t["value"],
-                           **{k: v for k, v in t["params"].items()}, "seconds": t["seconds"], "run": t["run_id"]}
-                          for t in res["trials"]])
-    st.dataframe(table, hide_index=True, width="stretch")
-    if res.get("importances"):
-        st.pyplot(charts.importances(res["importances"]), clear_figure=True)
-    elif res.get("importances_note"):
-        st.caption(f"No importances yet: {res['importances_note']}")
-    best = res.get("best")
-    if best:
-        st.markdown(f"**Best: trial {best['number']}**, validation {best['value']:.4f}"
-                    + (f"; test {', '.join(f'{k} {v:.3f}' for k, v in best['test'].items())}" if best.get("test")
-                       else ""))
-        st.json(best["params"])
-        b = st.columns(2)
-        if b[0].button("Open the best trial", icon=":material/fact_check:", key="open_best"):
-            set_run(best["run_id"])
-            st.switch_page("pages/evaluate.py")
-        if b[1].button("Export it", icon=":material/download:", key="export_best"):
-            set_run(best["run_id"])
-            st.switch_page("pages/predict.py")
+
+
+def _study(shown: str) -> None:
+    """The study as every worker fills it (this studio's, a `search` command's, another machine's)."""
+    with guard("Reading the study"):
+        res = summary(shown, storage_url(services().runs.root), services().runs.root)
+        cnt = res["counts"]
+        st.caption(f"{len(res['trials'])} trials: {cnt['complete']} complete, {cnt['pruned']} pruned, {cnt['fail']} "
+                   f"failed, {cnt['running']} running.")
+        st.pyplot(charts.study_history(res["trials"]), clear_figure=True)
+        table = pd.DataFrame([{"trial": t["number"], "state": t["state"], "validation": t["value"],
+                               **{k: v for k, v in t["params"].items()}, "seconds": t["seconds"], "run": t["run_id"],
+                               "host": t.get("host")} for t in res["trials"]])
+        st.dataframe(table, hide_index=True, width="stretch")
+        if res.get("importances"):
+            st.pyplot(charts.importances(res["importances"]), clear_figure=True)
+        elif res.get("importances_note"):
+            st.caption(f"No importances yet: {res['importances_note']}")
+        best = res.get("best")
+        if best:
+            st.markdown(f"**Best: trial {best['number']}**, validation {best['value']:.4f}"
+                        + (f"; test {', '.join(f'{k} {v:.3f}' for k, v in best['test'].items())}" if best.get("test")
+                           else ""))
+            st.json(best["params"])
+            b = st.columns(2)
+            if b[0].button("Open the best trial", icon=":material/fact_check:", key="open_best"):
+                set_run(best["run_id"])
+                st.switch_page("pages/evaluate.py")
+            if b[1].button("Export it", icon=":material/download:", key="export_best"):
+                set_run(best["run_id"])
+                st.switch_page("pages/predict.py")
+
+
+running = any(t["state"] == "running" for t in _trials(shown, services().runs.root))
+st.fragment(run_every=3 if running else None)(_study)(shown)  # live while a trial of any worker runs

@@ -38,9 +38,10 @@ if len(TASKS.names()) > 1:
         st.session_state["task"], st.session_state["task_answered"] = task, ds.id
 undecided = bool(numbers) and st.session_state.get("task_answered") != ds.id
 
-backbone = backbone_picker(ds)
-strategy = strategy_picker(ds, split_cfg, backbone, task)
+backbone, picked = backbone_picker(ds)
+strategy = strategy_picker(ds, split_cfg, backbone, task, picked)
 opts, chosen = train_options(ds, strategy, backbone, task, split_cfg)
+chosen = chosen + (["backbone"] if picked else [])
 taught, taught_chosen = teacher_options(ds, strategy, task, services().runs.list(current_user()))
 opts, chosen = {**opts, **taught}, chosen + taught_chosen
 augment_preview(ds, backbone, opts)
@@ -72,6 +73,7 @@ test_ds = None
 if test_up is not None:
     with guard("Reading the test file"):
         from core.data.audit import cross_duplicates
+        from core.train.checks.overlap import overlap_note
 
         if st.session_state.get("test_upload_id") != test_up.file_id:
             st.session_state["test_ds"] = load_path(save_upload(test_up), name=test_up.name).id
@@ -84,9 +86,7 @@ if test_up is not None:
             found = cross_duplicates(ds, test_ds)
             bad = found["exact"] + found["near"]
             if bad:
-                st.warning(f"{bad} of {found['test_rows_total']} test example(s) repeat a training example "
-                           f"({found['exact']} exactly, {found['near']} nearly): scores on them measure memory, not "
-                           "how the model does on new data.", icon=":material/content_copy:")
+                st.warning(overlap_note(found, advice=False), icon=":material/content_copy:")
                 with st.expander("Show them"):
                     st.dataframe(found["examples"], hide_index=True, width="stretch")
                 if st.checkbox(f"Leave these {bad} out of the test set", value=True, key="drop_overlap"):

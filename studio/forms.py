@@ -13,6 +13,7 @@ from core.backbones import get_backbone, list_backbones
 from core.config import DataConfig, RunConfig, TrainConfig
 from core.data.datasets import Dataset
 from core.errors import StudioError
+from core.modalities import get_modality
 from core.settings import choices_of, default_of, shape
 from core.strategies import REGISTRY as STRATEGIES
 from core.train.auto import recommend, resolve_auto
@@ -71,16 +72,23 @@ def setting_input(where, kind: type, name: str, default: Any, key: str, label: s
                                     help=m["help"], key=key))
 
 
-def backbone_picker(ds: Dataset) -> str:
+def backbone_picker(ds: Dataset) -> tuple[str, bool]:
+    """(the backbone, whether the person picked it). Until one is picked, the data's default stands in and
+    'auto' chooses among its own candidates; a picked one (or one typed in) is kept by 'auto', as on the CLI."""
     specs = [s for s in list_backbones() if s.modality == ds.modality]
     labels = [f"{s.name} — {s.params_m:g}M params{'' if s.is_offline() else ' (needs download)'}" for s in specs]
-    choice = st.selectbox("Backbone", labels + ["Other: a torchvision model or Hugging Face id"],
+    default = get_modality(ds.modality).default_backbone
+    choice = st.selectbox("Backbone", labels + ["Other: a torchvision model or Hugging Face id"], index=None,
+                          placeholder=f"Not picked: {default}, or auto's own choice",
                           help=_field(TrainConfig, "backbone").metadata["help"])
+    if choice is None:
+        return default, False
     if choice.startswith("Other"):
-        return st.text_input("Model name or id", placeholder="resnet18 or google/vit-base-patch16-224").strip()
+        typed = st.text_input("Model name or id", placeholder="resnet18 or google/vit-base-patch16-224").strip()
+        return typed, bool(typed)
     spec = specs[labels.index(choice)]
     st.caption(spec.description)
-    return spec.name
+    return spec.name, True
 
 
 @st.cache_data(ttl=3600, show_spinner=False)
@@ -104,27 +112,28 @@ def _auto(ds: Dataset, n: int, backbone: str, task: str = "classification") -> t
     return resolve_auto(TrainConfig(), n, ds.modality, counts, params_m=_params_m(backbone), chosen=set())
 
 
-def plan_preview(ds: Dataset, backbone: str) -> str:
+def plan_preview(ds: Dataset, backbone: str, picked: bool = False) -> str:
     """What 'auto' will choose between when the run starts, stated as it is: the plans it times on this machine,
     best first, and the rule that picks one. The choice itself is made then, from measured speeds, and shown on
     Monitor beside what actually ran."""
     import torch
 
     gpu = torch.cuda.is_available()
-    cands = candidates(ds.modality, gpu, backbone, fixed_backbone=False)
+    cands = candidates(ds.modality, gpu, backbone, fixed_backbone=picked)
     listed = "; ".join(f"{STRATEGIES.get(s).title.lower()} {b}" for b, s in cands)
     return (f"when the run starts it times a few real steps of each plan on this machine — {listed} — and takes "
             "the first (best expected) whose estimate fits your time budget. Epochs, class weighting and the blend "
             "with a fast linear model follow from your data; whatever you set yourself below is kept.")
 
 
-def strategy_picker(ds: Dataset, split_cfg: dict, backbone: str = "", task: str = "classification") -> str:
+def strategy_picker(ds: Dataset, split_cfg: dict, backbone: str = "", task: str = "classification",
+                    picked: bool = False) -> str:
     rec, why = recommend(int(ds.manifest["rows"]), ds.modality)
     names = [s.name for s in STRATEGIES if s.modalities is None or ds.modality in s.modalities]
     name = st.radio("Strategy", names, index=0, horizontal=True, key="strategy",
                     format_func=lambda n: STRATEGIES.get(n).title + (" (recommended)" if planned(n) else ""))
     if planned(name):
-        st.caption(f"**What it will do:** {plan_preview(ds, backbone)}")
+        st.caption(f"**What it will do:** {plan_preview(ds, backbone, picked)}")
     else:
         st.caption(f"**Why:** {STRATEGIES.get(name).why}")
         if name == rec:

@@ -16,7 +16,7 @@ from core.data.datasets import Dataset, DatasetStore, home
 from core.errors import StudioError
 from core.runs.folder import RunFolder
 from core.runs.jobs import JobPool
-from core.runs.runner import RunManager
+from core.runs.manager import RunManager
 from core.runs.store import RunStore
 
 from .identity import current_user

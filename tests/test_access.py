@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from core import access
 from core.data.datasets import open_source
 from core.errors import DataError, RunError, StudioError
-from core.runs.runner import RunManager
+from core.runs.manager import RunManager
 from tests.conftest import make_text_csv
 from tests.helpers import config
 

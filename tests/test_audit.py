@@ -189,3 +189,27 @@ def test_many_distinct_numbers_suggest_regression(tmp_path, stores):
                   "label": [f"{100 + i * 3.5:.1f}" for i in range(80)]}).to_csv(p, index=False)
     rep = audit(datasets.ingest(p).dataset)
     assert rep.numeric_labels and any("regression" in a for a in rep.advice)
+
+
+def test_small_objects_of_another_colour_are_not_near_duplicates_but_re_encodes_are(tmp_path, stores):
+    """A red and a blue disc of the same size on white move the quarters' mean colours only a little; the hues
+    of the coloured pixels tell them apart. A JPEG re-encode of either stays its near duplicate."""
+    from PIL import Image, ImageDraw
+
+    from core.data.audit import audit
+
+    datasets, _ = stores
+    for label, rgb in {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}.items():
+        d = tmp_path / "discs" / label
+        d.mkdir(parents=True)
+        for i in range(6):
+            im = Image.new("RGB", (64, 64), (255, 255, 255))
+            r = 6 + i * 4
+            ImageDraw.Draw(im).ellipse((32 - r, 32 - r, 32 + r, 32 + r), fill=rgb)
+            im.save(d / f"{i}.png")
+        im.save(d / "copy.jpg", quality=80)  # the last disc again, re-encoded
+    ds = datasets.ingest(tmp_path / "discs").dataset
+    rep = audit(ds)
+    assert rep.conflicts == []
+    assert sorted(sorted(ds.items["source"].iloc[g].str.split("/").str[-1]) for g in rep.near_groups) == \
+        [["5.png", "copy.jpg"]] * 3

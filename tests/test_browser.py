@@ -222,8 +222,8 @@ def test_messy_real_world_csv_audit_and_fix(tmp_path):
         shot(page, "m1-messy-preview")
         page.get_by_role("button", name="Load this table").click()
         page.get_by_text("Loaded: Export Kundenfeedback.csv").wait_for(timeout=30_000)
-        page.get_by_text("1 row(s) with an empty label were dropped.").wait_for()
-        page.get_by_text("1 row(s) with empty or blank input were dropped.").wait_for()
+        page.get_by_text("1 row(s) with an empty label were dropped: line").wait_for()
+        page.get_by_text("1 row(s) with an empty input (blank, or only invisible characters) were dropped: line").wait_for()
         shot(page, "m2-messy-loaded")
         nav(page, "2 · Explore")
         page.get_by_text("input(s) appear with different labels").wait_for(timeout=60_000)
@@ -303,7 +303,7 @@ def test_sweep_in_the_browser_auto_keeps_settings_overlap_report_and_safe_export
         epochs.press("Enter")
         idle(page)
         page.locator("input[type='file']").first.set_input_files(str(test_csv))
-        page.get_by_text("6 of 8 test example(s) repeat a training example").wait_for(timeout=60_000)
+        page.get_by_text("6 of 8 test examples (75%) repeat a training example").wait_for(timeout=60_000)
         expect(page.get_by_label("Leave these 6 out of the test set")).to_be_checked()
         shot(page, "s1-train-overlap")
         page.get_by_role("button", name="Start training").click()
@@ -389,9 +389,10 @@ def test_a_small_search_from_the_ui_and_its_best_trial(tmp_path):
         page.get_by_role("button", name="Open the best trial").click()
         page.get_by_text("Look at the mistakes").wait_for(timeout=120_000)
         shot(page, "s2-best-trial")
-        from core.train.search import studies, summary
+        from core.train.search import storage_url, studies, summary
 
-        res = summary(studies(tmp_path / "runs")[0], tmp_path / "runs")
+        url = storage_url(tmp_path / "runs")
+        res = summary(studies(url)[0], url, tmp_path / "runs")
         assert len(res["trials"]) == 3 and len({t["run_id"] for t in res["trials"]}) == 3
         assert all(t["params"]["strategy"] == "lora" for t in res["trials"])
         assert f"run={res['best']['run_id']}" in page.url  # Evaluate opened the best trial's run

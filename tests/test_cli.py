@@ -107,6 +107,7 @@ def test_owner_keeps_a_cli_run_private_to_that_studio_user(tmp_path, image_dir):
     (["evaluate", "/tmp"], "not a run folder"),
     (["train", "--data", "{data}", "--backbone", "tiny-cnn", "--set", "colour=blue"], "KEY one of"),
     (["train", "--data", "{data}", "--backbone", "tiny-cnn", "--set", "label_smoothing=2"], "label_smoothing must"),
+    (["train", "--data", "{data}", "--backbone", "tiny-text", "--device", "cuda:99"], "Device 'cuda:99'"),
 ])
 def test_errors_exit_2_with_one_line(tmp_path, text_csv, args, needle):
     (tmp_path / "empty.csv").write_text("text,label\n", encoding="utf-8")
@@ -129,3 +130,68 @@ def test_text_train_with_settings_then_export_for_transformers(tmp_path, text_cs
     rep = json.loads(out)
     assert rc == 0, err
     assert rep["hf"]["written"] and (tmp_path / "exp" / "hf" / "config.json").is_file()
+
+
+def test_every_setting_is_settable_from_the_command_line(tmp_path):
+    """Each field of the data and training settings has a flag that reaches the config (lists included)."""
+    from dataclasses import fields
+
+    from core.cli import build_parser
+    from core.cli.args import config_from_args
+    from core.config import DataConfig, TrainConfig
+    from core.settings import choices_of, default_of, flag_of, shape
+
+    checked = 0
+    for kind, section in ((DataConfig, "data"), (TrainConfig, "train")):
+        for f in fields(kind):
+            if not f.metadata.get("cli", True) or f.name in ("source",):
+                continue
+            base, _, is_list = shape(kind, f.name)
+            choices = choices_of(f)
+            if base is bool:
+                argv, want = [flag_of(f)] if not default_of(f) else ["--no-" + flag_of(f)[2:]], not default_of(f)
+            elif choices:
+                value = choices[-1]
+                argv, want = [flag_of(f), str(value)], [value] if is_list else value
+            elif base in (int, float) and f.metadata.get("low") is not None:
+                lo = f.metadata["low"] + (1 if f.metadata.get("low_open") else 0)
+                value = base(lo if not f.metadata.get("high") or lo <= f.metadata["high"] else f.metadata["high"])
+                if f.metadata.get("high_open") and value >= f.metadata["high"]:
+                    continue
+                argv, want = [flag_of(f), str(value)], value
+            else:
+                continue
+            args = build_parser().parse_args(["train", "--data", str(tmp_path), *argv])
+            got = getattr(getattr(config_from_args(args), section), f.name)
+            assert got == want, (f.name, argv, got)
+            checked += 1
+    assert checked > 30
+
+
+def test_a_run_given_a_relative_path_replays_from_anywhere_and_after_the_file_moved(tmp_path):
+    """config.json records the data path made absolute; a path that no longer exists replays on the dataset
+    version the run trained on (said on stderr), and a resume always uses that version."""
+    from tests.conftest import make_text_csv
+
+    where = tmp_path / "project"
+    (where / "sub").mkdir(parents=True)
+    data = make_text_csv(where / "sub" / "topics.csv", per_class=12)
+    home = tmp_path / "h"
+    root = Path(__file__).resolve().parents[1]
+    env = {**__import__("os").environ, "PYTHONPATH": str(root)}
+
+    def run(*args, cwd):
+        p = subprocess.run([sys.executable, "-m", "core.cli", "--home", str(home), *args], capture_output=True,
+                           text=True, timeout=300, cwd=cwd, env=env)
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout), p.stderr
+
+    first, _ = run("train", "--data", "sub/topics.csv", "--backbone", "tiny-text", "--strategy", "full", "--epochs",
+                   "1", "--json", cwd=where)
+    recorded = json.loads((Path(first["run_dir"]) / "config.json").read_text())["data"]["source"]
+    assert recorded == str(data.resolve())
+    again, _ = run("train", "--config", first["run_dir"], "--json", cwd=tmp_path)
+    assert again["test"] == first["test"]
+    data.rename(data.with_name("moved.csv"))
+    moved, err = run("train", "--config", first["run_dir"] + "/config.json", "--json", cwd=tmp_path)
+    assert "no longer exists; replaying on the dataset version" in err and moved["test"] == first["test"]

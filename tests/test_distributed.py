@@ -33,7 +33,7 @@ def test_torchrun_two_processes_gloo(tmp_path, image_dir):
 
 def test_the_studio_starts_a_multi_process_run_with_torchrun(stores, image_dir):
     """A run asking for 2 processes from the UI (processes=2) is started by the dispatcher under torchrun."""
-    from core.runs.runner import RunManager
+    from core.runs.manager import RunManager
 
     datasets, runs = stores
     mgr = RunManager(runs, datasets, devices=["cpu"])

@@ -52,3 +52,39 @@ def test_the_sentence_says_what_the_interval_means():
     del status["vs_baseline"]
     assert comparison(status) == "Macro-F1 +0.010 against the baseline (TF-IDF + logistic regression)."
     assert comparison({}) is None
+
+
+def test_evaluate_json_is_bounded_for_many_classes(tmp_path):
+    """200 classes: `evaluate --json` gives scores, per class and the most confused pairs, never a matrix of
+    every pair (2,000 classes made it 44.5 MB)."""
+    import csv
+    import json
+    import random
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rng = random.Random(0)
+    data = tmp_path / "many.csv"
+    with open(data, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for c in range(200):
+            for _ in range(3):
+                w.writerow([f"class{c} " + " ".join("".join(rng.choice("abcdefgh") for _ in range(5))
+                                                    for _ in range(6)), f"c{c}"])
+    root = Path(__file__).resolve().parents[1]
+
+    def cli(*args):
+        p = subprocess.run([sys.executable, "-m", "core.cli", "--home", str(tmp_path / "h"), *args],
+                           capture_output=True, text=True, timeout=600, cwd=root)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    run = json.loads(cli("train", "--data", str(data), "--backbone", "tiny-text", "--strategy", "frozen",
+                         "--no-baseline", "--json"))
+    out = cli("evaluate", run["run_id"], "--json")
+    res = json.loads(out)
+    assert len(res["per_class"]) == 200 and len(res["most_confused"]) <= 10
+    assert "confusion" not in out and all(not isinstance(v, (list, dict)) for v in res["val"].values())
+    assert len(out) < 200 * 400  # a line of numbers per class, nothing per pair

@@ -153,3 +153,21 @@ def test_folder_without_classes_is_explained(tmp_path, stores):
     (tmp_path / "flat" / "1.png").write_bytes(png())
     with pytest.raises(DataError, match="class folders"):
         datasets.ingest(tmp_path / "flat")
+
+
+@pytest.mark.skipif(__import__("sys").platform != "linux", reason="byte file names are a POSIX matter")
+def test_class_folders_the_studio_cannot_store_as_given_are_read_and_said(tmp_path, stores):
+    """A folder name that is not UTF-8 (a Latin-1 'café' copied from an old disk) and one with a line break:
+    both classes are kept, under names every file format can store, and the note says what was read."""
+    import os
+
+    from core.data.audit import audit
+
+    root = make_image_folder(tmp_path / "odd", per_class=6, size=24)
+    os.rename(os.fsencode(root / "red"), os.fsencode(root) + b"/caf\xe9")
+    os.rename(root / "blue", root / "a\nb")
+    ds = stores[0].ingest(root).dataset
+    assert sorted(ds.items["label"].unique()) == ["a b", "café", "green"]
+    assert any("not UTF-8 (b'caf\\xe9'); read as 'café'" in n for n in ds.manifest["notes"])
+    assert any("line breaks" in n for n in ds.manifest["notes"])
+    assert audit(ds).summary()["rows"] == 18

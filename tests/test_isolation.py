@@ -11,7 +11,8 @@ import pytest
 
 from core.config import RunConfig
 from core.data.datasets import DatasetStore
-from core.runs.runner import RunManager, prepare_run
+from core.runs.manager import RunManager
+from core.runs.runner import enqueue, prepare_run
 from core.runs.store import RunStore
 from tests.browser_util import chromium_available, studio_server
 from tests.conftest import make_image_folder
@@ -28,7 +29,7 @@ def queue(home, cfg: RunConfig):
     """What the Train page does: a run recorded as queued in the store, for whichever server dispatches it."""
     datasets, runs = stores_at(home)
     rec = prepare_run(cfg, datasets, runs, None)
-    runs.set_status(rec, "queued", queued_at=time.time())
+    enqueue(runs, rec, "studio")
     return rec
 
 

@@ -110,3 +110,29 @@ def test_exported_predict_py_alone_matches_the_studio(runs, fresh_python, tmp_pa
         assert (alone_p.argmax(1) == other.argmax(1)).all()
         np.testing.assert_allclose(alone_p, other, atol=1e-4)
     assert [alone[n]["label"] for n in order] == [classes[i] for i in evaluate_page.argmax(1)]
+
+
+def test_int8_export_of_a_small_image_set(tmp_path):
+    """50 images (not a multiple of the calibration batch): INT8 calibrated on the training images, checked."""
+    from core.data.datasets import DatasetStore
+    from core.runs.store import RunStore
+
+    stores = DatasetStore(tmp_path / "datasets"), RunStore(tmp_path / "runs")
+    images = make_image_folder(tmp_path / "few", per_class=17, size=32)
+    rec, st, _ = train(stores, config(images, "tiny-cnn", "full", epochs=1))
+    assert st["status"] == "completed", st.get("reason")
+    rep = export(rec.dir, tmp_path / "int8", "int8", datasets=stores[0])
+    assert rep["int8"]["calibration"].startswith("static, ")
+    assert rep["parity"]["rows"] == st["sizes"]["test"] > 0
+    assert (tmp_path / "int8" / "model.int8.onnx").is_file()
+
+
+def test_export_files_follow_the_umask(runs, tmp_path):
+    """Temp files are 600 and temp folders 700; a finished export is shared as any file the user writes."""
+    home, recs = runs
+    umask = os.umask(0)
+    os.umask(umask)
+    out = Path(export(recs["text, network weight 0.5"].dir, tmp_path / "exp", "onnx")["out"])
+    made = [out, *out.rglob("*")]
+    assert {p.stat().st_mode & 0o777 for p in made if p.is_dir()} == {0o777 & ~umask}
+    assert {p.stat().st_mode & 0o777 for p in made if p.is_file()} == {0o666 & ~umask}

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from core.runs.runner import RunManager
+from core.runs.manager import RunManager
 from tests.helpers import config
 
 

@@ -58,7 +58,7 @@ def test_stop_on_a_trials_monitor_stops_that_trial_and_the_search_goes_on(stores
     import threading
     import time
 
-    from core.runs.worker import request_stop
+    from core.runs.runner import request_stop
     from core.train.search import search
 
     datasets, runs = stores
@@ -70,7 +70,7 @@ def test_stop_on_a_trials_monitor_stops_that_trial_and_the_search_goes_on(stores
         while time.time() < deadline and not stopped:
             for r in runs.list():
                 if r["status"] == "running":
-                    request_stop(runs.get(r["id"]).dir)  # what Monitor's Stop does
+                    request_stop(runs.get(r["id"]))  # what Monitor's Stop does
                     stopped.append(r["id"])
                     return
             time.sleep(0.05)
@@ -103,3 +103,83 @@ def test_stopping_the_search_stops_the_trial_in_progress_and_keeps_the_study(sto
     first = res["trials"][0]
     assert runs.get(first["run_id"]).status["reason"] == "The search was stopped."
     assert not any(t["state"] == "complete" for t in res["trials"])  # no new trial started after the stop
+
+
+def _search_proc(home, data, study, trials, *extra):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "core.cli", "--home", str(home), "search", "--data", str(data),
+                             "--backbone", "tiny-text", "--strategy", "full", "--space", json.dumps(SPACE),
+                             "--study", study, "--trials", str(trials), "--json", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]),
+                            start_new_session=True)
+
+
+def _distinct(trials):
+    return len({json.dumps(t["params"], sort_keys=True) for t in trials})
+
+
+def test_two_search_processes_fill_one_study_without_repeating_a_trial(tmp_path):
+    """Optuna's storage shared by two workers (here two processes on one machine; the same holds for several
+    machines on one database): every trial is run once, none is lost, none is repeated."""
+    data = make_text_csv(tmp_path / "topics.csv", per_class=15)
+    home = tmp_path / "h"
+    code, out, err = cli("search", "--trials", "1", "--data", str(data), "--backbone", "tiny-text", "--strategy",
+                         "full", "--space", json.dumps(SPACE), "--study", "shared", "--json", home=home)
+    assert code == 0, err  # the dataset ingested and the study made once, before the two workers race
+    a, b = _search_proc(home, data, "shared", 4), _search_proc(home, data, "shared", 4)
+    for p in (a, b):
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    from core.train.search.study import storage_url, summary
+
+    # read after both ended: either worker's own summary may show the other's trial still running
+    res = summary("shared", storage_url(home / "runs"), home / "runs")
+    assert len(res["trials"]) == 9 and _distinct(res["trials"]) == 9
+    assert not any(t["state"] == "running" for t in res["trials"])
+
+
+def test_a_killed_search_resumes_to_its_count_with_no_repeat_and_nothing_left_running(tmp_path):
+    import os
+    import signal
+    import time
+
+    from core.runs.store import RunStore
+
+    data = make_text_csv(tmp_path / "topics.csv", per_class=15)
+    home = tmp_path / "h"
+    slow = {**SPACE, "epochs": {"low": 40, "high": 60}}
+    p = _search_proc(home, data, "killed", 3, "--space", json.dumps(slow))
+    runs = RunStore(home / "runs")
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(r["status"] == "running" for r in runs.list()):
+        time.sleep(0.2)
+    time.sleep(1)
+    os.killpg(p.pid, signal.SIGKILL)  # mid-trial
+    p.wait(10)
+    code, out, err = cli("search", "--trials", "2", "--data", str(data), "--backbone", "tiny-text", "--strategy",
+                         "full", "--space", json.dumps(slow), "--study", "killed", "--json", home=home)
+    assert code == 0, err
+    res = json.loads(out)
+    states = [t["state"] for t in res["trials"]]
+    assert "running" not in states and states[0] == "fail"  # the killed trial: failed, not running for ever
+    assert len(res["trials"]) == 3 and _distinct(res["trials"]) == 3
+    assert runs.get(res["trials"][0]["run_id"]).status["status"] == "interrupted"
+
+
+def test_a_study_is_bound_to_its_data_and_bad_counts_are_refused(tmp_path):
+    data = make_text_csv(tmp_path / "a.csv", per_class=15)
+    other = make_text_csv(tmp_path / "b.csv", per_class=15, seed=3)
+    base = ["--backbone", "tiny-text", "--strategy", "full", "--space", '{"epochs": [1], "lr": [0.001]}',
+            "--study", "bound", "--json"]
+    assert cli("search", "--trials", "1", "--data", str(data), *base, home=tmp_path / "h")[0] == 0
+    code, out, err = cli("search", "--trials", "1", "--data", str(other), *base, home=tmp_path / "h")
+    assert code == 2 and "searches dataset version ds-" in err
+    for flag, value, words in (("--trials", "0", "at least one trial"), ("--timeout", "0", "must be above 0")):
+        code, out, err = cli("search", flag, value, "--data", str(data), *base, home=tmp_path / "h")
+        assert code == 2 and words in err
+    code, out, err = cli("search", "--trials", "1", "--data", str(data), "--study", "bad", "--space",
+                         '{"batch_size": [8, 0]}', home=tmp_path / "h")
+    assert code == 2 and "Search space: batch_size" in err and "between 1 and" in err

@@ -289,3 +289,25 @@ def test_prompt_tuning_trains_its_virtual_tokens_exports_and_predicts_the_same(s
     bare = Predictor(rec.dir)
     bare.model.encoder.prompt = None  # without its virtual tokens the same model predicts differently
     assert not np.allclose(bare.predict_texts(texts), before, atol=1e-4)
+
+
+@pytest.mark.parametrize("strategy,cut", [("frozen", 512), ("prompt", 512 - 20)])
+def test_max_length_beyond_the_backbone_is_cut_and_said(stores, tmp_path, strategy, cut):
+    """Max tokens above the backbone's 512 positions (and prompt tuning's 20 virtual tokens on top) used to
+    crash inside the model; the run now reads what fits, its resolved config says so, and a note says why."""
+    import random
+
+    from core.config import RunConfig
+    from tests.helpers import config, train
+
+    rng = random.Random(0)
+    rows = ["text,label"] + [" ".join(["alpha" if i % 2 else "omega", *("".join(rng.choice("abcdefgh") for _ in
+                                                                         range(5)) for _ in range(700))]) +
+                             f",{'ab'[i % 2]}" for i in range(24)]
+    data = tmp_path / "long.csv"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    rec, st, _ = train(stores, config(data, "tiny-text", strategy, epochs=1, max_length=1024))
+    assert st["status"] == "completed", st.get("reason")
+    assert RunConfig.load(rec.resolved_file).train.max_length == cut
+    assert any("Max tokens 1024 is more than tiny-text reads (512 positions" in n and f"cut at {cut} tokens" in n
+               for n in st["notes"])

@@ -186,11 +186,17 @@ def test_own_test_file_is_checked_against_training_data(tmp_path, capsys):
     r = json.loads(out)
     assert code == 0, err
     assert r["test_overlap"]["exact"] == 4 and r["test_overlap"]["dropped"] is False
+    assert any("repeat a training example" in n and "--test-overlap drop" in n for n in r["notes"])
     code, out, err = cli(capsys, "evaluate", r["run_dir"], "--json")
     assert json.loads(out)["test_overlap"]["exact"] == 4
     code, out, err = cli(capsys, *base, "--test-overlap", "drop")
     r2 = json.loads(out)
     assert code == 0 and r2["test_overlap"]["dropped"] and r2["baseline"]["n"] == r["baseline"]["n"] - 4
+    assert not any("repeat a training example" in n for n in r2["notes"])
+    code, out, err = cli(capsys, *base[:6], str(train_csv), *base[7:])  # the training file itself as the test
+    r3 = json.loads(out)
+    assert r3["test_overlap"]["exact"] == r3["test_overlap"]["test_rows_total"]
+    assert any(n.startswith("Every test example repeats a training example") for n in r3["notes"])
 
 
 def make_text_csv_df(tmp_path, seed):

@@ -61,7 +61,23 @@ def test_na_like_labels_are_real_and_empty_ones_counted(tmp_path):
     items, rep = clean_text_table(df, "text", "label")
     assert items["label"].tolist() == ["NA", "None", "null", "ok"]
     assert rep.empty_label == 1 and rep.empty_input == 1
-    assert any("empty label" in n for n in rep.notes()) and any("blank input" in n for n in rep.notes())
+    assert any("empty label were dropped: line 5" in n for n in rep.notes())
+    assert any("empty input (blank, or only invisible characters) were dropped: line 6" in n for n in rep.notes())
+
+
+def test_text_of_only_invisible_characters_is_empty_at_ingest_and_at_prediction(tmp_path):
+    """A zero-width space, a BOM or a word joiner is nothing a model should score: the row is dropped at ingest
+    (named by its line) and a prediction of it reports an empty text, in the studio and in every export."""
+    from core.portable import text_problem
+
+    p = tmp_path / "t.csv"
+    p.write_text("text,label\nhello,a\n\u200b\u200b,b\n\ufeff\u2060,a\nworld,\u200d\nhi\u200b,b\n", encoding="utf-8")
+    items, rep = clean_text_table(read_table(p).df, "text", "label")
+    assert items["text"].tolist() == ["hello", "hi\u200b"] and items["row"].tolist() == [2, 6]
+    assert any("dropped: lines 3, 4" in n for n in rep.notes()) and any("dropped: line 5" in n for n in rep.notes())
+    assert not any("Spaces around labels" in n for n in rep.notes())
+    assert text_problem("\u200b \u00a0") == "empty text (only invisible characters)" and text_problem("ok") is None
+    assert text_problem("   ") == "empty text"
 
 
 def test_huge_cell_truncated_with_warning(tmp_path):

@@ -72,6 +72,14 @@ def tokenizer_for(spec: BackboneSpec):
     return copy.deepcopy(load_tokenizer(spec.tokenizer_source))
 
 
+def text_positions(spec: BackboneSpec) -> int | None:
+    """How many tokens the text backbone reads at most (special tokens included); None when it does not say."""
+    if not spec.tokenizer_source:
+        return None
+    limit = getattr(load_tokenizer(spec.tokenizer_source), "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else None  # 1e30: "no limit known"
+
+
 def get_backbone(name: str) -> BackboneSpec:
     """A registered name, a torchvision model name, or a Hugging Face id / local folder."""
     name = (name or "").strip()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 import traceback
@@ -16,53 +15,16 @@ from typing import Any
 
 from ..backbones import list_backbones
 from ..data.audit import cached_audit
-from ..data.datasets import DatasetStore, home
 from ..errors import StudioError
 from ..metrics import comparison
-from ..predict.export import FORMATS, export
 from ..predict import serve
+from ..predict.export import FORMATS, export
 from ..predict.files import predict_path
 from ..predict.predictor import to_csv_bytes
 from ..report.html import write_report
-from ..runs.folder import RunFolder
-from ..runs.runner import prepare_run
-from ..runs.store import RunStore
-from ..train import distributed as D
-from ..train.events import Control
-from ..train.lr_finder import find_lr
-from ..train.search import DEFAULT_TRIALS, search, space_from_json
-from ..train.trainer import Trainer
-from .args import CliError, add_train_arguments, config_from_args
-
-EXIT_USAGE = 2
-
-
-class Parser(argparse.ArgumentParser):
-    """Usage mistakes as one plain line and exit code 2, like every other error."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
-
-
-def _out(obj: Any, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(obj, indent=2, default=str))
-    else:
-        for k, v in obj.items():
-            print(f"{k}: {v}")
-
-
-def _home(args) -> Path:
-    base = Path(args.home).expanduser() if getattr(args, "home", None) else home()
-    if base.exists() and not base.is_dir():
-        raise CliError(f"--home {base} is a file; give a folder for the studio's data (it is created if missing).")
-    return base
-
-
-def _stores(args):
-    base = _home(args)
-    runs = RunStore(Path(args.runs_dir) if getattr(args, "runs_dir", None) else base / "runs")
-    return DatasetStore(base / "datasets"), runs
+from .args import CliError
+from .common import EXIT_USAGE, Parser, emit, home_of, run_of, stores
+from .runs import add_run_commands
 
 
 def cmd_app(args) -> int:
@@ -72,7 +34,7 @@ def cmd_app(args) -> int:
     if args.demo:
         os.environ.setdefault("FTS_DEMO", "1")
     if args.home:
-        os.environ["FTS_HOME"] = str(_home(args))
+        os.environ["FTS_HOME"] = str(home_of(args))
     argv = [sys.executable, "-m", "studio.serve", "run", str(app), "--server.port", str(args.port),
             # headless: no first-run e-mail prompt, no browser launch on a server; the URL is printed
             "--server.headless", "false" if args.open else "true", "--browser.gatherUsageStats", "false",
@@ -95,114 +57,39 @@ def cmd_backbones(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    datasets, _ = _stores(args)
+    datasets, _ = stores(args)
     ds = datasets.ingest(args.path, text_col=args.text_col, label_col=args.label_col).dataset
     rep = cached_audit(ds)
     out = {"dataset_id": ds.id, "modality": ds.modality, **rep.summary(), "bad": ds.manifest.get("bad", []),
            "notes": ds.manifest.get("notes", [])}
-    _out(out, args.json)
+    emit(out, args.json)
     return 0
 
 
-def _run_foreground(trainer, resume: bool = False) -> dict[str, Any]:
-    """Ctrl-C stops at the next step (status 'stopped'), like the Stop button."""
-    prev = signal.signal(signal.SIGINT, lambda *_: trainer.control.stop())
-    try:
-        return trainer.run(resume=resume)
-    finally:
-        signal.signal(signal.SIGINT, prev)
-
-
-def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
-    keys = ("test", "baseline", "vs_baseline", "best_epoch", "test_overlap", "blend", "auto", "resolved_strategy",
-            "resolved_backbone", "plan", "task", "run_s", "predictor", "parts", "notes")
-    return {"run_id": rec.id, "run_dir": str(rec.dir), "status": st.get("status"), "reason": st.get("reason", ""),
-            "trainable_params": st.get("trainable_params"), "total_params": st.get("total_params"),
-            **{k: st[k] for k in keys if st.get(k) is not None}, "elapsed_s": st.get("elapsed_s")}
-
-
-def cmd_train(args) -> int:
-    cfg = config_from_args(args)
-    datasets, runs = _stores(args)
-    D.init_from_env()  # under torchrun: join the group; alone: nothing
-    try:
-        rid = prepare_run(cfg, datasets, runs, args.owner).id if D.is_main() else None
-        rid = D.broadcast(rid)  # rank 0 ingests and creates the run; the others share it
-        rec = RunFolder(runs.root / rid)
-        cfg = D.broadcast(cfg)
-        st = _run_foreground(Trainer(cfg, rec, runs, datasets))
-        if not D.is_main():
-            return 0
-        _out(_train_summary(rec, rec.status), args.json)
-        return 0 if st.get("status") in ("completed", "stopped") else 1
-    finally:
-        D.shutdown()
-
-
-def cmd_lr_find(args) -> int:
-    datasets, _ = _stores(args)
-    res = find_lr(config_from_args(args), datasets)
-    if args.json:
-        print(json.dumps(res, indent=2))
-    else:
-        print(f"suggested learning rate: {res['suggestion']:.2e}" if res["suggestion"] else
-              "no clear suggestion (too few steps before the loss diverged)")
-    return 0
-
-
-def cmd_search(args) -> int:
-    datasets, runs = _stores(args)
-    space = None
-    if args.space:
-        text = Path(args.space[1:]).read_text(encoding="utf-8") if args.space.startswith("@") else args.space
-        space = space_from_json(text)
-    control = Control()
-    prev = signal.signal(signal.SIGINT, lambda *_: control.stop())  # Ctrl-C: the trial in progress stops, then the search
-    try:
-        res = search(config_from_args(args), datasets, runs, args.trials, args.timeout, args.study, space,
-                     args.owner, control, progress=None if args.json else lambda f, m: print(m, flush=True))
-    finally:
-        signal.signal(signal.SIGINT, prev)
-    if args.json:
-        print(json.dumps(res, indent=2, default=str))
-    else:
-        c = res["counts"]
-        print(f"study {res['study']}: {c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed")
-        if "best" in res:
-            b = res["best"]
-            print(f"best: trial {b['number']} (validation {b['value']:.4f}), run {b['run_id']}; replay it with\n"
-                  f"  finetune-studio train --config {b['config']}")
-    return 0 if "best" in res else 1
-
-
-def cmd_resume(args) -> int:
-    datasets, runs = _stores(args)
-    rec = runs.open_dir(args.run_dir)
-    if rec.status.get("status") == "completed":
-        raise CliError(f"{rec.dir} already completed; nothing to resume.")
-    st = _run_foreground(Trainer(rec.config, rec, runs, datasets), resume=True)
-    _out(_train_summary(rec, st), args.json)
-    return 0 if st.get("status") in ("completed", "stopped") else 1
+def _scalars(res: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if res is None else {k: v for k, v in res.items() if not isinstance(v, (list, dict)) and k != "epoch"}
 
 
 def cmd_evaluate(args) -> int:
-    rec = RunStore(Path(args.run_dir).parent).open_dir(args.run_dir)
+    """Scores, per class and the most confused pairs; never the confusion matrix (2,000 classes: 4 million
+    cells; `report` draws it, the run folder keeps it)."""
+    _, _, rec = run_of(args, args.run_dir)
     res = rec.result("test")
     if res is None:
         raise CliError(f"{rec.dir} has no test evaluation (status: {rec.status.get('status', 'unknown')}).")
-    skip = {"per_class", "most_confused", "confusion", "classes", "vs_baseline", "epoch"}
-    out = {"run_id": rec.id, "status": rec.status.get("status"), "task": rec.status.get("task", "classification"),
-           "test": {k: v for k, v in res.items() if k not in skip and not isinstance(v, (list, dict))},
-           **{k: res[k] for k in ("per_class", "most_confused") if k in res}, "val": rec.result("val"),
-           "baseline": rec.status.get("baseline"), "vs_baseline": rec.status.get("vs_baseline"),
-           "verdict": comparison(rec.status), "test_overlap": rec.status.get("test_overlap")}
-    _out(out, args.json)
+    summary = {"run_id": rec.id, "status": rec.status.get("status"), "task": rec.status.get("task", "classification"),
+               "test": _scalars(res), **{k: res[k] for k in ("per_class", "most_confused") if k in res},
+               "val": _scalars(rec.result("val")), "baseline": rec.status.get("baseline"),
+               "vs_baseline": rec.status.get("vs_baseline"), "verdict": comparison(rec.status),
+               "test_overlap": rec.status.get("test_overlap")}
+    emit(summary, args.json)
     return 0
 
 
 def cmd_export(args) -> int:
-    rep = export(args.run_dir, args.out, args.format, datasets=_stores(args)[0], force=args.force)
-    _out(rep, args.json)
+    datasets, _, rec = run_of(args, args.run_dir)
+    rep = export(rec.dir, args.out, args.format, datasets=datasets, force=args.force)
+    emit(rep, args.json)
     return 0
 
 
@@ -237,8 +124,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_report(args) -> int:
-    datasets, runs = _stores(args)
-    rec = runs.open_dir(args.run_dir)
+    datasets, _, rec = run_of(args, args.run_dir)
     out = write_report(rec, args.out, datasets.find(rec.status.get("dataset")), explain=not args.no_saliency)
     print(str(out))
     return 0
@@ -268,25 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--json", action="store_true")
     au.set_defaults(fn=cmd_audit)
 
-    t = sub.add_parser("train", help="Train headless (or replay a run with --config).")
-    lf = sub.add_parser("lr-find", help="Learning-rate range test: suggests a value for lr.")
-    for sp in (t, lf):
-        add_train_arguments(sp)
-    t.set_defaults(fn=cmd_train)
-    lf.set_defaults(fn=cmd_lr_find)
-
-    se = sub.add_parser("search", help="Hyperparameter search (Optuna, pruned); trials are runs, the study resumes.")
-    add_train_arguments(se)
-    se.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help="Trials to add to the study.")
-    se.add_argument("--timeout", type=float, help="Seconds after which no new trial starts.")
-    se.add_argument("--study", help="Study name (default: search-<dataset id>); the same name resumes it.")
-    se.add_argument("--space", help="The search space as JSON, or @file.json (default: filled from the data).")
-    se.set_defaults(fn=cmd_search)
-
-    r = sub.add_parser("resume", help="Resume an interrupted or stopped run from its last checkpoint.")
-    r.add_argument("run_dir")
-    r.add_argument("--json", action="store_true")
-    r.set_defaults(fn=cmd_resume)
+    add_run_commands(sub)
 
     x = sub.add_parser("export", help="Export a run: folder, ONNX (parity-checked) or INT8.")
     x.add_argument("run_dir")

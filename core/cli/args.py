@@ -3,6 +3,7 @@ config built from them with the settings the person chose recorded, so 'auto' ne
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,17 @@ def _apply_set(items: list[str], train: dict[str, Any], strategy_args: dict) -> 
                            f"{', '.join(sorted(k for k in known if k != 'strategy_args'))} (or STRATEGY.SETTING).")
 
 
+def _recorded_data(d: dict[str, Any], status: dict[str, Any], given: dict[str, Any]) -> None:
+    """A replayed run's data path that no longer exists: the dataset version that run trained on, said."""
+    for attr, key in (("source", "dataset"), ("test_source", "test_dataset")):
+        path, recorded = d.get(attr), status.get(key)
+        if attr in given or not path or not recorded or Path(path).exists() or str(path).startswith("ds-"):
+            continue
+        d[attr] = recorded
+        print(f"note: {path} no longer exists; replaying on the dataset version it was read into, {recorded}.",
+              file=sys.stderr)
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     data, train = _given(args, "data__"), _given(args, "train__")
     strategy_args: dict[str, dict[str, Any]] = {}
@@ -70,6 +82,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         loaded = RunConfig.load(RunFolder(given).config_file if given.is_dir() else given)
         base = loaded.to_dict()
         base["chosen"] = sorted(loaded.user_set())  # an earlier version's config: its own rule, made explicit
+        _recorded_data(base["data"], RunFolder(given if given.is_dir() else given.parent).status, data)
     else:
         if not data.get("source"):
             raise CliError("Give --data PATH (or --config RUN_DIR/config.json).")

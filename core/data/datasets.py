@@ -18,10 +18,11 @@ import pandas as pd
 
 from .. import access
 from ..errors import DataError
-from ..fsutil import atomic_write_json, read_json
+from ..fsutil import atomic_write_json, read_json, temp_dir
 from ..modalities import get_modality
 from .archives import extract_zip
 from .images import BadImage, inspect_image, is_image_name
+from .names import readable
 from .tables import TABLE_TYPES, clean_text_table, guess_columns, read_table
 
 Progress = Callable[[float, str], None]
@@ -140,7 +141,7 @@ class DatasetStore:
             "classes": {str(k): int(v) for k, v in counts.items()},
             "bad": bad or [], "notes": notes or [], **({"columns": columns} if columns else {}),
         }
-        tmp = Path(tempfile.mkdtemp(prefix=f".{ds_id}.", dir=self.root))
+        tmp = temp_dir(self.root, f".{ds_id}.")
         items.to_parquet(tmp / "items.parquet", index=False)
         atomic_write_json(tmp / "manifest.json", manifest)
         access.grant(tmp, owner or _INGEST_OWNER.get())  # owned from the moment it appears, never briefly public
@@ -260,6 +261,8 @@ class DatasetStore:
         if not files:
             raise DataError(f"{name}: no images found. Put images in one folder per class "
                             "(e.g. cats/1.jpg, dogs/2.png).")
+        files, renamed = _readable_names(files)
+        notes = notes + renamed
         rows = []
         done = 0
 
@@ -290,6 +293,20 @@ class DatasetStore:
             notes = notes + [f"{len(bad)} file(s) skipped; see the bad-files report."]
         ds = self.save(pd.DataFrame(rows), "image", name, bad=bad, notes=notes, source=source, columns=columns)
         return IngestResult(ds, notes)
+
+
+def _readable_names(files: list[tuple[Path, str, str]]) -> tuple[list[tuple[Path, str, str]], list[str]]:
+    """Class and file names as they can be stored; each class name changed is said once."""
+    out, said = [], {}
+    for f, label, rel in files:
+        shown, why = readable(label)
+        if why:
+            said.setdefault(label, f"Class folder {shown!r}: {why}.")
+        out.append((f, shown, readable(rel)[0]))
+    if len({label for _, label, _ in out}) < len({label for _, label, _ in files}):
+        raise DataError("Two class folders have names that differ only in characters the studio cannot store "
+                        f"({'; '.join(said.values())}). Rename one of them.")
+    return out, list(said.values())
 
 
 def _looks_like_paths(texts: pd.Series) -> bool:

@@ -25,22 +25,53 @@ def phash(img: Image.Image) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
+HUE_BINS = 12  # 30 degrees each, the first centred on red
+
+
 def colour_signature(img: Image.Image) -> str:
-    """Mean colour of each quarter of the image, as 12 hex bytes: the perceptual hash sees only brightness, so
-    a red and a blue part of the same shape hash alike; this tells them apart."""
-    small = np.asarray(img.convert("RGB").resize((8, 8), Image.Resampling.BOX), dtype=np.float64)
+    """The colours the perceptual hash cannot see (it reads brightness only, so a red and a blue disc of the
+    same shape hash alike), as hex bytes: the mean colour of each quarter (12 bytes), then which hues the
+    coloured pixels have, whatever their share of the image (12 bytes), then that share (1 byte). A small red
+    object on white moves the quarters' means little; its hue histogram is all red."""
+    rgb = img.convert("RGB")
+    small = np.asarray(rgb.resize((8, 8), Image.Resampling.BOX), dtype=np.float64)
     quads = [small[:4, :4], small[:4, 4:], small[4:, :4], small[4:, 4:]]
-    return bytes(int(round(v)) for q in quads for v in q.reshape(-1, 3).mean(0)).hex()
+    means = [int(round(v)) for q in quads for v in q.reshape(-1, 3).mean(0)]
+    hsv = np.asarray(rgb.resize((32, 32), Image.Resampling.BOX).convert("HSV"), dtype=np.float64).reshape(-1, 3)
+    coloured = (hsv[:, 1] > 64) & (hsv[:, 2] > 40)  # saturation and value of 255: greys and near-black are not
+    bins = np.floor(((hsv[coloured, 0] * 360 / 256 + 15) % 360) / (360 / HUE_BINS)).astype(int)
+    hist = np.bincount(bins, minlength=HUE_BINS) / max(1, coloured.sum())
+    return bytes(means + [int(round(v * 255)) for v in hist] + [int(round(coloured.mean() * 255))]).hex()
 
 
 COLOUR_TOLERANCE = 48  # levels of 255 per channel and quarter: re-encoding moves a few, a new colour many
+HUE_TOLERANCE = 0.5  # of 2 (all hues moved): a re-encode or slight crop moves a little, another colour most
+COLOURED_MIN = 0.01  # share of coloured pixels below which hue says nothing
 
 
 def colours_close(a: str, b: str) -> bool:
     if not a or not b:
         return True  # versions ingested before colours were kept: brightness alone decides
-    x, y = np.frombuffer(bytes.fromhex(a), np.uint8), np.frombuffer(bytes.fromhex(b), np.uint8)
-    return int(np.abs(x.astype(int) - y.astype(int)).max()) <= COLOUR_TOLERANCE
+    x, y = np.frombuffer(bytes.fromhex(a), np.uint8).astype(int), np.frombuffer(bytes.fromhex(b), np.uint8).astype(int)
+    if np.abs(x[:12] - y[:12]).max() > COLOUR_TOLERANCE:
+        return False
+    if len(x) < 25 or len(y) < 25:  # a version kept before hues were
+        return True
+    if max(x[24], y[24]) / 255 < 3 * COLOURED_MIN:
+        return True  # both (nearly) grey: too few coloured pixels for their hues to say anything
+    if min(x[24], y[24]) / 255 < COLOURED_MIN:
+        return False  # one coloured, one grey
+    return _hue_distance(x[12:24] / 255, y[12:24] / 255) <= HUE_TOLERANCE
+
+
+def _hue_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """L1 distance of two hue histograms, each blurred over its neighbour bins (hue is a circle): a hue on a
+    bin's edge that a re-encode moves to the next bin costs little."""
+    return float(np.abs(_blur(p) - _blur(q)).sum())
+
+
+def _blur(h: np.ndarray) -> np.ndarray:
+    return 0.5 * h + 0.25 * np.roll(h, 1) + 0.25 * np.roll(h, -1)
 
 
 @dataclass

@@ -70,14 +70,20 @@ def check_backbone(spec, ds: Dataset) -> None:
                           f"Pick a {ds.modality} backbone.")
 
 
+def run_split(cfg, ds: Dataset, test_ds: Dataset | None) -> np.ndarray:
+    """The dataset's split as this run's settings ask for it (a file of the user's own is then the test split)."""
+    d = cfg.data
+    return dataset_split(ds, val=d.val_fraction, test=0.0 if test_ds else d.test_fraction, seed=d.split_seed,
+                         rare_policy=d.rare_policy, task=d.task)
+
+
 def load_rows(cfg, opened: tuple[Dataset, Dataset | None], drop_test_rows: set[int] | None = None) -> RunData:
     """Rows of the dataset (and of the user's own test file, which then is the whole test split), split and
     turned into targets; no model inputs yet."""
     d = cfg.data
     ds, test_ds = opened
     task, modality = get_task(d.task), get_modality(ds.modality)
-    split = dataset_split(ds, val=d.val_fraction, test=0.0 if test_ds else d.test_fraction, seed=d.split_seed,
-                          rare_policy=d.rare_policy, task=d.task)
+    split = run_split(cfg, ds, test_ds)
     labels = ds.items["label"].tolist()
     items = ds.inputs()
     display = ds.displays()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,10 @@ def _fold(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int, st
     """Boolean mask of about `fraction` of the rows, whole groups only."""
     n_splits = max(2, int(round(1 / fraction)))
     n_groups = len(np.unique(groups))
-    if n_groups < n_splits:
-        raise DataError(f"Only {n_groups} distinct examples (after grouping duplicates): too few for a "
+    if stratified and _fewest_groups(labels, groups) < n_splits:
+        return _per_class(labels, groups, fraction, seed)
+    if n_groups < 2:
+        raise DataError(f"Only {n_groups} distinct example left (after grouping duplicates): too few for a "
                         f"{fraction:.0%} split. Add data or lower the validation/test fraction.")
     if stratified:
         with warnings.catch_warnings():
@@ -32,6 +35,32 @@ def _fold(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int, st
     mask = np.zeros(len(labels), dtype=bool)
     mask[idx] = True
     return mask
+
+
+def _group_labels(labels: np.ndarray, groups: np.ndarray) -> dict[Any, str]:
+    """Each duplicate group's most common label (a group is never split, so it is placed by one label)."""
+    frame = pd.DataFrame({"g": groups, "y": labels})
+    return frame.groupby("g", sort=False)["y"].agg(lambda s: s.value_counts().index[0]).to_dict()
+
+
+def _fewest_groups(labels: np.ndarray, groups: np.ndarray) -> int:
+    return int(pd.Series(_group_labels(labels, groups)).value_counts().min())
+
+
+def _per_class(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Small data: a stratified fold cannot give every class a member, so take round(fraction × groups) of each
+    class's groups, at least one, leaving at least one for the rest of the split."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list] = {}
+    for g, y in _group_labels(labels, groups).items():
+        by_class.setdefault(y, []).append(g)
+    chosen = []
+    for y in sorted(by_class):
+        members = list(by_class[y])
+        rng.shuffle(members)
+        take = min(len(members) - 1, max(1, int(round(fraction * len(members)))))
+        chosen += members[:take]
+    return np.isin(groups, chosen)
 
 
 def rare_classes(labels: pd.Series, need: int) -> dict[str, int]:
@@ -54,7 +83,8 @@ def make_split(labels: np.ndarray, groups: np.ndarray, val: float = 0.1, test: f
         if rare_policy != "unstratified":
             names = ", ".join(f"'{k}' ({v} example{'s' if v > 1 else ''})" for k, v in rare.items())
             raise DataError(f"Too few examples to put in every split: {names}. Merge them into another class, "
-                            "drop them, or choose a non-stratified split.")
+                            "drop them, or choose a non-stratified split (Explore page, Split: 'Rare classes'; "
+                           "CLI: --rare-policy unstratified).")
         stratified = False
     out = np.full(len(labels), "train", dtype=object)
     idx_all = np.arange(len(labels))
@@ -64,7 +94,22 @@ def make_split(labels: np.ndarray, groups: np.ndarray, val: float = 0.1, test: f
     rest = idx_all[out == "train"]
     v = _fold(labels[rest], groups[rest], val / (1 - test), seed + 1, stratified)
     out[rest[v]] = "val"
+    _check_filled(out, labels, groups, val, test)
     return out
+
+
+def _check_filled(out: np.ndarray, labels: np.ndarray, groups: np.ndarray, val: float, test: float) -> None:
+    """Every split asked for holds rows: duplicate groups (near ones too) never split, so a handful of groups
+    may leave one empty; that is said here, with the counts, not found by a metric on no rows."""
+    empty = [name for name, asked in (("train", 1), ("validation", val), ("test", test))
+             if asked > 0 and not (out == name.replace("validation", "val")).any()]
+    if not empty:
+        return
+    per = pd.Series(_group_labels(labels, groups)).value_counts()
+    counts = ", ".join(f"'{k}' {v}" for k, v in per.items())
+    raise DataError(f"The {' and '.join(empty)} split would be empty: after grouping exact and near duplicates "
+                    f"(a group never spans two splits) the data holds {len(per)} distinct group(s) ({counts}). "
+                    "Add examples, or look at the duplicate groups on the Explore page.")
 
 
 def dataset_split(ds: Dataset, group_ids: list[int] | np.ndarray | None = None, val: float = 0.1,

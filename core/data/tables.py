@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError
+from ..portable import INVISIBLE
+from .names import CONTROL
 
 MAX_TABLE_BYTES = 200 * 1024 * 1024
 TABLE_TYPES = ("csv", "tsv", "txt", "tab", "jsonl", "ndjson", "json", "parquet", "xlsx")
@@ -289,20 +291,36 @@ class CleanReport:
     rows_in: int = 0
     empty_input: int = 0
     empty_label: int = 0
+    empty_input_rows: list[int] = field(default_factory=list)  # file line numbers (the header is line 1)
+    empty_label_rows: list[int] = field(default_factory=list)
     truncated: int = 0
     padded_labels: bool = False
+    relined: list[str] = field(default_factory=list)  # labels whose line breaks became spaces
 
     def notes(self) -> list[str]:
         out = []
         if self.empty_input:
-            out.append(f"{self.empty_input} row(s) with empty or blank input were dropped.")
+            out.append(f"{self.empty_input} row(s) with an empty input (blank, or only invisible characters) were "
+                       f"dropped: {_lines(self.empty_input_rows, self.empty_input)}.")
         if self.empty_label:
-            out.append(f"{self.empty_label} row(s) with an empty label were dropped.")
+            out.append(f"{self.empty_label} row(s) with an empty label were dropped: "
+                       f"{_lines(self.empty_label_rows, self.empty_label)}.")
         if self.truncated:
             out.append(f"{self.truncated} text(s) longer than {MAX_TEXT_CHARS:,} characters were truncated.")
+        if self.relined:
+            out.append("Line breaks or control characters in label(s) became spaces: "
+                       f"{', '.join(map(repr, self.relined))}.")
         if self.padded_labels:
             out.append("Spaces around labels were removed (no two labels became one).")
         return out
+
+
+SHOWN_ROWS = 10
+
+
+def _lines(rows: list[int], total: int) -> str:
+    more = f" and {total - len(rows):,} more" if total > len(rows) else ""
+    return "line" + ("s " if total > 1 else " ") + ", ".join(map(str, rows)) + more
 
 
 def clean_text_table(df: pd.DataFrame, text_col: str, label_col: str, name: str = "table") -> tuple[pd.DataFrame, CleanReport]:
@@ -312,18 +330,24 @@ def clean_text_table(df: pd.DataFrame, text_col: str, label_col: str, name: str 
     rep = CleanReport(rows_in=len(df))
     text = df[text_col].astype(str)
     raw = df[label_col].astype(str)
-    stripped = raw.str.strip()
+    stripped = raw.str.strip().where(raw.str.replace(INVISIBLE, "", regex=True) != "", "")  # invisible only: empty
     # padding is dropped only where that merges no two labels that were written differently; otherwise both
     # stay as written and the audit shows them side by side, with a one-click merge
     merges = bool(len(raw)) and bool(raw.groupby(stripped).nunique().max() > 1)
     label = (raw if merges else stripped).where(stripped != "", "")
-    rep.padded_labels = bool(not merges and (raw != stripped).any())
-    blank = text.str.strip() == ""
+    rep.padded_labels = bool(not merges and ((raw != stripped) & (stripped != "")).any())
+    blank = text.str.replace(INVISIBLE, "", regex=True) == ""  # only invisible characters: empty too
     no_label = label == ""
     rep.empty_input = int(blank.sum())
     rep.empty_label = int((no_label & ~blank).sum())
+    rep.empty_input_rows = [int(i) + 2 for i in df.index[blank.to_numpy()][:SHOWN_ROWS]]
+    rep.empty_label_rows = [int(i) + 2 for i in df.index[(no_label & ~blank).to_numpy()][:SHOWN_ROWS]]
     keep = ~blank & ~no_label
     text, label = text[keep], label[keep]
+    broken = label.str.contains(CONTROL)
+    if broken.any():  # a class name on one line: a line break inside a quoted label is a typing slip, not a class
+        rep.relined = sorted(set(label[broken]))[:SHOWN_ROWS]
+        label = label.str.replace(CONTROL, " ", regex=True).str.strip()
     long = text.str.len() > MAX_TEXT_CHARS
     rep.truncated = int(long.sum())
     if rep.truncated:

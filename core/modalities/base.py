@@ -120,6 +120,11 @@ class Modality:
         run's overrides (image size, max length): the one place this is written."""
         raise NotImplementedError
 
+    def fit_to_backbone(self, spec: "BackboneSpec", t, reserved: int = 0) -> list[str]:
+        """Settings the backbone cannot honour brought within its limits (t changed in place, so the resolved
+        config says what ran), each change said in words. reserved: positions the strategy takes."""
+        return []
+
     def build_inputs(self, pre: Any, items: list[str], cache: Path | None, progress: Progress | None,
                      t=None) -> Inputs:
         raise NotImplementedError

@@ -7,10 +7,12 @@ from typing import Any
 
 import torch
 
-from ..backbones import tokenizer_for
+from ..backbones import text_positions, tokenizer_for
 from ..data.near import normalise_text, text_near_pairs
+from ..errors import ConfigError
 from ..predict.blend import fit_lexical, text_features
 from ..predict.explain import token_attributions
+from ..portable import text_problem
 from ..predict.export_hf import try_hf
 from ..train.textaug import THESAURUS_NAME, augment, thesaurus
 from .base import Inputs, LinearView, Modality
@@ -41,15 +43,8 @@ class TextPrep:
     def batch(self, texts: list[Any]) -> tuple[dict[str, torch.Tensor] | None, list[int], list[str | None]]:
         """Model inputs for the usable texts, their positions, and a reason for each unusable one (a model
         would score an empty text, and the score would mean nothing)."""
-        errors: list[str | None] = [None] * len(texts)
-        ok = []
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                errors[i] = f"not a text ({type(t).__name__}); this model reads text"
-            elif not t.strip():
-                errors[i] = "empty text"
-            else:
-                ok.append(i)
+        errors = [text_problem(t) for t in texts]
+        ok = [i for i, e in enumerate(errors) if e is None]
         if not ok:
             return None, ok, errors
         return self.pad(self.encode([texts[i] for i in ok])), ok, errors
@@ -127,6 +122,18 @@ class TextModality(Modality):
 
     def preprocessor(self, spec, t) -> TextPrep:
         return TextPrep(tokenizer_for(spec), t.max_length if t is not None else 128)
+
+    def fit_to_backbone(self, spec, t, reserved=0):
+        limit = text_positions(spec)
+        if limit is None or t.max_length + reserved <= limit:
+            return []
+        if limit - reserved < 8:
+            raise ConfigError(f"{spec.name} reads at most {limit} tokens and the strategy puts {reserved} before "
+                              "every text: nothing is left for the text. Use fewer virtual tokens.")
+        asked, t.max_length = t.max_length, limit - reserved
+        taken = f", {reserved} of them taken by the prompt's virtual tokens" if reserved else ""
+        return [f"Max tokens {asked} is more than {spec.name} reads ({limit} positions{taken}): texts are cut "
+                f"at {t.max_length} tokens."]
 
     def build_inputs(self, pre, items, cache, progress, t=None):
         if progress:

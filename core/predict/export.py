@@ -16,7 +16,6 @@ import copy
 import importlib.util
 import json
 import shutil
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +27,7 @@ from safetensors.torch import save_model
 
 from .. import portable
 from ..errors import RunError
-from ..fsutil import atomic_replace_dir, atomic_write_json
+from ..fsutil import atomic_replace_dir, atomic_write_json, temp_dir
 from ..report.card import model_card
 from ..runs.folder import WEIGHTS, ModelFolder, RunFolder
 from ..strategies import get_strategy
@@ -238,7 +237,7 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "folder", datasets=N
     run, out = RunFolder(run_dir), Path(out)
     check_target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = temp_dir(out.parent, f".{out.name}.")
     try:
         progress(0.0, "Writing the model")
         report: dict[str, Any] = {"format": fmt, "out": str(out)}

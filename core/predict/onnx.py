@@ -2,6 +2,8 @@
 reads) and INT8 quantisation of them."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -51,11 +53,34 @@ def quantise(onnx_path: Path, q_path: Path, static: bool, pre, calibration: list
     head solved on standardised features leans on low-variance features that 8-bit activations would erase.
     static: activation ranges calibrated on training inputs (CNNs: dynamic INT8 would touch only the head)."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_dynamic, quantize_static)
 
     head = [n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node
             if n.name.startswith("/model/head/")]
+    with _quiet_root():  # onnxruntime advises on the root logger ("consider pre-processing") on every call
+        _quantise(onnx_path, q_path, static, pre, calibration, head)
+
+
+@contextlib.contextmanager
+def _quiet_root():
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(before)
+
+
+def _quantise(onnx_path: Path, q_path: Path, static: bool, pre, calibration: list[Any], head: list[str]) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
     if not static or not calibration:
         quantize_dynamic(str(onnx_path), str(q_path), weight_type=QuantType.QInt8, per_channel=True,
                          nodes_to_exclude=head)
@@ -65,6 +90,7 @@ def quantise(onnx_path: Path, q_path: Path, static: bool, pre, calibration: list
     class Batches(CalibrationDataReader):
         def __init__(self):
             n = len(next(iter(arrays.values())))
+            n = n // 8 * 8 or n  # equal batches: the percentile calibrator stacks them, a short last one breaks it
             self.it = iter([{k: v[i:i + 8] for k, v in arrays.items()} for i in range(0, n, 8)])
 
         def get_next(self):

@@ -93,6 +93,11 @@ class RunFolder(ModelFolder):
         return self.dir / "control.json"
 
     @property
+    def lease_file(self) -> Path:
+        """Held (locked) by the process that owns the run while it lives (core.runs.lifecycle)."""
+        return self.dir / "lease"
+
+    @property
     def worker_log(self) -> Path:
         return self.dir / "worker.log"
 

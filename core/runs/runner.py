@@ -1,73 +1,136 @@
-"""Background runs in their own processes, one per device, fed from a queue kept in the run store.
-
-The studio's dispatcher thread starts a worker process (core.runs.worker) per run — one at a time per GPU, one on
-CPU — watches it, and records how it ended. A worker that dies (killed, out of memory, crashed) fails its run
-with a plain reason; the server keeps serving. Workers outlive the server: a restarted server re-attaches to
-those still training, marks the dead ones "interrupted at step k", and starts the queued runs in order.
-The UI never touches a worker: it holds a run id and reads the run folder.
-"""
+"""Starting runs, all through one lifecycle (core.runs.lifecycle): a page's run is queued and started by the
+studio's dispatcher in a worker process (core.runs.worker); a command's run — `finetune-studio train` or
+`resume`, a search trial — is queued the same way and trained by that command when its turn comes (run_here).
+Both wait in the same queue for the same devices, hold the run's lease while they train, and stop on the same
+request. A worker that dies (killed, out of memory, crashed) fails its run with a plain reason; the server keeps
+serving. Workers outlive the server: a restarted server leaves the live ones training, marks the dead ones
+interrupted, and starts the queued runs in order. The UI never touches a worker: it holds a run id and reads
+the run folder."""
 from __future__ import annotations
 
-import fcntl
+import json
+import logging
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .. import access
 from ..config import RunConfig
 from ..data.datasets import DatasetStore
 from ..errors import RunError
-from ..fsutil import read_json
-from ..train.setup import open_run
+from ..fsutil import atomic_write_json, read_json
+from ..train.events import Callback, Control
+from ..train.setup import check_split, open_run
+from ..train.trainer import Trainer
 from .folder import RunFolder
-from .store import ACTIVE, FINAL, RunStore, pid_alive
-from .worker import request_stop
+from .lifecycle import Entry, Lease, claim, describe_owner, owner, refuse_if_owned, visible_devices
+from .store import RunStore
 
-STALE_S = 300  # a worker that has not written its status for this long is not trusted to be alive
+log = logging.getLogger("finetune_studio")
+WAIT_S = 0.5
 
 
 def prepare_run(cfg: RunConfig, datasets: DatasetStore, runs: RunStore, owner: str | None) -> RunFolder:
     """Everything checked before a run folder exists: the data loads, the backbone exists and fits it (the
-    data's default backbone when none is named)."""
-    ds = open_run(cfg, datasets, owner=owner).ds
+    data's default backbone when none is named), the split can be made; then the folder, recording the dataset
+    version."""
+    opened = open_run(cfg, datasets, owner=owner)
+    ds = opened.ds
+    check_split(opened)  # a split the data cannot give is refused before a run exists
+    for attr in ("source", "test_source"):  # a path as given from any folder: the config replays from anywhere
+        given = getattr(cfg.data, attr)
+        if given and Path(given).exists():
+            setattr(cfg.data, attr, str(Path(given).resolve()))
     if not Path(cfg.data.source).exists():
         cfg.data.source = ds.id
-    return runs.create(cfg, ds.id, owner=owner)
+    rec = runs.create(cfg, ds.id, owner=owner)
+    if opened.test_ds is not None:
+        runs.set_status(rec, "queued", test_dataset=opened.test_ds.id)
+    return rec
 
 
-def visible_devices() -> list[str]:
-    """FTS_DEVICES (e.g. "cuda:0,cuda:1" or "cpu"), else every visible GPU, else the CPU."""
-    if os.environ.get("FTS_DEVICES"):
-        return [d.strip() for d in os.environ["FTS_DEVICES"].split(",") if d.strip()]
-    try:
-        import torch
+# --------------------------------------------------------------------------- stopping
+class StopRequests(Callback):
+    """Watches the run's control file (a cheap stat per step and per progress message): Stop from a page or
+    `finetune-studio stop` reaches whichever process trains the run."""
+    order = -20
 
-        n = torch.cuda.device_count()
-    except Exception:  # no usable CUDA runtime: the CPU it is
-        n = 0
-    return [f"cuda:{i}" for i in range(n)] or ["cpu"]
+    def __init__(self, rec: RunFolder, control: Control):
+        self.path, self.control, self.mtime = rec.control_file, control, 0.0
+
+    def _check(self) -> None:
+        try:
+            m = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if m == self.mtime:
+            return
+        self.mtime = m
+        try:
+            ask = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return
+        if ask.get("stop"):
+            self.control.stop(ask.get("status", "stopped"), ask.get("reason", "Stopped by the user."))
+
+    def on_step_end(self, ctx, loss):
+        self._check()
+
+    def on_event(self, ctx, ev):
+        if ev.kind == "progress":
+            self._check()
 
 
-def is_worker(pid: int | None) -> bool:
-    """A live process that is one of our workers (a reused pid is not)."""
-    if not pid_alive(pid):
-        return False
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True  # no /proc: trust the pid
-    return b"core.runs.worker" in cmd or b"torchrun" in cmd or b"torch.distributed.run" in cmd
+def request_stop(rec: RunFolder, reason: str = "Stopped by the user.") -> None:
+    atomic_write_json(rec.control_file, {"stop": True, "status": "stopped", "reason": reason, "asked": time.time()})
 
 
-def death_reason(code: int | None, status: dict[str, Any]) -> str:
+def stop(runs: RunStore, rec: RunFolder) -> str:
+    """Stop a run wherever it trains: a queued one leaves the queue at once; a running one stops at its next
+    step. Returns what happened, in words."""
+    with runs.queue.locked():
+        st = runs.reconcile(rec)
+        e = runs.queue.get(rec.id)
+        if st.get("status") == "queued" and (e is None or e.state == "queued"):
+            runs.queue.drop(rec.id)
+            runs.set_status(rec, "stopped", reason="Stopped before it started.", finished=time.time())
+            return "stopped before it started"
+    if st.get("status") == "running":
+        request_stop(rec)
+        return "asked to stop at its next step"
+    raise RunError(f"Run {rec.id} is {st.get('status', 'unknown')}: there is nothing to stop.")
+
+
+# --------------------------------------------------------------------------- queueing
+def run_settings(rec: RunFolder) -> dict[str, Any]:
+    """The run's settings as its config.json holds them (read raw: a config an older version wrote answers)."""
+    return (read_json(rec.config_file, {}) or {}).get("train", {})
+
+
+def enqueue(runs: RunStore, rec: RunFolder, runner: str, resume: bool = False) -> Entry:
+    t = run_settings(rec)
+    e = Entry(rec.id, time.time(), runner, need=max(1, int(t.get("processes") or 1)),
+              device=str(t.get("device") or "auto"), resume=resume)
+    runs.queue.put(e)
+    runs.set_status(rec, "queued", queued_at=e.queued_at, resume=resume, reason="")
+    return e
+
+
+def check_resumable(runs: RunStore, rec: RunFolder) -> None:
+    st = runs.reconcile(rec)
+    if st.get("status") == "completed":
+        raise RunError(f"Run {rec.id} already completed; nothing to resume.")
+    refuse_if_owned(rec)
+    if runs.queue.get(rec.id) is not None:
+        raise RunError(f"Run {rec.id} is already queued.")
+
+
+def death_reason(code: int | None, status: dict[str, Any], batch_size: Any = None) -> str:
     """Why a worker ended without recording an outcome, in words a person can act on."""
-    bs = status.get("batch_size") or _train_setting(RunFolder(status.get("dir", "")), "batch_size")
+    bs = status.get("batch_size") or batch_size
     smaller = f" batch size {max(1, int(bs) // 2)}" if bs else " a smaller batch size"
     if code is not None and code < 0:
         sig = -code
@@ -82,254 +145,22 @@ def death_reason(code: int | None, status: dict[str, Any]) -> str:
             "in worker.log in the run folder.")
 
 
-@dataclass
-class Active:
-    run_id: str
-    devices: list[str]  # the GPUs (or the CPU) it holds
-    proc: subprocess.Popen | None = None  # a worker this server started
-    pid: int | None = None  # a worker a previous server started (re-attached)
-
-
-class RunHandle:
-    """What a page or a test holds for a run: its status and events, read from the run folder."""
-
-    def __init__(self, run: RunFolder, manager: "RunManager"):
-        self.run, self.manager = run, manager
-
-    @property
-    def id(self) -> str:
-        return self.run.id
-
-    @property
-    def status(self) -> dict[str, Any]:
-        return self.run.status
-
-    def events_since(self, n: int) -> list[dict[str, Any]]:
-        return self.run.events(n)
-
-    def stop(self) -> None:
-        self.manager.stop(self.id)
-
-    def wait(self, timeout: float | None = None) -> dict[str, Any]:
-        deadline = None if timeout is None else time.time() + timeout
-        while deadline is None or time.time() < deadline:
-            st = self.run.status
-            if st.get("status") in FINAL and not self.manager.is_active(self.id):
-                return st
-            time.sleep(0.5)
-        return self.run.status
-
-
-class RunManager:
-    """Process-wide: a queue in the run store and a worker process per device."""
-
-    def __init__(self, runs: RunStore, datasets: DatasetStore, devices: list[str] | None = None,
-                 poll_s: float = 0.5, scan_s: float = 2.0):
-        self.runs, self.datasets, self.poll, self.scan_s = runs, datasets, poll_s, scan_s
-        self._scanned = 0.0
-        self.devices = devices or visible_devices()
-        self.active: dict[str, Active] = {}
-        self._lock = threading.RLock()
-        self._wake, self._halt = threading.Event(), threading.Event()
-        self._dispatch_lock = self._claim_dispatch()
-        self.interrupted = self._adopt()
-        self._thread = threading.Thread(target=self._loop, name="fts-dispatch", daemon=True)
-        self._thread.start()
-
-    # ------------------------------------------------------------------ what pages call
-    def submit(self, cfg: RunConfig, owner: str | None = None) -> RunHandle:
-        """Validate, record, queue; returns at once. owner: the studio user starting it (see core.access)."""
-        rec = prepare_run(cfg, self.datasets, self.runs, owner)
-        self.runs.set_status(rec, "queued", queued_at=time.time())
-        self._wake.set()
-        return RunHandle(rec, self)
-
-    def resume(self, run_id: str, owner: str | None = None) -> RunHandle:
-        rec = self.runs.get(run_id, viewer=owner)
-        if not access.can_change(rec.dir, owner):
-            raise RunError(f"Run {run_id} belongs to someone else: only its owner can resume it.")
-        st = rec.status.get("status")
-        if st == "completed":
-            raise RunError(f"Run {run_id} already completed.")
-        if st in ACTIVE or self.is_active(run_id):
-            raise RunError(f"Run {run_id} is already active.")
-        self.runs.set_status(rec, "queued", reason="", resume=True, queued_at=time.time())
-        self._wake.set()
-        return RunHandle(rec, self)
-
-    def handle(self, run_id: str) -> RunHandle | None:
-        try:
-            return RunHandle(self.runs.get(run_id), self)
-        except RunError:
-            return None
-
-    def queued(self) -> list[RunFolder]:
-        recs = []
-        for d in self.runs.root.iterdir():
-            st = RunFolder(d).status if d.is_dir() else None
-            if st and st.get("status") == "queued":
-                recs.append((st.get("queued_at") or st.get("created") or 0, d.name))
-        return [RunFolder(self.runs.root / rid) for _, rid in sorted(recs)]
-
-    def queue_position(self, run_id: str) -> int | None:
-        """1 for the next run to start; None when not waiting."""
-        ids = [r.id for r in self.queued()]
-        return ids.index(run_id) + 1 if run_id in ids else None
-
-    def is_active(self, run_id: str) -> bool:
-        with self._lock:
-            return run_id in self.active
-
-    def free_devices(self) -> list[str]:
-        with self._lock:
-            used = {d for a in self.active.values() for d in a.devices}
-        return [d for d in self.devices if d not in used]
-
-    def stop(self, run_id: str, owner: str | None = None) -> bool:
-        rec = self.runs.get(run_id)
-        if not access.can_change(rec.dir, owner):
-            raise RunError(f"Run {run_id} belongs to someone else: only its owner can stop it.")
-        st = rec.status
-        if st.get("status") == "queued":
-            self.runs.set_status(rec, "stopped", reason="Stopped before it started.")
-            return True
-        if st.get("status") != "running":
-            return False
-        request_stop(rec.dir)  # honoured at the next step, by this server's worker or one it re-attached to
-        return True
-
-    def shutdown(self, timeout: float = 10, stop_runs: bool = False) -> None:
-        """Stop dispatching. Workers go on (they outlive the server) unless stop_runs."""
-        if stop_runs:
-            with self._lock:
-                active = list(self.active)
-            for rid in active:
-                self.stop(rid)
-        self._halt.set()
-        self._wake.set()
-        self._thread.join(timeout)
-        if stop_runs:
-            deadline = time.time() + timeout
-            for a in list(self.active.values()):
-                if a.proc is not None:
-                    try:
-                        a.proc.wait(max(0.1, deadline - time.time()))
-                    except subprocess.TimeoutExpired:
-                        os.killpg(a.proc.pid, signal.SIGKILL)
-        if self._dispatch_lock is not None:
-            self._dispatch_lock.close()
-
-    # ------------------------------------------------------------------ the dispatcher
-    def _claim_dispatch(self):
-        """One server dispatches a run store's queue; another on the same store only watches."""
-        f = open(self.runs.root / ".dispatch.lock", "a+")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            return None
-        return f
-
-    def _adopt(self) -> list[str]:
-        """Re-attach to workers still training; runs whose worker is gone are interrupted, with the step."""
-        out = []
-        for d in self.runs.root.iterdir():
-            st = RunFolder(d).status if d.is_dir() else None
-            if not st or st.get("status") != "running":
-                continue
-            pid = st.get("pid")
-            fresh = time.time() - st.get("heartbeat", st.get("updated", 0)) < STALE_S
-            if is_worker(pid) and fresh:  # still training: its devices stay taken
-                held = [x for x in st.get("devices", []) if x in self.devices] or self.free_devices()[:1]
-                self.active[d.name] = Active(d.name, held, pid=pid)
-                continue
-            rec = RunFolder(d)
-            self.runs.set_status(rec, "interrupted", reason=f"Interrupted at step {st.get('step', 0)}: the training "
-                                 "process stopped while the server was down. Resume continues from the last "
-                                 "checkpoint.")
-            out.append(d.name)
-        return out
-
-    def _loop(self) -> None:
-        woken = True
-        while not self._halt.is_set():
-            try:
-                self._tick(woken)
-            except Exception:  # the dispatcher must outlive any one odd run folder
-                import logging
-                import traceback
-
-                logging.getLogger("finetune_studio").error("dispatcher: %s", traceback.format_exc())
-            woken = self._wake.wait(self.poll)
-            self._wake.clear()
-
-    def _tick(self, woken: bool = True) -> None:
-        """Watch the workers (cheap: a poll of each process); look at the queue when woken (a submit, a finished
-        run) or every few seconds (runs queued by another process), not on every tick: a training worker on the
-        same cores should not pay for the dispatcher's curiosity."""
-        with self._lock:
-            for a in list(self.active.values()):
-                self._check(a)
-            if self._dispatch_lock is None or not self.free_devices():
-                return
-            if not woken and time.time() - self._scanned < self.scan_s:
-                return
-            self._scanned = time.time()
-            for rec in self.queued():  # strictly in order: a run waiting for two GPUs is not overtaken
-                need = self._needs(rec)
-                free = self.free_devices()
-                if len(free) < need:
-                    break
-                self._start(free[:need], rec)
-
-    def _needs(self, rec: RunFolder) -> int:
-        """GPUs a run takes (its processes); on a CPU-only machine every run takes the one CPU slot."""
-        procs = _train_setting(rec, "processes") or 1
-        return min(int(procs), len(self.devices)) if self.devices[0].startswith("cuda") else 1
-
-    def _start(self, devices: list[str], rec: RunFolder) -> None:
-        rec.control_file.unlink(missing_ok=True)
-        st = rec.status
-        procs = _train_setting(rec, "processes") or 1
-        worker = ["-m", "core.runs.worker", str(rec.dir), "--datasets", str(self.datasets.root)]
-        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"] if procs > 1 else []
-        cmd = [sys.executable, *launcher, *worker] + (["--resume"] if st.get("resume") else [])
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": _root_on_path()}
-        gpus = [d.split(":")[1] for d in devices if d.startswith("cuda:")]
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        log = open(rec.worker_log, "ab")
-        try:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)  # its own session: it outlives the server
-        except OSError as e:
-            self.runs.set_status(rec, "failed", reason=f"Could not start the training process: {e}.")
-            return
-        finally:
-            log.close()
-        self.runs.set_status(rec, "running", resume=False, devices=devices, worker_pid=proc.pid, pid=proc.pid,
-                             heartbeat=time.time(), started=time.time(), reason="")
-        self.active[rec.id] = Active(rec.id, devices, proc=proc)
-
-    def _check(self, a: Active) -> None:
-        rec = RunFolder(self.runs.root / a.run_id)
-        if a.proc is not None:
-            code = a.proc.poll()
-            if code is None:
-                return
-        elif is_worker(a.pid):
-            return
-        else:
-            code = None
-        st = rec.status
-        if st.get("status") in ACTIVE:  # it died before it could say how it ended
-            reason = death_reason(code, {**st, "dir": str(rec.dir)}) if a.proc is not None else \
-                f"Interrupted at step {st.get('step', 0)}: the training process stopped. Resume continues from " \
-                "the last checkpoint."
-            self.runs.set_status(rec, "failed" if a.proc is not None else "interrupted", reason=reason,
-                                 finished=time.time())
-        self.active.pop(a.run_id, None)
-        self._wake.set()
+def launch(rec: RunFolder, devices: list[str], datasets_root: Path, resume: bool, lease_held: bool = False
+           ) -> subprocess.Popen:
+    """A worker process (under torchrun when the run trains with several processes), in its own session: it
+    outlives the process that started it."""
+    procs = max(1, int(run_settings(rec).get("processes") or 1))
+    worker = ["-m", "core.runs.worker", str(rec.dir), "--datasets", str(datasets_root)]
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"] if procs > 1 else []
+    cmd = [sys.executable, *launcher, *worker] + (["--resume"] if resume else []) + \
+        (["--lease-held"] if lease_held else [])
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": _root_on_path()}
+    gpus = [d.split(":")[1] for d in devices if d.startswith("cuda:")]
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    with open(rec.worker_log, "ab") as log_file:
+        return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
 
 
 def _root_on_path() -> str:
@@ -338,6 +169,81 @@ def _root_on_path() -> str:
     return os.pathsep.join([root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]])
 
 
-def _train_setting(rec: RunFolder, name: str):
-    """A setting as the run's config.json holds it (read raw: a config an older version wrote still answers)."""
-    return (read_json(rec.config_file, {}) or {}).get("train", {}).get(name)
+# --------------------------------------------------------------------------- a command's own runs
+def wait_turn(runs: RunStore, rec: RunFolder, control: Control, say: Callable[[str], None]) -> list[str] | None:
+    """Wait in the queue until this run is next and its devices are free; they are then its own. None when it
+    was stopped while waiting."""
+    devices, said = visible_devices(), None
+    while True:
+        with runs.queue.locked():
+            for e in runs.queue.entries():  # whoever died while ahead of us leaves the queue
+                if e.run_id != rec.id:
+                    runs.reconcile(RunFolder(runs.root / e.run_id))
+            got = claim(runs.queue, rec.id, devices)
+        if got is not None:
+            return got
+        if rec.status.get("status") != "queued" or runs.queue.get(rec.id) is None:
+            return None  # stopped from a page or `finetune-studio stop` while it waited
+        if control.should_stop:
+            stop(runs, rec)
+            return None
+        ahead = runs.queue.position(rec.id)
+        busy = [e.run_id for e in runs.queue.entries() if e.state == "running"]
+        note = (f"Waiting for a free device: {ahead - 1} run(s) queued ahead" if ahead else "Waiting") + \
+            (f"; training now: {', '.join(busy)}" if busy else "")
+        if note != said:
+            say(note)
+            said = note
+        time.sleep(WAIT_S)
+
+
+def run_here(runs: RunStore, datasets: DatasetStore, rec: RunFolder, *, resume: bool = False, kind: str = "cli",
+             control: Control | None = None, callbacks: list[Callback] = (),
+             say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """Queue the run and train it in this process when its turn comes (the CLI, a search trial). The lease is
+    this process's from now until the run ends, so a second owner is refused and a kill -9 leaves a resumable
+    run; Stop (a page, `finetune-studio stop`, Ctrl-C through control) ends it like any run."""
+    control = control or Control()
+    lease = Lease.take(rec, kind)
+    if lease is None:
+        refuse_if_owned(rec)
+        raise RunError(f"Run {rec.id} is owned by another process.")
+    try:
+        enqueue(runs, rec, "self", resume)
+        devices = wait_turn(runs, rec, control, say)
+        if devices is None:
+            return rec.status
+        rec.control_file.unlink(missing_ok=True)
+        if max(1, int(run_settings(rec).get("processes") or 1)) > 1:
+            return _run_distributed(runs, rec, devices, datasets, resume, control)
+        device = devices[0] if devices and devices[0] != "cpu" else None
+        trainer = Trainer(rec.config, rec, runs, datasets, control=control,
+                          callbacks=[*callbacks, StopRequests(rec, control)], device=device)
+        return trainer.run(resume=resume)
+    finally:
+        runs.queue.drop(rec.id)
+        lease.release()
+
+
+def _run_distributed(runs: RunStore, rec: RunFolder, devices: list[str], datasets: DatasetStore, resume: bool,
+                     control: Control) -> dict[str, Any]:
+    """Several processes (DistributedDataParallel) under torchrun, this command holding the lease and waiting;
+    Ctrl-C becomes a stop request the ranks agree on."""
+    proc = launch(rec, devices, datasets.root, resume, lease_held=True)
+    asked = False
+    while proc.poll() is None:
+        if control.should_stop and not asked:
+            request_stop(rec, control.reason)
+            asked = True
+        time.sleep(WAIT_S)
+    st = rec.status
+    if st.get("status") in ("queued", "running"):
+        st = runs.set_status(rec, "failed", reason=death_reason(proc.returncode, st, run_settings(rec).get("batch_size")),
+                             finished=time.time())
+    return st
+
+
+def owner_line(rec: RunFolder) -> str | None:
+    """Who trains the run now, in words (None: nobody)."""
+    info = owner(rec)
+    return describe_owner(info) if info else None

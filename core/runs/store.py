@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
+import logging
 import secrets
 import sqlite3
 import time
@@ -15,31 +15,41 @@ from ..data.datasets import home
 from ..errors import RunError
 from ..fsutil import atomic_write_json
 from .folder import RunFolder
+from .lifecycle import ACTIVE, FINAL, Queue, reconcile
 
-ACTIVE = ("queued", "running")
-FINAL = ("completed", "stopped", "diverged", "failed", "interrupted")
+__all__ = ["RunStore", "ACTIVE", "FINAL"]
+log = logging.getLogger("finetune_studio")
 
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunStore:
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root else home() / "runs"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.queue = Queue(self.root)
         self._db = self.root / "index.sqlite"
-        with self._conn() as c:
-            c.execute("""CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, name TEXT, created REAL,
-                         dataset TEXT, backbone TEXT, strategy TEXT, status TEXT, summary TEXT)""")
+        self.warnings: list[str] = []
+        self._open_index()
+
+    def _open_index(self) -> None:
+        """The index is a cache of the run folders: made when missing, moved aside and made again when it cannot
+        be read (the folders are the truth)."""
+        try:
+            with self._conn() as c:
+                c.execute("""CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, name TEXT, created REAL,
+                             dataset TEXT, backbone TEXT, strategy TEXT, status TEXT, summary TEXT)""")
+                c.execute("SELECT count(*) FROM runs").fetchone()
+        except sqlite3.DatabaseError as e:
+            aside = self._db.with_name(f"{self._db.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+            for p in (self._db, self._db.with_name(self._db.name + "-wal"), self._db.with_name(self._db.name + "-shm")):
+                if p.exists():
+                    p.replace(aside if p == self._db else p.with_name(aside.name + p.name[len(self._db.name):]))
+            self.warnings.append(f"The run index could not be read ({e}); it was moved aside to {aside.name} and "
+                                 "rebuilt from the run folders.")
+            log.warning(self.warnings[-1])
+            with self._conn() as c:
+                c.execute("""CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT, created REAL, dataset TEXT,
+                             backbone TEXT, strategy TEXT, status TEXT, summary TEXT)""")
 
     def _conn(self) -> sqlite3.Connection:
         c = sqlite3.connect(self._db, timeout=30)
@@ -61,12 +71,19 @@ class RunStore:
         rec = RunFolder(self.root / rid)
         if not rid or "/" in rid or not rec.is_run() or not access.can_see(rec.dir, viewer):
             raise RunError(f"No run {rid!r} in {self.root}.")
+        self.reconcile(rec)
         return rec
+
+    def reconcile(self, rec: RunFolder) -> dict[str, Any]:
+        """Its status as it truly is: a run whose owner died reads as interrupted, and resumable."""
+        return reconcile(rec, self.queue, lambda r, status, reason: self.set_status(r, status, reason=reason,
+                                                                                     finished=time.time()))
 
     def open_dir(self, run_dir: str | Path) -> RunFolder:
         rec = RunFolder(run_dir)
         if not rec.is_run():
             raise RunError(f"{rec.dir} is not a run folder (no {rec.config_file.name}).")
+        self.reconcile(rec)
         return rec
 
     def set_status(self, rec: RunFolder, status: str, **fields: Any) -> dict[str, Any]:
@@ -104,15 +121,32 @@ class RunStore:
 
     def folders(self) -> list[RunFolder]:
         """Every run folder in the store, whatever the index says."""
-        return [r for r in (RunFolder(d) for d in self.root.iterdir() if d.is_dir()) if r.is_run()]
+        return [r for r in (RunFolder(d) for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
+                if r.is_run()]
 
     def list(self, viewer: str | None = None) -> list[dict[str, Any]]:
+        """Every run this viewer may see, newest first, from the index; runs the index lacks (it was deleted, or
+        a run was made while it could not be written) are indexed first, and active runs reconciled."""
+        try:
+            with self._conn() as c:
+                indexed = {r[0] for r in c.execute("SELECT id FROM runs")}
+        except sqlite3.DatabaseError:
+            self._open_index()
+            indexed = set()
+        missing = [r for r in self.folders() if r.id not in indexed]
+        for rec in missing:
+            self._index(rec, rec.status or {"status": "unknown"})
         with self._conn() as c:
             rows = c.execute("SELECT id,name,created,dataset,backbone,strategy,status,summary FROM runs "
                              "ORDER BY created DESC").fetchall()
-        if not rows and self.folders():
-            self.reindex()
-            return self.list(viewer)
         keys = ("id", "name", "created", "dataset", "backbone", "strategy", "status")
-        return [{**dict(zip(keys, r[:7])), **json.loads(r[7] or "{}")} for r in rows
-                if (self.root / r[0]).is_dir() and access.can_see(self.root / r[0], viewer)]
+        out = []
+        for r in rows:
+            d = self.root / r[0]
+            if not d.is_dir() or not access.can_see(d, viewer):
+                continue
+            row = {**dict(zip(keys, r[:7])), **json.loads(r[7] or "{}")}
+            if row["status"] in ACTIVE:
+                row["status"] = self.reconcile(RunFolder(d)).get("status", row["status"])
+            out.append(row)
+        return out

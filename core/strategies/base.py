@@ -47,6 +47,10 @@ class Strategy:
         """Loop callbacks the strategy needs while it trains (AdaLoRA's rank allocation)."""
         return []
 
+    def positions_taken(self, cfg: "TrainConfig") -> int:
+        """Of a text transformer's positions, how many the strategy puts before the text (prompt tuning)."""
+        return 0
+
     def merge(self, model: nn.Module) -> nn.Module:
         """The model with any adapters folded into plain layers (for export); a no-op for most strategies."""
         return model

@@ -40,6 +40,9 @@ class PromptTuning(Strategy):
         return decay_split(list(enc.prompt.named_parameters()), lr, 0.0, "prompt") + \
             decay_split(list(model.head.named_parameters()), lr, cfg.weight_decay, "head", floor=1e-3)
 
+    def positions_taken(self, cfg):
+        return cfg.settings_for(self.name).virtual_tokens
+
 
 PROMPT = PromptTuning("prompt", "Prompt tuning",
                       "A few learned token embeddings before each text steer the frozen transformer: the smallest "

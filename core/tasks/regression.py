@@ -119,12 +119,13 @@ class Regression(Task):
         return {"prediction": self.point(out) if len(out) else np.zeros(0)}
 
     def strata(self, labels):
-        """Quintile bins of the target: every split gets low, middle and high values."""
+        """Quantile bins of the target (quintiles from 20 rows): every split gets low, middle and high values."""
         values = _numbers(list(labels), "the labels")
         if np.ptp(values) == 0:
             raise DataError(f"Every target is {values[0]:g}: there is nothing to learn. Regression needs targets "
                             "that vary.")
-        edges = np.unique(np.quantile(values, [0.2, 0.4, 0.6, 0.8]))
+        bins = max(1, min(5, len(values) // 4))  # small data: fewer bins, each with a row for every split
+        edges = np.unique(np.quantile(values, np.arange(1, bins) / bins))
         return np.array([f"bin{b}" for b in np.digitize(values, edges)], dtype=object)
 
 

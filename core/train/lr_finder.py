@@ -22,7 +22,7 @@ from ..strategies import get_strategy, group_lr
 from .events import Callback, Parts
 from .features import Features
 from .loop import Learner, amp_dtype, optimizer
-from .setup import build_model, device_for, open_run, run_data
+from .setup import attach_inputs, build_model, device_for, open_run, run_data
 
 
 class RangeTest(Callback):
@@ -70,7 +70,8 @@ def find_lr(cfg: RunConfig, datasets: DatasetStore, start: float = 1e-7, end: fl
     cfg = RunConfig.from_dict(cfg.to_dict())  # the caller's config keeps its empty backbone
     opened = open_run(cfg, datasets, progress)
     t, spec, dev = cfg.train, opened.spec, device_for(cfg)
-    data = run_data(opened).attach_inputs(spec, t, progress)
+    data = run_data(opened)
+    attach_inputs(data, spec, t, progress)
     model, groups, strategy = build_model(spec, data, t, dev)
     inputs = data.inputs
     if strategy.frozen_backbone:  # the backbone never changes: its features once, as training does

@@ -25,9 +25,10 @@ from .auto import plan_auto
 from .checks.baseline import fit_baseline
 from .checks.mirror import decide_mirroring
 from .checks.overlap import report_test_overlap
+from .checks.size import size_note
 from .features import Features
 from .head import solve_head
-from .setup import build_model, device_for, open_run, run_data
+from .setup import attach_inputs, build_model, device_for, open_run, pick_device, run_data
 
 Progress = Callable[[float, str], None]
 Report = Callable[..., None]
@@ -54,16 +55,20 @@ class Plan:
 
 
 def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previous: dict[str, Any], resume: bool,
-              progress: Progress, report: Report) -> Plan:
+              progress: Progress, report: Report, device: str | None = None) -> Plan:
     cfg = RunConfig.from_dict(cfg.to_dict())  # this run's own copy; config.json keeps what was asked
     if resume and folder.resolved_file.is_file():  # a resumed run goes on with the plan it started with
         cfg = RunConfig.load(folder.resolved_file)
+    if resume:  # and with the very data versions it started on, whatever became of the files since
+        cfg.data.source = previous.get("dataset") or cfg.data.source
+        cfg.data.test_source = previous.get("test_dataset") or cfg.data.test_source
     progress(0.0, "Loading data")
     opened = open_run(cfg, datasets, progress)
-    data = run_data(opened, report_test_overlap(cfg, opened.ds, opened.test_ds, previous, report))
+    drop, overlap = report_test_overlap(cfg, opened.ds, opened.test_ds, previous, report)
+    data = run_data(opened, drop)
     if data.task.has_classes and len(data.classes) < 2:
         raise DataError(f"Only one class ({data.classes[0]}): training needs at least two.")
-    spec, device, reason = opened.spec, device_for(cfg), None
+    spec, device, reason = opened.spec, pick_device(device) if device else device_for(cfg), None
     if get_strategy(cfg.train.strategy).planned:
         cfg.train, reason, choice = plan_auto(cfg, data, spec, device, progress)
         spec = get_backbone(cfg.train.backbone)
@@ -71,17 +76,20 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
     if cfg.train.teacher and get_strategy(cfg.train.strategy).fits_head:
         raise ConfigError(f"Distillation trains the student on the teacher's outputs; '{cfg.train.strategy}' solves "
                           "its head from the labels alone. Choose a strategy that trains (full, lora, ...).")
-    data.attach_inputs(spec, cfg.train, progress)
+    fitted = attach_inputs(data, spec, cfg.train, progress)
     data.task.monitor(cfg.train)  # a metric or loss the task does not have is refused here, not mid-run
     data.task.loss_name(cfg.train)
     progress(0.1, f"Building {spec.name}")
     model, groups, strategy = build_model(spec, data, cfg.train, device)
     plan = Plan(cfg, spec, strategy, data, model, groups, device, progress, folder,
                 Features(model, data, spec, cfg.train, device, progress), reason)
+    plan.notes += fitted
     numbers = label_numbers(data.labels) if data.task.has_classes else None
     if numbers:  # never silently one: the choice made is said, with the other
         plan.notes.append(f"{numbers['why']} This run learns them as {len(data.classes)} classes; to predict them "
                           "as numbers, choose regression (Train page: 'numbers'; CLI: --task regression).")
+    plan.notes += [n for n in (size_note(data.split, len(data.classes) if data.task.has_classes else None), overlap)
+                   if n]
     fit_baseline(plan, previous if resume else {})
     if cfg.train.blend:
         plan.blend_view = data.modality.linear_view(data, plan.features, blend=True)  # before any weight moves

@@ -14,7 +14,8 @@ import torch
 from ..backbones import BackboneSpec, Classifier, get_backbone
 from ..config import RunConfig
 from ..data.datasets import Dataset, DatasetStore
-from ..data.rundata import RunData, check_backbone, load_rows, open_data
+from ..data.rundata import RunData, check_backbone, load_rows, open_data, run_split
+from ..errors import ConfigError
 from ..modalities import Modality, get_modality
 from ..strategies import Strategy, get_strategy
 from . import distributed as D
@@ -30,6 +31,27 @@ def pick_device(pref: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(pref)
+
+
+def check_device(t: Any) -> None:
+    """The device and process count asked for exist on this machine: said before a run is queued, not found by
+    torch mid-run (or never, by a queue waiting for a GPU that is not there)."""
+    pref, procs = str(t.device), int(t.processes or 1)
+    if pref.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise ConfigError(f"Device '{pref}': PyTorch sees no CUDA GPU on this machine (torch {torch.__version__}, "
+                              f"{build}). Choose device 'auto' or 'cpu'.")
+        if ":" in pref and int(pref.split(":")[1]) >= n:
+            raise ConfigError(f"Device '{pref}': this machine has {n} GPU(s), cuda:0 to cuda:{n - 1}.")
+        if procs > n:
+            raise ConfigError(f"{procs} processes on CUDA take one GPU each; this machine has {n}.")
+    elif pref == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("Device 'mps': Apple's GPU is not available here. Choose device 'auto' or 'cpu'.")
+    elif pref == "auto" and torch.cuda.is_available() and procs > torch.cuda.device_count():
+        raise ConfigError(f"{procs} processes take one GPU each; this machine has {torch.cuda.device_count()}. "
+                          "Ask for fewer, or device 'cpu' (gloo processes on the CPU).")
 
 
 def seed_everything(seed: int) -> None:
@@ -55,12 +77,18 @@ def open_run(cfg: RunConfig, datasets: DatasetStore, progress: Progress | None =
              owner: str | None = None) -> Opened:
     """The data (ingested now if given as a path) and the backbone that reads it. cfg is changed in place: a
     missing backbone becomes the data's default."""
+    check_device(cfg.train)
     ds, test_ds = open_data(cfg, datasets, progress or (lambda f, m: None), owner)
     if not cfg.train.backbone:
         cfg.train.backbone = get_modality(ds.modality).default_backbone
     spec = get_backbone(cfg.train.backbone)
     check_backbone(spec, ds)
     return Opened(cfg, ds, test_ds, spec)
+
+
+def check_split(opened: Opened) -> None:
+    """The split the run will use (made once and kept with the dataset version), so a refusal comes up front."""
+    run_split(opened.cfg, opened.ds, opened.test_ds)
 
 
 def run_data(opened: Opened, drop_test_rows: set[int] | None = None) -> RunData:
@@ -84,7 +112,17 @@ def build_model(spec: BackboneSpec, data: RunData, t: Any, device: torch.device
     return model, groups, strategy
 
 
+def attach_inputs(data: RunData, spec: BackboneSpec, t: Any, progress: Progress | None = None) -> list[str]:
+    """The model inputs, once the settings are brought within what the backbone can read (t changed in place);
+    returns what was changed, in words."""
+    notes = data.modality.fit_to_backbone(spec, t, get_strategy(t.strategy).positions_taken(t))
+    data.attach_inputs(spec, t, progress)
+    return notes
+
+
 def load_run_data(cfg: RunConfig, datasets: DatasetStore, progress: Progress | None = None) -> RunData:
     """A run's rows, split and model inputs as its settings shape them (no model)."""
     opened = open_run(cfg, datasets, progress)
-    return run_data(opened).attach_inputs(opened.spec, cfg.train, progress)
+    data = run_data(opened)
+    attach_inputs(data, opened.spec, cfg.train, progress)
+    return data

@@ -56,8 +56,9 @@ def peak_memory_mb(device: torch.device) -> float:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, run: RunFolder, store: RunStore, datasets: DatasetStore,
-                 control: Control | None = None, callbacks: list[Callback] | None = None):
-        self.asked, self.folder, self.store, self.datasets = cfg, run, store, datasets
+                 control: Control | None = None, callbacks: list[Callback] | None = None, device: str | None = None):
+        """device: the one the run's queue turn gave it (cuda:N); None: as the settings say."""
+        self.asked, self.folder, self.store, self.datasets, self.device = cfg, run, store, datasets, device
         self.control = control or Control()
         self.extra = list(callbacks or [])
         self.main = D.is_main()
@@ -129,7 +130,7 @@ class Trainer:
     def _run(self, resume: bool) -> dict[str, Any]:
         previous = self.folder.status if resume else {}
         plan = self.plan = make_plan(self.asked, self.datasets, self.folder, previous, resume, self.progress,
-                                     lambda **f: self.status("running", **f))
+                                     lambda **f: self.status("running", **f), self.device)
         learner = self.learner = self._learner(plan, resume)
         trainable, total = count_params(plan.model)
         data = plan.data

@@ -5,14 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_model, save_model
 
-from ...fsutil import DiskFullError, atomic_replace_dir
+from ...fsutil import DiskFullError, atomic_replace_dir, temp_dir
 from ...runs.folder import STATE, WEIGHTS, RunFolder
 from .. import distributed as D
 from ..events import Callback
@@ -24,7 +22,7 @@ def save_checkpoint(folder: RunFolder, tag: str, parts, state, next_epoch: int, 
     done, the epoch's generator state, its losses so far), so a resume continues from that exact step."""
     final = folder.checkpoint(tag)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RunFolder(Path(tempfile.mkdtemp(prefix=f".{tag}.", dir=final.parent)))  # laid out as the final one
+    tmp = RunFolder(temp_dir(final.parent, f".{tag}."))  # laid out as the final one
     try:
         save_model(parts.model, str(tmp.dir / WEIGHTS))
         if with_trainer:
