@@ -84,6 +84,12 @@ def shot(page, name: str) -> Path:
     return path
 
 
+def upload(page, path) -> None:
+    """A file through the Data page's upload tab."""
+    page.get_by_role("tab", name="Upload a file").click()
+    page.locator("input[type='file']").first.set_input_files(str(path))
+
+
 def idle(page, timeout: float = 60_000) -> None:
     """Wait until Streamlit finished the current script run."""
     page.wait_for_timeout(300)

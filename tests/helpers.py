@@ -1,3 +1,5 @@
+import time
+
 from core.config import DataConfig, RunConfig, TrainConfig
 from core.train.events import Callback
 from core.train.trainer import Trainer
@@ -47,3 +49,14 @@ class At(Callback):
         if ev.kind == self.kind and ev.step >= self.step and not self.done:
             self.done = True
             self.fn(ctx)
+
+
+def wait_for(pred, timeout=180, every=0.2):
+    """pred()'s first truthy value, polled until the timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError("timed out")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser_util import browser_page, chromium_available, idle, shot, studio_server
+from tests.browser_util import browser_page, chromium_available, idle, shot, studio_server, upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not chromium_available(), reason="Debian chromium not installed")]
 
@@ -169,15 +169,13 @@ def test_bad_uploads_get_plain_errors(tmp_path):
         page.goto(url)
         idle(page)
         page.get_by_text("Uploads up to 1 MB").wait_for()  # the limit is stated before anyone tries
-        page.get_by_role("tab", name="Upload a file").click()
-        page.locator("input[type='file']").first.set_input_files(str(big))
+        upload(page, big)
         page.get_by_text(re.compile(r"File must be 1(\.0)?MB or smaller")).wait_for(timeout=30_000)
         shot(page, "e0-over-limit")
         assert page.get_by_text("Encoding").count() == 0  # refused in the browser, never read
         page.reload()
         idle(page)
-        page.get_by_role("tab", name="Upload a file").click()
-        page.locator("input[type='file']").first.set_input_files(str(empty))
+        upload(page, empty)
         page.get_by_text("has a header (text, label) but no rows").wait_for(timeout=30_000)
         shot(page, "e1-empty-csv")
         page.locator("input[type='file']").first.set_input_files(str(evil))
@@ -214,8 +212,7 @@ def test_messy_real_world_csv_audit_and_fix(tmp_path):
     with studio_server(tmp_path / "home") as (url, _), browser_page() as page:
         page.goto(url)
         idle(page)
-        page.get_by_role("tab", name="Upload a file").click()
-        page.locator("input[type='file']").first.set_input_files(str(csv))
+        upload(page, csv)
         page.get_by_text("Encoding cp1252, delimiter ';'").wait_for(timeout=30_000)
         page.get_by_text("Label column").wait_for()
         idle(page)
@@ -413,8 +410,7 @@ def test_every_page_on_data_with_every_finding_and_a_click_on_the_confusion_matr
     with studio_server(tmp_path / "home") as (url, _), browser_page() as page:
         page.goto(url)
         idle(page)
-        page.get_by_role("tab", name="Upload a file").click()
-        page.locator("input[type='file']").first.set_input_files(str(csv))
+        upload(page, csv)
         page.get_by_role("button", name="Load this table").click()
         page.get_by_text("Loaded: findings.csv").wait_for(timeout=60_000)
         nav(page, "2 · Explore")

@@ -4,7 +4,6 @@ queued runs survive a restart in order; a run killed mid-epoch resumes to the sa
 import json
 import os
 import signal
-import time
 import urllib.request
 
 import pytest
@@ -16,7 +15,7 @@ from core.runs.runner import enqueue, prepare_run
 from core.runs.store import RunStore
 from tests.browser_util import chromium_available, studio_server
 from tests.conftest import make_image_folder
-from tests.helpers import config
+from tests.helpers import config, wait_for
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX signals")
 
@@ -31,16 +30,6 @@ def queue(home, cfg: RunConfig):
     rec = prepare_run(cfg, datasets, runs, None)
     enqueue(runs, rec, "studio")
     return rec
-
-
-def wait_for(pred, timeout=180, every=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def steps(rec):

@@ -15,7 +15,7 @@ from core.data.datasets import DatasetStore
 from core.runs.manager import RunManager
 from core.runs.store import RunStore
 from tests.conftest import make_image_folder
-from tests.helpers import config
+from tests.helpers import config, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX signals")
@@ -31,16 +31,6 @@ def start_train(home, data, *extra):
                              "--backbone", "tiny-cnn", "--strategy", "full", "--batch-size", "8", "--json", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             start_new_session=True)
-
-
-def wait_for(pred, timeout=120, every=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def the_run(home):
