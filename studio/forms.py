@@ -68,7 +68,7 @@ def setting_input(where, kind: type, name: str, default: Any, key: str, label: s
     small = default is not None and 0 < abs(default) < 1e-3
     return float(where.number_input(label, min_value=None if lo is None else float(lo),
                                     max_value=None if hi is None else float(hi), value=float(default),
-                                    step=m.get("step") or (None if small else 0.05), format="%.1e" if small else "%.3f",
+                                    step=m.get("step") or (None if small else 0.05), format="%.1e" if small else "%g",
                                     help=m["help"], key=key))
 
 
@@ -163,10 +163,8 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
         lr_default = STRATEGIES.get(shown.strategy).lr(shown, ds.modality)
         budget = default_budget()
         o["budget_minutes"] = setting_input(c[1], TrainConfig, "budget_minutes", budget, "budget_auto")
-        st.caption(f"Auto times a few real steps of each candidate plan on this machine when the run starts and "
-                   f"takes the best one that fits {o['budget_minutes']:g} minutes (on a CPU that may be a frozen "
-                   "larger encoder with its head solved, blended with TF-IDF; with a GPU, fine-tuning it). The "
-                   "choice and its estimate appear on Monitor; the run stops at the budget with its best checkpoint.")
+        st.caption(f"The plans listed above are timed against {o['budget_minutes']:g} minutes. The choice and its "
+                   "estimate appear on Monitor; the run stops at the budget with its best checkpoint.")
     elif solved:
         pass
     else:
