@@ -306,6 +306,7 @@ def test_sweep_in_the_browser_auto_keeps_settings_overlap_report_and_safe_export
         page.get_by_role("button", name="Start training").click()
         page.get_by_role("heading", name="Completed").wait_for(timeout=240_000)
         page.get_by_text("kept as you set them: epochs 1").wait_for(timeout=30_000)
+        page.get_by_text(re.compile(r"Auto chose \w+ of tiny-text")).wait_for()  # the backbone typed in is kept
         page.get_by_text("6 example(s) of your test file repeated training examples").wait_for(timeout=30_000)
         shot(page, "s2-monitor-kept")
 
