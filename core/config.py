@@ -131,6 +131,11 @@ class TrainConfig:
                                            "usual student of a distillation. None: all of them.")
     teacher: str | None = setting(None, help="Knowledge distillation: a finished run (id) on the same data and split "
                                              "whose predictions this run also learns from.")
+    init_from: str | None = setting(None, help="Continue from a finished run (its id or folder): start from its "
+                                               "trained weights, backbone and method, on this run's data (a "
+                                               "corrected version of the same data, or more epochs on the same). "
+                                               "With 'auto', every setting not given here is the parent's. Classes "
+                                               "are matched by name; one the parent never saw starts untrained.")
     distill_weight: float = setting(0.5, label="Weight of the teacher's targets", low=0, high=1,
                                     help="Distillation: share of the loss that is the teacher's soft targets (KL "
                                          "divergence); the rest is the usual loss on the labels.")

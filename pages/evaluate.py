@@ -6,6 +6,7 @@ from core.metrics import comparison
 from core.predict.blend import describe as blend_line
 from studio.entry import through_app
 from studio.jobs import job_result
+from studio.lineage import changes_view, continue_panel
 from studio.runs import pick_run, report_download
 from studio.services import guard, predictor, set_dataset
 from studio.task_views import TASK_VIEWS, overlap_note, verdict_box
@@ -55,6 +56,8 @@ if status.get("distillation"):
                f"{d['params']:.0%} of the teacher's weights and predicts {d['speedup']:.1f}x as fast on this machine "
                "(same test rows).")
     st.dataframe(pd.DataFrame(comparison_table(status["distillation"])), hide_index=True, width="stretch")
+changes_view(rec)
+continue_panel(rec)
 task_view.overview(res, preds)
 
 

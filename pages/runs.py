@@ -1,3 +1,5 @@
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -6,7 +8,7 @@ from studio.charts import METRIC_NAMES
 from studio.entry import through_app
 from studio.identity import current_user
 from studio.runs import label, report_download
-from studio.services import can_change, get_run, guard, visible_runs
+from studio.services import can_change, get_run, guard, services, visible_runs
 
 through_app()
 
@@ -29,18 +31,35 @@ def scores(r: dict) -> dict:
     return out
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def data_name(ds_id: str) -> str:
+    ds = services().datasets.find(ds_id)
+    return ds.manifest.get("name") or ds_id if ds else ds_id
+
+
+def score(r: dict) -> str:
+    """The headline test number in words, e.g. 'macro-F1 0.876'."""
+    t = r.get("test") or {}
+    key = "macro_f1" if "macro_f1" in t else next(iter(t), None)
+    return f"{METRIC_NAMES.get(key, key)} {t[key]:.3f}" if key else ""
+
+
 table = pd.DataFrame([{
-    # what a reader compares first comes first: the table scrolls sideways on a laptop screen
-    "run": r["id"], "status": r["status"], **scores(r),
-    "vs baseline": VERDICT.get((r.get("vs_baseline") or {}).get("verdict"), ""),
-    "strategy": r["strategy"], "backbone": r["backbone"],
-    "name": r.get("name"), "dataset": r["dataset"],
+    # a reader's first questions first: which, on what, how, how good, when, where it stands
+    "run": r["id"], "name": r.get("name") or r["id"], "data": data_name(r["dataset"]),
+    "method": f"{r['strategy']} · {r['backbone']}",
+    "score": score(r), "vs baseline": VERDICT.get((r.get("vs_baseline") or {}).get("verdict"), ""),
+    "when": time.strftime("%b %d %H:%M", time.localtime(r.get("created") or 0)), "status": r["status"],
+    **scores(r), "strategy": r["strategy"], "backbone": r["backbone"], "dataset": r["dataset"],
     "trainable": r.get("trainable_params"), "time (s)": r.get("elapsed_s"), "peak MB": r.get("peak_mem_mb"),
     **({"shared": access.is_shared(get_run(r["id"]).dir)} if current_user() else {}),
 } for r in runs])
+READABLE = ["name", "data", "method", "score", "vs baseline", "when", "status"]
+every = st.toggle("Show every column", key="runs_every",
+                  help="Ids, every test number, the baseline's, weights trained, time and memory.")
 number_cols = {c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
                if c.startswith(("test ", "baseline "))}
-st.dataframe(table, hide_index=True, width="stretch",
+st.dataframe(table if every else table[READABLE], hide_index=True, width="stretch",
              column_config={**number_cols, "vs baseline": st.column_config.TextColumn(
                  help="Against the baseline on the same test examples (macro-F1 for classes, mean absolute error for "
                       "numbers): 'better' or 'worse' only when a 95% paired bootstrap interval excludes zero")})
@@ -72,7 +91,7 @@ if current_user():
 
 st.subheader("Compare runs")
 by_ds = table.groupby("dataset")["run"].apply(list)
-ds = st.selectbox("Dataset", list(by_ds.index), format_func=lambda d: f"{d} ({len(by_ds[d])} runs)")
+ds = st.selectbox("Dataset", list(by_ds.index), format_func=lambda d: f"{data_name(d)} · {d} ({len(by_ds[d])} runs)")
 chosen = st.multiselect("Runs to compare", by_ds[ds], default=by_ds[ds][:2],
                         format_func=lambda i: label(next(r for r in runs if r["id"] == i)))
 if len(chosen) < 2:

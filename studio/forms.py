@@ -18,7 +18,7 @@ from core.settings import choices_of, default_of, shape
 from core.strategies import REGISTRY as STRATEGIES
 from core.train.auto import recommend, resolve_auto
 from core.train.auto.candidates import candidates
-from core.train.auto.choose import DEFAULT_MINUTES
+from core.train.auto.choose import DEFAULT_MINUTES, EFFORT
 
 SHOWN = {"loss": {None: "the task's usual", "ce": "cross-entropy", "focal": "focal", "mse": "mean squared error",
                   "huber": "Huber (smooth L1)"},
@@ -84,7 +84,8 @@ def backbone_picker(ds: Dataset) -> tuple[str, bool]:
     if choice is None:
         return default, False
     if choice.startswith("Other"):
-        typed = st.text_input("Model name or id", placeholder="resnet18 or google/vit-base-patch16-224").strip()
+        typed = st.text_input("Model name or id", placeholder="resnet18 or google/vit-base-patch16-224",
+                              key="backbone_typed").strip()
         return typed, bool(typed)
     spec = specs[labels.index(choice)]
     st.caption(spec.description)
@@ -112,7 +113,7 @@ def _auto(ds: Dataset, n: int, backbone: str, task: str = "classification") -> t
     return resolve_auto(TrainConfig(), n, ds.modality, counts, params_m=_params_m(backbone), chosen=set())
 
 
-def plan_preview(ds: Dataset, backbone: str, picked: bool = False) -> str:
+def plan_preview(ds: Dataset, backbone: str, picked: bool = False, minutes: float | None = None) -> str:
     """What 'auto' will choose between when the run starts, stated as it is: the plans it times on this machine,
     best first, and the rule that picks one. The choice itself is made then, from measured speeds, and shown on
     Monitor beside what actually ran."""
@@ -121,19 +122,39 @@ def plan_preview(ds: Dataset, backbone: str, picked: bool = False) -> str:
     gpu = torch.cuda.is_available()
     cands = candidates(ds.modality, gpu, backbone, fixed_backbone=picked)
     listed = "; ".join(f"{STRATEGIES.get(s).title.lower()} {b}" for b, s in cands)
+    fits = f"{minutes:g} minutes" if minutes else "your time budget"
     return (f"when the run starts it times a few real steps of each plan on this machine — {listed} — and takes "
-            "the first (best expected) whose estimate fits your time budget. Epochs, class weighting and the blend "
-            "with a fast linear model follow from your data; whatever you set yourself below is kept.")
+            f"the first (best expected) whose estimate fits {fits}. Epochs, class weighting and the blend with a "
+            "fast linear model follow from your data; whatever you set yourself under Advanced is kept.")
+
+
+def effort_picker(strategy: str) -> float | None:
+    """Quick, Balanced or Thorough: the time budget auto plans against, in minutes (None: a fixed method chosen
+    under Advanced sets its own time by its epochs)."""
+    import torch
+
+    where = "gpu" if torch.cuda.is_available() else "cpu"
+    names = list(EFFORT)
+    fixed = not planned(strategy)
+    effort = st.radio("How long may it train?", names, index=names.index("balanced"), key="effort",
+                      format_func=str.capitalize, disabled=fixed,
+                      captions=[f"up to {EFFORT[n][0][where]:g} min: {EFFORT[n][1]}" for n in names],
+                      help="The studio tries the methods that suit your data on this machine and trains the best one "
+                           "that fits this time. It never takes longer; it stops early when more would not help.")
+    if fixed:
+        st.caption(f"Under Advanced you chose **{STRATEGIES.get(strategy).title.lower()}**: its epochs set the time.")
+        return None
+    return EFFORT[effort][0][where]
 
 
 def strategy_picker(ds: Dataset, split_cfg: dict, backbone: str = "", task: str = "classification",
-                    picked: bool = False) -> str:
+                    picked: bool = False, minutes: float | None = None) -> str:
     rec, why = recommend(int(ds.manifest["rows"]), ds.modality)
     names = [s.name for s in STRATEGIES if s.modalities is None or ds.modality in s.modalities]
     name = st.radio("Strategy", names, index=0, horizontal=True, key="strategy",
                     format_func=lambda n: STRATEGIES.get(n).title + (" (recommended)" if planned(n) else ""))
     if planned(name):
-        st.caption(f"**What it will do:** {plan_preview(ds, backbone, picked)}")
+        st.caption(f"**What it will do:** {plan_preview(ds, backbone, picked, minutes)}")
     else:
         st.caption(f"**Why:** {STRATEGIES.get(name).why}")
         if name == rec:
@@ -142,8 +163,9 @@ def strategy_picker(ds: Dataset, split_cfg: dict, backbone: str = "", task: str 
 
 
 def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "classification",
-                  split_cfg: dict | None = None) -> tuple[dict, list[str]]:
-    """(settings, the names the person changed from what the form showed)."""
+                  split_cfg: dict | None = None, budget: float | None = None) -> tuple[dict, list[str]]:
+    """(settings, the names the person changed from the defaults; budget: the minutes the effort chosen above
+    grants, shown as the budget's default)."""
     scope = {ds.modality, task}
     shown = TrainConfig()
     if planned(strategy):
@@ -153,7 +175,7 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
     solved = STRATEGIES.get(strategy).fits_head
     if solved:
         lr_default = STRATEGIES.get(strategy).lr(shown, ds.modality)
-        c[0].markdown("**Head**  \nsolved to convergence on the cached features (L-BFGS): no epochs or learning "
+        c[0].markdown("**Head**  \nsolved exactly on the pretrained model's features: no epochs or learning "
                       "rate to set")
     else:
         o["epochs"] = setting_input(c[0], TrainConfig, "epochs", shown.epochs, f"epochs_{strategy}",
@@ -161,8 +183,8 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
                                     + (" (auto's choice, if the plan trains)" if planned(strategy) else ""))
     if planned(strategy):
         lr_default = STRATEGIES.get(shown.strategy).lr(shown, ds.modality)
-        budget = default_budget()
-        o["budget_minutes"] = setting_input(c[1], TrainConfig, "budget_minutes", budget, "budget_auto")
+        budget = budget or default_budget()
+        o["budget_minutes"] = setting_input(c[1], TrainConfig, "budget_minutes", budget, f"budget_auto_{budget:g}")
         st.caption(f"The plans listed above are timed against {o['budget_minutes']:g} minutes. The choice and its "
                    "estimate appear on Monitor; the run stops at the budget with its best checkpoint.")
     elif solved:

@@ -16,8 +16,11 @@ ICON = {"queued": ":material/schedule:", "running": ":material/directions_run:",
 
 
 def label(r: dict) -> str:
+    """Unique per run: a picker keeps its choice by this text, so two runs alike in name, status and minute (a
+    run continued twice, search trials) would otherwise read back as the first of them."""
     t = time.strftime("%b %d %H:%M", time.localtime(r.get("created") or 0))
-    return f"{r.get('name') or r['id']} · {r['status']} · {t}"
+    name = r.get("name") or r["id"]
+    return f"{name} · {r['status']} · {t}" + ("" if name == r["id"] else f" · {r['id'][-6:]}")
 
 
 def pick_run(only_with_model: bool = False) -> RunFolder | None:

@@ -11,7 +11,7 @@ from .services import current_dataset, current_task, get_run, run_id
 NEXT = {
     "1 · Data": "Load a CSV of text + label, or images in class folders.",
     "2 · Explore": "Check duplicates and conflicts, fix them, then go to Train.",
-    "3 · Train": "Pick a backbone and strategy, then launch.",
+    "3 · Train": "Say how long it may train, then start; Advanced holds every setting.",
     "4 · Monitor": "Watch the curves; Stop any time. Then Evaluate.",
     "5 · Evaluate": "See where the model fails, then Predict & Export.",
     "6 · Predict & Export": "Try new inputs, predict a file, download the model.",

@@ -94,3 +94,9 @@ def idle(page, timeout: float = 60_000) -> None:
     """Wait until Streamlit finished the current script run."""
     page.wait_for_timeout(300)
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+
+
+def train_tab(page, name: str) -> None:
+    """The Train page's Simple or Advanced tab (Start training is on Simple)."""
+    page.get_by_role("tab", name=name, exact=True).click()
+    idle(page)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser_util import browser_page, chromium_available, idle, shot, studio_server, upload
+from tests.browser_util import browser_page, chromium_available, idle, shot, studio_server, train_tab, upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not chromium_available(), reason="Debian chromium not installed")]
 
@@ -48,11 +48,16 @@ def test_image_flow_frozen_mobilenet(tmp_path):
         expect(page.get_by_role("button", name="Start training")).to_be_disabled()
         page.get_by_text("classes", exact=True).click()
         idle(page)
-        page.get_by_text("Auto (recommended)").wait_for()
-        page.get_by_text("when the run starts it times a few real steps of each plan").wait_for()
+        page.get_by_text("when the run starts it times a few real steps of each plan").first.wait_for()
+        expect(page.get_by_text("Balanced", exact=True)).to_be_visible()  # the default view: how long, not how
+        expect(page.get_by_text("Frozen backbone (linear probe)", exact=True)).to_be_hidden()
         shot(page, "04-train")
+        train_tab(page, "Advanced")
+        page.get_by_text("Auto (recommended)").wait_for()
         page.get_by_text("Frozen backbone (linear probe)", exact=True).click()  # seconds on CPU, for CI
         idle(page)
+        train_tab(page, "Simple")
+        page.get_by_text("its epochs set the time").wait_for()  # a fixed method: the effort no longer applies
         page.get_by_role("button", name="Start training").click()
 
         page.get_by_text("Training loss").first.wait_for(timeout=60_000)
@@ -116,6 +121,7 @@ def test_text_flow_lora_minilm(tmp_path):
         page.get_by_role("button", name="Load Movie reviews").click()
         page.get_by_text("Loaded: demo: reviews.csv").wait_for(timeout=60_000)
         nav(page, "3 · Train")
+        train_tab(page, "Advanced")
         page.get_by_text("LoRA adapters", exact=True).click()
         idle(page)
         epochs = page.get_by_label("Epochs", exact=True)
@@ -124,6 +130,7 @@ def test_text_flow_lora_minilm(tmp_path):
         epochs.press("Enter")
         idle(page)
         shot(page, "t1-train-lora")
+        train_tab(page, "Simple")
         page.get_by_role("button", name="Start training").click()
         page.get_by_text("Training loss").first.wait_for(timeout=60_000)
         page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=120_000)  # the curve is drawn
@@ -288,7 +295,8 @@ def test_sweep_in_the_browser_auto_keeps_settings_overlap_report_and_safe_export
         page.get_by_role("button", name="Load Movie reviews").click()
         page.get_by_text("Loaded: demo: reviews.csv").wait_for(timeout=60_000)
         nav(page, "3 · Train")
-        page.get_by_text("Backbone").first.wait_for()
+        train_tab(page, "Advanced")
+        page.get_by_text("Backbone", exact=True).wait_for()
         page.locator("[data-testid='stSelectbox']").first.click()
         page.get_by_text("Other: a torchvision model or Hugging Face id").click()
         idle(page)
@@ -303,6 +311,7 @@ def test_sweep_in_the_browser_auto_keeps_settings_overlap_report_and_safe_export
         page.get_by_text("6 of 8 test examples (75%) repeat a training example").wait_for(timeout=60_000)
         expect(page.get_by_label("Leave these 6 out of the test set")).to_be_checked()
         shot(page, "s1-train-overlap")
+        train_tab(page, "Simple")
         page.get_by_role("button", name="Start training").click()
         page.get_by_role("heading", name="Completed").wait_for(timeout=240_000)
         page.get_by_text("kept as you set them: epochs 1").wait_for(timeout=30_000)
@@ -418,8 +427,10 @@ def test_every_page_on_data_with_every_finding_and_a_click_on_the_confusion_matr
         page.get_by_text("input(s) appear with different labels").wait_for(timeout=60_000)
         no_fault(page, "Explore before any run")
         nav(page, "3 · Train")
+        train_tab(page, "Advanced")
         page.get_by_text("Frozen backbone (linear probe)", exact=True).click()
         idle(page)
+        train_tab(page, "Simple")
         page.get_by_role("button", name="Start training").click()
         page.get_by_role("heading", name="Completed").wait_for(timeout=300_000)
         no_fault(page, "Monitor")

@@ -80,3 +80,41 @@ def test_html_report_renders_every_section_in_chromium(predictors, tmp_path):
             full = page.evaluate("() => document.body.scrollHeight")
             page.set_viewport_size({"width": 1280, "height": min(int(full) + 40, 6000)})
             shot(page, f"r-report-{kind}")
+
+
+def test_a_run_leaves_its_worst_mistakes_explained_and_the_report_reads_them(predictors):
+    """The report's mistakes come from the run's own end, not a second model load; what it left out is made."""
+    import pandas as pd
+
+    from core.fsutil import read_json
+    from core.predict.explain import from_json, to_json, worst_rows
+    from core.report.parts import mistakes
+
+    for kind, rec in predictors.runs.items():
+        cached = read_json(rec.explanations_file)
+        preds = pd.read_parquet(rec.test_predictions)
+        task = SimpleNamespace(has_classes=True)
+        worst = worst_rows(preds, True)
+        assert cached["rows"] == [str(r) for r in worst["row"]][: len(cached["rows"])] and cached["rows"], kind
+        first = from_json(cached["explained"][0])
+        raw = preds.set_index(preds["row"].astype(str)).loc[cached["rows"][0]]
+        again = explain(predictors.image if kind == "image" else predictors.text,
+                        Image.open(raw["file"]).convert("RGB") if kind == "image" else raw["input"], first.target)
+        assert [p.part for p in first.parts] == [p.part for p in again.parts]
+        if kind == "text":
+            assert first.parts[0].words == again.parts[0].words
+            assert np.allclose(first.parts[0].scores, again.parts[0].scores, atol=1e-4)
+        else:  # heat kept to 8 bits
+            assert np.abs(first.parts[0].heat - again.parts[0].heat).max() <= 1 / 255 + 1e-3
+        assert from_json(to_json(first)).parts[0].share == first.parts[0].share
+
+        def no_model():
+            raise AssertionError("the report loaded the model although the run left every explanation")
+        n = len(cached["rows"])
+        html = mistakes(task, preds, n, cached, no_model)
+        assert html.count('class="card') == n and ("Heat shows" in html or "Green words" in html)
+        made = []  # asked for more than the run left: only the rest is explained now
+        real = predictors.image if kind == "image" else predictors.text
+        more = mistakes(task, preds, n + 1, {"rows": cached["rows"][1:], "explained": cached["explained"][1:]},
+                        lambda: made.append(1) or real)
+        assert made == [1] and more.count('class="card') == min(n + 1, len(worst_rows(preds, True, n + 1)))

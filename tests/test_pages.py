@@ -69,7 +69,7 @@ def test_invalid_backbone_is_refused_before_launch(at):
     at.button(key="demo_reviews").click().run()
     at.switch_page("pages/train.py").run()
     at.selectbox[0].set_value("Other: a torchvision model or Hugging Face id").run()
-    at.text_input[0].input("resnet-9000").run()
+    at.text_input(key="backbone_typed").input("resnet-9000").run()
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception
     msg = " ".join(errors(at))
@@ -107,3 +107,35 @@ def test_search_page_offers_the_settings_the_cli_uses(at):
     space = json.loads(next(t for t in at.text_area if t.label.startswith("What to search")).value)
     assert space == default_space("text", int(400 * 0.8))
     assert any(b.label == "Start search" for b in at.button)
+
+
+def test_the_train_page_leads_with_how_long_and_the_budget_it_names_is_the_one_that_runs(at):
+    """The default view is a few controls; Quick, Balanced and Thorough are budgets in the run's own config."""
+    import json
+
+    from core.train.auto.choose import EFFORT
+
+    at.button(key="demo_reviews").click().run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception and not errors(at)
+    simple, advanced = (next(t for t in at.tabs if t.label == n) for n in ("Simple", "Advanced"))
+    kinds = ("radio", "button", "text_input", "selectbox", "multiselect", "number_input", "checkbox", "toggle",
+             "slider", "text_area", "expander")
+
+    def count(where):
+        return sum(len(getattr(where, k)) for k in kinds)
+    assert count(at.main) - count(advanced) + len(at.tabs) <= 8  # what shows before Advanced is opened
+
+    def config():
+        return json.loads(next(c.value for c in at.code if c.language == "json"))
+
+    for effort, (minutes, _) in EFFORT.items():
+        at.radio(key="effort").set_value(effort).run()
+        cfg = config()
+        budget = cfg["train"]["budget_minutes"]
+        assert (budget or EFFORT["balanced"][0]["cpu"]) == minutes["cpu"], effort  # None: the device's default
+        assert ("budget_minutes" in cfg["chosen"]) == (budget is not None)  # auto keeps a budget asked for
+        assert any(f"fits {minutes['cpu']:g} minutes" in c.value for c in at.caption[:1]), effort
+    at.radio(key="strategy").set_value("frozen").run()
+    assert at.radio(key="effort").disabled and config()["train"]["budget_minutes"] is None
+    assert "its epochs set the time" in at.caption[0].value

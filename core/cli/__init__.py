@@ -16,6 +16,7 @@ from typing import Any
 from ..backbones import list_backbones
 from ..data.audit import cached_audit
 from ..errors import StudioError
+from ..fsutil import read_json
 from ..metrics import comparison
 from ..predict import serve
 from ..predict.export import FORMATS, export
@@ -82,6 +83,10 @@ def cmd_evaluate(args) -> int:
                "val": _scalars(rec.result("val")), "baseline": rec.status.get("baseline"),
                "vs_baseline": rec.status.get("vs_baseline"), "verdict": comparison(rec.status),
                "test_overlap": rec.status.get("test_overlap")}
+    if rec.parent_changes_file.is_file():  # a continued run: against its parent, without the example lists
+        changes = read_json(rec.parent_changes_file)
+        summary.update(parent=changes.get("parent"), what_changed=rec.status.get("vs_parent"),
+                       vs_parent={k: v for k, v in changes.items() if k not in ("fixed", "broken")})
     emit(summary, args.json)
     return 0
 

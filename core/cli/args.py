@@ -13,6 +13,7 @@ from ..errors import ConfigError, StudioError
 from ..runs.folder import RunFolder
 from ..settings import add_arguments, build, parse_text
 from ..strategies import REGISTRY as STRATEGIES
+from ..train.parent import continued_config
 
 
 class CliError(StudioError):
@@ -70,7 +71,9 @@ def _recorded_data(d: dict[str, Any], status: dict[str, Any], given: dict[str, A
               file=sys.stderr)
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
+def config_from_args(args: argparse.Namespace, parent: RunFolder | None = None) -> RunConfig:
+    """parent: the run --init-from continues; without --config its settings and split are the base, on the very
+    dataset version it trained on unless --data names another."""
     data, train = _given(args, "data__"), _given(args, "train__")
     strategy_args: dict[str, dict[str, Any]] = {}
     for key, value in _given(args, "strategy__").items():
@@ -83,6 +86,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         base = loaded.to_dict()
         base["chosen"] = sorted(loaded.user_set())  # an earlier version's config: its own rule, made explicit
         _recorded_data(base["data"], RunFolder(given if given.is_dir() else given.parent).status, data)
+    elif parent is not None:
+        continued = continued_config(parent)
+        base = {**continued.to_dict(), "chosen": sorted(continued.user_set())}
     else:
         if not data.get("source"):
             raise CliError("Give --data PATH (or --config RUN_DIR/config.json).")

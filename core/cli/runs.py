@@ -57,15 +57,21 @@ def _ranks(runs, datasets, cfg, owner: str | None) -> tuple[Any, dict[str, Any]]
 
 def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
     keys = ("test", "baseline", "vs_baseline", "best_epoch", "test_overlap", "blend", "auto", "resolved_strategy",
-            "resolved_backbone", "plan", "task", "run_s", "predictor", "parts", "world_size", "notes")
+            "resolved_backbone", "plan", "task", "run_s", "predictor", "parts", "world_size", "notes",
+            "parent", "vs_parent")
     return {"run_id": rec.id, "run_dir": str(rec.dir), "status": st.get("status"), "reason": st.get("reason", ""),
             "trainable_params": st.get("trainable_params"), "total_params": st.get("total_params"),
             **{k: st[k] for k in keys if st.get(k) is not None}, "elapsed_s": st.get("elapsed_s")}
 
 
 def cmd_train(args) -> int:
-    cfg = config_from_args(args)
     datasets, runs = stores(args)
+    parent = None
+    if getattr(args, "train__init_from", None):
+        parent = run_of(args, args.train__init_from)[2]
+        same = parent.dir.resolve().parent == runs.root.resolve()
+        args.train__init_from = parent.id if same else str(parent.dir.resolve())  # found again by the run itself
+    cfg = config_from_args(args, parent)
     if D.init_from_env():  # under torchrun: every rank joins
         try:
             rec, st = _ranks(runs, datasets, cfg, args.owner)

@@ -5,11 +5,14 @@ exact; a probe on pretrained features is explained by Grad-CAM through the untou
 A part with no share is not explained: it did not decide anything."""
 from __future__ import annotations
 
+import base64
+import io
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib import colormaps
 from PIL import Image
@@ -55,6 +58,38 @@ def explain(pred: "Predictor", raw: Any, target: int | None = None) -> Explanati
         parts.append(partner_words(pred, raw, target) if pred.partner.tfidf else
                      gradcam(pred, raw, target, probe=True))
     return Explanation(target, sorted(parts, key=lambda p: -p.share))
+
+
+WORST = 12  # mistakes a report shows, explained when the run ends
+
+
+def worst_rows(preds: pd.DataFrame, has_classes: bool, k: int = WORST) -> pd.DataFrame:
+    """The test rows most worth a look: the most confident mistakes (classes), the largest errors (values)."""
+    if has_classes:
+        return preds[preds["true"] != preds["pred"]].sort_values("loss", ascending=False).head(k)
+    return preds.sort_values("error_abs", ascending=False).head(k)
+
+
+def to_json(e: Explanation) -> dict[str, Any]:
+    parts = []
+    for p in e.parts:
+        d = {"part": p.part, "name": p.name, "share": p.share, "words": p.words, "scores": p.scores, "note": p.note}
+        if p.heat is not None:  # 8 bits of heat as a grey PNG: what a picture of it can show, at a tenth the size
+            buf = io.BytesIO()
+            Image.fromarray(np.round(np.clip(p.heat, 0, 1) * 255).astype(np.uint8)).save(buf, "PNG")
+            d["heat_png"] = base64.b64encode(buf.getvalue()).decode("ascii")
+        parts.append(d)
+    return {"target": e.target, "parts": parts}
+
+
+def from_json(d: dict[str, Any]) -> Explanation:
+    parts = []
+    for p in d["parts"]:
+        heat = p.pop("heat_png", None)
+        if heat is not None:
+            heat = np.asarray(Image.open(io.BytesIO(base64.b64decode(heat))), dtype=np.float32) / 255
+        parts.append(Part(heat=heat, **p))
+    return Explanation(int(d["target"]), parts)
 
 
 # --------------------------------------------------------------------------- images

@@ -15,6 +15,7 @@ from ..errors import RunError
 from ..fsutil import read_json
 from ..metrics import comparison
 from ..predict.blend import describe
+from ..predict.explain import WORST
 from ..predict.predictor import Predictor
 from ..runs.folder import RunFolder
 from ..strategies import get_strategy
@@ -45,7 +46,7 @@ def _settings_in_words(cfg, status: dict[str, Any]) -> str:
     return "<ul>" + "".join(f"<li>{p}</li>" for p in parts) + "</ul>"
 
 
-def build_report(rec: RunFolder, dataset=None, max_errors: int = 12, explain: bool = True) -> str:
+def build_report(rec: RunFolder, dataset=None, max_errors: int = WORST, explain: bool = True) -> str:
     status = rec.status
     res = rec.result("test")
     if res is None:
@@ -83,18 +84,18 @@ def build_report(rec: RunFolder, dataset=None, max_errors: int = 12, explain: bo
                f"status <b>{html.escape(str(status.get('status')))}</b> · {P.summary_numbers(task, res)} on "
                f"{res['n']} held-out examples.</p>"
                + (f"<p>{html.escape(described['sentence'])}</p>" if described.get("sentence") else ""))
-    pred = None
-    if explain and len(preds):
-        pred = Predictor(rec.dir)
+    cached = read_json(rec.explanations_file) if explain else None
     sections = {
         "Summary": summary,
         "Data": data_html,
         "Settings": _settings_in_words(cfg, status),
         "Training curves": P.curves(rec.events(), task),
         "Results": verdict + P.results_table(task, t, base, described.get("title"), status.get("parts"))
-        + _distillation(status),
+        + _distillation(status) + (P.changes(read_json(rec.parent_changes_file))
+                                   if rec.parent_changes_file.is_file() else ""),
         **P.task_sections(task, res, preds),
-        "Mistakes": P.mistakes(pred, task, preds, max_errors) if len(preds) else "<p>No predictions saved.</p>",
+        "Mistakes": P.mistakes(task, preds, max_errors, cached, (lambda: Predictor(rec.dir)) if explain else None)
+        if len(preds) else "<p>No predictions saved.</p>",
     }
     body = "".join(f'<section id="{k.lower().replace(" ", "-")}"><h2>{k}</h2>{v}</section>' for k, v in sections.items())
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title} · Fine-Tune Studio report</title>

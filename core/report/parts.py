@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib
 
@@ -17,7 +17,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..data.images import open_rgb
-from ..predict.explain import Explanation, explain, overlay, tokens_html
+from ..predict.explain import Explanation, explain, from_json, overlay, tokens_html, worst_rows
+from ..runs.changes import summary
 
 NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "mae": "MAE", "rmse": "RMSE", "r2": "R²"}
 
@@ -124,6 +125,27 @@ def _residuals(preds: pd.DataFrame, res: dict) -> str:
     return png(fig) + f"<p>Mean residual (bias) {res['bias']:+.3g}; target standard deviation {res['target_std']:.3g}.</p>"
 
 
+def _cached(cached: dict | None, worst: pd.DataFrame) -> list[Explanation | None]:
+    """The run's own explanations of these rows, None where the run left a row unexplained."""
+    by_row = dict(zip(cached.get("rows", []), cached.get("explained", []))) if cached else {}
+    return [from_json(by_row[r]) if r in by_row else None for r in map(str, worst["row"])]
+
+
+def changes(ch: dict) -> str:
+    """A continued run against its parent: the sentence, per-class recall, the examples fixed and broken."""
+    out = f"<h3>What changed since run {html.escape(str(ch['parent']))}</h3><p>{html.escape(summary(ch))}</p>"
+    if ch.get("per_class"):
+        out += table(pd.DataFrame(ch["per_class"]).rename(columns={"parent_recall": "recall before",
+                                                                  "child_recall": "recall now"}))
+    for key in ("fixed", "broken"):
+        rows = pd.DataFrame(ch.get(key) or [])
+        if len(rows):
+            keep = [c for c in ("input", "file", "true", "pred_parent", "pred") if c in rows.columns]
+            out += f"<h4>{key.capitalize()} (first {len(rows)})</h4>" + table(
+                rows[keep].rename(columns={"true": "label", "pred_parent": "before", "pred": "now"}))
+    return out
+
+
 def explanation_html(expl: Explanation, image: Any = None) -> str:
     """Each part of the predictor that decided, with its share: heat over the image, or shaded words."""
     out = []
@@ -137,32 +159,31 @@ def explanation_html(expl: Explanation, image: Any = None) -> str:
     return "".join(out)
 
 
-def mistakes(pred, task, preds: pd.DataFrame, max_items: int) -> str:
-    """The worst test examples with what decided them (pred: a loaded Predictor, or None to skip)."""
-    if task.has_classes:
-        worst = preds[preds["true"] != preds["pred"]].sort_values("loss", ascending=False).head(max_items)
-        if worst.empty:
-            return "<p>No test example was misclassified.</p>"
-    else:
-        worst = preds.sort_values("error_abs", ascending=False).head(max_items)
+def mistakes(task, preds: pd.DataFrame, max_items: int, cached: dict | None = None,
+             predictor: Callable[[], Any] | None = None) -> str:
+    """The worst test examples with what decided them: read from the explanations the run made when it ended
+    (cached), else made now with predictor() (None: shown without explanations)."""
+    worst = worst_rows(preds, task.has_classes, max_items)
+    if task.has_classes and worst.empty:
+        return "<p>No test example was misclassified.</p>"
     images = "file" in preds.columns
+    raws = [open_rgb(r["file"]) if images else str(r["input"]) for _, r in worst.iterrows()]
+    whys = _cached(cached, worst)
+    if None in whys and predictor is not None:
+        pred = predictor()
+        whys = [why or explain(pred, raw, pred.classes.index(p) if task.has_classes else 0)
+                for why, raw, p in zip(whys, raws, worst["pred"])]
     cards = []
-    for _, r in worst.iterrows():
+    for (_, r), raw, why in zip(worst.iterrows(), raws, whys):
         cap = f"true <b>{html.escape(fmt(r['true']))}</b> → predicted <b>{html.escape(fmt(r['pred']))}</b>" + \
             (f" ({r['confidence']:.0%})" if "confidence" in r else "")
-        target = pred.classes.index(r["pred"]) if pred is not None and task.has_classes else 0
         if images:
-            img = open_rgb(r["file"])
-            body = thumb(img.resize((112, 112)))
-            if pred is not None:
-                body += explanation_html(explain(pred, img, target), img)
+            body = thumb(raw.resize((112, 112))) + (explanation_html(why, raw) if why else "")
             cards.append(f'<div class="card">{body}<div>{cap}</div></div>')
         else:
-            text = f"<p>{html.escape(str(r['input']))}</p>"
-            if pred is not None:
-                text = explanation_html(explain(pred, str(r["input"]), target))
+            text = explanation_html(why) if why else f"<p>{html.escape(raw)}</p>"
             cards.append(f'<div class="card wide"><div>{cap}</div>{text}</div>')
     towards = "the predicted class" if task.has_classes else "a higher value"
     note = ("Heat shows where each part of the model looked for its answer." if images else
-            f"Green words pushed towards {towards}, red against it.") if pred is not None else ""
+            f"Green words pushed towards {towards}, red against it.") if any(whys) else ""
     return f"<p class='muted'>{note}</p><div class='gallery'>{''.join(cards)}</div>"

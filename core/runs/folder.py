@@ -121,6 +121,16 @@ class RunFolder(ModelFolder):
         return self.eval_dir / "test_predictions.parquet"
 
     @property
+    def explanations_file(self) -> Path:
+        """The worst test mistakes explained once, when the run ends (the report reads them)."""
+        return self.eval_dir / "mistakes_explained.json"
+
+    @property
+    def parent_changes_file(self) -> Path:
+        """A continued run against its parent on their shared test examples (core.runs.changes)."""
+        return self.eval_dir / "vs_parent.json"
+
+    @property
     def baseline_predictions(self) -> Path:
         return self.eval_dir / "baseline_test_pred.npy"
 

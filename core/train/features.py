@@ -18,11 +18,14 @@ Progress = Callable[[float, str], None]
 
 class Features:
     """model: the run's model before any step. Its features are the pretrained ones unless its strategy changes
-    what the encoder computes from the start (prompt tuning's virtual tokens): then an untouched copy of the
-    backbone reads them, as the predictor's partner will (core.predict.predictor.pristine)."""
+    what the encoder computes from the start (prompt tuning's virtual tokens) or it starts from a parent run's
+    weights: then an untouched copy of the backbone reads them, as the predictor's partner will
+    (core.predict.predictor.pristine)."""
 
     def __init__(self, model, data: RunData, spec, t, device: torch.device, progress: Progress):
-        if get_strategy(t.strategy).changes_features:
+        s = get_strategy(t.strategy)
+        # a continued run's model holds its parent's training: the pretrained features come from a fresh copy
+        if s.changes_features or (t.init_from and not s.frozen_backbone):
             model = pristine(spec, t, data.task.out_dim(data.targets), device)
         self.model, self.data, self.spec, self.t, self.device, self.progress = model, data, spec, t, device, progress
         self._pretrained: np.ndarray | None = None

@@ -28,6 +28,7 @@ from .checks.overlap import report_test_overlap
 from .checks.size import size_note
 from .features import Features
 from .head import solve_head
+from .parent import check_parent, inherit, load_parent
 from .setup import attach_inputs, build_model, device_for, open_run, pick_device, run_data
 
 Progress = Callable[[float, str], None]
@@ -55,10 +56,12 @@ class Plan:
 
 
 def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previous: dict[str, Any], resume: bool,
-              progress: Progress, report: Report, device: str | None = None) -> Plan:
+              progress: Progress, report: Report, device: str | None = None, parent: RunFolder | None = None) -> Plan:
+    """parent: the finished run this one continues (train.init_from)."""
     cfg = RunConfig.from_dict(cfg.to_dict())  # this run's own copy; config.json keeps what was asked
     if resume and folder.resolved_file.is_file():  # a resumed run goes on with the plan it started with
         cfg = RunConfig.load(folder.resolved_file)
+    continued = inherit(cfg, parent) if parent else None
     if resume:  # and with the very data versions it started on, whatever became of the files since
         cfg.data.source = previous.get("dataset") or cfg.data.source
         cfg.data.test_source = previous.get("test_dataset") or cfg.data.test_source
@@ -68,6 +71,9 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
     data = run_data(opened, drop)
     if data.task.has_classes and len(data.classes) < 2:
         raise DataError(f"Only one class ({data.classes[0]}): training needs at least two.")
+    if parent:
+        check_parent(parent, cfg, data.task.name, opened.ds.modality)
+        report(parent=parent.id)
     spec, device, reason = opened.spec, pick_device(device) if device else device_for(cfg), None
     if get_strategy(cfg.train.strategy).planned:
         cfg.train, reason, choice = plan_auto(cfg, data, spec, device, progress)
@@ -83,7 +89,9 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
     model, groups, strategy = build_model(spec, data, cfg.train, device)
     plan = Plan(cfg, spec, strategy, data, model, groups, device, progress, folder,
                 Features(model, data, spec, cfg.train, device, progress), reason)
-    plan.notes += fitted
+    plan.notes += fitted + [n for n in (continued,) if n]
+    if parent and not resume:  # a resumed run reads its own checkpoint instead
+        plan.notes.append(load_parent(model, parent, data.classes if data.task.has_classes else None))
     numbers = label_numbers(data.labels) if data.task.has_classes else None
     if numbers:  # never silently one: the choice made is said, with the other
         plan.notes.append(f"{numbers['why']} This run learns them as {len(data.classes)} classes; to predict them "

@@ -16,6 +16,7 @@ from ..data.datasets import DatasetStore
 from ..errors import StudioError
 from ..fsutil import DiskFullError, atomic_write_json
 from ..predict.predictor import Predictor
+from ..runs.changes import summary, what_changed
 from ..runs.folder import RunFolder
 from ..runs.store import RunStore
 from ..strategies import count_params
@@ -27,6 +28,7 @@ from .callbacks import (
     DivergenceGuard,
     EarlyStopping,
     EvalFiles,
+    ExplainMistakes,
     MixUp,
     OomRecovery,
     Resume,
@@ -41,6 +43,7 @@ from .callbacks.distill import Distill, check_teacher, compare, teacher_log_prob
 from .callbacks.guards import Budget
 from .events import Callback, Control, Event, JsonlLog, Parts, TrainState
 from .loop import Learner, amp_dtype, optimizer
+from .parent import parent_of
 from .plan import Plan, make_plan
 from .setup import pick_device, seed_everything
 from .trackers import build
@@ -63,6 +66,7 @@ class Trainer:
         self.extra = list(callbacks or [])
         self.main = D.is_main()
         self.plan: Plan | None = None
+        self.parent: RunFolder | None = None
         self.learner: Learner | None = None
         self._sinks = self._make_sinks()
 
@@ -129,8 +133,9 @@ class Trainer:
 
     def _run(self, resume: bool) -> dict[str, Any]:
         previous = self.folder.status if resume else {}
+        self.parent = parent_of(self.store, self.asked.train.init_from) if self.asked.train.init_from else None
         plan = self.plan = make_plan(self.asked, self.datasets, self.folder, previous, resume, self.progress,
-                                     lambda **f: self.status("running", **f), self.device)
+                                     lambda **f: self.status("running", **f), self.device, self.parent)
         learner = self.learner = self._learner(plan, resume)
         trainable, total = count_params(plan.model)
         data = plan.data
@@ -189,7 +194,8 @@ class Trainer:
         if t.blend:
             cbs.append(Blend(data, plan.blend_view, d if self.main else None))
         if self.main:  # writers run on the main process only
-            cbs += [Checkpointer(d, every_s=t.checkpoint_every_min * 60), EvalFiles(data, d)]
+            cbs += [Checkpointer(d, every_s=t.checkpoint_every_min * 60), EvalFiles(data, d),
+                    ExplainMistakes(data, d, self._predictor(plan))]
         return cbs + self._sinks
 
     def _predictor(self, plan: Plan) -> Callable[[Any, float], Predictor]:
@@ -236,6 +242,10 @@ class Trainer:
                                  ("parts", (res or {}).get("parts"))) if v is not None})
         if plan.cfg.train.teacher and test and self.main:
             final = self._distillation_report(plan, test) or final
+        if self.parent is not None and test and self.main:
+            changes = what_changed(self.parent, self.folder)
+            atomic_write_json(self.folder.parent_changes_file, changes)
+            final = self.status(final.get("status"), vs_parent=summary(changes))
         self.emit("run_end", status=status, reason=reason, test=test, elapsed_s=time.time() - st.started)
         return final
 

@@ -8,6 +8,12 @@ from typing import Any
 import torch
 
 DEFAULT_MINUTES = {"cpu": 10.0, "gpu": 30.0}
+# the three choices the Train page leads with: time budgets on a CPU and on a GPU, and what the time buys
+EFFORT = {
+    "quick": ({"cpu": 3.0, "gpu": 10.0}, "a first answer: mostly the pretrained model's features with a fitted head"),
+    "balanced": (DEFAULT_MINUTES, "room to fine-tune a small model on most datasets"),
+    "thorough": ({"cpu": 30.0, "gpu": 90.0}, "room for larger models and more epochs"),
+}
 MARGIN = 0.85  # an estimate must fit in this share of the budget: speeds vary, and the plan itself takes time
 
 

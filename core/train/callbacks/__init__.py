@@ -2,11 +2,11 @@
 status and logs. core.train.trainer registers them; the learning-rate range test (core.train.lr_finder) reuses the loop
 with its own."""
 from .checkpoint import BestWeights, Checkpointer, Resume
-from .evaluation import EvalFiles, TestEvaluation, Validation
+from .evaluation import EvalFiles, ExplainMistakes, TestEvaluation, Validation
 from .guards import Budget, DivergenceGuard, EarlyStopping, OomRecovery, Unfreeze
 from .mix import MixUp
 from .schedule import Schedule
 from .status import StatusHeartbeat
 
-__all__ = ["BestWeights", "Checkpointer", "Resume", "EvalFiles", "TestEvaluation", "Validation", "DivergenceGuard",
+__all__ = ["BestWeights", "Checkpointer", "Resume", "EvalFiles", "ExplainMistakes", "TestEvaluation", "Validation", "DivergenceGuard",
            "EarlyStopping", "Budget", "OomRecovery", "Unfreeze", "MixUp", "Schedule", "StatusHeartbeat"]

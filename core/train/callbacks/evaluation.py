@@ -2,6 +2,7 @@
 paired comparison with the baseline), and — on the main process only — the files they leave in eval/."""
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -9,6 +10,8 @@ import pandas as pd
 
 from ...errors import RunError
 from ...fsutil import atomic_write_json
+from ...portable import open_rgb
+from ...predict.explain import explain, to_json, worst_rows
 from ...runs.folder import RunFolder
 from .. import distributed as D
 from ..events import Callback
@@ -107,3 +110,38 @@ class EvalFiles(Callback):
         df = pd.DataFrame({"row": [str(d.source_rows[i]) for i in idx], "input": [d.display[i] for i in idx],
                            **cols, **({"file": [d.files[i] for i in idx]} if d.modality.file_inputs else {})})
         df.to_parquet(self.folder.test_predictions, index=False)
+
+
+class ExplainMistakes(Callback):
+    """The worst test mistakes explained with the model still in memory when the run ends, so the report reads
+    them instead of loading the model and running Integrated Gradients per example. It spends at most a tenth of
+    the run's own time (at least SECONDS): a search trial stays a trial; what it leaves, the report explains."""
+    order = 2  # after EvalFiles has written the test predictions
+    SECONDS = 5.0
+
+    def __init__(self, data, folder: RunFolder, predictor: Callable[[Any, float], Any]):
+        self.data, self.folder, self.predictor = data, folder, predictor
+
+    def on_fit_end(self, ctx):
+        st = ctx.state
+        if st.results.get("test") is None or not self.folder.test_predictions.is_file() or ctx.control.status == "stopped":
+            return
+        worst = worst_rows(pd.read_parquet(self.folder.test_predictions), self.data.task.has_classes)
+        if worst.empty:
+            return
+        blend = st.results.get("blend") or {}
+        pred = self.predictor(st.results.get("partner"), float(blend.get("network_weight", 1.0)))
+        ctx.emit("progress", fraction=0.99, message=f"Explaining the {len(worst)} worst test example(s) for the report")
+        idx, files = self.data.idx("test").numpy(), self.data.files
+        deadline = time.time() + max(self.SECONDS, (time.time() - st.started) / 10)
+        rows, done = [], []
+        for i, (_, r) in zip(worst.index, worst.iterrows()):
+            if time.time() > deadline:
+                break
+            raw = open_rgb(files[idx[i]]) if self.data.modality.file_inputs else files[idx[i]]
+            try:
+                done.append(to_json(explain(pred, raw, pred.classes.index(r["pred"]) if self.data.task.has_classes else 0)))
+            except (ValueError, RuntimeError):  # a model Captum cannot take apart: the report tries and says so
+                break
+            rows.append(str(r["row"]))
+        atomic_write_json(self.folder.explanations_file, {"rows": rows, "explained": done})
