@@ -11,6 +11,7 @@ STEPS = [
     st.Page("pages/evaluate.py", title="5 · Evaluate", icon=":material/fact_check:"),
     st.Page("pages/predict.py", title="6 · Predict & Export", icon=":material/online_prediction:"),
 ]
+IMPROVE = [st.Page("pages/review.py", title="Review labels", icon=":material/rule:")]
 HISTORY = [st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
            st.Page("pages/search.py", title="Search settings", icon=":material/travel_explore:")]
 
@@ -18,7 +19,7 @@ from studio.entry import NAVIGATED  # noqa: E402
 from studio.services import remember_from_url  # noqa: E402
 
 remember_from_url()
-page = st.navigation({"Steps": STEPS, "History": HISTORY})
+page = st.navigation({"Steps": STEPS, "Improve": IMPROVE, "History": HISTORY})
 st.session_state[NAVIGATED] = True
 
 from studio.sidebar import where_am_i  # noqa: E402  (after navigation: it reads the chosen page)

@@ -54,7 +54,7 @@ table = pd.DataFrame([{
     "trainable": r.get("trainable_params"), "time (s)": r.get("elapsed_s"), "peak MB": r.get("peak_mem_mb"),
     **({"shared": access.is_shared(get_run(r["id"]).dir)} if current_user() else {}),
 } for r in runs])
-READABLE = ["name", "data", "method", "score", "vs baseline", "when", "status"]
+READABLE = ["name", "data", "method", "score", "vs baseline", "when", "status", *(["shared"] if current_user() else [])]
 every = st.toggle("Show every column", key="runs_every",
                   help="Ids, every test number, the baseline's, weights trained, time and memory.")
 number_cols = {c: st.column_config.NumberColumn(format="%.3f") for c in table.columns

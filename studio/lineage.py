@@ -67,8 +67,13 @@ def changes_view(rec: RunFolder) -> None:
         table["change"] = table["recall now"] - table["recall before"]
         st.dataframe(table.style.format({c: "{:.2f}" for c in ("recall before", "recall now", "change")},
                                         na_rep="–"), hide_index=True, width="stretch")
-    fixed, broken = st.tabs([f"Fixed ({len(changes.get('fixed', []))} shown)",
-                             f"Broken ({len(changes.get('broken', []))} shown)"])
+    c = changes.get("vs_parent") or {}
+
+    def title(key: str, total_key: str) -> str:
+        shown, total = len(changes.get(key) or []), c.get(total_key, len(changes.get(key) or []))
+        return f"{key.capitalize()} ({total})" + (f", first {shown} shown" if shown < total else "")
+    names = ("closer", "farther") if c.get("metric") == "mae" else ("fixed", "broken")
+    fixed, broken = st.tabs([title("fixed", names[0]), title("broken", names[1])])
     for tab, key in ((fixed, "fixed"), (broken, "broken")):
         with tab:
             rows = pd.DataFrame(changes.get(key) or [])

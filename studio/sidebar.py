@@ -15,6 +15,7 @@ NEXT = {
     "4 · Monitor": "Watch the curves; Stop any time. Then Evaluate.",
     "5 · Evaluate": "See where the model fails, then Predict & Export.",
     "6 · Predict & Export": "Try new inputs, predict a file, download the model.",
+    "Review labels": "Decide on the examples listed, make a new version, continue training on it.",
     "Runs": "Compare runs trained on the same split.",
     "Search settings": "Let Optuna try settings; open or export the best trial.",
 }

@@ -1,4 +1,5 @@
 """The studio end to end in a real browser (headless Chromium), with screenshots of each page."""
+import json
 import re
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_image_flow_frozen_mobilenet(tmp_path):
         page.get_by_text("classes", exact=True).click()
         idle(page)
         page.get_by_text("when the run starts it times a few real steps of each plan").first.wait_for()
-        expect(page.get_by_text("Balanced", exact=True)).to_be_visible()  # the default view: how long, not how
+        expect(page.get_by_text("Balanced", exact=True).first).to_be_visible()  # the default view: how long, not how
         expect(page.get_by_text("Frozen backbone (linear probe)", exact=True)).to_be_hidden()
         shot(page, "04-train")
         train_tab(page, "Advanced")
@@ -461,3 +462,60 @@ def test_every_page_on_data_with_every_finding_and_a_click_on_the_confusion_matr
             no_fault(page, title)
         page.get_by_text("Suspect labels").first.wait_for(timeout=30_000)
         shot(page, "x2-explore-with-suspects")
+
+
+@pytest.mark.slow
+def test_the_experts_loop_review_relabel_new_version_continue_and_what_changed(tmp_path):
+    """Open the review queue of a finished run, change two labels and remove one example (decisions survive a
+    refresh), make the new version, continue training from the run on it, and see what changed."""
+    from core.data.datasets import DatasetStore
+    from core.data.review import decisions
+    from core.runs.store import RunStore
+    from tests.conftest import make_findings_csv
+    from tests.helpers import config, train
+
+    home = tmp_path / "home"
+    stores = DatasetStore(home / "datasets"), RunStore(home / "runs")
+    # a parent short of converged, so that continuing it changes predictions
+    parent, st, _ = train(stores, config(make_findings_csv(tmp_path / "findings.csv"), "tiny-text", "full", epochs=1,
+                                         lr=3e-4))
+    assert st["status"] == "completed"
+    with studio_server(home) as (url, _), browser_page() as page:
+        page.goto(f"{url}/?run={parent.id}")
+        idle(page)
+        nav(page, "Review labels")
+        page.get_by_text("Decisions so far").wait_for(timeout=60_000)
+        no_fault(page, "Review")
+        for i in (0, 1):
+            page.get_by_role("radio", name="Relabel", exact=True).nth(i).click()
+            idle(page)
+        page.get_by_role("radio", name="Remove", exact=True).nth(2).click()
+        idle(page)
+        ds = stores[0].get(parent.status["dataset"])
+        made = decisions(ds)
+        assert sorted(d["decision"] for d in made.values()) == ["relabel", "relabel", "remove"]
+        page.reload()  # a refresh loses nothing
+        idle(page)
+        page.get_by_text("Decisions so far").wait_for(timeout=60_000)
+        expect(page.get_by_text(re.compile(r"Saved: Relabel → "))).to_have_count(2)
+        expect(page.get_by_text("Saved: Remove")).to_have_count(1)
+        shot(page, "x1-review")
+        page.get_by_role("button", name="Make the new version of the data").click()
+        page.get_by_text(re.compile(r"New version ds-\w+: 2 relabelled, 1 removed")).wait_for(timeout=60_000)
+        page.get_by_role("button", name="Continue training from this run on it").click()
+        page.get_by_role("heading", name="Completed").wait_for(timeout=240_000)
+        nav(page, "5 · Evaluate")
+        page.get_by_text("What changed since its parent").wait_for(timeout=60_000)
+        page.get_by_text(f"Continued from run {parent.id}").wait_for()
+        page.get_by_text("test examples both runs were judged on").first.wait_for()
+        child = stores[1].get(next(r for r in stores[1].list() if r["id"] != parent.id)["id"])
+        assert child.status["parent"] == parent.id and child.status["dataset"] != parent.status["dataset"]
+        changes = json.loads(child.parent_changes_file.read_text())
+        for tab in ("broken", "fixed"):  # the changed predictions themselves, as many as the comparison found
+            page.get_by_role("tab", name=re.compile(rf"^{tab.capitalize()} \({changes['vs_parent'][tab]}\)")).click()
+            idle(page)
+            if changes[tab]:
+                # the table's cells (drawn on a canvas; their text is in the grid's accessible cells)
+                page.get_by_text(changes[tab][0]["input"][:40]).first.wait_for(state="attached")
+        no_fault(page, "Evaluate of the continued run")
+        shot(page, "x2-what-changed")

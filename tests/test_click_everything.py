@@ -12,7 +12,7 @@ from tests.helpers import config, train
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/data.py", "pages/explore.py", "pages/train.py", "pages/monitor.py", "pages/evaluate.py",
-         "pages/predict.py", "pages/runs.py", "pages/search.py"]
+         "pages/predict.py", "pages/runs.py", "pages/search.py", "pages/review.py"]
 # controls whose click starts something long on purpose (a training run) or leaves the data behind for good
 SKIP = {"Start training", "Start search"}  # the browser test starts a small search
 

@@ -26,7 +26,7 @@ def errors(app):
 
 def test_every_page_renders_without_data(at):
     for page in ["pages/explore.py", "pages/train.py", "pages/monitor.py", "pages/evaluate.py",
-                 "pages/predict.py", "pages/runs.py", "pages/search.py"]:
+                 "pages/predict.py", "pages/runs.py", "pages/search.py", "pages/review.py"]:
         at.switch_page(page).run()
         assert not at.exception, page
         assert not errors(at), page

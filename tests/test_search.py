@@ -128,7 +128,9 @@ def test_two_search_processes_fill_one_study_without_repeating_a_trial(tmp_path)
     home = tmp_path / "h"
     code, out, err = cli("search", "--trials", "1", "--data", str(data), "--backbone", "tiny-text", "--strategy",
                          "full", "--space", json.dumps(SPACE), "--study", "shared", "--json", home=home)
-    assert code == 0, err  # the dataset ingested and the study made once, before the two workers race
+    # the dataset ingested and the study made once, before the two workers race (the trial's own outcome is
+    # the sampler's draw: a learning rate near 0.3 may diverge, and then the study has no best yet)
+    assert code in (0, 1) and json.loads(out)["study"] == "shared", err
     a, b = _search_proc(home, data, "shared", 4), _search_proc(home, data, "shared", 4)
     for p in (a, b):
         out, err = p.communicate(timeout=600)

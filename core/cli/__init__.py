@@ -25,6 +25,7 @@ from ..predict.predictor import to_csv_bytes
 from ..report.html import write_report
 from .args import CliError
 from .common import EXIT_USAGE, Parser, emit, home_of, run_of, stores
+from .review import add_review_commands
 from .runs import add_run_commands
 
 
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.set_defaults(fn=cmd_audit)
 
     add_run_commands(sub)
+    add_review_commands(sub)
 
     x = sub.add_parser("export", help="Export a run: folder, ONNX (parity-checked) or INT8.")
     x.add_argument("run_dir")

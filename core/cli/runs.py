@@ -65,13 +65,13 @@ def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_train(args) -> int:
-    datasets, runs = stores(args)
     parent = None
     if getattr(args, "train__init_from", None):
         parent = run_of(args, args.train__init_from)[2]
-        same = parent.dir.resolve().parent == runs.root.resolve()
+        same = parent.dir.resolve().parent == stores(args)[1].root.resolve()
         args.train__init_from = parent.id if same else str(parent.dir.resolve())  # found again by the run itself
-    cfg = config_from_args(args, parent)
+    cfg = config_from_args(args, parent)  # checked before anything is written
+    datasets, runs = stores(args)
     if D.init_from_env():  # under torchrun: every rank joins
         try:
             rec, st = _ranks(runs, datasets, cfg, args.owner)

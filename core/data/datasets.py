@@ -79,6 +79,21 @@ class Dataset:
     def display(self, i: int) -> str:
         return self.kind.displays(self.items.iloc[[i]])[0]
 
+    @property
+    def splits_dir(self) -> Path:
+        """Each split made for this version, one file per split setting (core.data.split)."""
+        return self.dir / "splits"
+
+    @property
+    def review_file(self) -> Path:
+        """An expert's decisions on this version's examples, one JSON line each (core.data.review)."""
+        return self.dir / "review.jsonl"
+
+    @property
+    def changes_file(self) -> Path:
+        """A version made by a review: its parent and every change, with who made it and when."""
+        return self.dir / "changes.json"
+
     def displays(self) -> list[str]:
         return self.kind.displays(self.items)
 

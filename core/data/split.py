@@ -119,7 +119,7 @@ def dataset_split(ds: Dataset, group_ids: list[int] | np.ndarray | None = None, 
     Stratified by what the task balances (classes, or bins of a numeric target)."""
     kind = get_task(task)
     key = f"val{val:g}-test{test:g}-seed{seed}-{rare_policy}{kind.split_suffix}"
-    path = ds.dir / "splits" / f"{key}.json"
+    path = ds.splits_dir / f"{key}.json"
     saved = read_json(path)
     if saved and len(saved["split"]) == len(ds.items):
         return np.array(saved["split"], dtype=object)
@@ -128,6 +128,19 @@ def dataset_split(ds: Dataset, group_ids: list[int] | np.ndarray | None = None, 
     split = make_split(kind.strata(ds.items["label"].to_numpy()), np.asarray(group_ids), val, test, seed, rare_policy)
     atomic_write_json(path, {"key": key, "split": split.tolist()})
     return split
+
+
+def carry_splits(parent: Dataset, child: Dataset, keep: np.ndarray) -> int:
+    """Every split made for parent, as child's (child's rows are parent's rows at keep, in order): an example keeps
+    its split across versions. Returns how many split settings were carried."""
+    n = 0
+    for f in sorted(parent.splits_dir.glob("*.json")):
+        saved = read_json(f)
+        if saved and len(saved["split"]) == len(parent.items):
+            atomic_write_json(child.splits_dir / f.name,
+                              {**saved, "split": np.asarray(saved["split"], dtype=object)[keep].tolist()})
+            n += 1
+    return n
 
 
 def split_summary(labels: pd.Series, split: np.ndarray) -> pd.DataFrame:

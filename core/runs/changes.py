@@ -18,9 +18,9 @@ def what_changed(parent: RunFolder, child: RunFolder) -> dict[str, Any]:
     for r in (parent, child):
         if not r.test_predictions.is_file():
             raise RunError(f"Run {r.id} has no test predictions to compare.")
-    a, b = pd.read_parquet(parent.test_predictions), pd.read_parquet(child.test_predictions)
-    both = b.merge(a, on="row", suffixes=("", "_parent"))
-    both = both[both["input"] == both["input_parent"]]  # the same example, not only the same row number
+    a, b = (_keyed(pd.read_parquet(r.test_predictions)) for r in (parent, child))
+    # the same example by what it is, not by its row number: a reviewed version leaves rows out
+    both = b.merge(a.drop(columns=["input", "file"], errors="ignore"), on="key", suffixes=("", "_parent"))
     out: dict[str, Any] = {"parent": parent.id, "child": child.id, "n": int(len(both)),
                            "relabelled": int((both["true"] != both["true_parent"]).sum())}
     if both.empty:
@@ -46,6 +46,12 @@ def what_changed(parent: RunFolder, child: RunFolder) -> dict[str, Any]:
     out["fixed"] = _rows(both[right & ~was].head(EXAMPLES))
     out["broken"] = _rows(both[~right & was].head(EXAMPLES))
     return out
+
+
+def _keyed(df: pd.DataFrame) -> pd.DataFrame:
+    """A key per example: its input (an image's content-addressed file) and which repeat of that input it is."""
+    what = df["file"].astype(str) if "file" in df.columns else df["input"].astype(str)
+    return df.assign(key=what + "#" + df.groupby(what).cumcount().astype(str))
 
 
 def _rows(df: pd.DataFrame) -> list[dict[str, Any]]:

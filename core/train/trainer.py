@@ -241,15 +241,16 @@ class Trainer:
             **{k: v for k, v in (("blend", st.results.get("blend")), ("predictor", (res or {}).get("predictor")),
                                  ("parts", (res or {}).get("parts"))) if v is not None})
         if plan.cfg.train.teacher and test and self.main:
-            final = self._distillation_report(plan, test) or final
+            final = self._distillation_report(plan, test, status) or final
         if self.parent is not None and test and self.main:
             changes = what_changed(self.parent, self.folder)
             atomic_write_json(self.folder.parent_changes_file, changes)
-            final = self.status(final.get("status"), vs_parent=summary(changes))
+            final = self.status(status, vs_parent=summary(changes))
         self.emit("run_end", status=status, reason=reason, test=test, elapsed_s=time.time() - st.started)
         return final
 
-    def _distillation_report(self, plan: Plan, test: dict[str, Any]) -> dict[str, Any] | None:
+    def _distillation_report(self, plan: Plan, test: dict[str, Any], status: str) -> dict[str, Any] | None:
+        """status: the run's final one (the progress line below writes 'running' with its message)."""
         self.progress(1.0, "Comparing the student with its teacher")
         rec = self.store.get(plan.cfg.train.teacher)
         try:
@@ -258,4 +259,4 @@ class Trainer:
             self.notes.append(f"No teacher comparison: {e}")
             return None
         atomic_write_json(self.folder.distillation_file, report)
-        return self.status(self.folder.status.get("status"), distillation=report)
+        return self.status(status, distillation=report)
