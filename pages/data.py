@@ -81,7 +81,8 @@ with folder:
 with server:
     root = data_root()
     if root is None:
-        st.info("Server folders are off. Set FTS_DATA_ROOT to a folder on the server to enable them.")
+        st.info("Server folders are off on this studio; its administrator can turn them on (README, "
+                "'Sharing a server').")
     else:
         rel = st.text_input(f"Folder or file under {root}")
         if rel and st.button("Load from server", type="primary"):

@@ -57,7 +57,7 @@ with guard("Loading the model"):
                "this studio and without torch (python predict.py INPUT), checked against the studio on this run's "
                "test rows before you get them.")
     fmt = st.radio("Format", list(FORMATS), horizontal=True, key="export_format",
-                   format_func={"folder": "Studio folder (safetensors)", "onnx": "Standalone (ONNX)",
+                   format_func={"folder": "Studio folder", "onnx": "Standalone (ONNX)",
                                 "int8": "Standalone, INT8 (smaller, CPU)"}.get)
     where = st.radio("Deliver", ["zip", "server"], horizontal=True, key="export_where",
                      format_func={"zip": "as a zip to download", "server": "into a folder on the server"}.get)

@@ -69,20 +69,23 @@ for _, r in rows.iloc[page * PAGE:(page + 1) * PAGE].iterrows():
             left.markdown(r["input"][:1000])
         said = ("" if pd.isna(r["predicted"]) else f"model: **{fmt(r['predicted'])}**"
                 + ("" if pd.isna(r["confidence"]) else f" ({r['confidence']:.0%})"))
-        left.caption(f"Row {pos} · given **{given}**" + (f" · {said}" if said else "") + f" · listed because {r['why']}")
+        left.caption(f"Row {pos} · given **{given}**" + (f" · {said}" if said else "")
+                     + f" · listed because {r['why']}")
+        suggested = None if pd.isna(r["predicted"]) else r["predicted"]
         dec = right.segmented_control("Decision", list(DECISIONS), format_func=SHOWN.get, key=f"dec_{ds.id}_{pos}",
                                       default=saved.get("decision") or None, on_change=_save,
-                                      args=(pos, given, None if pd.isna(r["predicted"]) else r["predicted"]), help="; ".join(
-                                          f"{SHOWN[k]}: {v}" for k, v in DECISIONS.items()))
+                                      args=(pos, given, suggested),
+                                      help="; ".join(f"{SHOWN[k]}: {v}" for k, v in DECISIONS.items()))
         if dec == "relabel":
             current = saved.get("label") if saved.get("decision") == "relabel" else None
             options = sorted(set(ds.classes) | ({current} if current else set()))
             right.selectbox("Right label", options, index=options.index(current) if current in options else None,
                             key=f"lab_{ds.id}_{pos}", on_change=_save,
-                            args=(pos, given, None if pd.isna(r["predicted"]) else r["predicted"]),
+                            args=(pos, given, suggested),
                             accept_new_options=True, placeholder="choose or type a label")
         if saved:
-            right.caption(f"Saved: {SHOWN[saved['decision']]}" + (f" → {saved['label']}" if saved.get("label") else "")
+            right.caption(f"Saved: {SHOWN[saved['decision']]}"
+                          + (f" → {saved['label']}" if saved.get("label") else "")
                           + (f" · by {saved['who']}" if saved.get("who") and ":" not in saved["who"] else ""))
 
 st.divider()

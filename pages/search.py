@@ -18,13 +18,14 @@ from studio.entry import through_app
 from studio.forms import backbone_picker, build_config, n_train
 from studio.identity import current_user
 from studio.jobs import job_panel, start_job
+from studio.search_form import space_form
 from studio.services import guard, need_dataset, services, set_run
 
 through_app()
 
 ds = need_dataset()
 st.title("Search for the best settings")
-st.caption("Optuna proposes settings (TPE), trains each trial as a run on the same split, and stops trials whose "
+st.caption("The studio proposes settings, learning from the trials so far, trains each trial as a run on the same split, and stops trials whose "
            "validation score trails the median of earlier ones after an epoch. Trials are ranked by validation "
            "only; the test split is looked at once, for the winner. The study is kept: start it again to add trials.")
 split_cfg = st.session_state.get("split", {"val": 0.1, "test": 0.1, "seed": 0, "rare": "error"})
@@ -37,9 +38,8 @@ minutes = float(c[1].number_input("Stop starting trials after (minutes, 0 = no l
                                   step=5.0, key="search_minutes"))
 study = c[2].text_input("Study name", value=f"search-{ds.id}-{backbone}", key="search_study",
                         help="The same name adds trials to that study.")
-space_text = st.text_area("What to search (JSON: a list of choices, or low/high with log for a log scale)",
-                          json.dumps(default_space(ds.modality, n_train(ds, split_cfg)), indent=1), height=260,
-                          key=f"space_{ds.id}")
+st.markdown("**What to search**")
+space_given = space_form(default_space(ds.modality, n_train(ds, split_cfg)), ds.id, ds.modality)
 
 
 def _search_job(cfg_json: str, space: str, name: str, n: int, timeout: float | None, owner: str | None):
@@ -85,7 +85,7 @@ def _trials(name: str, runs_root) -> list:
 
 if st.button("Start search", type="primary", icon=":material/travel_explore:"):
     with guard("Starting the search"):
-        space = space_from_json(space_text)
+        space = space_from_json(space_given.get("__text__") or json.dumps(space_given))
         cfg = build_config(ds, backbone, AUTO.name, {}, split_cfg, None, study, [], task)
         start_job("search", _search_job(json.dumps(cfg.to_dict()), json.dumps(space), study, trials,
                                         minutes * 60 or None, current_user()), label=f"Search {study}", context=study)

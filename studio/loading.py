@@ -85,7 +85,7 @@ def save_directory(files: list) -> Path:
 def server_path(text: str) -> Path:
     root = data_root()
     if root is None:
-        raise DataError("Server folders are off. An administrator can enable them by setting FTS_DATA_ROOT.")
+        raise DataError("Server folders are off on this studio; its administrator can turn them on (README, 'Sharing a server').")
     p = (root / text).resolve() if not os.path.isabs(text) else Path(text).resolve()
     if p != root and root not in p.parents:
         raise DataError(f"{text}: outside the allowed data folder {root}.")

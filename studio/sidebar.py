@@ -17,7 +17,7 @@ NEXT = {
     "6 · Predict & Export": "Try new inputs, predict a file, download the model.",
     "Review labels": "Decide on the examples listed, make a new version, continue training on it.",
     "Runs": "Compare runs trained on the same split.",
-    "Search settings": "Let Optuna try settings; open or export the best trial.",
+    "Search settings": "Let the studio try settings; open or export the best trial.",
 }
 
 
@@ -41,5 +41,4 @@ def where_am_i(title: str) -> None:
                 pass
         if title in NEXT:
             st.caption(f"Next: {NEXT[title]}")
-        st.caption(describe(user), help="Who sees what: set FTS_ACCESS, Streamlit login or FTS_USER_HEADER "
-                                        "(see the README, 'Sharing a server').")
+        st.caption(describe(user), help="Who sees what is set by the server's administrator (README, 'Sharing a server').")

@@ -385,6 +385,8 @@ def test_a_small_search_from_the_ui_and_its_best_trial(tmp_path):
         trials.fill("3")
         trials.press("Enter")
         idle(page)
+        page.get_by_text("Edit as written (JSON, as the CLI takes it)").click()
+        idle(page)
         box = page.get_by_label("What to search", exact=False)
         box.fill(__import__("json").dumps(space))
         box.press("Control+Enter")

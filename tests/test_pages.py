@@ -104,8 +104,21 @@ def test_search_page_offers_the_settings_the_cli_uses(at):
     at.switch_page("pages/search.py").run()
     assert not at.exception and not errors(at)
     assert at.number_input(key="search_trials").value == DEFAULT_TRIALS
+    default = default_space("text", int(400 * 0.8))
+    boxes = {c.label: c.value for c in at.checkbox}
+    assert {"Learning rate", "Epochs", "Batch size", "LoRA rank", "Max tokens"} <= set(boxes)  # labelled, not keyed
+    assert all(boxes[k] for k in ("Learning rate", "Epochs"))
+    strategies = next(m for m in at.multiselect if m.value and "full" in m.value)
+    assert strategies.value == default["strategy"]
+    next(t for t in at.toggle if t.label.startswith("Edit as written")).set_value(True).run()
     space = json.loads(next(t for t in at.text_area if t.label.startswith("What to search")).value)
-    assert space == default_space("text", int(400 * 0.8))
+    assert space == default  # the same space as the CLI takes it
+    next(t for t in at.toggle if t.label.startswith("Edit as written")).set_value(False).run()
+    next(c for c in at.checkbox if c.label == "Epochs").uncheck().run()
+    at.number_input(key=f"sp_hi_{at.session_state['dataset_id']}_lr").set_value(1e-3).run()
+    next(t for t in at.toggle if t.label.startswith("Edit as written")).set_value(True).run()
+    space = json.loads(next(t for t in at.text_area if t.label.startswith("What to search")).value)
+    assert "epochs" not in space and space["lr"] == {**default["lr"], "high": 1e-3}  # what the form set
     assert any(b.label == "Start search" for b in at.button)
 
 

@@ -117,14 +117,16 @@ class ExplainMistakes(Callback):
     them instead of loading the model and running Integrated Gradients per example. It spends at most a tenth of
     the run's own time (at least SECONDS): a search trial stays a trial; what it leaves, the report explains."""
     order = 2  # after EvalFiles has written the test predictions
-    SECONDS = 5.0
+    SECONDS = 1.0
 
     def __init__(self, data, folder: RunFolder, predictor: Callable[[Any, float], Any]):
         self.data, self.folder, self.predictor = data, folder, predictor
 
     def on_fit_end(self, ctx):
         st = ctx.state
-        if st.results.get("test") is None or not self.folder.test_predictions.is_file() or ctx.control.status == "stopped":
+        if st.results.get("test") is None or not self.folder.test_predictions.is_file():
+            return
+        if ctx.control.status == "stopped":  # a person waiting for the stop
             return
         worst = worst_rows(pd.read_parquet(self.folder.test_predictions), self.data.task.has_classes)
         if worst.empty:
@@ -139,8 +141,9 @@ class ExplainMistakes(Callback):
             if time.time() > deadline:
                 break
             raw = open_rgb(files[idx[i]]) if self.data.modality.file_inputs else files[idx[i]]
+            target = pred.classes.index(r["pred"]) if self.data.task.has_classes else 0
             try:
-                done.append(to_json(explain(pred, raw, pred.classes.index(r["pred"]) if self.data.task.has_classes else 0)))
+                done.append(to_json(explain(pred, raw, target)))
             except (ValueError, RuntimeError):  # a model Captum cannot take apart: the report tries and says so
                 break
             rows.append(str(r["row"]))
