@@ -60,3 +60,11 @@ def wait_for(pred, timeout=180, every=0.2):
             return v
         time.sleep(every)
     raise AssertionError("timed out")
+
+
+def stores_at(home):
+    """A dataset store and a run store under one studio home (for module-scoped fixtures)."""
+    from core.data.datasets import DatasetStore
+    from core.runs.store import RunStore
+
+    return DatasetStore(home / "datasets"), RunStore(home / "runs")

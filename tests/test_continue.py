@@ -19,12 +19,11 @@ from tests.helpers import config, train
 
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory):
-    from core.data.datasets import DatasetStore
-    from core.runs.store import RunStore
     from tests.conftest import make_text_csv
+    from tests.helpers import stores_at
 
     home = tmp_path_factory.mktemp("continue")
-    s = DatasetStore(home / "datasets"), RunStore(home / "runs")
+    s = stores_at(home)
     csv = make_text_csv(home / "topics.csv")
     rec, st, _ = train(s, config(csv, "tiny-text", "full", epochs=3, lr=3e-3))
     assert st["status"] == "completed"

@@ -17,11 +17,11 @@ from tests.helpers import config, train
 @pytest.fixture(scope="module")
 def reviewed(tmp_path_factory):
     """A run on data with every finding (flipped labels, conflicts, duplicates)."""
-    from core.runs.store import RunStore
     from tests.conftest import make_findings_csv
+    from tests.helpers import stores_at
 
     home = tmp_path_factory.mktemp("review")
-    s = DatasetStore(home / "datasets"), RunStore(home / "runs")
+    s = stores_at(home)
     csv = make_findings_csv(home / "findings.csv")
     rec, st, _ = train(s, config(csv, "tiny-text", "full", epochs=3, lr=3e-3))
     assert st["status"] == "completed"
