@@ -4,6 +4,7 @@ import streamlit as st
 from core.fsutil import read_json
 from core.metrics import comparison
 from core.predict.blend import describe as blend_line
+from core.predict.explain import explain_rows
 from studio.entry import through_app
 from studio.jobs import job_result
 from studio.lineage import changes_view, continue_panel
@@ -72,10 +73,14 @@ def show_examples(df: pd.DataFrame, key: str, n: int = 12) -> None:
     explained = None
     if why:
         with guard("Explaining these examples"):
-            pred = predictor(rec.dir)
+            cached = read_json(rec.explanations_file)  # what the run explained when it ended needs no model
+            known = set(map(str, (cached or {}).get("rows", [])))
+            pred = None if set(map(str, shown["row"])) <= known else predictor(rec.dir)
 
-            def work(progress, cancelled, pred=pred, rows=shown):
-                return view.explain_rows(pred, rows, lambda r: task_view.target_of(pred, r), progress)
+            def work(progress, cancelled, rows=shown):
+                raws = [view.raw(r) for _, r in rows.iterrows()]
+                return explain_rows(rows, raws, cached, (lambda: pred) if pred else None, view.explain_limit,
+                                    progress)
             explained = job_result(f"why{key}", work, "Explaining these examples",
                                    (rec.id, key, tuple(map(str, shown["row"]))))
     view.examples(shown, explained)

@@ -14,8 +14,8 @@ through_app()
 
 PAGE = 10
 SHOWN = {"accept": "Correct", "relabel": "Relabel", "ambiguous": "Ambiguous", "remove": "Remove"}
-LISTED = {"suspect": "doubted labels", "error": "confident mistakes", "unsure": "least sure",
-          "conflict": "conflicting inputs"}
+LISTED = {"suspect": "doubted labels", "error": "confident mistakes", "unsure": "least sure (test)",
+          "unsure_oof": "least sure (training)", "conflict": "conflicting inputs"}
 
 st.title("Review labels")
 st.caption("The examples of a run's data most worth an expert's look: labels a model that never saw them doubts, "
@@ -31,11 +31,12 @@ if queue.empty:
     st.stop()
 
 who = st.text_input("Your name (recorded with each decision)", key="reviewer") or (current_user() or "")
-counts = {r: int(queue["reasons"].str.contains(r).sum()) for r in REASONS}
+listed = queue["reasons"].str.split(",")
+counts = {r: int(listed.apply(lambda rs, r=r: r in rs).sum()) for r in REASONS}
 show = st.pills("Show", [r for r in REASONS if counts[r]], selection_mode="multi",
                 default=[r for r in REASONS if counts[r]], key=f"reasons_{ds.id}",
                 format_func=lambda r: f"{LISTED[r]} ({counts[r]})")
-rows = queue[queue["reasons"].apply(lambda rs: any(r in (show or []) for r in rs.split(",")))]
+rows = queue[listed.apply(lambda rs: any(r in (show or []) for r in rs))]
 pages = max(1, -(-len(rows) // PAGE))
 page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key=f"review_page_{ds.id}") - 1
 made = decisions(ds)

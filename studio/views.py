@@ -95,14 +95,10 @@ class TextViews:
         texts = table.df[col].astype(str).tolist()
         return texts, texts
 
-    def explain_rows(self, pred, df: pd.DataFrame, target_of, progress) -> list:
-        """What decided the first few rows (Integrated Gradients is a few seconds a text on a CPU)."""
-        rows = list(df.head(5).iterrows())
-        out = []
-        for i, (_, r) in enumerate(rows):
-            progress(i / len(rows), f"Explaining text {i + 1}/{len(rows)}")
-            out.append(explain(pred, r["input"], target_of(r)))
-        return out
+    explain_limit = 5  # explained on request at most (Integrated Gradients is seconds a text on a CPU)
+
+    def raw(self, row: pd.Series) -> Any:
+        return str(row["input"])
 
     def examples(self, df: pd.DataFrame, explained: list | None = None) -> None:
         show = df[[c for c in ("input", "true", "pred", "confidence", "p_true", "error_abs") if c in df.columns]]
@@ -112,6 +108,8 @@ class TextViews:
                                                                                    max_value=1),
                                     "p(true class)": st.column_config.NumberColumn(format="%.3f")})
         for (_, r), expl in zip(df.iterrows(), explained or []):
+            if expl is None:
+                continue
             st.markdown(f"true **{html.escape(fmt(r['true']))}** → predicted **{html.escape(fmt(r['pred']))}**")
             for part in expl.parts:
                 st.markdown(f"<small>{html.escape(part.name)} ({part.share:.0%}):</small> "
@@ -165,19 +163,17 @@ class ImageViews:
         members = read_zip_images(upload.getvalue())
         return [n for n, _ in members], [b for _, b in members]
 
-    def explain_rows(self, pred, df: pd.DataFrame, target_of, progress) -> list:
-        """Grad-CAM heat over each image, from the part of the model with the larger share."""
-        out = []
-        for i, (_, r) in enumerate(df.iterrows()):
-            progress(i / max(1, len(df)), f"Explaining image {i + 1}/{len(df)}")
-            img = open_rgb(r["file"])
-            out.append(overlay(img, explain(pred, img, target_of(r)).parts[0].heat))
-        return out
+    explain_limit = None
+
+    def raw(self, row: pd.Series) -> Any:
+        return open_rgb(row["file"])
 
     def examples(self, df: pd.DataFrame, explained: list | None = None) -> None:
         cols = st.columns(6)
         for i, (_, r) in enumerate(df.iterrows()):
-            picture = explained[i] if explained else r["file"]
+            expl = explained[i] if explained else None
+            picture = overlay(open_rgb(r["file"]), expl.parts[0].heat) if expl and expl.parts[0].heat is not None \
+                else r["file"]
             caption = f"true {fmt(r['true'])} → {fmt(r['pred'])}" + (f" ({r['confidence']:.0%})" if "confidence" in r
                                                                     else "")
             cols[i % 6].image(picture, width=110, caption=caption)

@@ -159,7 +159,8 @@ def test_no_core_file_over_400_lines_and_no_function_over_80():
 # --------------------------------------------------------------------------- the run folder
 RUN_FILES = {"config.json", "config.resolved.json", "status.json", "events.jsonl", "labels.json", "control.json",
              "worker.log", "error.txt", "blend.json", "trainer.pt", "model.safetensors", "val.json", "test.json",
-             "test_predictions.parquet", "baseline_test_pred.npy", "suspect_labels.parquet", "distillation.json"}
+             "test_predictions.parquet", "baseline_test_pred.npy", "suspect_labels.parquet", "distillation.json",
+             "least_sure.parquet", "mistakes_explained.json", "vs_parent.json"}
 RUN_DIRS = {"eval", "checkpoints", "partner", "best", "last"}
 
 

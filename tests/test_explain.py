@@ -44,10 +44,23 @@ def test_integrated_gradients_on_minilm_are_faithful_and_input_dependent(predict
     a = token_attributions(pred, "A moving, beautifully acted and funny film.", 0)
     b = token_attributions(pred, "Dull, lifeless and far too long.", 0)
     assert a.words[:3] == ["a", "moving", ","] and len(a.scores) == len(a.words)
-    assert float(a.note.split()[-1].rstrip(")")) < 0.05  # completeness: attributions add up to the logit change
+    assert float(a.note.split()[-1].rstrip(")")) < 0.05  # completeness: attributions add up to the log-odds change
     assert a.scores != b.scores[: len(a.scores)]
     html = tokens_html(a.words, a.scores)
     assert html.count("<span") == len(a.words) and "moving" in html
+
+
+def test_either_class_of_a_solved_two_class_head_is_explained(predictors):
+    """A head solved by scikit-learn keeps one class's row at zero: that class's explanation must still show what
+    pushed towards it (the log-odds), the exact opposite of the other class's, never a blank."""
+    pred = predictors.text
+    text = "A moving, beautifully acted and funny film."
+    first, second = (token_attributions(pred, text, k) for k in (0, 1))
+    assert np.abs(first.scores).max() > 1e-3 and np.allclose(first.scores, -np.asarray(second.scores), atol=1e-3)
+    img = Image.open(next((DEMO / "digits" / "1").glob("*.png")))
+    for k in range(len(predictors.image.classes)):
+        part = explain(predictors.image, img, k).parts[0]
+        assert part.heat.max() > 0 or part.note, k
 
 
 def test_tokens_html_escapes_user_text(predictors):

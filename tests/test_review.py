@@ -40,6 +40,13 @@ def test_the_queue_lists_doubted_labels_mistakes_and_conflicts_with_why(reviewed
     for reason in ("error", "suspect"):
         flagged = queue[queue["reasons"].str.contains(reason)]
         assert (flagged["predicted"] != flagged["label"]).all()
+    # the least-sure training examples come from a model that never saw them, and are not test examples
+    oof = pd.read_parquet(rec.unsure_file)
+    tested = set(pd.read_parquet(rec.test_predictions)["row"].astype(int))
+    assert len(oof) and not set(oof["row"]) & tested
+    assert list(oof["confidence"]) == sorted(oof["confidence"]) and (oof["confidence"] < 1 / 2 + 1 / 6).all()
+    unsure = queue[queue["reasons"].str.split(",").apply(lambda rs: "unsure_oof" in rs)]
+    assert set(unsure["pos"]) <= set(oof["row"]) and len(unsure)
     # most reasons first, then most confident
     assert list(queue["reasons"].str.count(",")) == sorted(queue["reasons"].str.count(","), reverse=True)
 

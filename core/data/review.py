@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..fsutil import atomic_write_json, read_json
+from ..linear import least_sure
 from .audit import cached_audit
 from .datasets import Dataset, DatasetStore
 from .split import carry_splits
@@ -21,6 +22,7 @@ REASONS = {
     "suspect": "a model that never saw it confidently predicts another label",
     "error": "the model is confidently wrong on it (test)",
     "unsure": "the model is least sure about it (test)",
+    "unsure_oof": "a model that never saw it is least sure about it",
     "conflict": "the same or a near-identical input carries another label",
 }
 DECISIONS = {
@@ -33,10 +35,11 @@ PER_REASON = 25
 
 
 def review_queue(ds: Dataset, suspects: pd.DataFrame | None = None, test: pd.DataFrame | None = None,
-                 per_reason: int = PER_REASON) -> pd.DataFrame:
+                 unsure: pd.DataFrame | None = None, per_reason: int = PER_REASON) -> pd.DataFrame:
     """One row per example worth a look, most reasons and most confident first: position in the version, input,
     the given label, what the model says, why it is listed and the decision so far. suspects and test: a run's
-    out-of-fold suspects and test predictions on this very version (rows are positions in it)."""
+    out-of-fold suspects, test predictions and out-of-fold least-sure examples on this very version (rows are
+    positions in it)."""
     found: dict[int, dict[str, Any]] = {}
 
     def add(pos: int, reason: str, predicted: Any = None, confidence: float | None = None) -> None:
@@ -56,13 +59,14 @@ def review_queue(ds: Dataset, suspects: pd.DataFrame | None = None, test: pd.Dat
             for _, r in wrong.iterrows():
                 add(int(r["row"]), "error", r["pred"], float(r["confidence"]))
             k = sum(c.startswith("p:") for c in own.columns) or 2
-            # unsure: nearer chance than certainty (below 0.75 with two classes, 0.55 with ten)
-            unsure = own[own["confidence"] < (1 + 1 / k) / 2].sort_values("confidence").head(per_reason)
-            for _, r in unsure.iterrows():
+            for _, r in own.iloc[least_sure(own["confidence"].to_numpy(), k)[:per_reason]].iterrows():
                 add(int(r["row"]), "unsure", r["pred"], float(r["confidence"]))
         else:  # values: the largest errors
             for _, r in own.sort_values("error_abs", ascending=False).head(per_reason).iterrows():
                 add(int(r["row"]), "error", r["pred"])
+    if unsure is not None and len(unsure):
+        for _, r in unsure.sort_values("confidence").head(per_reason).iterrows():
+            add(int(r["row"]), "unsure_oof", r["suggested"], float(r["confidence"]))
     for c in cached_audit(ds).conflicts[:per_reason]:
         for pos in c["rows"]:
             add(int(pos), "conflict")

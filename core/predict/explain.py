@@ -9,7 +9,7 @@ import base64
 import io
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -70,6 +70,30 @@ def worst_rows(preds: pd.DataFrame, has_classes: bool, k: int = WORST) -> pd.Dat
     return preds.sort_values("error_abs", ascending=False).head(k)
 
 
+def target_of(pred: "Predictor", row: Any) -> int:
+    """What an example's explanation is about: the class it was predicted as (values: the one output, so the
+    explanation shows what pushed the value up or down)."""
+    return pred.classes.index(row["pred"]) if pred.task.has_classes else 0
+
+
+def explain_rows(rows: pd.DataFrame, raws: list[Any], cached: dict | None,
+                 predictor: Callable[[], "Predictor"] | None, limit: int | None = None,
+                 progress: Callable[[float, str], None] | None = None) -> list[Explanation | None]:
+    """Each row's explanation of its prediction (rows: a run's prediction table, raws: their inputs): the one the
+    run made when it ended where it made one (cached), else made now with predictor(), loaded only if needed, for
+    at most limit rows; None for the rest. The report and the Evaluate page both read explanations through this."""
+    by_row = dict(zip(map(str, cached.get("rows", [])), cached.get("explained", []))) if cached else {}
+    out: list[Explanation | None] = [from_json(by_row[r]) if r in by_row else None for r in map(str, rows["row"])]
+    todo = [i for i, e in enumerate(out) if e is None][:limit]
+    if todo and predictor is not None:
+        pred = predictor()
+        for n, i in enumerate(todo):
+            if progress is not None:
+                progress(n / len(todo), f"Explaining example {n + 1} of {len(todo)}")
+            out[i] = explain(pred, raws[i], target_of(pred, rows.iloc[i]))
+    return out
+
+
 def to_json(e: Explanation) -> dict[str, Any]:
     parts = []
     for p in e.parts:
@@ -84,7 +108,7 @@ def to_json(e: Explanation) -> dict[str, Any]:
 
 def from_json(d: dict[str, Any]) -> Explanation:
     parts = []
-    for p in d["parts"]:
+    for p in map(dict, d["parts"]):  # the caller's copy stays as it was
         heat = p.pop("heat_png", None)
         if heat is not None:
             heat = np.asarray(Image.open(io.BytesIO(base64.b64decode(heat))), dtype=np.float32) / 255
@@ -129,7 +153,7 @@ def gradcam(pred: "Predictor", image: Any, target: int, probe: bool = False) -> 
         raise ValueError("This backbone exposes no layers for Grad-CAM.")
 
     def forward(pixels: torch.Tensor) -> torch.Tensor:
-        return model(pixel_values=pixels)
+        return pred.task.attributed(model(pixel_values=pixels))
 
     attr = LayerGradCam(forward, groups[-1]).attribute(x, target=target, relu_attributions=True)
     heat = LayerAttribution.interpolate(attr, x.shape[-2:], interpolate_mode="bilinear")[0, 0].detach().cpu().numpy()
@@ -172,7 +196,7 @@ def token_attributions(pred: "Predictor", text: str, target: int | None = None, 
     emb = next(m for n, m in model.named_modules() if n.endswith("embeddings") and hasattr(m, "word_embeddings"))
 
     def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=input_ids, attention_mask=attention_mask)
+        return pred.task.attributed(model(input_ids=input_ids, attention_mask=attention_mask))
 
     if target is None:
         with torch.no_grad():

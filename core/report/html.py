@@ -1,6 +1,7 @@
-"""One self-contained HTML file per run, for showing a domain expert what the model learned and where it
-fails: data and audit, settings in plain words, curves, baseline vs model, confusion matrix, per-class
-table, and a gallery of errors with saliency. Figures are inlined, so it opens offline anywhere."""
+"""One self-contained HTML file per run, written for a domain expert rather than an engineer: what the model does,
+how good it is against a simple model on the same examples, where it fails (in words, then the confusion matrix
+and per-class table), its worst mistakes with what decided them; the data and how it was trained come last.
+Figures are inlined, so it opens offline anywhere."""
 from __future__ import annotations
 
 import html
@@ -23,7 +24,8 @@ from ..tasks import from_meta
 from ..train.callbacks.distill import comparison_table
 from . import parts as P
 
-SECTIONS = ("Summary", "Data", "Settings", "Training curves", "Results", "Mistakes")  # the task adds its own
+SECTIONS = ("What it does", "How good it is", "Where it fails", "Its worst mistakes", "The data",
+            "How it was trained")  # "What changed" too, for a run continued from another
 
 
 def _settings_in_words(cfg, status: dict[str, Any]) -> str:
@@ -80,22 +82,24 @@ def build_report(rec: RunFolder, dataset=None, max_errors: int = WORST, explain:
         verdict += f"<p>{html.escape(describe(status))}</p>"
     asked = rec.config.train.strategy
     shown = cfg.train.strategy if asked == cfg.train.strategy else f"{asked} → {cfg.train.strategy}"
-    summary = (f"<p>{html.escape(str(cfg.train.backbone))} · {html.escape(shown)} · "
-               f"status <b>{html.escape(str(status.get('status')))}</b> · {P.summary_numbers(task, res)} on "
-               f"{res['n']} held-out examples.</p>"
-               + (f"<p>{html.escape(described['sentence'])}</p>" if described.get("sentence") else ""))
+    modality = (dataset.modality if dataset is not None else None) or status.get("modality") or "text"
+    does = (P.what_it_does(task, res, modality)
+            + (f"<p>{html.escape(described['sentence'])}</p>" if described.get("sentence") else "")
+            + f"<p class='muted'>{html.escape(str(cfg.train.backbone))} · {html.escape(shown)} · status "
+              f"{html.escape(str(status.get('status')))} · {P.summary_numbers(task, res)}</p>")
     cached = read_json(rec.explanations_file) if explain else None
     sections = {
-        "Summary": summary,
-        "Data": data_html,
-        "Settings": _settings_in_words(cfg, status),
-        "Training curves": P.curves(rec.events(), task),
-        "Results": verdict + P.results_table(task, t, base, described.get("title"), status.get("parts"))
-        + _distillation(status) + (P.changes(read_json(rec.parent_changes_file))
-                                   if rec.parent_changes_file.is_file() else ""),
-        **P.task_sections(task, res, preds),
-        "Mistakes": P.mistakes(task, preds, max_errors, cached, (lambda: Predictor(rec.dir)) if explain else None)
-        if len(preds) else "<p>No predictions saved.</p>",
+        "What it does": does,
+        "How good it is": P.how_good(task, res, base) + verdict
+        + P.results_table(task, t, base, described.get("title"), status.get("parts")) + _distillation(status),
+        **({"What changed": P.changes(read_json(rec.parent_changes_file))} if rec.parent_changes_file.is_file()
+           else {}),
+        "Where it fails": P.where_it_fails(task, res) + P.subsections(P.task_sections(task, res, preds)),
+        "Its worst mistakes": P.mistakes(task, preds, max_errors, cached, (lambda: Predictor(rec.dir)) if explain
+                                         else None) if len(preds) else "<p>No predictions saved.</p>",
+        "The data": data_html,
+        "How it was trained": _settings_in_words(cfg, status) + "<h3>Training curves</h3>"
+        + P.curves(rec.events(), task),
     }
     body = "".join(f'<section id="{k.lower().replace(" ", "-")}"><h2>{k}</h2>{v}</section>' for k, v in sections.items())
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title} · Fine-Tune Studio report</title>

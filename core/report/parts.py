@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..data.images import open_rgb
-from ..predict.explain import Explanation, explain, from_json, overlay, tokens_html, worst_rows
+from ..predict.explain import Explanation, explain_rows, overlay, tokens_html, worst_rows
 from ..runs.changes import summary
 
 NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "mae": "MAE", "rmse": "RMSE", "r2": "R²"}
@@ -76,6 +76,58 @@ def results_table(task, t: dict, base: dict | None, title: str | None = None, pa
     return table(pd.DataFrame(rows, columns=["model", *[f"test {NAMES.get(k, k)}" for k in keys]]).set_index("model"))
 
 
+def _listed(names: list[str], most: int = 12) -> str:
+    shown = ", ".join(f"<b>{html.escape(str(n))}</b>" for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def what_it_does(task, res: dict, modality: str) -> str:
+    """One sentence a person who never trained a model reads: what goes in, what comes out."""
+    thing = "an image" if modality == "image" else "a text"
+    if task.has_classes:
+        return (f"<p>Given {thing}, it says which of {len(res['classes'])} classes it belongs to: "
+                f"{_listed(res['classes'])}, with how sure it is.</p>")
+    return f"<p>Given {thing}, it estimates a number.</p>"
+
+
+def how_good(task, res: dict, base: dict | None) -> str:
+    """The test score as a count of examples, beside the simple model anyone could have trained."""
+    n = res["n"]
+    if task.has_classes:
+        right = round(res["accuracy"] * n)
+        out = (f"<p>On <b>{n:,}</b> test examples it never saw while training, it was right on <b>{right:,}</b> "
+               f"({res['accuracy']:.0%}). Averaged over classes, so that rare classes count as much as common "
+               f"ones, its F1 score is {res['macro_f1']:.2f} (1 is perfect).</p>")
+        if base:
+            out += (f"<p>A simple model trained on the same examples ({html.escape(base['name'])}) was right on "
+                    f"{round(base['accuracy'] * n):,} ({base['accuracy']:.0%}), F1 {base['macro_f1']:.2f}.</p>")
+        return out
+    out = (f"<p>On <b>{n:,}</b> test examples it never saw while training, its estimates are off by "
+           f"<b>{res['mae']:.3g}</b> on average; the values themselves vary by about {res['target_std']:.3g}.</p>")
+    if base:
+        out += f"<p>A simple model trained on the same examples ({html.escape(base['name'])}) is off by {base['mae']:.3g}.</p>"
+    return out
+
+
+def where_it_fails(task, res: dict) -> str:
+    """The weakest classes in words (how many of each it finds, how often it is right when it names one) and
+    the mix-ups it makes most; for values, whether it leans high or low."""
+    if not task.has_classes:
+        lean = "too high" if res["bias"] > 0 else "too low"
+        return (f"<p>On average its estimates are {abs(res['bias']):.3g} {lean}. The plots show where it is "
+                "furthest off; the examples follow.</p>")
+    per = [(c, v) for c, v in res["per_class"].items() if isinstance(v, dict) and v.get("support")]
+    weakest = sorted(per, key=lambda cv: cv[1]["recall"])[:3]
+    items = [f"<li><b>{html.escape(str(c))}</b>: it finds {v['recall']:.0%} of the real ones "
+             f"({round(v['recall'] * v['support'])} of {int(v['support'])}); when it says {html.escape(str(c))} it "
+             f"is right {v['precision']:.0%} of the time.</li>" for c, v in weakest]
+    mixups = [f"<li>takes <b>{html.escape(m['true'])}</b> for <b>{html.escape(m['pred'])}</b> "
+              f"{m['count']} time{'s' if m['count'] != 1 else ''}</li>" for m in res["most_confused"][:3]]
+    return ((f"<p>Its weakest classes:</p><ul>{''.join(items)}</ul>" if items else "")
+            + (f"<p>Its most common mix-ups:</p><ul>{''.join(mixups)}</ul>" if mixups else
+               "<p>It made no mistake on the test examples.</p>"))
+
+
 def summary_numbers(task, res: dict) -> str:
     if task.has_classes:
         return (f"test accuracy <b>{res['accuracy']:.1%}</b>, macro-F1 <b>{res['macro_f1']:.3f}</b>"
@@ -94,6 +146,10 @@ def task_sections(task, res: dict, preds: pd.DataFrame) -> dict[str, str]:
     if preds.empty:
         return {}
     return {"Predicted against true": _scatter(preds), "Residuals": _residuals(preds, res)}
+
+
+def subsections(parts: dict[str, str]) -> str:
+    return "".join(f"<h3>{html.escape(k)}</h3>{v}" for k, v in parts.items())
 
 
 def _confusion(res: dict[str, Any]) -> str:
@@ -123,12 +179,6 @@ def _residuals(preds: pd.DataFrame, res: dict) -> str:
     ax.set(xlabel="predicted − true", ylabel="examples", title="Residuals")
     fig.tight_layout()
     return png(fig) + f"<p>Mean residual (bias) {res['bias']:+.3g}; target standard deviation {res['target_std']:.3g}.</p>"
-
-
-def _cached(cached: dict | None, worst: pd.DataFrame) -> list[Explanation | None]:
-    """The run's own explanations of these rows, None where the run left a row unexplained."""
-    by_row = dict(zip(cached.get("rows", []), cached.get("explained", []))) if cached else {}
-    return [from_json(by_row[r]) if r in by_row else None for r in map(str, worst["row"])]
 
 
 def changes(ch: dict) -> str:
@@ -168,11 +218,7 @@ def mistakes(task, preds: pd.DataFrame, max_items: int, cached: dict | None = No
         return "<p>No test example was misclassified.</p>"
     images = "file" in preds.columns
     raws = [open_rgb(r["file"]) if images else str(r["input"]) for _, r in worst.iterrows()]
-    whys = _cached(cached, worst)
-    if None in whys and predictor is not None:
-        pred = predictor()
-        whys = [why or explain(pred, raw, pred.classes.index(p) if task.has_classes else 0)
-                for why, raw, p in zip(whys, raws, worst["pred"])]
+    whys = explain_rows(worst, raws, cached, predictor)
     cards = []
     for (_, r), raw, why in zip(worst.iterrows(), raws, whys):
         cap = f"true <b>{html.escape(fmt(r['true']))}</b> → predicted <b>{html.escape(fmt(r['pred']))}</b>" + \

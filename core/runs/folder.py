@@ -139,6 +139,11 @@ class RunFolder(ModelFolder):
         return self.eval_dir / "suspect_labels.parquet"
 
     @property
+    def unsure_file(self) -> Path:
+        """Training and validation examples an out-of-fold model is least sure about (the review queue)."""
+        return self.eval_dir / "least_sure.parquet"
+
+    @property
     def distillation_file(self) -> Path:
         return self.eval_dir / "distillation.json"
 

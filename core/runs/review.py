@@ -20,4 +20,4 @@ def run_dataset(run: RunFolder, datasets: DatasetStore) -> Dataset:
 def run_queue(run: RunFolder, datasets: DatasetStore) -> tuple[Dataset, pd.DataFrame]:
     ds = run_dataset(run, datasets)
     read = lambda p: pd.read_parquet(p) if p.is_file() else None  # noqa: E731
-    return ds, review_queue(ds, read(run.suspects_file), read(run.test_predictions))
+    return ds, review_queue(ds, read(run.suspects_file), read(run.test_predictions), read(run.unsure_file))

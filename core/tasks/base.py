@@ -55,6 +55,10 @@ class Task:
     def evaluate(self, truth: np.ndarray, out: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
+    def attributed(self, logits: torch.Tensor) -> torch.Tensor:
+        """What an explanation attributes, per output: the head's raw output unless the task says otherwise."""
+        return logits
+
     def score(self, res: dict[str, Any], monitor: str) -> float:
         """The monitored metric as 'higher is better'."""
         return -res[monitor] if monitor in self.lower_is_better else res[monitor]
@@ -98,9 +102,9 @@ class Task:
         """Columns of a predictions table (eval/test_predictions.parquet, batch prediction)."""
         raise NotImplementedError
 
-    def suspects(self, x, truth: np.ndarray, meta: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Rows (positions in x) whose given label a model that never saw them confidently contradicts, and that
-        model's outputs for them; None where the task has no such check."""
+    def out_of_fold(self, x, truth: np.ndarray, meta: dict[str, Any], seed: int) -> np.ndarray | None:
+        """Each row's class probabilities from a model that never saw it (k-fold), which checks the labels and
+        finds what is least sure; None where the task has no such check."""
         return None
 
     def prediction_table(self, out: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
-from ..linear import fold_standardisation, logistic, out_of_fold, standardisation, suspects
+from ..linear import fold_standardisation, logistic, out_of_fold, standardisation
 from ..metrics import evaluate, paired_comparison
 from ..predict.blend import best_weight
 from .base import Targets, Task
@@ -64,6 +64,17 @@ class Classification(Task):
     def evaluate(self, truth, out, meta):
         return evaluate(truth, out, meta["classes"])
 
+    def attributed(self, logits):
+        """Each class's log-odds against the rest, log p / (1 - p). A raw logit can be constant (a two-class head
+        solved by scikit-learn keeps one class's row at zero, so that class's explanation came out blank) and a
+        probability saturates at a confident prediction; the log-odds moves with the evidence for either."""
+        n = logits.shape[1]
+        if n < 2:
+            return logits
+        own = torch.eye(n, dtype=torch.bool, device=logits.device)
+        others = logits.unsqueeze(1).expand(-1, n, -1).masked_fill(own, float("-inf"))
+        return logits - torch.logsumexp(others, -1)
+
     def baseline_predict(self, x_train, y_train, x_test, meta):
         clf = logistic().fit(x_train, y_train)
         probs = np.zeros((x_test.shape[0], len(meta["classes"])))
@@ -104,10 +115,8 @@ class Classification(Task):
             cols[f"p:{c}"] = out[:, j]
         return cols
 
-    def suspects(self, x, truth, meta, seed):
-        probs = out_of_fold(x, truth, len(meta["classes"]), seed=seed)
-        pos = suspects(probs, truth)
-        return pos, probs[pos]
+    def out_of_fold(self, x, truth, meta, seed):
+        return out_of_fold(x, truth, len(meta["classes"]), seed=seed)
 
     def prediction_table(self, out, meta):
         classes = meta["classes"]

@@ -11,7 +11,7 @@ import pandas as pd
 from ...errors import RunError
 from ...fsutil import atomic_write_json
 from ...portable import open_rgb
-from ...predict.explain import explain, to_json, worst_rows
+from ...predict.explain import explain, target_of, to_json, worst_rows
 from ...runs.folder import RunFolder
 from .. import distributed as D
 from ..events import Callback
@@ -141,9 +141,8 @@ class ExplainMistakes(Callback):
             if time.time() > deadline:
                 break
             raw = open_rgb(files[idx[i]]) if self.data.modality.file_inputs else files[idx[i]]
-            target = pred.classes.index(r["pred"]) if self.data.task.has_classes else 0
             try:
-                done.append(to_json(explain(pred, raw, target)))
+                done.append(to_json(explain(pred, raw, target_of(pred, r))))
             except (ValueError, RuntimeError):  # a model Captum cannot take apart: the report tries and says so
                 break
             rows.append(str(r["row"]))
