@@ -56,10 +56,10 @@ def test_a_command_run_stops_from_anywhere_and_has_one_owner(tmp_path, data):
     assert f"pid {proc.pid}" in second.stderr
     listed = json.loads(cli(home, "runs", "--json").stdout)
     assert [(r["run_id"], r["status"]) for r in listed] == [(rec.id, "running")] and listed[0]["owner"]
-    asked = time.time()
     stop = cli(home, "stop", rec.id, "--json")
     assert stop.returncode == 0 and json.loads(stop.stdout)["status"] == "stopped"
-    assert time.time() - asked < 10
+    # stopped where it was, not at the end of its 300 epochs (how many seconds that took depends on the machine)
+    assert max(e.get("epoch", 0) for e in rec.events() if e["kind"] == "eval") < 300
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and json.loads(out)["status"] == "stopped"
     assert rec.status["reason"] == "Stopped by the user." and rec.result("test") is not None  # evaluable

@@ -49,15 +49,37 @@ def export_network(model: torch.nn.Module, names: tuple[str, ...], pre, sample: 
 
 
 def quantise(onnx_path: Path, q_path: Path, static: bool, pre, calibration: list[Any]) -> None:
-    """INT8 weights with one scale per output channel. The head stays fp32: it is a tiny share of the size, and a
-    head solved on standardised features leans on low-variance features that 8-bit activations would erase.
+    """INT8 weights with one scale per output channel. The head and the stem stay fp32, a tiny share of the size:
+    a head solved on standardised features leans on low-variance features that 8-bit activations would erase, and
+    an 8-bit input plus the first convolution lost 30 points of accuracy on the digit images (0.97 -> 0.67).
     static: activation ranges calibrated on training inputs (CNNs: dynamic INT8 would touch only the head)."""
     import onnx
 
-    head = [n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node
-            if n.name.startswith("/model/head/")]
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    keep = [n.name for n in graph.node if n.name.startswith("/model/head/")] + stem(graph)
     with _quiet_root():  # onnxruntime advises on the root logger ("consider pre-processing") on every call
-        _quantise(onnx_path, q_path, static, pre, calibration, head)
+        _quantise(onnx_path, q_path, static, pre, calibration, keep)
+
+
+COMPUTE = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
+
+def stem(graph) -> list[str]:
+    """The first convolution reading the graph's image input and the element-wise nodes right after it (its
+    activation): the layer that sees raw pixels. Text graphs start with a lookup, not a convolution: none."""
+    done = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    first = next((n for n in graph.node if n.op_type in ("Conv", "ConvTranspose") and n.input[0] in done), None)
+    if first is None:
+        return []
+    names, produced = [first.name], set(first.output)
+    for n in graph.node:
+        inputs = [i for i in n.input if i and i not in done]
+        if n.op_type == "Constant":
+            done.update(n.output)
+        elif inputs and n.op_type not in COMPUTE and all(i in produced for i in inputs):
+            names.append(n.name)
+            produced.update(n.output)
+    return names
 
 
 @contextlib.contextmanager
