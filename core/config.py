@@ -14,7 +14,7 @@ from .strategies import check_strategy_args, get_strategy, strategy_names
 from .tasks import metric_names, task_names
 
 SCHEDULES = ("cosine", "linear", "constant")
-LOSSES = ("ce", "focal", "mse", "huber")
+LOSSES = ("ce", "bce", "focal", "mse", "huber")
 CLASS_WEIGHTING = ("none", "balanced")
 POOLING = ("mean", "cls")
 RARE_POLICIES = ("error", "unstratified")
@@ -32,7 +32,13 @@ class DataConfig:
     test_source: str | None = setting(None, flag="--test-data",
                                       help="Your own held-out test file; replaces the carved-out test split.")
     task: str = setting("classification", choices=task_names,
-                        help="'classification' (one label per example) or 'regression' (a number per example).")
+                        help="'classification' (one label per example), 'multilabel' (any number of labels per "
+                             "example, in one column with a separator) or 'regression' (a number per example). A "
+                             "label column with several labels per row is read as multi-label unless --label-sep "
+                             "none.")
+    label_sep: str | None = setting(None, choices=("none", ";", "|", ","),
+                                    help="Multi-label: what separates the labels in a cell. None: detected from the "
+                                         "data; 'none': one label per row, whatever the cells hold.")
     val_fraction: float = setting(0.1, low=0, high=0.5, low_open=True, high_open=True,
                                   help="Share of the data held out for validation.")
     test_fraction: float = setting(0.1, low=0, high=0.5, high_open=True,
@@ -71,14 +77,15 @@ class TrainConfig:
                                   help="Share of steps spent warming up the LR.")
     schedule: str = setting("cosine", label="LR schedule", choices=SCHEDULES, help="LR schedule after warm-up.")
     label_smoothing: float = setting(0.0, label="Label smoothing", low=0, high=1, high_open=True,
-                                     scope=("classification",),
+                                     scope=("classification", "multilabel"),
                                      help="Classification: label smoothing.")
-    class_weighting: str = setting("none", label="Class weighting", choices=CLASS_WEIGHTING, scope=("classification",),
-                                   help="Classification: 'balanced' weights rarer classes up.")
+    class_weighting: str = setting("none", label="Class weighting", choices=CLASS_WEIGHTING, scope=("classification", "multilabel"),
+                                   help="Classification: 'balanced' weights rarer classes (multi-label: each label's positives) up.")
     loss: str | None = setting(None, label="Loss", choices=LOSSES,
-                               help="Classification: 'ce' or 'focal'; regression: 'mse' or 'huber' (smooth L1). "
+                               help="Classification: 'ce' or 'focal'; multi-label: 'bce' or 'focal'; regression: 'mse' or 'huber' "
+                                    "(smooth L1). "
                                     "None: the task's usual one.")
-    focal_gamma: float = setting(2.0, label="Focal gamma", low=0, high=10, scope=("classification",),
+    focal_gamma: float = setting(2.0, label="Focal gamma", low=0, high=10, scope=("classification", "multilabel"),
                                  help="Focal loss: focusing parameter.")
     grad_accum: int = setting(1, label="Gradient accumulation", low=1, high=1024,
                               help="Micro-batches per optimiser step.")

@@ -276,11 +276,14 @@ class LinearPartner:
 
 # --------------------------------------------------------------------------- outputs
 def outputs(logits: np.ndarray, labels: dict[str, Any]) -> np.ndarray:
-    """Per-row outputs in the data's terms: class probabilities, or values in the label's units."""
+    """Per-row outputs in the data's terms: class probabilities, each label's probability (multi-label), or
+    values in the label's units."""
     logits = np.asarray(logits, dtype=np.float64)
     if labels.get("task") == "regression":
         mean, std = labels["scale"]
         return logits[:, :1] * std + mean
+    if labels.get("task") == "multilabel":
+        return 1 / (1 + np.exp(-np.clip(logits, -60, 60)))
     return softmax(logits)
 
 
@@ -293,10 +296,21 @@ def blend(net: np.ndarray | None, partner: np.ndarray | None, weight: float) -> 
     return weight * net + (1 - weight) * partner
 
 
+def join_labels(rows: np.ndarray, labels: dict[str, Any]) -> list[str]:
+    """0/1 per label as text, in the data's own separator ("billing; urgent")."""
+    sep = labels.get("label_sep") or ";"
+    glue = f"{sep} " if sep in ";," else sep
+    return [glue.join(c for c, on in zip(labels["classes"], r) if on) for r in rows]
+
+
 def point(out: np.ndarray, labels: dict[str, Any]) -> list[Any]:
-    """The prediction per row: the class name, or the value."""
+    """The prediction per row: the class name, the labels at or above their thresholds (multi-label, joined by
+    the data's separator), or the value."""
     if labels.get("task") == "regression":
         return [float(v) for v in out[:, 0]]
+    if labels.get("task") == "multilabel":
+        cut = np.asarray(labels.get("thresholds") or [0.5] * len(labels["classes"]))
+        return join_labels(np.asarray(out) >= cut, labels)
     return [labels["classes"][int(i)] for i in out.argmax(1)]
 
 

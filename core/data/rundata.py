@@ -26,7 +26,7 @@ class RunData:
     display: list[str]  # what a person sees for each row (text or image path)
     source_rows: list[Any]
     files: list[str]  # texts, or absolute image paths
-    labels: list[str]  # the label column as written
+    labels: list[Any]  # the label column as the task reads it (multi-label: a tuple per row)
     test_ds: Dataset | None = None
     inputs: Inputs | None = None  # attached once the settings that shape them are final
 
@@ -74,7 +74,7 @@ def run_split(cfg, ds: Dataset, test_ds: Dataset | None) -> np.ndarray:
     """The dataset's split as this run's settings ask for it (a file of the user's own is then the test split)."""
     d = cfg.data
     return dataset_split(ds, val=d.val_fraction, test=0.0 if test_ds else d.test_fraction, seed=d.split_seed,
-                         rare_policy=d.rare_policy, task=d.task)
+                         rare_policy=d.rare_policy, task=d.task, label_sep=d.label_sep)
 
 
 def load_rows(cfg, opened: tuple[Dataset, Dataset | None], drop_test_rows: set[int] | None = None) -> RunData:
@@ -84,7 +84,7 @@ def load_rows(cfg, opened: tuple[Dataset, Dataset | None], drop_test_rows: set[i
     ds, test_ds = opened
     task, modality = get_task(d.task), get_modality(ds.modality)
     split = run_split(cfg, ds, test_ds)
-    labels = ds.items["label"].tolist()
+    labels = task.read_labels(ds.items["label"].tolist(), d.label_sep)
     items = ds.inputs()
     display = ds.displays()
     rows: list[Any] = list(range(len(ds.items)))
@@ -92,10 +92,10 @@ def load_rows(cfg, opened: tuple[Dataset, Dataset | None], drop_test_rows: set[i
         keep = [i for i in range(len(test_ds.items)) if i not in (drop_test_rows or set())]
         if not keep:
             raise DataError("Every example of the test file repeats a training example; nothing is left to test on.")
-        given = test_ds.items["label"].tolist()
+        given = task.read_labels(test_ds.items["label"].tolist(), d.label_sep)
         test_labels = [given[i] for i in keep]
         if task.has_classes:
-            unseen = sorted(set(test_labels) - set(labels))
+            unseen = sorted(task.label_names(test_labels) - task.label_names(labels))
             if unseen:
                 raise DataError(f"The test data has label(s) never seen in training: {', '.join(unseen[:10])}.")
         test_inputs = test_ds.inputs()
@@ -106,4 +106,6 @@ def load_rows(cfg, opened: tuple[Dataset, Dataset | None], drop_test_rows: set[i
         rows += [f"test:{i}" for i in keep]
         split = np.concatenate([split, np.full(len(keep), "test", dtype=object)])
     targets = task.targets(labels, np.flatnonzero(split == "train"), ds.manifest.get("name", ds.id))
+    if task.several:
+        targets.extra["label_sep"] = d.label_sep
     return RunData(ds, modality, task, targets, split, display, rows, items, labels, test_ds)

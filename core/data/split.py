@@ -68,9 +68,43 @@ def rare_classes(labels: pd.Series, need: int) -> dict[str, int]:
     return {str(k): int(v) for k, v in counts[counts < need].items()}
 
 
+def _sets_fold(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of about `fraction` of the rows, whole duplicate groups only, by iterative stratification
+    (Sechidis et al. 2011, the iterative-stratification package): each group carries the union of its rows'
+    labels, and every label is spread over both sides as far as its count allows."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    if len(uniq) < 2:
+        raise DataError(f"Only {len(uniq)} distinct example left (after grouping duplicates): too few for a "
+                        f"{fraction:.0%} split. Add data or lower the validation/test fraction.")
+    per_group = np.zeros((len(uniq), y.shape[1]), dtype=np.int8)
+    np.maximum.at(per_group, inverse, y)
+    cv = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    _, idx = next(cv.split(np.zeros((len(uniq), 1)), per_group))
+    return np.isin(inverse, idx)
+
+
+def make_sets_split(y: np.ndarray, groups: np.ndarray, val: float = 0.1, test: float = 0.1,
+                    seed: int = 0) -> np.ndarray:
+    """Several labels per row (a 0/1 matrix): 'train'/'val'/'test' by iterative stratification. A label too rare
+    for every split is not refused (most tag sets have a long tail): the audit names it."""
+    y, groups = np.asarray(y, dtype=np.int8), np.asarray(groups)
+    out = np.full(len(y), "train", dtype=object)
+    if test > 0:
+        out[_sets_fold(y, groups, test, seed)] = "test"
+    rest = np.flatnonzero(out == "train")
+    out[rest[_sets_fold(y[rest], groups[rest], val / (1 - test), seed + 1)]] = "val"
+    _check_filled(out, np.array([";".join(map(str, np.flatnonzero(r))) for r in y]), groups, val, test)
+    return out
+
+
 def make_split(labels: np.ndarray, groups: np.ndarray, val: float = 0.1, test: float = 0.1, seed: int = 0,
                rare_policy: str = "error") -> np.ndarray:
-    """'train'/'val'/'test' per row; each duplicate group lands in exactly one split."""
+    """'train'/'val'/'test' per row; each duplicate group lands in exactly one split. labels: one stratum per row,
+    or a 0/1 matrix of several labels per row."""
+    if np.ndim(labels) == 2:
+        return make_sets_split(labels, groups, val, test, seed)
     labels = np.asarray(labels).astype(str)
     groups = np.asarray(groups)
     n_classes = len(np.unique(labels))
@@ -114,18 +148,20 @@ def _check_filled(out: np.ndarray, labels: np.ndarray, groups: np.ndarray, val: 
 
 def dataset_split(ds: Dataset, group_ids: list[int] | np.ndarray | None = None, val: float = 0.1,
                   test: float = 0.1, seed: int = 0, rare_policy: str = "error",
-                  task: str = "classification") -> np.ndarray:
+                  task: str = "classification", label_sep: str | None = None) -> np.ndarray:
     """The split for this dataset version and these settings: computed once, then read from disk.
-    Stratified by what the task balances (classes, or bins of a numeric target)."""
+    Stratified by what the task balances (classes, bins of a numeric target, or each of several labels)."""
     kind = get_task(task)
-    key = f"val{val:g}-test{test:g}-seed{seed}-{rare_policy}{kind.split_suffix}"
+    sep = {";": "semicolon", "|": "bar", ",": "comma"}.get(label_sep or "", "") if kind.several else ""
+    key = f"val{val:g}-test{test:g}-seed{seed}-{rare_policy}{kind.split_suffix}{'-' + sep if sep else ''}"
     path = ds.splits_dir / f"{key}.json"
     saved = read_json(path)
     if saved and len(saved["split"]) == len(ds.items):
         return np.array(saved["split"], dtype=object)
     if group_ids is None:
         group_ids = cached_audit(ds).group_ids
-    split = make_split(kind.strata(ds.items["label"].to_numpy()), np.asarray(group_ids), val, test, seed, rare_policy)
+    strata = kind.strata(kind.read_labels(ds.items["label"].tolist(), label_sep), label_sep)
+    split = make_split(strata, np.asarray(group_ids), val, test, seed, rare_policy)
     atomic_write_json(path, {"key": key, "split": split.tolist()})
     return split
 

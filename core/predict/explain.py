@@ -73,7 +73,7 @@ def worst_rows(preds: pd.DataFrame, has_classes: bool, k: int = WORST) -> pd.Dat
 def target_of(pred: "Predictor", row: Any) -> int:
     """What an example's explanation is about: the class it was predicted as (values: the one output, so the
     explanation shows what pushed the value up or down)."""
-    return pred.classes.index(row["pred"]) if pred.task.has_classes else 0
+    return pred.task.explain_target(row, pred.classes)
 
 
 def explain_rows(rows: pd.DataFrame, raws: list[Any], cached: dict | None,

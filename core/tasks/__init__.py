@@ -1,5 +1,5 @@
-"""The task registry: what the labels mean (core.tasks.base.Task). Classification and regression are
-registered here; config validation, the CLI and the pages read the names from it."""
+"""The task registry: what the labels mean (core.tasks.base.Task). Classification, regression and multi-label
+classification are registered here; config validation, the CLI and the pages read the names from it."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +7,7 @@ from typing import Any
 from ..registry import Registry
 from .base import Targets, Task
 from .classification import CLASSIFICATION
+from .multilabel import MULTILABEL
 from .regression import REGRESSION
 
 REGISTRY: Registry[Task] = Registry("task")
@@ -36,5 +37,6 @@ def from_meta(meta: dict[str, Any]) -> Task:
 
 register_task(CLASSIFICATION)
 register_task(REGRESSION)
+register_task(MULTILABEL)
 
 __all__ = ["Targets", "Task", "REGISTRY", "register_task", "get_task", "task_names", "metric_names", "from_meta"]

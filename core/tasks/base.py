@@ -17,10 +17,11 @@ class Targets:
     truth: np.ndarray  # what metrics compare against: class indices, or values in the data's units
     classes: list[str] = field(default_factory=list)  # classification only
     scale: tuple[float, float] | None = None  # regression: (mean, std) of the training targets
+    extra: dict[str, Any] = field(default_factory=dict)  # multi-label: the separator, and thresholds once tuned
 
     def meta(self) -> dict[str, Any]:
         """What labels.json keeps so a prediction reads the same way later."""
-        return {"classes": self.classes, **({"scale": list(self.scale)} if self.scale else {})}
+        return {"classes": self.classes, **({"scale": list(self.scale)} if self.scale else {}), **self.extra}
 
 
 class Task:
@@ -30,12 +31,23 @@ class Task:
     lower_is_better: frozenset[str] = frozenset()
     losses: tuple[str, ...] = ()  # the first is the default
     headline: tuple[str, ...] = ()  # the numbers a run's status and the runs table carry
+    summary: tuple[str, ...] = ()  # what the baseline's summary keeps beyond the headline
     event_keys: tuple[str, ...] = ()  # what each validation event carries (Monitor's curves)
     estimator = ""  # the baseline's estimator, in words
     split_suffix = ""  # saved splits of other tasks are kept apart
     has_classes = False
+    several = False  # any number of labels per example (one probability per label, not a distribution)
+    blends = True  # the blend with the baseline's kind of model applies
 
-    def targets(self, labels: list[str], train_rows: np.ndarray, name: str = "the data") -> Targets:
+    def read_labels(self, labels: list[Any], sep: str | None) -> list[Any]:
+        """The label column as this task reads it (multi-label: a tuple of labels per row)."""
+        return labels
+
+    def label_names(self, labels: list[Any]) -> set[str]:
+        """Every label name these rows use (a test file's are checked against training's)."""
+        return set(labels)
+
+    def targets(self, labels: list[Any], train_rows: np.ndarray, name: str = "the data") -> Targets:
         raise NotImplementedError
 
     def targets_from_meta(self, labels: list[str], meta: dict[str, Any]) -> Targets:
@@ -94,10 +106,6 @@ class Task:
         back into raw feature space: (weight [out_dim, features], bias [out_dim])."""
         raise NotImplementedError
 
-    def point(self, out: np.ndarray) -> np.ndarray:
-        """One prediction per row (the class index, or the value) from outputs, for the baseline comparison."""
-        raise NotImplementedError
-
     def prediction_columns(self, truth: np.ndarray, out: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
         """Columns of a predictions table (eval/test_predictions.parquet, batch prediction)."""
         raise NotImplementedError
@@ -112,6 +120,15 @@ class Task:
         every output; rows of unreadable inputs (NaN outputs) have an empty prediction."""
         raise NotImplementedError
 
-    def strata(self, labels: np.ndarray) -> np.ndarray:
-        """What a stratified split balances across train, validation and test."""
+    def strata(self, labels: np.ndarray, sep: str | None = None) -> np.ndarray:
+        """What a stratified split balances across train, validation and test: one stratum per row, or (several
+        labels per row) a 0/1 matrix that iterative stratification balances label by label."""
         raise NotImplementedError
+
+    def point(self, out: np.ndarray, meta: dict[str, Any] | None = None) -> np.ndarray:
+        """One prediction per row (the class index, the value, or the 0/1 row of labels) from outputs."""
+        raise NotImplementedError
+
+    def explain_target(self, row: Any, classes: list[str]) -> int:
+        """The output an example's explanation is about, from its row of a prediction table."""
+        return 0

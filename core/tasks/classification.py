@@ -95,7 +95,7 @@ class Classification(Task):
         weight[clf.classes_], out_b[clf.classes_] = w, bias
         return weight, out_b
 
-    def point(self, out):
+    def point(self, out, meta=None):
         return np.asarray(out).argmax(1)
 
     def compare(self, truth, out, base_out, meta, seed=0):
@@ -128,7 +128,10 @@ class Classification(Task):
             cols[f"p:{c}"] = out[:, j]
         return cols
 
-    def strata(self, labels):
+    def explain_target(self, row, classes):
+        return classes.index(row["pred"])
+
+    def strata(self, labels, sep=None):
         return np.asarray(labels).astype(str)
 
 

@@ -100,7 +100,7 @@ class Regression(Task):
         w, b = fold_standardisation(np.asarray(reg.coef_).reshape(1, -1), np.atleast_1d(reg.intercept_), mean, scale)
         return w, b
 
-    def point(self, out):
+    def point(self, out, meta=None):
         return np.asarray(out, dtype=np.float64).reshape(len(out), -1)[:, 0]
 
     def compare(self, truth, out, base_out, meta, seed=0):
@@ -118,7 +118,7 @@ class Regression(Task):
     def prediction_table(self, out, meta):
         return {"prediction": self.point(out) if len(out) else np.zeros(0)}
 
-    def strata(self, labels):
+    def strata(self, labels, sep=None):
         """Quantile bins of the target (quintiles from 20 rows): every split gets low, middle and high values."""
         values = _numbers(list(labels), "the labels")
         if np.ptp(values) == 0:

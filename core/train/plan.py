@@ -79,6 +79,8 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
         cfg.train, reason, choice = plan_auto(cfg, data, spec, device, progress)
         spec = get_backbone(cfg.train.backbone)
         report(auto=reason, resolved_strategy=cfg.train.strategy, resolved_backbone=spec.name, plan=choice.facts())
+    if cfg.train.teacher and data.task.several:
+        raise ConfigError("Distillation is not available for multi-label runs yet: train without a teacher.")
     if cfg.train.teacher and get_strategy(cfg.train.strategy).fits_head:
         raise ConfigError(f"Distillation trains the student on the teacher's outputs; '{cfg.train.strategy}' solves "
                           "its head from the labels alone. Choose a strategy that trains (full, lora, ...).")
@@ -92,14 +94,22 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
     plan.notes += fitted + [n for n in (continued,) if n]
     if parent and not resume:  # a resumed run reads its own checkpoint instead
         plan.notes.append(load_parent(model, parent, data.classes if data.task.has_classes else None))
-    numbers = label_numbers(data.labels) if data.task.has_classes else None
+    if data.task.several:
+        sep = cfg.data.label_sep
+        plan.notes.append(f"Several labels per example, separated by '{sep}': a multi-label classifier with one "
+                          f"yes/no per label ({len(data.classes)} labels), each label's threshold tuned on "
+                          "validation. To read each cell as one class instead: label separator 'none'.")
+    numbers = label_numbers(data.labels) if data.task.has_classes and not data.task.several else None
     if numbers:  # never silently one: the choice made is said, with the other
         plan.notes.append(f"{numbers['why']} This run learns them as {len(data.classes)} classes; to predict them "
                           "as numbers, choose regression (Train page: 'numbers'; CLI: --task regression).")
-    plan.notes += [n for n in (size_note(data.split, len(data.classes) if data.task.has_classes else None), overlap)
-                   if n]
+    plan.notes += [n for n in (size_note(data.split, len(data.classes) if data.task.has_classes and
+                                         not data.task.several else None), overlap) if n]
     fit_baseline(plan, previous if resume else {})
-    if cfg.train.blend:
+    if cfg.train.blend and not data.task.blends:
+        plan.notes.append(f"No blend: {data.task.title.lower()} runs do not blend with a linear model yet; the "
+                          "network makes every prediction.")
+    elif cfg.train.blend:
         plan.blend_view = data.modality.linear_view(data, plan.features, blend=True)  # before any weight moves
     decide_mirroring(plan, previous)
     if strategy.frozen_backbone:
@@ -109,7 +119,7 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
     if strategy.fits_head:
         solve_head(plan)
     if D.is_main():
-        atomic_write_json(folder.labels_file, {**data.meta, "task": data.task.name, "modality": spec.modality,
-                                          "backbone": spec.name})
+        atomic_write_json(folder.labels_file, {"task": data.task.name, "modality": spec.modality,
+                                          "backbone": spec.name, **data.meta})
         plan.cfg.save(folder.resolved_file)
     return plan

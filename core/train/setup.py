@@ -15,9 +15,10 @@ from ..backbones import BackboneSpec, Classifier, get_backbone
 from ..config import RunConfig
 from ..data.datasets import Dataset, DatasetStore
 from ..data.rundata import RunData, check_backbone, load_rows, open_data, run_split
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..modalities import Modality, get_modality
 from ..strategies import Strategy, get_strategy
+from ..tasks.multilabel import SEPARATORS, resolve_separator
 from . import distributed as D
 
 Progress = Callable[[float, str], None]
@@ -79,11 +80,28 @@ def open_run(cfg: RunConfig, datasets: DatasetStore, progress: Progress | None =
     missing backbone becomes the data's default."""
     check_device(cfg.train)
     ds, test_ds = open_data(cfg, datasets, progress or (lambda f, m: None), owner)
+    read_as(cfg, ds)
     if not cfg.train.backbone:
         cfg.train.backbone = get_modality(ds.modality).default_backbone
     spec = get_backbone(cfg.train.backbone)
     check_backbone(spec, ds)
     return Opened(cfg, ds, test_ds, spec)
+
+
+def read_as(cfg: RunConfig, ds: Dataset) -> None:
+    """A label column with several labels per row (found by core.tasks.multilabel.detect_separator) is read as
+    multi-label, its separator written into the config, so a replay reads it the same way; label_sep 'none'
+    keeps one class per cell. The run's notes say which."""
+    d = cfg.data
+    if d.task == "regression" or d.label_sep == "none":
+        return
+    sep = resolve_separator(ds.items["label"].tolist(), d.label_sep)
+    if sep is None:
+        if d.task == "multilabel":
+            raise DataError(f"{ds.manifest.get('name', ds.id)}: no row holds several labels (separated by "
+                            f"{', '.join(repr(s) for s in SEPARATORS)}); train a classifier, or give the separator.")
+        return
+    d.task, d.label_sep = "multilabel", sep
 
 
 def check_split(opened: Opened) -> None:

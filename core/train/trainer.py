@@ -41,6 +41,7 @@ from .callbacks import (
 from .callbacks.blend import Blend
 from .callbacks.distill import Distill, check_teacher, compare, teacher_log_probs
 from .callbacks.guards import Budget
+from .callbacks.thresholds import Thresholds
 from .events import Callback, Control, Event, JsonlLog, Parts, TrainState
 from .loop import Learner, amp_dtype, optimizer
 from .parent import parent_of
@@ -191,8 +192,11 @@ class Trainer:
             cbs.append(MixUp(t.mixup_alpha, t.cutmix_alpha, t.mix_prob))
         if t.teacher:
             cbs.append(self._distill(plan))
-        if t.blend:
+        if t.blend and data.task.blends:
             cbs.append(Blend(data, plan.blend_view, d if self.main else None))
+        if data.task.several:
+            cbs.append(Thresholds(data, d if self.main else None, {"task": data.task.name, "modality":
+                                  plan.spec.modality, "backbone": plan.spec.name}))
         if self.main:  # writers run on the main process only
             cbs += [Checkpointer(d, every_s=t.checkpoint_every_min * 60), EvalFiles(data, d),
                     ExplainMistakes(data, d, self._predictor(plan))]
@@ -231,7 +235,7 @@ class Trainer:
         status = self.control.status or "completed"
         reason = self.control.reason
         res = st.results.get("test")
-        test = {k: res[k] for k in task.headline} if res else None
+        test = {k: res[k] for k in task.headline + task.summary} if res else None
         final = self.status(
             status, reason=reason, finished=time.time(), elapsed_s=round(time.time() - st.started, 2), test=test,
             vs_baseline=res.get("vs_baseline") if res else None, best_epoch=st.best_epoch + 1, epoch=st.epoch + 1,
@@ -239,6 +243,7 @@ class Trainer:
             step=st.step, trainable_params=trainable, total_params=total,
             peak_mem_mb=round(peak_memory_mb(plan.device), 1),
             **{k: v for k, v in (("blend", st.results.get("blend")), ("predictor", (res or {}).get("predictor")),
+                                 ("thresholds", st.results.get("thresholds")),
                                  ("parts", (res or {}).get("parts"))) if v is not None})
         if plan.cfg.train.teacher and test and self.main:
             final = self._distillation_report(plan, test, status) or final

@@ -29,7 +29,9 @@ def resolve_for(cfg: RunConfig, data: RunData, spec: BackboneSpec, strategy: str
     """The settings 'auto' gives this data with this backbone (and the budget's strategy, when chosen)."""
     tr = data.split == "train"
     items = [x for x, keep in zip(data.files, tr) if keep]
-    counts = np.bincount(data.targets.truth[tr].astype(np.int64)).tolist() if data.task.has_classes else None
+    truth = data.targets.truth[tr]
+    counts = None if not data.task.has_classes else truth.sum(0).tolist() if data.task.several else \
+        np.bincount(truth.astype(np.int64)).tolist()  # examples per class (multi-label: positives per label)
     facts = data.modality.auto_facts(data.ds, items)
     t = replace(cfg.train, backbone=spec.name)
     return resolve_auto(t, int(tr.sum()), spec.modality, counts, params_m=spec.params_m, chosen=cfg.user_set(),

@@ -36,7 +36,7 @@ def fit_baseline(plan, previous: dict[str, Any]) -> None:
     out = got["out"]
     res = data.task.evaluate(data.targets.truth[test], out, data.meta)
     plan.baseline = {"name": view.name,
-                     **{k: res[k] for k in data.task.headline}, "n": res["n"]}
+                     **{k: res[k] for k in data.task.headline + data.task.summary}, "n": res["n"]}
     plan.baseline_pred = data.task.point(out)
     if D.is_main():
         plan.folder.eval_dir.mkdir(parents=True, exist_ok=True)
