@@ -148,6 +148,11 @@ def comparison(status: dict) -> str | None:
         change = f"mean absolute error {c['mae_diff']:+.3g}"
         swaps = (f"it is closer to the truth than the baseline on {_examples(c['closer'])}, farther on "
                  f"{c['farther']:,}")
+    elif c.get("metric") == "micro_f1":  # several labels per example: right means the whole set of labels
+        interval = f"{c['level']:.0%} bootstrap interval {c['low']:+.3f} to {c['high']:+.3f}"
+        change = f"micro-F1 {c['micro_f1_diff']:+.3f} (macro-F1 {c['macro_f1_diff']:+.3f})"
+        swaps = (f"it gives the exact set of labels on {_examples(c['fixed'])} where the baseline does not, and "
+                 f"misses it on {c['broken']:,} where the baseline does not")
     else:
         interval = f"{c['level']:.0%} bootstrap interval {c['low']:+.3f} to {c['high']:+.3f}"
         change = f"macro-F1 {c['macro_f1_diff']:+.3f}"

@@ -138,6 +138,12 @@ def load_exported(folder: Path):
     return module.ExportedModel(folder)
 
 
+def _hits(pred: Predictor, out: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per row: the prediction from these outputs is the target (a class, or the whole set of labels)."""
+    got = pred.task.point(out, pred.meta)
+    return (np.asarray(got).reshape(len(got), -1) == np.asarray(target).reshape(len(target), -1)).all(1)
+
+
 def parity(pred: Predictor, folder: Path, items: list[Any], truth: np.ndarray | None, fmt: str) -> dict[str, Any]:
     """The exported predict.py against the studio's predictor on the same inputs: labels and probabilities."""
     exported = load_exported(folder)
@@ -153,11 +159,11 @@ def parity(pred: Predictor, folder: Path, items: list[Any], truth: np.ndarray | 
         "rows": int(ok.sum()), "parts": parts, "max_abs_diff": float(np.abs(got - ref).max()) if len(ref) else 0.0,
         "seconds": round(t_exp, 4), "studio_seconds": round(t_ref, 4)}
     if pred.task.has_classes:
-        same = ref.argmax(1) == got.argmax(1)
+        same = _hits(pred, ref, pred.task.point(got, pred.meta))
         out.update(same_label=int(same.sum()), agreement=float(same.mean()) if len(same) else 1.0)
         if truth is not None:
-            out["accuracy"] = float((got.argmax(1) == truth[ok]).mean())
-            out["studio_accuracy"] = float((ref.argmax(1) == truth[ok]).mean())
+            out["accuracy"] = float(_hits(pred, got, truth[ok]).mean())
+            out["studio_accuracy"] = float(_hits(pred, ref, truth[ok]).mean())
             out["accuracy_change_points"] = round((out["accuracy"] - out["studio_accuracy"]) * 100, 2)
     if fmt != "int8" and (out["max_abs_diff"] > PARITY_ATOL or out.get("same_label", out["rows"]) < out["rows"]):
         raise RunError(f"The export does not predict as the studio does ({out['max_abs_diff']:.2g} apart, "
@@ -175,8 +181,7 @@ def _test_rows(run: RunFolder, pred: Predictor) -> tuple[list[Any], np.ndarray |
     if col not in tests.columns:
         raise RunError(f"{run.id} was trained by an older version that did not keep its test inputs; train it "
                        "again to export ONNX.")
-    truth = tests["true"].map({c: i for i, c in enumerate(pred.classes)}).to_numpy() if pred.task.has_classes \
-        else None
+    truth = pred.task.targets_from_meta(tests["true"].tolist(), pred.meta).truth if pred.task.has_classes else None
     return tests[col].tolist(), truth
 
 
@@ -187,12 +192,13 @@ def _labelled_rows(run: RunFolder, datasets, pred: Predictor, cap: int = 2000
     ds = datasets.find(run.status.get("dataset")) if datasets is not None else None
     if ds is None or not pred.task.has_classes:
         return None
-    keep = np.flatnonzero(ds.items["label"].isin(pred.classes).to_numpy())
+    labels = pred.task.read_labels(ds.items["label"].tolist(), pred.meta.get("label_sep"))
+    known = set(pred.classes)
+    keep = np.flatnonzero([pred.task.label_names([y]) <= known for y in labels])
     if len(keep) > cap:
         keep = np.sort(np.random.default_rng(0).choice(keep, cap, replace=False))
-    inputs, labels = ds.inputs(), ds.items["label"].to_numpy()
-    pos = {c: i for i, c in enumerate(pred.classes)}
-    return [inputs[i] for i in keep], np.array([pos[labels[i]] for i in keep])
+    inputs = ds.inputs()
+    return [inputs[i] for i in keep], pred.task.targets_from_meta([labels[i] for i in keep], pred.meta).truth
 
 
 def _portable(run: RunFolder, tmp: Path, fmt: str, datasets, progress: Progress) -> dict[str, Any]:
@@ -211,8 +217,8 @@ def _portable(run: RunFolder, tmp: Path, fmt: str, datasets, progress: Progress)
                           pred.modality.int8_static and calibration else "dynamic (activation ranges per batch)"}
         if wide is not None:
             exported = load_exported(tmp)
-            a32 = float((pred.predict(wide[0])[0].argmax(1) == wide[1]).mean())
-            a8 = float((exported.predict(wide[0])[0].argmax(1) == wide[1]).mean())
+            a32 = float(_hits(pred, pred.predict(wide[0])[0], wide[1]).mean())
+            a8 = float(_hits(pred, exported.predict(wide[0])[0], wide[1]).mean())
             report["int8"]["all_rows"] = {"checked_on": len(wide[1]), "fp32_accuracy": a32, "int8_accuracy": a8,
                                           "accuracy_change_points": round((a8 - a32) * 100, 2)}
         p = report["parity"]

@@ -22,6 +22,10 @@ logits = model(**tok(["an example"], return_tensors="pt", padding=True, truncati
 print(model.config.id2label[int(logits.argmax(-1)[0])])
 ```
 """
+README_SETS = README.replace(
+    "print(model.config.id2label[int(logits.argmax(-1)[0])])",
+    "p = logits.sigmoid()[0]  # one probability per label; each label has its own threshold\n"
+    "print([model.config.id2label[i] for i, t in enumerate(model.config.thresholds) if p[i] >= t])")
 
 
 def try_hf(pred, out: Path) -> dict[str, Any]:
@@ -34,7 +38,7 @@ def try_hf(pred, out: Path) -> dict[str, Any]:
         diff = export_hf(pred, out / "hf")
     except RunError as e:
         return {"written": False, "why": str(e)}
-    return {"written": True, "folder": "hf", "max_abs_logit_diff": diff, "readme": README.format(diff=diff)}
+    return {"written": True, "folder": "hf", "max_abs_logit_diff": diff, "readme": (README_SETS if pred.task.several else README).format(diff=diff)}
 
 
 def export_hf(pred, out: Path, atol: float = 1e-4) -> float:
@@ -47,6 +51,9 @@ def export_hf(pred, out: Path, atol: float = 1e-4) -> float:
     config.num_labels = len(pred.classes)
     config.id2label = dict(enumerate(pred.classes))
     config.label2id = {c: i for i, c in enumerate(pred.classes)}
+    if pred.task.several:  # transformers then reads each logit through a sigmoid, and trains it with BCE
+        config.problem_type = "multi_label_classification"
+        config.thresholds = pred.meta.get("thresholds")
     config.architectures = None
     hf = AutoModelForSequenceClassification.from_config(config)
     base, head = getattr(hf, hf.base_model_prefix, None), getattr(hf, "classifier", None)

@@ -21,6 +21,7 @@ from ..predict.predictor import Predictor
 from ..runs.folder import RunFolder
 from ..strategies import get_strategy
 from ..tasks import from_meta
+from ..tasks.multilabel import label_counts
 from ..train.callbacks.distill import comparison_table
 from . import parts as P
 
@@ -64,13 +65,17 @@ def build_report(rec: RunFolder, dataset=None, max_errors: int = WORST, explain:
     data_html = "<p>Dataset details unavailable.</p>"
     if dataset is not None:
         m = dataset.manifest
-        counts = pd.Series(m["classes"]).sort_values(ascending=False).rename("examples").to_frame()
+        classes = m["classes"]
+        if task.several and cfg.data.label_sep:  # the manifest counts each distinct cell; a person, each label
+            classes = label_counts(classes, cfg.data.label_sep)
+        counts = pd.Series(classes).sort_values(ascending=False).rename("examples").to_frame()
         counts = counts if task.has_classes else counts.head(0)
         a = cached_audit(dataset).summary()  # read back: the audit ran when the data was explored or split
         audit = (f"<p>Audit: {a['exact_duplicates']} exact duplicate(s), {a['near_duplicate_groups']} near-duplicate "
                  f"group(s), {a['label_conflicts']} label conflict(s). Duplicate groups were kept inside one "
                  "split.</p>")
-        groups = f"in {len(m['classes'])} classes" if task.has_classes else f"with {len(m['classes'])} distinct values"
+        groups = (f"with {len(classes)} labels" if task.several else f"in {len(classes)} classes" if task.has_classes
+                  else f"with {len(classes)} distinct values")
         data_html = (f"<p>{m['rows']:,} {dataset.modality}s {groups} "
                      f"(version <code>{dataset.id}</code>"
                      + (f", derived: {html.escape(m.get('change', ''))}" if m.get("parent") else "") + ").</p>"

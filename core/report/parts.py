@@ -20,7 +20,8 @@ from ..data.images import open_rgb
 from ..predict.explain import Explanation, explain_rows, overlay, tokens_html, worst_rows
 from ..runs.changes import summary
 
-NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "mae": "MAE", "rmse": "RMSE", "r2": "R²"}
+NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "mae": "MAE", "rmse": "RMSE",
+         "r2": "R²"}
 
 
 def png(fig) -> str:
@@ -84,6 +85,9 @@ def _listed(names: list[str], most: int = 12) -> str:
 def what_it_does(task, res: dict, modality: str) -> str:
     """One sentence a person who never trained a model reads: what goes in, what comes out."""
     thing = "an image" if modality == "image" else "a text"
+    if task.several:
+        return (f"<p>Given {thing}, it says which of {len(res['classes'])} labels apply, any number of them: "
+                f"{_listed(res['classes'])}, with how sure it is of each.</p>")
     if task.has_classes:
         return (f"<p>Given {thing}, it says which of {len(res['classes'])} classes it belongs to: "
                 f"{_listed(res['classes'])}, with how sure it is.</p>")
@@ -93,6 +97,16 @@ def what_it_does(task, res: dict, modality: str) -> str:
 def how_good(task, res: dict, base: dict | None) -> str:
     """The test score as a count of examples, beside the simple model anyone could have trained."""
     n = res["n"]
+    if task.several:
+        out = (f"<p>On <b>{n:,}</b> test examples it never saw while training, it gave exactly the right set of "
+               f"labels to <b>{round(res['subset_accuracy'] * n):,}</b> ({res['subset_accuracy']:.0%}). Label by "
+               f"label, its F1 score is {res['micro_f1']:.2f} over all labels given and {res['macro_f1']:.2f} "
+               "averaged over labels, so that rare labels count as much as common ones (1 is perfect).</p>")
+        if base:
+            out += (f"<p>A simple model trained on the same examples ({html.escape(base['name'])}): exact sets "
+                    f"{round(base['subset_accuracy'] * n):,} ({base['subset_accuracy']:.0%}), F1 "
+                    f"{base['micro_f1']:.2f} and {base['macro_f1']:.2f}.</p>")
+        return out
     if task.has_classes:
         right = round(res["accuracy"] * n)
         out = (f"<p>On <b>{n:,}</b> test examples it never saw while training, it was right on <b>{right:,}</b> "
@@ -117,6 +131,16 @@ def where_it_fails(task, res: dict) -> str:
         return (f"<p>On average its estimates are {abs(res['bias']):.3g} {lean}. The plots show where it is "
                 "furthest off; the examples follow.</p>")
     per = [(c, v) for c, v in res["per_class"].items() if isinstance(v, dict) and v.get("support")]
+    if task.several:
+        weakest = sorted(per, key=lambda cv: cv[1]["f1-score"])[:3]
+        items = [f"<li><b>{html.escape(str(c))}</b>: it finds {v['recall']:.0%} of the examples that have it "
+                 f"({round(v['recall'] * v['support'])} of {int(v['support'])}); when it gives it, it is right "
+                 f"{v['precision']:.0%} of the time.</li>" for c, v in weakest]
+        errs = [f"<li><b>{html.escape(m['label'])}</b>: missed {m['missed']} time{'s' if m['missed'] != 1 else ''}, "
+                f"given wrongly {m['added']} time{'s' if m['added'] != 1 else ''}</li>" for m in res["most_confused"][:4]]
+        return ((f"<p>Its weakest labels:</p><ul>{''.join(items)}</ul>" if items else "")
+                + (f"<p>The labels it gets wrong most often:</p><ul>{''.join(errs)}</ul>" if errs else
+                   "<p>It made no mistake on the test examples.</p>"))
     weakest = sorted(per, key=lambda cv: cv[1]["recall"])[:3]
     items = [f"<li><b>{html.escape(str(c))}</b>: it finds {v['recall']:.0%} of the real ones "
              f"({round(v['recall'] * v['support'])} of {int(v['support'])}); when it says {html.escape(str(c))} it "
@@ -129,6 +153,9 @@ def where_it_fails(task, res: dict) -> str:
 
 
 def summary_numbers(task, res: dict) -> str:
+    if task.several:
+        return (f"test micro-F1 <b>{res['micro_f1']:.3f}</b>, macro-F1 <b>{res['macro_f1']:.3f}</b>, "
+                f"exact sets {res['subset_accuracy']:.1%}, mAP {res['map']:.3f}")
     if task.has_classes:
         return (f"test accuracy <b>{res['accuracy']:.1%}</b>, macro-F1 <b>{res['macro_f1']:.3f}</b>"
                 + (f" · ROC-AUC {res['roc_auc']:.3f}" if res.get("roc_auc") is not None else ""))
@@ -136,6 +163,15 @@ def summary_numbers(task, res: dict) -> str:
 
 
 def task_sections(task, res: dict, preds: pd.DataFrame) -> dict[str, str]:
+    if task.several:
+        per_label = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1", "average_precision": "AP",
+                                                                     "false_positives": "given wrongly",
+                                                                     "false_negatives": "missed"})
+        for col in ("support", "given wrongly", "missed"):
+            per_label[col] = per_label[col].astype(int)
+        if res.get("thresholds"):
+            per_label.insert(0, "threshold", res["thresholds"])
+        return {"Per label": table(per_label), "Errors by label": _label_errors(res)}
     if task.has_classes:
         per_class = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1"})
         per_class["support"] = per_class["support"].astype(int)
@@ -158,6 +194,22 @@ def _confusion(res: dict[str, Any]) -> str:
     fig, ax = plt.subplots(figsize=(min(10, 0.55 * n + 3), min(9, 0.5 * n + 2.6)))
     sns.heatmap(cm, annot=n <= 20, fmt="d", cmap="Blues", xticklabels=classes, yticklabels=classes, ax=ax, square=True)
     ax.set(xlabel="predicted", ylabel="true", title="Test confusion matrix")
+    fig.tight_layout()
+    return png(fig)
+
+
+def _label_errors(res: dict[str, Any]) -> str:
+    """Each label's misses and wrong additions side by side: where the errors are, at a glance."""
+    labels = res["classes"]
+    cm = np.array([res["label_confusion"][c] for c in labels])  # [[tn, fp], [fn, tp]] per label
+    fig, ax = plt.subplots(figsize=(6, min(9, 0.35 * len(labels) + 1.6)))
+    y = np.arange(len(labels))
+    ax.barh(y - 0.2, cm[:, 1, 0], height=0.4, color="#E45756", label="missed")
+    ax.barh(y + 0.2, cm[:, 0, 1], height=0.4, color="#F58518", label="given wrongly")
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set(xlabel="test examples", title="Errors by label")
+    ax.legend()
     fig.tight_layout()
     return png(fig)
 
@@ -223,13 +275,18 @@ def mistakes(task, preds: pd.DataFrame, max_items: int, cached: dict | None = No
     for (_, r), raw, why in zip(worst.iterrows(), raws, whys):
         cap = f"true <b>{html.escape(fmt(r['true']))}</b> → predicted <b>{html.escape(fmt(r['pred']))}</b>" + \
             (f" ({r['confidence']:.0%})" if "confidence" in r else "")
+        if task.several and why:  # which of the labels the shading is about, and what went wrong with it
+            label = [c[2:] for c in preds.columns if c.startswith("p:")][why.target]
+            how = "gave" if label in str(r.get("added", "")) else "missed" if label in str(r.get("missed", "")) \
+                else "gave"
+            cap += f"<div class='muted'>Why it {how} <b>{html.escape(label)}</b> ({r[f'p:{label}']:.0%})</div>"
         if images:
             body = thumb(raw.resize((112, 112))) + (explanation_html(why, raw) if why else "")
             cards.append(f'<div class="card">{body}<div>{cap}</div></div>')
         else:
             text = explanation_html(why) if why else f"<p>{html.escape(raw)}</p>"
             cards.append(f'<div class="card wide"><div>{cap}</div>{text}</div>')
-    towards = "the predicted class" if task.has_classes else "a higher value"
+    towards = "the label named" if task.several else "the predicted class" if task.has_classes else "a higher value"
     note = ("Heat shows where each part of the model looked for its answer." if images else
             f"Green words pushed towards {towards}, red against it.") if any(whys) else ""
     return f"<p class='muted'>{note}</p><div class='gallery'>{''.join(cards)}</div>"

@@ -42,11 +42,24 @@ def detect_separator(labels: list[Any]) -> str | None:
     return None
 
 
+def label_counts(cells: dict[str, int], sep: str) -> dict[str, int]:
+    """Examples per label from examples per distinct cell ({"a; b": 3, "a": 2} -> {"a": 5, "b": 3}), most first."""
+    out: dict[str, int] = {}
+    for cell, k in cells.items():
+        for label in split_label(cell, sep):
+            out[label] = out.get(label, 0) + int(k)
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def resolve_separator(labels: list[Any], sep: str | None) -> str | None:
     """The separator a run reads with: the one given, or the one the data shows ('none': one label per row)."""
     if sep == "none":
         return None
     return sep or detect_separator(labels)
+
+
+def _parts(cell: str) -> set[str]:
+    return {p.strip() for sep in SEPARATORS for p in cell.split(sep)} | {cell.strip()}
 
 
 class MultiLabel(Task):
@@ -214,8 +227,16 @@ class MultiLabel(Task):
         return cols
 
     def explain_target(self, row, classes):
-        """The label the model is surest of (an explanation per label is asked for by name)."""
-        return int(np.argmax([row.get(f"p:{c}", 0.0) for c in classes]))
+        """A mistake's most confident wrong label (given wrongly, else missed), or the label the model is surest
+        of; an explanation of any other label is asked for by name."""
+        p = np.array([float(row.get(f"p:{c}", 0.0)) for c in classes])
+        for key, pick in (("added", np.argmax), ("missed", np.argmin)):
+            cell = row.get(key)
+            names = [c for c in classes if isinstance(cell, str) and c in _parts(cell)]
+            if names:
+                at = [classes.index(n) for n in names]
+                return at[int(pick(p[at]))]
+        return int(np.argmax(p))
 
     def strata(self, labels, sep=None):
         rows = [r if isinstance(r, tuple) else split_label(r, sep or ";") for r in labels]
