@@ -100,7 +100,10 @@ def cmd_export(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    table, skipped = predict_path(args.export_dir, args.input, args.text_col)
+    model = args.export_dir
+    if not Path(model).is_dir() and not Path(model).exists():  # a run id of this home, as every other command takes
+        model = run_of(args, model)[2].dir
+    table, skipped = predict_path(model, args.input, args.text_col)
     failed = int((table["error"] != "").sum())
     if args.json:
         rows = []
@@ -172,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(fn=cmd_export)
 
     pr = sub.add_parser("predict", help="Predict with an exported model (or a run folder).")
-    pr.add_argument("export_dir")
+    pr.add_argument("export_dir", help="An exported model folder, a run folder, or a run id of this home.")
     pr.add_argument("input", help="A table (CSV/TSV/JSON Lines/Parquet/Excel), an image, a folder of images or a zip.")
     pr.add_argument("--text-col", help="The table's input column (asked when it is not obvious).")
     pr.add_argument("--out", help="Write the predictions CSV here instead of to standard output.")
