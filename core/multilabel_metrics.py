@@ -52,7 +52,18 @@ def evaluate_sets(truth: np.ndarray, probs: np.ndarray, labels: list[str],
         "labels_per_example": {"true": float(truth.sum(1).mean()), "predicted": float(pred.sum(1).mean())},
     })
     out["most_confused"] = _missed(truth, pred, labels)
+    out["error_pairs"] = error_pairs(truth, pred, labels)
     return out
+
+
+def error_pairs(truth: np.ndarray, pred: np.ndarray, labels: list[str], top: int = 10) -> list[dict[str, Any]]:
+    """The errors that come together: how often an example missing one label was given another it does not
+    have instead (a mix-up between two labels, as a confusion matrix shows for one label per example)."""
+    missed, added = ((truth == 1) & (pred == 0)).astype(np.int64), ((truth == 0) & (pred == 1)).astype(np.int64)
+    both = missed.T @ added  # [missed label, added label]
+    rows = [{"missed": str(labels[i]), "given instead": str(labels[j]), "count": int(both[i, j])}
+            for i, j in zip(*np.nonzero(both))]
+    return sorted(rows, key=lambda r: -r["count"])[:top]
 
 
 def _missed(truth: np.ndarray, pred: np.ndarray, labels: list[str], top: int = 10) -> list[dict[str, Any]]:

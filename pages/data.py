@@ -10,7 +10,8 @@ from core.tasks import REGISTRY as TASKS
 from studio.entry import through_app
 from studio.identity import current_user
 from studio.loading import DEMOS, load_demo, load_path, save_directory, save_upload, server_path
-from studio.services import MAX_UPLOAD_MB, can_change, current_dataset, current_task, guard, set_dataset
+from studio.services import (MAX_UPLOAD_MB, can_change, current_dataset, current_task, guard, label_reading,
+                             set_dataset)
 from studio.views import VIEWS
 
 through_app()
@@ -97,10 +98,32 @@ if ds is not None:
     c = st.columns(4)
     c[0].metric("Examples", f"{m['rows']:,}")
     task = current_task()
-    c[1].metric("Classes" if task.has_classes else "Distinct values", len(m["classes"]))
+    combined = label_reading(ds)
+    shown = combined["labels"] if combined and task.several else m["classes"]
+    c[1].metric("Labels" if task.several else "Classes" if task.has_classes else "Distinct values", len(shown))
     c[2].metric("Type", ds.modality)
     c[3].metric("Skipped files", len(m.get("bad", [])))
-    if looks_numeric(ds.items["label"]) and task.has_classes:
+    if combined and st.session_state.get("task_answered") != ds.id:
+        st.info(combined["why"] + " Does each example have several labels?", icon=":material/label:")
+        b = st.columns(2)
+        if b[0].button("Yes: several labels per example (multi-label)", key="data_multilabel", type="primary"):
+            st.session_state["task"], st.session_state["task_answered"] = "multilabel", ds.id
+            st.rerun()
+        if b[1].button("No: each cell is one class", key="data_one_class"):
+            st.session_state["task"], st.session_state["task_answered"] = "classification", ds.id
+            st.rerun()
+    elif combined and task.several:
+        st.caption(f"Task: several labels per example, separated by '{combined['sep']}' in "
+                   f"'{m.get('label_col', 'label')}'.")
+        if st.button("Read each cell as one class instead", key="data_one_class_after"):
+            st.session_state["task"] = "classification"
+            st.rerun()
+    elif combined:
+        st.caption(f"Each cell of '{m.get('label_col', 'label')}' is read as one class, separators and all.")
+        if st.button("Read them as several labels per example instead", key="data_multilabel_after"):
+            st.session_state["task"] = "multilabel"
+            st.rerun()
+    elif looks_numeric(ds.items["label"]) and task.has_classes:
         st.info(f"The labels are numbers with {len(m['classes']):,} distinct values: to predict the number itself, "
                 "train a regression model.", icon=":material/show_chart:")
         if st.button("Treat the labels as numbers to predict (regression)", key="data_regression"):

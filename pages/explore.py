@@ -4,13 +4,15 @@ import pandas as pd
 import streamlit as st
 
 from core.data import audit as A
-from core.data.split import dataset_split, split_summary
+from core.data.split import dataset_split, label_split_summary, split_summary
 from core.runs.folder import RunFolder
 from core.tasks import REGISTRY as TASKS
+from core.tasks.multilabel import cooccurrence, separator_for, split_label
 from studio import charts
 from studio.entry import through_app
 from studio.loading import progress_bar
-from studio.services import current_task, derive, guard, need_dataset, services, set_dataset, visible_runs
+from studio.services import (current_task, derive, guard, label_reading, need_dataset, services, set_dataset,
+                             visible_runs)
 from studio.views import VIEWS
 
 through_app()
@@ -27,9 +29,12 @@ rep = A.cached_audit(ds, progress=cb)
 bar.empty()
 s = rep.summary()
 
+task = current_task()
+reading = label_reading(ds) if task.several else None
+sets = [split_label(v, reading["sep"]) for v in ds.items["label"].tolist()] if reading else None
 c = st.columns(5)
 c[0].metric("Examples", f"{rep.rows:,}")
-c[1].metric("Classes", len(rep.classes))
+c[1].metric("Labels" if reading else "Classes", len(reading["labels"]) if reading else len(rep.classes))
 c[2].metric("Exact duplicates", s["exact_duplicates"])
 c[3].metric("Near-duplicate groups", s["near_duplicate_groups"])
 c[4].metric("Label conflicts", s["label_conflicts"])
@@ -40,13 +45,30 @@ if not rep.advice:
 
 left, right = st.columns(2)
 with left:
-    if current_task().has_classes:
+    if reading:
+        st.pyplot(charts.class_balance(reading["labels"], "label"), clear_figure=True)
+        st.pyplot(charts.labels_per_example(pd.Series([len(r) for r in sets])), clear_figure=True)
+    elif current_task().has_classes:
         st.pyplot(charts.class_balance(rep.classes), clear_figure=True)
     else:
         st.pyplot(charts.target_hist(pd.to_numeric(ds.items["label"], errors="coerce").dropna(),
                                      "Target values (regression)"), clear_figure=True)
 with right:
     view.profile(ds)
+if reading:
+    names = list(reading["labels"])
+    st.pyplot(charts.cooccurrence_heatmap(cooccurrence(sets, names), names), clear_figure=True)
+    scarce = {k: v for k, v in reading["labels"].items() if v < 10}
+    if scarce:
+        st.warning("Labels too rare to learn or evaluate well: " + ", ".join(f"'{k}' ({v})" for k, v in scarce.items())
+                   + ". Under 3 examples a label cannot be in training, validation and test at once; under 10 its "
+                   "test score rests on one or two examples. Add examples of them, or take them out (the examples "
+                   "keep their other labels).", icon=":material/warning:")
+        if st.button(f"Take out {len(scarce)} rare label(s)", key="drop_rare_labels"):
+            with guard("Taking out rare labels"):
+                set_dataset(derive(ds, A.drop_labels(ds.items, list(scarce), reading["sep"]),
+                                   f"take out rare labels {', '.join(scarce)}").id)
+                st.rerun()
 
 
 st.subheader("Fix in one click")
@@ -65,7 +87,7 @@ for label, (col, enabled, fn) in fixes.items():
             set_dataset(new.id)
             st.rerun()
 
-if rep.lookalike_labels:
+if rep.lookalike_labels and not reading:
     st.markdown("**Labels that look alike** — written differently, so they count as different classes:")
     for i, g in enumerate(rep.lookalike_labels):
         c1, c2 = st.columns([4, 1])
@@ -82,7 +104,7 @@ if rep.numeric_labels and current_task().has_classes:
         st.rerun()
 
 rare = [k for k, v in rep.classes.items() if v < 3]
-if rare and current_task().has_classes:
+if rare and current_task().has_classes and not reading:
     st.error(f"Too few examples to split: {', '.join(rare)}. Merge them, drop them, or use a non-stratified split below.")
     r1, r2 = st.columns(2)
     if r1.button(f"Merge {len(rare)} rare class(es) into 'other'"):
@@ -156,11 +178,15 @@ split_cfg["seed"] = int(sc[2].number_input("Seed", 0, 10_000, split_cfg["seed"])
 split_cfg["rare"] = sc[3].selectbox("Rare classes", ["error", "unstratified"], index=["error", "unstratified"].index(split_cfg["rare"]),
                                     help="'unstratified' splits randomly when a class is too small to appear in every split.")
 with guard("Splitting"):
-    task = current_task()
+    sep = separator_for(ds.items["label"].tolist(), task.name)
     split = dataset_split(ds, rep.group_ids, split_cfg["val"], split_cfg["test"], split_cfg["seed"], split_cfg["rare"],
-                          task=task.name)
-    strata = pd.Series(task.strata(ds.items["label"].to_numpy()) if not task.has_classes else ds.items["label"])
-    st.dataframe(split_summary(strata, split), width="stretch")
+                          task=task.name, label_sep=sep)
+    if reading:
+        st.dataframe(label_split_summary(sets, split), width="stretch")
+        st.caption("Iterative stratification: every label is spread over the splits as its count allows.")
+    else:
+        strata = pd.Series(task.strata(ds.items["label"].to_numpy()) if not task.has_classes else ds.items["label"])
+        st.dataframe(split_summary(strata, split), width="stretch")
     if not task.has_classes:
         st.caption("Rows are fifths of the target's range (bin0 lowest): each split gets low, middle and high values.")
     st.page_link("pages/train.py", label="Next: choose a backbone and train", icon=":material/arrow_forward:")

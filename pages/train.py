@@ -22,7 +22,7 @@ from studio.identity import current_user
 from studio.jobs import job_panel, start_job
 from studio.loading import load_path, save_upload
 from studio.preview import augment_preview
-from studio.services import guard, need_dataset, services, set_run
+from studio.services import TASK_WORDS, guard, label_reading, need_dataset, services, set_run
 
 through_app()
 
@@ -31,21 +31,26 @@ st.title("Train a model")
 split_cfg = st.session_state.get("split", {"val": 0.1, "test": 0.1, "seed": 0, "rare": "error"})
 task = st.session_state.get("task", "classification")
 numbers = cached_audit(ds).label_numbers  # labels that are numbers: classes or a value to predict? asked, not assumed
+combined = label_reading(ds)  # several labels in a cell: one label per example, or several? asked, not assumed
 answered = st.session_state.get("task_answered") == ds.id
+ask = (numbers or combined) and not answered
 if len(TASKS.names()) > 1:
     picked = st.radio("The labels are", TASKS.names(),
-                      index=None if numbers and not answered else TASKS.names().index(task), horizontal=True,
-                      key=f"task_train_{ds.id}",
-                      format_func=lambda n: {"classification": "classes", "regression": "numbers (regression)"}.get(n, n),
-                      help="Classes: one label per example. Numbers: the model predicts a value (regression).")
+                      index=None if ask else TASKS.names().index(task), horizontal=True,
+                      key=f"task_train_{ds.id}", format_func=TASK_WORDS.get,
+                      help="Classes: one label per example. Several labels: any number of labels per example "
+                           "(multi-label), separated in the label column. Numbers: the model predicts a value "
+                           "(regression).")
     if numbers and picked is None:
         st.info(numbers["why"] + (" With this many values, numbers is the likely intent." if
                                   numbers["regression_likely"] else "") + " Which are they?",
                 icon=":material/help:")
+    elif combined and picked is None:
+        st.info(combined["why"] + " Which are they?", icon=":material/help:")
     if picked is not None:
         task = picked
         st.session_state["task"], st.session_state["task_answered"] = task, ds.id
-undecided = bool(numbers) and st.session_state.get("task_answered") != ds.id
+undecided = bool(ask) and st.session_state.get("task_answered") != ds.id
 
 simple, advanced = st.tabs(["Simple", "Advanced"])
 with simple:
@@ -117,7 +122,7 @@ with start_area:
     st.caption(estimate(ds, backbone, strategy, opts, split_cfg, services().runs.list()))
 
     if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=undecided,
-                 help="Say above whether the labels are classes or numbers first." if undecided else None):
+                 help="Say above what the labels are first." if undecided else None):
         with guard("Starting the run"):
             get_backbone(backbone)
             cfg = build_config(ds, backbone, strategy, opts, split_cfg, test_ds.id if test_ds else None,

@@ -16,15 +16,35 @@ import seaborn as sns  # noqa: E402
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def class_balance(counts: dict[str, int]):
+def class_balance(counts: dict[str, int], noun: str = "class"):
     s = pd.Series(counts).sort_values(ascending=False)
     fig, ax = plt.subplots(figsize=(7, max(2.2, 0.32 * len(s) + 1)))
     sns.barplot(x=s.values, y=[str(i) for i in s.index], ax=ax, color="#4C78A8", orient="h")
     ax.set_xlabel("examples")
-    ax.set_ylabel("class")
-    ax.set_title("Examples per class")
+    ax.set_ylabel(noun)
+    ax.set_title(f"Examples per {noun}")
     for i, v in enumerate(s.values):
         ax.text(v, i, f" {v}", va="center", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def cooccurrence_heatmap(m, labels: list[str]):
+    """Examples carrying both labels of a pair; the diagonal holds each label's own count."""
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(min(10, 0.5 * n + 3), min(9, 0.45 * n + 2.4)))
+    sns.heatmap(m, annot=n <= 15, fmt="d", cmap="Purples", xticklabels=labels, yticklabels=labels, ax=ax,
+                square=True, cbar=False)
+    ax.set_title("Labels that come together (examples with both)")
+    fig.tight_layout()
+    return fig
+
+
+def labels_per_example(sizes: pd.Series):
+    fig, ax = plt.subplots(figsize=(7, 2.4))
+    counts = sizes.value_counts().sort_index()
+    ax.bar(counts.index.astype(str), counts.values, color="#72B7B2")
+    ax.set(xlabel="labels on one example", ylabel="examples", title="Labels per example")
     fig.tight_layout()
     return fig
 
@@ -79,7 +99,7 @@ def confusion_chart(cm: list[list[int]], classes: list[str], selected: tuple[str
     return (rect + text).properties(width=side, height=side, usermeta={"embedOptions": {"renderer": "svg"}})
 
 
-METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy", "loss": "loss", "mae": "MAE", "rmse": "RMSE",
+METRIC_NAMES = {"macro_f1": "macro-F1", "micro_f1": "micro-F1", "map": "mAP", "accuracy": "accuracy", "loss": "loss", "mae": "MAE", "rmse": "RMSE",
                 "r2": "R²", "spearman": "Spearman"}
 
 

@@ -16,6 +16,7 @@ from core.errors import StudioError
 from core.modalities import get_modality
 from core.settings import choices_of, default_of, shape
 from core.strategies import REGISTRY as STRATEGIES
+from core.tasks.multilabel import separator_for
 from core.train.auto import recommend, resolve_auto
 from core.train.auto.candidates import candidates
 from core.train.auto.choose import DEFAULT_MINUTES, EFFORT
@@ -320,7 +321,7 @@ def build_config(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cf
                  task: str = "classification", test_overlap: str = "warn") -> RunConfig:
     data = DataConfig(source=ds.id, val_fraction=split_cfg["val"], test_fraction=split_cfg["test"],
                       split_seed=split_cfg["seed"], rare_policy=split_cfg["rare"], test_source=test_source, task=task,
-                      test_overlap=test_overlap)
+                      test_overlap=test_overlap, label_sep=separator_for(ds.items["label"].tolist(), task))
     cfg = RunConfig(data=data, train=TrainConfig(backbone=backbone or None, strategy=strategy, **opts), name=name,
                     chosen=[])
     cfg.choose(*(chosen or []))

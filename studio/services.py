@@ -18,6 +18,7 @@ from core.runs.folder import RunFolder
 from core.runs.jobs import JobPool
 from core.runs.manager import RunManager
 from core.runs.store import RunStore
+from core.tasks.multilabel import detect_separator, label_counts, split_label
 
 from .identity import current_user
 
@@ -74,11 +75,37 @@ def _remember(key: str, param: str, value: str | None) -> None:
 
 
 def current_task():
-    """The task chosen for this session's data (Train page, or Explore's suggestion); classification until then."""
+    """The task chosen for this session's data (Data and Train pages, or Explore's suggestion); classification until
+    then."""
     from core.tasks import REGISTRY, get_task
 
     name = st.session_state.get("task")
     return get_task(name if name in REGISTRY else REGISTRY.names()[0])
+
+
+TASK_WORDS = {"classification": "classes", "multilabel": "several labels per example",
+              "regression": "numbers (regression)"}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _reading(ds_id: str, _ds: Dataset) -> dict | None:  # a version's id names its content: _ds is not hashed
+    labels = [str(v) for v in _ds.items["label"].tolist()]
+    sep = detect_separator(list(labels))
+    if sep is None:
+        return None
+    rows = [split_label(v, sep) for v in labels]
+    several = sum(len(r) > 1 for r in rows)
+    example = next(v for v, r in zip(labels, rows) if len(r) > 1)
+    counts = label_counts(_ds.manifest["classes"], sep)
+    return {"sep": sep, "labels": counts, "several_rows": several,
+            "why": f"{several:,} of {len(labels):,} rows hold several labels separated by '{sep}' (for example "
+                   f"'{example[:60]}'): {len(counts)} labels in all."}
+
+
+def label_reading(ds: Dataset) -> dict | None:
+    """Whether the label column holds several labels per cell (core.tasks.multilabel.detect_separator): the
+    separator, the labels with their counts, and a sentence saying what was seen; None for one label per cell."""
+    return _reading(ds.id, ds)
 
 
 def set_dataset(ds_id: str | None) -> None:

@@ -167,4 +167,94 @@ class RegressionView:
         return f"Test MAE {t['mae']:.4g} · RMSE {t['rmse']:.4g} · R² {t['r2']:.3f}{vs}"
 
 
-TASK_VIEWS: dict[str, Any] = {"classification": ClassificationView(), "regression": RegressionView()}
+class MultiLabelView:
+    """Several labels per example: scores label by label and over whole sets; each label's misses and wrong
+    additions one click away."""
+
+    def headline(self, res: dict, status: dict) -> None:
+        base = status.get("baseline")
+        c = st.columns(4)
+        d = {k: res[k] - base[k] if base else 0.0 for k in ("micro_f1", "macro_f1", "subset_accuracy")}
+        c[0].metric("Test micro-F1", f"{res['micro_f1']:.3f}", delta=f"{d['micro_f1']:+.3f} vs baseline" if base else
+                    None, delta_color=delta_color(status, d["micro_f1"]),
+                    help="F1 over every label given and every label due, pooled: common labels weigh most.")
+        c[1].metric("Macro-F1", f"{res['macro_f1']:.3f}", delta=f"{d['macro_f1']:+.3f} vs baseline" if base else None,
+                    delta_color=delta_color(status, d["macro_f1"]),
+                    help="F1 of each label, averaged: a rare label counts as much as a common one.")
+        c[2].metric("Exact label sets", f"{res['subset_accuracy']:.1%}",
+                    delta=f"{d['subset_accuracy'] * 100:+.1f} pts vs baseline" if base else None,
+                    delta_color=delta_color(status, d["subset_accuracy"]),
+                    help="Test examples given exactly their labels, no more and no fewer.")
+        c[3].metric("mAP", f"{res['map']:.3f}", help="Mean average precision over labels: how well each label's "
+                                                     "probabilities rank its examples, whatever the threshold.")
+
+    def baseline_numbers(self, base: dict) -> str:
+        return f"micro-F1 {base['micro_f1']:.3f} · macro-F1 {base['macro_f1']:.3f}"
+
+    def baseline_line(self, base: dict, status: dict) -> str:
+        return f"Baseline: {base['name']} on the same split — {self.baseline_numbers(base)}. " + (comparison(status) or "")
+
+    def overview(self, res: dict, preds: pd.DataFrame | None = None) -> None:
+        left, right = st.columns([3, 2])
+        with left:
+            st.markdown("**Per label**")
+            pl = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1", "average_precision": "AP",
+                                                                  "false_positives": "given wrongly",
+                                                                  "false_negatives": "missed"})
+            pl["support"] = pl["support"].astype(int)
+            if res.get("thresholds"):
+                pl.insert(0, "threshold", res["thresholds"])
+            st.dataframe(pl.style.format({k: "{:.2f}" for k in ("threshold", "precision", "recall", "F1", "AP")},
+                                         na_rep="–"), width="stretch")
+        with right:
+            if res.get("error_pairs"):
+                st.markdown("**Errors that come together**")
+                st.caption("An example missing one label, given another instead.")
+                st.dataframe(pd.DataFrame(res["error_pairs"]), hide_index=True, width="stretch")
+            st.caption(f"Labels per example: {res['labels_per_example']['true']:.2f} given, "
+                       f"{res['labels_per_example']['predicted']:.2f} predicted. Hamming loss "
+                       f"{res['hamming_loss']:.3f} (the share of label decisions that are wrong).")
+
+    def mistakes(self, res: dict, preds: pd.DataFrame, show) -> None:
+        """Click a label to see the test examples it was given wrongly and those it missed (the label with the
+        most errors to start with), then the top losses."""
+        labels = res["classes"]
+        errors = pd.DataFrame([{"label": c, "given wrongly": v["false_positives"], "missed": v["false_negatives"]}
+                               for c, v in res["per_class"].items()])
+        errors = errors.assign(errors=errors["missed"] + errors["given wrongly"]).sort_values(
+            "errors", ascending=False, kind="stable").reset_index(drop=True)
+        st.caption("Click a label to see its errors.")
+        event = st.dataframe(errors, hide_index=True, width="stretch", on_select="rerun",
+                             selection_mode="single-row", key="label_errors")
+        rows = event.selection.rows if event is not None else []
+        label = errors["label"].iloc[rows[0]] if rows else errors["label"].iloc[0] if len(errors) else labels[0]
+        has = {k: preds[k].map(lambda cell: label in _labels_in(cell)) for k in ("added", "missed")}
+        a, m = st.columns(2)
+        with a:
+            st.markdown(f"**Given *{label}* wrongly** ({int(has['added'].sum())})")
+            show(preds[has["added"]].sort_values(f"p:{label}", ascending=False), "added")
+        with m:
+            st.markdown(f"**Missed *{label}*** ({int(has['missed'].sum())})")
+            show(preds[has["missed"]].sort_values(f"p:{label}"), "missed")
+        st.subheader("Top losses")
+        st.caption("The test examples whose labels the model got most confidently wrong: often label errors or "
+                   "genuinely hard cases.")
+        show(preds[~preds["correct"]].sort_values("loss", ascending=False), "top")
+
+    def target_of(self, pred, row: Any) -> int | None:
+        return pred.task.explain_target(row, pred.classes)
+
+    def live_metrics(self) -> tuple[list[str], str]:
+        return ["val micro-F1", "val macro-F1", "val mAP"], "score"
+
+    def final_line(self, t: dict, base: dict | None) -> str:
+        vs = f" (baseline {base['micro_f1']:.3f})" if base else ""
+        return f"Test micro-F1 {t['micro_f1']:.3f}{vs} · macro-F1 {t['macro_f1']:.3f}"
+
+
+def _labels_in(cell: Any) -> set[str]:
+    return {p.strip() for sep in (";", "|", ",") for p in str(cell or "").split(sep)}
+
+
+TASK_VIEWS: dict[str, Any] = {"classification": ClassificationView(), "regression": RegressionView(),
+                              "multilabel": MultiLabelView()}

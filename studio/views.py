@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -21,6 +22,15 @@ def fmt(v: Any) -> str:
 def probs_chart(classes: list[str], p) -> None:
     s = pd.Series(p, index=classes).sort_values(ascending=False).head(10)
     st.bar_chart(s.rename("probability"), horizontal=True, x_label="probability", height=40 + 28 * len(s))
+
+
+def explained_label(pred, out, key: str) -> int | None:
+    """Several labels: which one to explain (the surest first); None: the prediction itself."""
+    if not pred.task.several:
+        return None
+    order = list(np.argsort(-np.nan_to_num(out)))
+    return int(st.selectbox("Explain the label", order, format_func=lambda j: f"{pred.classes[j]} ({out[j]:.0%})",
+                            key=key))
 
 
 def show_explanation(pred, expl, image=None) -> None:
@@ -42,9 +52,20 @@ def show_explanation(pred, expl, image=None) -> None:
 
 
 def show_prediction(pred, out) -> None:
-    """One prediction: the class and its probabilities, or the value."""
+    """One prediction: the class and its probabilities, every label with its probability and threshold, or the
+    value."""
     row = pred.table(["input"], out[None, :])
-    if pred.task.has_classes:
+    if pred.task.several:
+        thresholds = pred.meta.get("thresholds") or [0.5] * len(pred.classes)
+        st.markdown(f"Labels: **{row['prediction'].iloc[0] or 'none'}**")
+        table = pd.DataFrame({"label": pred.classes, "probability": out, "threshold": thresholds,
+                              "given": out >= np.asarray(thresholds)}).sort_values("probability", ascending=False)
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            "probability": st.column_config.ProgressColumn(format="%.2f", min_value=0, max_value=1),
+            "threshold": st.column_config.NumberColumn(format="%.2f",
+                                                       help="Given at or above this probability (tuned on "
+                                                            "validation for this label)")})
+    elif pred.task.has_classes:
         st.markdown(f"Prediction: **{row['prediction'].iloc[0]}** ({row['confidence'].iloc[0]:.0%})")
         probs_chart(pred.classes, out)
     else:
@@ -80,7 +101,7 @@ class TextViews:
             st.error(f"Cannot predict this: {errors[0]}.")
             return
         show_prediction(pred, out[0])
-        show_explanation(pred, explain(pred, text))
+        show_explanation(pred, explain(pred, text, explained_label(pred, out[0], "why_label_text")))
 
     def batch_items(self, upload) -> tuple[list[str], list[Any]]:
         from core.data.tables import guess_columns, read_table
@@ -101,8 +122,10 @@ class TextViews:
         return str(row["input"])
 
     def examples(self, df: pd.DataFrame, explained: list | None = None) -> None:
-        show = df[[c for c in ("input", "true", "pred", "confidence", "p_true", "error_abs") if c in df.columns]]
-        st.dataframe(show.rename(columns={"p_true": "p(true class)", "pred": "predicted"}), hide_index=True,
+        show = df[[c for c in ("input", "true", "pred", "missed", "added", "confidence", "p_true", "error_abs")
+                   if c in df.columns]]
+        st.dataframe(show.rename(columns={"p_true": "p(true class)", "pred": "predicted", "added": "given wrongly"}),
+                     hide_index=True,
                      width="stretch",
                      column_config={"confidence": st.column_config.ProgressColumn(format="%.2f", min_value=0,
                                                                                    max_value=1),
@@ -155,7 +178,7 @@ class ImageViews:
         c1.image(picture, width=200, caption="your image")
         with c2:
             show_prediction(pred, out[0])
-        show_explanation(pred, explain(pred, picture), picture)
+        show_explanation(pred, explain(pred, picture, explained_label(pred, out[0], "why_label_image")), picture)
 
     def batch_items(self, upload) -> tuple[list[str], list[Any]]:
         from core.predict.predictor import read_zip_images

@@ -7,6 +7,7 @@ from PIL import Image
 
 from core.predict.explain import explain, overlay, token_attributions, tokens_html
 from core.predict.predictor import Predictor
+from core.tasks.classification import CLASSIFICATION
 from tests.conftest import DEMO
 from tests.helpers import config, train
 
@@ -106,7 +107,7 @@ def test_a_run_leaves_its_worst_mistakes_explained_and_the_report_reads_them(pre
     for kind, rec in predictors.runs.items():
         cached = read_json(rec.explanations_file)
         preds = pd.read_parquet(rec.test_predictions)
-        task = SimpleNamespace(has_classes=True)
+        task = CLASSIFICATION
         worst = worst_rows(preds, True)
         assert cached["rows"] == [str(r) for r in worst["row"]][: len(cached["rows"])] and cached["rows"], kind
         first = from_json(cached["explained"][0])

@@ -16,6 +16,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..fsutil import atomic_write_json, read_json
+from ..tasks.multilabel import without_labels
 from .datasets import Dataset
 from .near import WHITESPACE
 
@@ -243,6 +244,13 @@ def resolve_conflicts(items: pd.DataFrame, rep: AuditReport, mode: str = "majori
 
 def drop_classes(items: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     return items[~items["label"].isin(classes)]
+
+
+def drop_labels(items: pd.DataFrame, labels: list[str], sep: str) -> pd.DataFrame:
+    """Several labels per example: take these labels out of every cell; an example left with none is dropped."""
+    items = items.copy()
+    items["label"] = without_labels(items["label"].tolist(), set(labels), sep)
+    return items[items["label"] != ""]
 
 
 def merge_classes(items: pd.DataFrame, classes: list[str], into: str = "other") -> pd.DataFrame:

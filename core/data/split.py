@@ -179,6 +179,12 @@ def carry_splits(parent: Dataset, child: Dataset, keep: np.ndarray) -> int:
     return n
 
 
+def label_split_summary(rows: list[tuple[str, ...]], split: np.ndarray) -> pd.DataFrame:
+    """Several labels per row: how many examples carry each label in each split."""
+    long = pd.DataFrame([(c, s) for r, s in zip(rows, split) for c in r], columns=["label", "split"])
+    return split_summary(long["label"].rename("label"), long["split"].to_numpy()).rename_axis("label")
+
+
 def split_summary(labels: pd.Series, split: np.ndarray) -> pd.DataFrame:
     return pd.crosstab(pd.Series(labels.to_numpy(), name="class"), pd.Series(split, name="split")).reindex(
         columns=[c for c in ("train", "val", "test") if c in set(split)])

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
-from ..linear import fold_standardisation, standardisation
-from ..multilabel_metrics import decide, evaluate_sets, paired_sets
+from ..linear import fold_standardisation, logistic, standardisation
+from ..multilabel_metrics import decide, evaluate_sets, paired_sets, tune_thresholds
 from ..portable import join_labels
 from .base import Targets, Task
 
@@ -42,6 +42,15 @@ def detect_separator(labels: list[Any]) -> str | None:
     return None
 
 
+def separator_for(labels: list[Any], task: str) -> str | None:
+    """The label_sep a run's config takes for the task a person chose: the detected separator for multi-label,
+    'none' where they chose one class per cell although the cells look combined (so nothing switches it)."""
+    sep = detect_separator(labels)
+    if task == "multilabel":
+        return sep
+    return "none" if sep and task == "classification" else None
+
+
 def label_counts(cells: dict[str, int], sep: str) -> dict[str, int]:
     """Examples per label from examples per distinct cell ({"a; b": 3, "a": 2} -> {"a": 5, "b": 3}), most first."""
     out: dict[str, int] = {}
@@ -49,6 +58,23 @@ def label_counts(cells: dict[str, int], sep: str) -> dict[str, int]:
         for label in split_label(cell, sep):
             out[label] = out.get(label, 0) + int(k)
     return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def cooccurrence(rows: list[tuple[str, ...]], labels: list[str]) -> np.ndarray:
+    """How many examples carry both labels of each pair (the diagonal: each label's own count)."""
+    pos = {c: i for i, c in enumerate(labels)}
+    m = np.zeros((len(rows), len(labels)), dtype=np.int64)
+    for r, row in enumerate(rows):
+        for c in row:
+            if c in pos:
+                m[r, pos[c]] = 1
+    return m.T @ m
+
+
+def without_labels(cells: list[Any], drop: set[str], sep: str) -> list[str]:
+    """The label cells with some labels taken out, written back with the same separator ('' where none is left)."""
+    glue = f"{sep} " if sep in ";," else sep
+    return [glue.join(c for c in split_label(v, sep) if c not in drop) for v in cells]
 
 
 def resolve_separator(labels: list[Any], sep: str | None) -> str | None:
@@ -152,8 +178,6 @@ class MultiLabel(Task):
     def _fit(self, x, y: np.ndarray, max_iter: int = 2000) -> tuple[np.ndarray, np.ndarray]:
         """One logistic regression per label (coefficients, intercepts); a label that is always or never present
         in these rows gets a constant logit."""
-        from ..linear import logistic
-
         coef, bias = np.zeros((y.shape[1], x.shape[1])), np.zeros(y.shape[1])
         for j in range(y.shape[1]):
             col = y[:, j]
@@ -172,9 +196,7 @@ class MultiLabel(Task):
         """One-vs-rest logistic regression, each label's threshold tuned out of fold on the training rows and
         folded into its probability (p' = sigmoid(logit p - logit t)), so 0.5 is its decision point as for the
         network with its tuned thresholds."""
-        from sklearn.model_selection import KFold
-
-        from ..multilabel_metrics import tune_thresholds
+        from sklearn.model_selection import KFold  # scikit-learn takes a second to import; fits are rare
 
         y = np.asarray(y_train)
         oof = np.full(y.shape, 0.5)
