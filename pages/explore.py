@@ -57,7 +57,8 @@ with right:
     view.profile(ds)
 if reading:
     names = list(reading["labels"])
-    st.pyplot(charts.cooccurrence_heatmap(cooccurrence(sets, names), names), clear_figure=True)
+    heat, _ = st.columns(2)
+    heat.pyplot(charts.cooccurrence_heatmap(cooccurrence(sets, names), names), clear_figure=True)
     scarce = {k: v for k, v in reading["labels"].items() if v < 10}
     if scarce:
         st.warning("Labels too rare to learn or evaluate well: " + ", ".join(f"'{k}' ({v})" for k, v in scarce.items())
@@ -169,7 +170,8 @@ st.download_button("Download audit report (JSON)", json.dumps({"dataset": ds.id,
                    file_name=f"audit-{ds.id}.json", mime="application/json")
 
 st.subheader("Split")
-st.caption("Stratified by class; every duplicate group stays inside one split, so nothing leaks into validation or test.")
+st.caption(f"Stratified by {'label' if task.several else 'class'}; every duplicate group stays inside one split, so "
+           "nothing leaks into validation or test.")
 sc = st.columns(4)
 split_cfg = st.session_state.setdefault("split", {"val": 0.1, "test": 0.1, "seed": 0, "rare": "error"})
 split_cfg["val"] = sc[0].number_input("Validation share", 0.05, 0.4, split_cfg["val"], 0.05)

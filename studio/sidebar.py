@@ -6,7 +6,7 @@ import streamlit as st
 from core.errors import StudioError
 
 from .identity import current_user, describe
-from .services import current_dataset, current_task, get_run, run_id
+from .services import current_dataset, current_task, get_run, label_reading, run_id
 
 NEXT = {
     "1 · Data": "Load a CSV of text + label, or images in class folders.",
@@ -27,9 +27,12 @@ def where_am_i(title: str) -> None:
         user = current_user()
         ds = current_dataset()
         if ds:
+            task = current_task()
+            reading = label_reading(ds) if task.several else None
+            count = f"{len(reading['labels'])} labels" if reading else \
+                f"{len(ds.classes)} {'classes' if task.has_classes else 'distinct values'}"
             st.markdown(f"**Dataset:** {ds.manifest.get('name', ds.id)}  \n"
-                        f"{ds.manifest['rows']:,} {ds.modality}s · {len(ds.classes)} "
-                        f"{'classes' if current_task().has_classes else 'distinct values'}  \n`{ds.id}`")
+                        f"{ds.manifest['rows']:,} {ds.modality}s · {count}  \n`{ds.id}`")
         else:
             st.markdown("**Dataset:** none yet")
         rid = run_id()

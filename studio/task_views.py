@@ -195,25 +195,23 @@ class MultiLabelView:
         return f"Baseline: {base['name']} on the same split — {self.baseline_numbers(base)}. " + (comparison(status) or "")
 
     def overview(self, res: dict, preds: pd.DataFrame | None = None) -> None:
-        left, right = st.columns([3, 2])
-        with left:
-            st.markdown("**Per label**")
-            pl = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1", "average_precision": "AP",
-                                                                  "false_positives": "given wrongly",
-                                                                  "false_negatives": "missed"})
-            pl["support"] = pl["support"].astype(int)
-            if res.get("thresholds"):
-                pl.insert(0, "threshold", res["thresholds"])
-            st.dataframe(pl.style.format({k: "{:.2f}" for k in ("threshold", "precision", "recall", "F1", "AP")},
-                                         na_rep="–"), width="stretch")
-        with right:
-            if res.get("error_pairs"):
-                st.markdown("**Errors that come together**")
-                st.caption("An example missing one label, given another instead.")
-                st.dataframe(pd.DataFrame(res["error_pairs"]), hide_index=True, width="stretch")
-            st.caption(f"Labels per example: {res['labels_per_example']['true']:.2f} given, "
-                       f"{res['labels_per_example']['predicted']:.2f} predicted. Hamming loss "
-                       f"{res['hamming_loss']:.3f} (the share of label decisions that are wrong).")
+        st.markdown("**Per label**")
+        pl = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1", "average_precision": "AP",
+                                                              "false_positives": "given wrongly",
+                                                              "false_negatives": "missed"})
+        for col in ("support", "given wrongly", "missed"):
+            pl[col] = pl[col].astype(int)
+        if res.get("thresholds"):
+            pl.insert(0, "threshold", res["thresholds"])
+        st.dataframe(pl.style.format({k: "{:.2f}" for k in ("threshold", "precision", "recall", "F1", "AP")},
+                                     na_rep="–"), width="stretch")
+        st.caption(f"Labels per example: {res['labels_per_example']['true']:.2f} given, "
+                   f"{res['labels_per_example']['predicted']:.2f} predicted. Hamming loss {res['hamming_loss']:.3f} "
+                   "(the share of label decisions that are wrong). Each label is given at or above its threshold, "
+                   "tuned on validation.")
+        if res.get("error_pairs"):
+            st.markdown("**Errors that come together**: an example missing one label, given another instead")
+            st.dataframe(pd.DataFrame(res["error_pairs"]), hide_index=True)
 
     def mistakes(self, res: dict, preds: pd.DataFrame, show) -> None:
         """Click a label to see the test examples it was given wrongly and those it missed (the label with the

@@ -521,3 +521,55 @@ def test_the_experts_loop_review_relabel_new_version_continue_and_what_changed(t
                 page.get_by_text(changes[tab][0]["input"][:40]).first.wait_for(state="attached")
         no_fault(page, "Evaluate of the continued run")
         shot(page, "x2-what-changed")
+
+
+def test_multilabel_flow_upload_audit_train_evaluate_predict(tmp_path):
+    from tests.test_multilabel import tickets
+
+    data = tickets(tmp_path / "tickets.csv", n=200, noise=0.4)
+    with studio_server(tmp_path / "home") as (url, _), browser_page() as page:
+        page.goto(url)
+        idle(page)
+        upload(page, data)
+        page.get_by_text("Label column").wait_for(timeout=30_000)
+        idle(page)
+        page.get_by_role("button", name="Load this table").click()
+        page.get_by_text("Loaded: tickets.csv").wait_for(timeout=30_000)
+        page.get_by_text("rows hold several labels separated by ';'").wait_for()  # seen, then asked
+        shot(page, "ml1-data-asked")
+        page.get_by_role("button", name="Yes: several labels per example (multi-label)").click()
+        page.get_by_text("Task: several labels per example, separated by ';'").wait_for(timeout=30_000)
+        nav(page, "2 · Explore")
+        page.get_by_text("Iterative stratification").wait_for(timeout=60_000)
+        shot(page, "ml2-explore")
+        nav(page, "3 · Train")
+        expect(page.get_by_role("radio", name="several labels per example")).to_be_checked()  # answered once
+        train_tab(page, "Advanced")
+        page.get_by_text("Frozen backbone (linear probe)", exact=True).click()  # seconds on CPU, for CI
+        idle(page)
+        train_tab(page, "Simple")
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_role("heading", name="Completed").wait_for(timeout=300_000)
+        page.get_by_text(re.compile(r"Test micro-F1 \d")).wait_for(timeout=30_000)
+        shot(page, "ml3-monitor")
+        run = _only_run(tmp_path / "home")
+        assert run.status["task"] == "multilabel" and run.resolved_config.data.label_sep == ";"
+        nav(page, "5 · Evaluate")
+        page.get_by_text("Click a label to see its errors.").wait_for(timeout=60_000)
+        expect(page.get_by_test_id("stMetricValue").first).to_have_text(f"{run.status['test']['micro_f1']:.3f}")
+        page.get_by_text("Per label").first.wait_for()
+        shot(page, "ml4-evaluate")
+        nav(page, "6 · Predict & Export")
+        text = "refund the invoice charge asap immediately"
+        page.get_by_label("Text to classify").fill(text)
+        page.get_by_label("Text to classify").press("Control+Enter")
+        page.get_by_text("Labels:").first.wait_for(timeout=180_000)
+        page.get_by_text("Explain the label").wait_for(timeout=60_000)
+        idle(page, 180_000)
+        shot(page, "ml5-predict")
+        from core.predict.predictor import Predictor
+
+        pred = Predictor(run.dir)
+        expected = pred.table([text], pred.predict([text])[0])["prediction"].iloc[0]
+        expect(page.get_by_text("Labels:").first).to_contain_text(expected or "none")
+        assert "Traceback" not in page.content()

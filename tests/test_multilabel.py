@@ -22,13 +22,14 @@ TOPICS = {"billing": ["invoice", "charge", "refund", "payment"], "urgent": ["asa
 FILL = ["the", "my", "please", "help", "with", "about", "issue", "hello", "thanks", "team"]
 
 
-def tickets(path, n=240, seed=0, sep="; "):
-    """Support tickets with one or two tags each; each tag brings its own words."""
+def tickets(path, n=240, seed=0, sep="; ", noise=0.0):
+    """Support tickets with one or two tags each; each tag brings its own words (with noise, some of them are
+    left out: a ticket may carry a tag it has no word for, as real ones do)."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         tags = sorted(rng.choice(list(TOPICS), int(rng.integers(1, 3)), replace=False))
-        words = [w for t in tags for w in rng.choice(TOPICS[t], 2)] + list(rng.choice(FILL, 4))
+        words = [w for t in tags for w in rng.choice(TOPICS[t], 2) if rng.random() >= noise] + list(rng.choice(FILL, 4))
         rng.shuffle(words)
         rows.append({"text": " ".join(words) + f" ticket {i}", "tags": sep.join(tags)})
     pd.DataFrame(rows).to_csv(path, index=False)
