@@ -197,3 +197,14 @@ def test_mobilenet_tags_images_from_a_table_of_paths(tmp_path, stores):
 
     out = export(rec.dir, tmp_path / "int8", "int8", datasets=stores[0])
     assert out["parity"]["rows"] > 0 and out["int8"]["all_rows"]["checked_on"] == 72
+
+
+def test_the_audit_compares_label_sets_not_how_they_were_written(tmp_path, stores):
+    from core.data.audit import audit
+
+    rows = [("same text about a refund", "a; b"), ("same text about a refund", "b;a"),
+            ("another text about x", "a; c"), ("another text about x", "c")]
+    rows += [(f"filler text number {i}", ["a", "b; c", "c"][i % 3]) for i in range(30)]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "t.csv", index=False)
+    rep = audit(stores[0].ingest(str(tmp_path / "t.csv")).dataset)
+    assert [sorted(c["labels"]) for c in rep.conflicts] == [["a; c", "c"]]

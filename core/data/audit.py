@@ -16,7 +16,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..fsutil import atomic_write_json, read_json
-from ..tasks.multilabel import without_labels
+from ..tasks.multilabel import detect_separator, without_labels
 from .datasets import Dataset
 from .near import WHITESPACE
 
@@ -102,8 +102,10 @@ def audit(ds: Dataset, progress: Callable[[float, str], None] | None = None) -> 
     exact_groups = _groups_of(exact_id)
     near_groups = [g for g in _groups_of(group) if len(set(exact_id[g])) > 1]
     conflicts = []
+    sep = detect_separator(labels.tolist())  # several labels per cell: "b; a" and "a;b" are the same set
+    sets = np.array(without_labels(labels.tolist(), set(), sep), dtype=object) if sep else labels
     for g in _groups_of(group):
-        labs = Counter(labels[g])
+        labs = Counter(sets[g])
         if len(labs) > 1:
             kind = "exact" if len(set(exact_id[g])) == 1 else "near"
             conflicts.append({"rows": g, "labels": dict(labs), "kind": kind,

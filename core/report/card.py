@@ -83,8 +83,15 @@ def _evaluation(run: RunFolder, status: dict[str, Any], task) -> list[str]:
     verdict = comparison(status)
     if verdict:
         lines += ["", verdict]
-    per_class = (run.result("test") or {}).get("per_class")
-    if per_class:
+    res = run.result("test") or {}
+    per_class = res.get("per_class")
+    if per_class and task.several:  # each label's threshold travels with the model: predict.py applies it
+        cut = dict(zip(res.get("classes", []), res.get("thresholds") or []))
+        lines += ["", "Per label (given at or above its threshold, tuned on validation):", "",
+                  "| label | threshold | precision | recall | F1 | test examples with it |", "|---|---|---|---|---|---|"]
+        lines += [f"| {c} | {cut.get(c, 0.5):.3f} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | "
+                  f"{int(v['support'])} |" for c, v in per_class.items()]
+    elif per_class:
         lines += ["", "Per class:", "", "| class | precision | recall | F1 | test examples |", "|---|---|---|---|---|"]
         lines += [f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | {int(v['support'])} |"
                   for c, v in per_class.items()]
@@ -124,7 +131,8 @@ def _how(fmt: str, report: dict[str, Any], task, modality) -> list[str]:
            "python -m venv .venv && .venv/bin/pip install -r requirements.txt",
            ".venv/bin/python predict.py INPUT --json   # a CSV with the training input column, an image, or a folder",
            "```", "", "Each input gives one JSON line: its file name or row, the `label`"
-           + (" and the class `probabilities`." if task.has_classes else " (the predicted value).")]
+           + (" (every label at or above its threshold, joined) and each label's `probabilities`." if task.several
+              else " and the class `probabilities`." if task.has_classes else " (the predicted value).")]
     p = report.get("parity") or {}
     if p:
         out += ["", f"Checked when exported: {p['compared']}; " + (
@@ -143,7 +151,8 @@ def model_card(run: RunFolder, datasets, fmt: str, report: dict[str, Any]) -> st
     front = ["---", f"pipeline_tag: {pipeline}", "tags:", "- finetune-studio", f"- {cfg.train.backbone}",
              f"- {cfg.train.strategy}", f"- {'onnx' if fmt != 'folder' else 'safetensors'}", "---", ""]
     title = cfg.name or d.get("title") or cfg.train.backbone
-    what = (f"One of {len(classes)} labels per input: {', '.join(classes)}." if task.has_classes
+    what = (f"Any number of {len(classes)} labels per input, each with its probability: {', '.join(classes)}."
+            if task.several else f"One of {len(classes)} labels per input: {', '.join(classes)}." if task.has_classes
             else "A number per input.")
     sections = [f"# {title}", "", d.get("sentence", ""), "", "## What it predicts", "", what, "",
                 "## Training data", "", *_data(run, datasets, status), "", "## Method", "",
