@@ -64,10 +64,19 @@ with upload:
                     g_in, g_label = cols[0], cols[-1]
                 c1, c2 = st.columns(2)
                 text_col = c1.selectbox("Input column (text or image path)", cols, index=cols.index(g_in))
-                label_col = c2.selectbox("Label column", cols, index=cols.index(g_label))
+                flags = c2.toggle("One 0/1 column per label", key="flag_columns",
+                                  help="Several labels per example, each in its own column holding 1 (or yes) where "
+                                       "it applies.")
+                if flags:
+                    picked = c2.multiselect("Label columns", [c for c in cols if c != text_col],
+                                            placeholder="the 0/1 columns, one per label")
+                    label_col = ",".join(picked)
+                else:
+                    label_col = c2.selectbox("Label column", cols, index=cols.index(g_label))
                 if text_col == label_col:
                     st.warning("The input and label columns are the same column; choose two different ones.")
-                if st.button("Load this table", type="primary", disabled=text_col == label_col):
+                if st.button("Load this table", type="primary", disabled=text_col == label_col or not label_col
+                             or (flags and "," not in label_col)):
                     loaded(load_path(path, name=up.name, text_col=text_col, label_col=label_col))
 
 with folder:

@@ -208,3 +208,20 @@ def test_the_audit_compares_label_sets_not_how_they_were_written(tmp_path, store
     pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "t.csv", index=False)
     rep = audit(stores[0].ingest(str(tmp_path / "t.csv")).dataset)
     assert [sorted(c["labels"]) for c in rep.conflicts] == [["a; c", "c"]]
+
+
+def test_one_0_1_column_per_label_reads_as_label_sets_and_a_stray_value_is_named(tmp_path, stores):
+    df = pd.DataFrame({"text": [f"ticket number {i}" for i in range(6)], "billing": [1, 0, 1, 1, 0, 0],
+                       "urgent": ["yes", "no", "yes", "no", "no", "yes"], "shipping": [0, 1, 0, 0, 0, 1]})
+    df.to_csv(tmp_path / "flags.csv", index=False)
+    ds = stores[0].ingest(str(tmp_path / "flags.csv"), text_col="text", label_col="billing,urgent,shipping").dataset
+    # the row with no label set is left out, as an empty label is (said below)
+    assert ds.items["label"].tolist() == ["billing; urgent", "shipping", "billing; urgent", "billing",
+                                          "urgent; shipping"]
+    assert "1 row(s) with an empty label were dropped" in " ".join(ds.manifest["notes"])
+    df.loc[3, "urgent"] = "maybe"
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    from core.errors import DataError
+
+    with pytest.raises(DataError, match="column 'urgent' should hold 0/1.*line 5 holds 'maybe'"):
+        stores[0].ingest(str(tmp_path / "bad.csv"), text_col="text", label_col="billing,urgent,shipping")

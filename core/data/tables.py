@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import DataError
@@ -323,7 +324,40 @@ def _lines(rows: list[int], total: int) -> str:
     return "line" + ("s " if total > 1 else " ") + ", ".join(map(str, rows)) + more
 
 
+YES, NO = {"1", "1.0", "true", "yes", "y"}, {"0", "0.0", "false", "no", "n", "", "nan", "none"}
+
+
+def flag_columns(df: pd.DataFrame, label_col: str) -> list[str] | None:
+    """The 0/1 columns a label_col of several names ("Action,Comedy,Drama") stands for; None for one column."""
+    if label_col in df.columns or "," not in label_col:
+        return None
+    cols = [c.strip() for c in label_col.split(",") if c.strip()]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise DataError(f"No column named {', '.join(map(repr, missing))}. Columns found: {', '.join(map(str, df.columns))}.")
+    return cols
+
+
+def combine_flags(df: pd.DataFrame, cols: list[str], name: str = "table") -> pd.Series:
+    """Several 0/1 columns, one per label, as one label cell per row ("Comedy; Drama"): the names of the
+    columns set on that row. A value that is neither yes nor no is named with its line and column."""
+    parts = []
+    for c in cols:
+        v = df[c].astype(str).str.strip().str.lower()
+        bad = ~v.isin(YES | NO)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{name}: column {c!r} should hold 0/1 (or yes/no) to say whether the label applies; "
+                            f"line {int(df.index[i]) + 2} holds {df[c].iloc[i]!r}.")
+        parts.append(v.isin(YES).to_numpy())
+    on = np.column_stack(parts)
+    return pd.Series(["; ".join(c for c, f in zip(cols, row) if f) for row in on], index=df.index)
+
+
 def clean_text_table(df: pd.DataFrame, text_col: str, label_col: str, name: str = "table") -> tuple[pd.DataFrame, CleanReport]:
+    flags = flag_columns(df, label_col)
+    if flags is not None:  # several 0/1 columns: one cell of labels, as if the table had been written that way
+        df = df.assign(**{label_col: combine_flags(df, flags, name)})
     missing = [c for c in (text_col, label_col) if c not in df.columns]
     if missing:
         raise DataError(f"{name}: no column named {', '.join(map(repr, missing))}. Columns found: {', '.join(df.columns)}.")
