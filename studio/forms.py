@@ -16,7 +16,7 @@ from core.errors import StudioError
 from core.modalities import get_modality
 from core.settings import choices_of, default_of, shape
 from core.strategies import REGISTRY as STRATEGIES
-from core.tasks.multilabel import separator_for
+from core.tasks.multilabel import label_counts, separator_for
 from core.train.auto import recommend, resolve_auto
 from core.train.auto.candidates import candidates
 from core.train.auto.choose import DEFAULT_MINUTES, EFFORT
@@ -110,8 +110,11 @@ def _auto(ds: Dataset, n: int, backbone: str, task: str = "classification") -> t
     """What auto will pick for this data and backbone (its size decides full fine-tuning or LoRA)."""
     from core.tasks import get_task
 
-    counts = list(ds.manifest["classes"].values()) if get_task(task).has_classes else None
-    return resolve_auto(TrainConfig(), n, ds.modality, counts, params_m=_params_m(backbone), chosen=set())
+    kind = get_task(task)
+    reading = separator_for(ds.items["label"].tolist(), task) if kind.several else None
+    counts = None if not kind.has_classes else list(label_counts(ds.manifest["classes"], reading).values()) \
+        if reading else list(ds.manifest["classes"].values())
+    return resolve_auto(TrainConfig(), n, ds.modality, counts, params_m=_params_m(backbone), chosen=set(), task=kind)
 
 
 def plan_preview(ds: Dataset, backbone: str, picked: bool = False, minutes: float | None = None) -> str:

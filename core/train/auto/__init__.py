@@ -35,7 +35,7 @@ def resolve_for(cfg: RunConfig, data: RunData, spec: BackboneSpec, strategy: str
     facts = data.modality.auto_facts(data.ds, items)
     t = replace(cfg.train, backbone=spec.name)
     return resolve_auto(t, int(tr.sum()), spec.modality, counts, params_m=spec.params_m, chosen=cfg.user_set(),
-                        strategy=strategy, **facts)
+                        strategy=strategy, task=data.task, **facts)
 
 
 def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.device, progress: Progress

@@ -6,6 +6,8 @@ from dataclasses import replace
 
 from ...config import TrainConfig
 from ...modalities import get_modality
+from ...tasks import Task
+from ...tasks.classification import CLASSIFICATION
 from .explain import WORDS, reason
 
 LARGE_BACKBONE_M = 300  # millions of weights; above this, auto trains LoRA adapters instead of every weight
@@ -23,10 +25,11 @@ def recommend(n_examples: int, modality: str) -> tuple[str, str]:
 def resolve_auto(cfg: TrainConfig, n_train: int, modality: str, class_counts: list[int] | None,
                  text_lengths: list[int] | None = None, image_side: int | None = None,
                  params_m: float = 0.0, chosen: set[str] | None = None,
-                 strategy: str | None = None) -> tuple[TrainConfig, str]:
+                 strategy: str | None = None, task: Task = CLASSIFICATION) -> tuple[TrainConfig, str]:
     """A concrete config for strategy 'auto', from the data, and the one-line reason shown to the user.
     Settings the person chose (`chosen`; by default those that differ from their defaults) are never changed,
-    and the reason says which were kept. class_counts is None for regression.
+    and the reason says which were kept. class_counts is None for regression; for several labels per example, each
+    label's positives.
 
     Measured on five real datasets (benchmarks/README.md): on a few hundred examples a frozen backbone, and even
     a full fine-tune, can lose to the scikit-learn baseline; a full fine-tune whose predictions are averaged with
@@ -47,11 +50,12 @@ def resolve_auto(cfg: TrainConfig, n_train: int, modality: str, class_counts: li
         picks["strategy"] = "lora"
     if strategy:  # the budget planner's choice (core.train.auto.choose)
         picks["strategy"] = strategy
-    picks["blend"] = True
+    picks["blend"] = task.blends  # a task the blend does not apply to is never planned with one
     notes = []
+    noun = "labels" if task.several else "classes"  # multi-label: counts of each label's positives
     if class_counts and max(class_counts) / max(1, min(class_counts)) >= 3:
         picks["class_weighting"] = "balanced"
-        notes.append(f"classes are imbalanced ({max(class_counts) / max(1, min(class_counts)):.0f}:1), so rarer "
+        notes.append(f"{noun} are imbalanced ({max(class_counts) / max(1, min(class_counts)):.0f}:1), so rarer "
                      "ones are weighted up")
     picks.update(per_kind)
     notes += kind_notes
