@@ -6,8 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (average_precision_score, f1_score, hamming_loss, multilabel_confusion_matrix,
-                             precision_recall_fscore_support)
+import pandas as pd
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    hamming_loss,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+)
 
 
 def decide(probs: np.ndarray, thresholds: list[float] | np.ndarray | None) -> np.ndarray:
@@ -146,3 +152,16 @@ def paired_sets(truth: np.ndarray, pred: np.ndarray, base_pred: np.ndarray, leve
     m_low, m_high = (float(v) for v in np.nanquantile(a_ma - b_ma, q))
     verdict = "better" if low > 0 else "worse" if high < 0 else "within_noise"
     return {**out, "macro_low": m_low, "macro_high": m_high, "low": low, "high": high, "verdict": verdict}
+
+
+def per_label_table(res: dict[str, Any]) -> pd.DataFrame:
+    """One row per label as people read it: threshold, precision, recall, F1, examples with it, AP, and the
+    counts of wrong additions and misses (the report and the Evaluate page show this same table)."""
+    table = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1", "average_precision": "AP",
+                                                             "false_positives": "given wrongly",
+                                                             "false_negatives": "missed"})
+    for col in ("support", "given wrongly", "missed"):
+        table[col] = table[col].astype(int)
+    if res.get("thresholds"):
+        table.insert(0, "threshold", res["thresholds"])
+    return table

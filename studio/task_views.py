@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.metrics import comparison
+from core.multilabel_metrics import per_label_table
 
 from . import charts
 
@@ -196,13 +197,7 @@ class MultiLabelView:
 
     def overview(self, res: dict, preds: pd.DataFrame | None = None) -> None:
         st.markdown("**Per label**")
-        pl = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1", "average_precision": "AP",
-                                                              "false_positives": "given wrongly",
-                                                              "false_negatives": "missed"})
-        for col in ("support", "given wrongly", "missed"):
-            pl[col] = pl[col].astype(int)
-        if res.get("thresholds"):
-            pl.insert(0, "threshold", res["thresholds"])
+        pl = per_label_table(res)
         st.dataframe(pl.style.format({k: "{:.2f}" for k in ("threshold", "precision", "recall", "F1", "AP")},
                                      na_rep="–"), width="stretch")
         st.caption(f"Labels per example: {res['labels_per_example']['true']:.2f} given, "

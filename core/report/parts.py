@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..data.images import open_rgb
+from ..multilabel_metrics import per_label_table
 from ..predict.explain import Explanation, explain_rows, overlay, tokens_html, worst_rows
 from ..runs.changes import summary
 
@@ -164,14 +165,7 @@ def summary_numbers(task, res: dict) -> str:
 
 def task_sections(task, res: dict, preds: pd.DataFrame) -> dict[str, str]:
     if task.several:
-        per_label = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1", "average_precision": "AP",
-                                                                     "false_positives": "given wrongly",
-                                                                     "false_negatives": "missed"})
-        for col in ("support", "given wrongly", "missed"):
-            per_label[col] = per_label[col].astype(int)
-        if res.get("thresholds"):
-            per_label.insert(0, "threshold", res["thresholds"])
-        return {"Per label": table(per_label), "Errors by label": _label_errors(res)}
+        return {"Per label": table(per_label_table(res)), "Errors by label": _label_errors(res)}
     if task.has_classes:
         per_class = pd.DataFrame(res["per_class"]).T.rename(columns={"f1-score": "F1"})
         per_class["support"] = per_class["support"].astype(int)
