@@ -24,7 +24,7 @@ if not runs:
 def scores(r: dict) -> dict:
     """The run's headline test numbers, whatever its task, and its baseline's on the first of them."""
     t, b = r.get("test") or {}, r.get("baseline") or {}
-    out = {f"test {METRIC_NAMES.get(k, k)}": v for k, v in t.items()}
+    out = {f"test {METRIC_NAMES.get(k, k)}": v for k, v in t.items() if isinstance(v, (int, float))}
     first = next(iter(t), None)
     if first and first in b:
         out[f"baseline {METRIC_NAMES.get(first, first)}"] = b[first]
