@@ -60,9 +60,12 @@ every = st.toggle("Show every column", key="runs_every",
 number_cols = {c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
                if c.startswith(("test ", "baseline "))}
 st.dataframe(table if every else table[READABLE], hide_index=True, width="stretch",
-             column_config={**number_cols, "vs baseline": st.column_config.TextColumn(
-                 help="Against the baseline on the same test examples (macro-F1 for classes, mean absolute error for "
-                      "numbers): 'better' or 'worse' only when a 95% paired bootstrap interval excludes zero")})
+             column_config={**number_cols, "name": st.column_config.TextColumn(width="medium"),
+                            "method": st.column_config.TextColumn(width="small"),
+                            "vs baseline": st.column_config.TextColumn(
+                 help="Against the baseline on the same test examples (macro-F1 for classes, micro-F1 for several "
+                      "labels, mean absolute error for numbers): 'better' or 'worse' only when a 95% paired bootstrap "
+                      "interval excludes zero")})
 
 st.subheader("Report")
 one = st.selectbox("Run", [r["run"] for r in table.to_dict("records") if r["status"] in ("completed", "stopped")] or [None],
