@@ -117,7 +117,7 @@ with advanced:
                     st.caption(f"{found['test_rows_total']} test examples; none repeats a training example.")
 
 if minutes is not None:
-    what_area.caption(f"**What it will do:** {plan_preview(ds, backbone, picked, opts.get('budget_minutes') or minutes)}")
+    what_area.caption(f"**What it will do:** {plan_preview(ds, backbone, picked, opts.get('budget_minutes') or minutes, task)}")
 with start_area:
     st.caption(estimate(ds, backbone, strategy, opts, split_cfg, services().runs.list()))
 

@@ -16,6 +16,7 @@ from core.errors import StudioError
 from core.modalities import get_modality
 from core.settings import choices_of, default_of, shape
 from core.strategies import REGISTRY as STRATEGIES
+from core.tasks import get_task
 from core.tasks.multilabel import label_counts, separator_for
 from core.train.auto import recommend, resolve_auto
 from core.train.auto.candidates import candidates
@@ -108,8 +109,6 @@ def n_train(ds: Dataset, split_cfg: dict) -> int:
 
 def _auto(ds: Dataset, n: int, backbone: str, task: str = "classification") -> tuple[TrainConfig, str]:
     """What auto will pick for this data and backbone (its size decides full fine-tuning or LoRA)."""
-    from core.tasks import get_task
-
     kind = get_task(task)
     reading = separator_for(ds.items["label"].tolist(), task) if kind.several else None
     counts = None if not kind.has_classes else list(label_counts(ds.manifest["classes"], reading).values()) \
@@ -117,7 +116,8 @@ def _auto(ds: Dataset, n: int, backbone: str, task: str = "classification") -> t
     return resolve_auto(TrainConfig(), n, ds.modality, counts, params_m=_params_m(backbone), chosen=set(), task=kind)
 
 
-def plan_preview(ds: Dataset, backbone: str, picked: bool = False, minutes: float | None = None) -> str:
+def plan_preview(ds: Dataset, backbone: str, picked: bool = False, minutes: float | None = None,
+                 task: str = "classification") -> str:
     """What 'auto' will choose between when the run starts, stated as it is: the plans it times on this machine,
     best first, and the rule that picks one. The choice itself is made then, from measured speeds, and shown on
     Monitor beside what actually ran."""
@@ -127,9 +127,11 @@ def plan_preview(ds: Dataset, backbone: str, picked: bool = False, minutes: floa
     cands = candidates(ds.modality, gpu, backbone, fixed_backbone=picked)
     listed = "; ".join(f"{STRATEGIES.get(s).title.lower()} {b}" for b, s in cands)
     fits = f"{minutes:g} minutes" if minutes else "your time budget"
+    follow = "Epochs, class weighting and the blend with a fast linear model" if get_task(task).blends else \
+        "Epochs and class weighting"
     return (f"when the run starts it times a few real steps of each plan on this machine — {listed} — and takes "
-            f"the first (best expected) whose estimate fits {fits}. Epochs, class weighting and the blend with a "
-            "fast linear model follow from your data; whatever you set yourself under Advanced is kept.")
+            f"the first (best expected) whose estimate fits {fits}. {follow} follow from your data; whatever you "
+            "set yourself under Advanced is kept.")
 
 
 def effort_picker(strategy: str) -> float | None:
