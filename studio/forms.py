@@ -232,9 +232,8 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
 def teacher_options(ds: Dataset, strategy: str, task: str, runs: list[dict]) -> tuple[dict, list[str]]:
     """Distillation: a finished run on this dataset as teacher (the run's weights and split must match; the
     engine checks), its weight and temperature, and for text a shorter student."""
-    from core.tasks import get_task
-
-    if STRATEGIES.get(strategy).fits_head or not get_task(task).has_classes:
+    kind = get_task(task)
+    if STRATEGIES.get(strategy).fits_head or not kind.has_classes or kind.several:  # not for label sets yet
         return {}, []
     done = [r for r in runs if r.get("dataset") == ds.id and r.get("status") == "completed"]
     with st.expander("Learn from a teacher run (distillation)"):
