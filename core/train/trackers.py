@@ -28,10 +28,16 @@ class TensorBoard(Callback):
             self.w.add_scalar("train/loss", d["loss"], ev.step)
             self.w.add_scalar("train/lr", d["lr"], ev.step)
         elif ev.kind == "eval":
-            for k in ("loss", "accuracy", "macro_f1"):
-                self.w.add_scalar(f"{d['split']}/{k}", d[k], ev.epoch + 1)
+            for k, v in scores(d).items():
+                self.w.add_scalar(f"{d['split']}/{k}", v, ev.epoch + 1)
         elif ev.kind == "run_end":
             self.w.close()
+
+
+def scores(data: dict) -> dict[str, float]:
+    """An evaluation event's numbers, whatever the task (accuracy, micro-F1, MAE...): flags and tables left out."""
+    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and k != "epoch_metric"}
 
 
 class MLflow(Callback):
@@ -49,8 +55,7 @@ class MLflow(Callback):
         if ev.kind == "step":
             self.mlflow.log_metrics({"train_loss": d["loss"], "lr": d["lr"]}, step=ev.step)
         elif ev.kind == "eval":
-            self.mlflow.log_metrics({f"{d['split']}_{k}": d[k] for k in ("loss", "accuracy", "macro_f1")},
-                                    step=ev.epoch + 1)
+            self.mlflow.log_metrics({f"{d['split']}_{k}": v for k, v in scores(d).items()}, step=ev.epoch + 1)
         elif ev.kind == "run_end":
             self.mlflow.set_tag("status", d.get("status"))
             self.mlflow.end_run()
