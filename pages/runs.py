@@ -61,7 +61,6 @@ number_cols = {c: st.column_config.NumberColumn(format="%.3f") for c in table.co
                if c.startswith(("test ", "baseline "))}
 st.dataframe(table if every else table[READABLE], hide_index=True, width="stretch",
              column_config={**number_cols, "name": st.column_config.TextColumn(width="medium"),
-                            "method": st.column_config.TextColumn(width="small"),
                             "vs baseline": st.column_config.TextColumn(
                  help="Against the baseline on the same test examples (macro-F1 for classes, micro-F1 for several "
                       "labels, mean absolute error for numbers): 'better' or 'worse' only when a 95% paired bootstrap "
