@@ -245,7 +245,11 @@ class RunConfig:
         if chosen is not None and not (isinstance(chosen, list) and all(isinstance(c, str) for c in chosen)):
             raise ConfigError("'chosen' must be a list of train setting names.")
         train = d.get("train", {})
-        return cls(data=build(DataConfig, d["data"], "data"),
+        data = d["data"]
+        if isinstance(data, dict) and data.get("task") == "classification" and "label_sep" not in data:
+            # written before multi-label existed: one class per cell, as it trained then (a replay is the same)
+            data = {**data, "label_sep": "none"}
+        return cls(data=build(DataConfig, data, "data"),
                    train=build(TrainConfig, _migrate(train) if isinstance(train, dict) else train, "train"),
                    name=str(d.get("name", "")), chosen=chosen)
 

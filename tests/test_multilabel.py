@@ -225,3 +225,12 @@ def test_one_0_1_column_per_label_reads_as_label_sets_and_a_stray_value_is_named
 
     with pytest.raises(DataError, match="column 'urgent' should hold 0/1.*line 5 holds 'maybe'"):
         stores[0].ingest(str(tmp_path / "bad.csv"), text_col="text", label_col="billing,urgent,shipping")
+
+
+def test_a_config_written_before_multi_label_replays_one_class_per_cell():
+    from core.config import RunConfig
+
+    old = RunConfig.from_dict({"data": {"source": "tags.csv", "task": "classification"}, "train": {}})
+    assert old.data.label_sep == "none"  # as it trained then, whatever the cells hold
+    new = RunConfig.from_dict({"data": {"source": "tags.csv", "task": "classification", "label_sep": None}})
+    assert new.data.label_sep is None and RunConfig.from_dict(old.to_dict()).data.label_sep == "none"
