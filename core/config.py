@@ -12,6 +12,7 @@ from .fsutil import atomic_write_text
 from .settings import build, setting, validate
 from .strategies import check_strategy_args, get_strategy, strategy_names
 from .tasks import metric_names, task_names
+from .tasks.multilabel import from_before_multilabel
 
 SCHEDULES = ("cosine", "linear", "constant")
 LOSSES = ("ce", "bce", "focal", "mse", "huber")
@@ -246,9 +247,8 @@ class RunConfig:
             raise ConfigError("'chosen' must be a list of train setting names.")
         train = d.get("train", {})
         data = d["data"]
-        if isinstance(data, dict) and data.get("task") == "classification" and "label_sep" not in data:
-            # written before multi-label existed: one class per cell, as it trained then (a replay is the same)
-            data = {**data, "label_sep": "none"}
+        if isinstance(data, dict):
+            data = from_before_multilabel(data)
         return cls(data=build(DataConfig, data, "data"),
                    train=build(TrainConfig, _migrate(train) if isinstance(train, dict) else train, "train"),
                    name=str(d.get("name", "")), chosen=chosen)

@@ -15,6 +15,7 @@ from ..data.audit import cached_audit
 from ..errors import RunError
 from ..fsutil import read_json
 from ..metrics import comparison
+from ..modalities import get_modality
 from ..predict.blend import describe
 from ..predict.explain import WORST
 from ..predict.predictor import Predictor
@@ -88,7 +89,7 @@ def build_report(rec: RunFolder, dataset=None, max_errors: int = WORST, explain:
     asked = rec.config.train.strategy
     shown = cfg.train.strategy if asked == cfg.train.strategy else f"{asked} → {cfg.train.strategy}"
     modality = (dataset.modality if dataset is not None else None) or status.get("modality") or "text"
-    does = (P.what_it_does(task, res, modality)
+    does = (P.what_it_does(task, res, get_modality(modality).noun)
             + (f"<p>{html.escape(described['sentence'])}</p>" if described.get("sentence") else "")
             + f"<p class='muted'>{html.escape(str(cfg.train.backbone))} · {html.escape(shown)} · status "
               f"{html.escape(str(status.get('status')))} · {P.summary_numbers(task, res)}</p>")

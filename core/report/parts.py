@@ -83,9 +83,9 @@ def _listed(names: list[str], most: int = 12) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def what_it_does(task, res: dict, modality: str) -> str:
-    """One sentence a person who never trained a model reads: what goes in, what comes out."""
-    thing = "an image" if modality == "image" else "a text"
+def what_it_does(task, res: dict, noun: str) -> str:
+    """One sentence a person who never trained a model reads: what goes in, what comes out ('an image')."""
+    thing = ("an " if noun[:1] in "aeiou" else "a ") + noun
     if task.several:
         return (f"<p>Given {thing}, it says which of {len(res['classes'])} labels apply, any number of them: "
                 f"{_listed(res['classes'])}, with how sure it is of each.</p>")

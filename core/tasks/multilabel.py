@@ -84,6 +84,27 @@ def resolve_separator(labels: list[Any], sep: str | None) -> str | None:
     return sep or detect_separator(labels)
 
 
+def read_task(task: str, sep: str | None, labels: list[Any], name: str) -> tuple[str, str | None]:
+    """The task and separator a run reads its label column with: several labels in a row make it multi-label
+    (unless label_sep is 'none'); a run asked to be multi-label on data with one label per row is refused."""
+    if task == "regression" or sep == "none":
+        return task, sep
+    found = resolve_separator(labels, sep)
+    if found is None:
+        if task == "multilabel":
+            raise DataError(f"{name}: no row holds several labels (separated by "
+                            f"{', '.join(repr(s) for s in SEPARATORS)}); train a classifier, or give the separator.")
+        return task, sep
+    return "multilabel", found
+
+
+def from_before_multilabel(data: dict[str, Any]) -> dict[str, Any]:
+    """A classification config written before multi-label existed read one class per cell; a replay does too."""
+    if data.get("task") == "classification" and "label_sep" not in data:
+        return {**data, "label_sep": "none"}
+    return data
+
+
 def _parts(cell: str) -> set[str]:
     return {p.strip() for sep in SEPARATORS for p in cell.split(sep)} | {cell.strip()}
 

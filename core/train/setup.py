@@ -15,10 +15,10 @@ from ..backbones import BackboneSpec, Classifier, get_backbone
 from ..config import RunConfig
 from ..data.datasets import Dataset, DatasetStore
 from ..data.rundata import RunData, check_backbone, load_rows, open_data, run_split
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..modalities import Modality, get_modality
 from ..strategies import Strategy, get_strategy
-from ..tasks.multilabel import SEPARATORS, resolve_separator
+from ..tasks.multilabel import read_task
 from . import distributed as D
 
 Progress = Callable[[float, str], None]
@@ -93,15 +93,7 @@ def read_as(cfg: RunConfig, ds: Dataset) -> None:
     multi-label, its separator written into the config, so a replay reads it the same way; label_sep 'none'
     keeps one class per cell. The run's notes say which."""
     d = cfg.data
-    if d.task == "regression" or d.label_sep == "none":
-        return
-    sep = resolve_separator(ds.items["label"].tolist(), d.label_sep)
-    if sep is None:
-        if d.task == "multilabel":
-            raise DataError(f"{ds.manifest.get('name', ds.id)}: no row holds several labels (separated by "
-                            f"{', '.join(repr(s) for s in SEPARATORS)}); train a classifier, or give the separator.")
-        return
-    d.task, d.label_sep = "multilabel", sep
+    d.task, d.label_sep = read_task(d.task, d.label_sep, ds.items["label"].tolist(), ds.manifest.get("name", ds.id))
 
 
 def check_split(opened: Opened) -> None:
