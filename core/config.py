@@ -118,6 +118,12 @@ class TrainConfig:
                                          help="With blend on: the network's share of every prediction, from 0 "
                                               "(the linear partner alone) to 1 (the network alone). None: the "
                                               "largest share validation supports with confidence.")
+    head_first: bool = setting(False, label="Fit the head before fine-tuning",
+                               help="Strategies that update the backbone: first fit the head to convergence on the "
+                                    "pretrained features (as 'frozen' does), then fine-tune from that head (LP-FT, "
+                                    "Kumar et al. 2022), so the first steps do not push a random head's gradients "
+                                    "through the pretrained layers. Costs one pass over the data, none when its "
+                                    "features are already cached.")
     pooling: str = setting("mean", label="Pooling", choices=POOLING, scope=("text",),
                            help="Text: 'mean' over tokens (what sentence encoders are trained for) or 'cls' (the "
                                 "model's own pooler, as in AutoModelForSequenceClassification: exports a HF folder).")

@@ -6,6 +6,7 @@ import torch
 from core.backbones import get_backbone
 from core.config import TrainConfig
 from core.strategies import count_params, get_strategy, strategy_names
+from core.train.events import Callback
 
 CASES = [s for s in strategy_names() if not get_strategy(s).planned]  # every strategy that trains ("auto" plans)
 
@@ -311,3 +312,23 @@ def test_max_length_beyond_the_backbone_is_cut_and_said(stores, tmp_path, strate
     assert RunConfig.load(rec.resolved_file).train.max_length == cut
     assert any("Max tokens 1024 is more than tiny-text reads (512 positions" in n and f"cut at {cut} tokens" in n
                for n in st["notes"])
+
+
+class HeadAtStart(Callback):
+    def on_fit_start(self, ctx):
+        self.weight = ctx.parts.model.head[-1].weight.detach().clone()
+
+
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_head_first_starts_fine_tuning_from_the_head_the_linear_probe_solves(stores, text_csv, strategy):
+    from core.predict.predictor import Predictor
+    from tests.helpers import config, train
+
+    probe, st, _ = train(stores, config(text_csv, "tiny-text", "frozen"))
+    solved = Predictor(probe.dir).model.head[-1].weight
+    first, plain = HeadAtStart(), HeadAtStart()
+    rec, st, _ = train(stores, config(text_csv, "tiny-text", strategy, head_first=True), callbacks=[first])
+    assert st["status"] == "completed" and st["head_first"] is True and any("LP-FT" in n for n in st["notes"])
+    torch.testing.assert_close(first.weight, solved)
+    _, st, _ = train(stores, config(text_csv, "tiny-text", strategy), callbacks=[plain])
+    assert "head_first" not in st and not torch.allclose(plain.weight, solved, atol=1e-3)

@@ -11,7 +11,8 @@ import torch
 from ..linear import fold_standardisation, standardisation
 
 
-def solve_head(plan) -> None:
+def _fit(plan) -> None:
+    """The run's head set to the linear model solved on the pretrained features of the training rows."""
     data, head = plan.data, plan.model.head[-1]
     train = data.idx("train").numpy()
     x, y = plan.features.pretrained(), data.targets.y.numpy()[train]
@@ -27,6 +28,22 @@ def solve_head(plan) -> None:
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(fit["w"], dtype=head.weight.dtype))
         head.bias.copy_(torch.as_tensor(fit["b"], dtype=head.bias.dtype))
+
+
+def solve_head(plan) -> None:
+    _fit(plan)
     plan.cfg.train = replace(plan.cfg.train, epochs=1)
     plan.notes.append("The head was solved to convergence on the backbone's cached features (L-BFGS); no "
                       "training steps were needed.")
+
+
+def head_first(plan) -> bool:
+    """LP-FT (Kumar et al., ICLR 2022): a strategy that updates the backbone starts from the head a linear probe
+    solves, not a random one. Not where the encoder's first outputs are not the pretrained features (prompt
+    tuning's virtual tokens) nor where the head is already trained (a continued run's parent)."""
+    s, t = plan.strategy, plan.cfg.train
+    if not t.head_first or s.fits_head or s.frozen_backbone or s.changes_features or t.init_from:
+        return False
+    _fit(plan)
+    plan.notes.append("Fine-tuning starts from a head fitted to convergence on the pretrained features (LP-FT).")
+    return True

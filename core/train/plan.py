@@ -27,7 +27,7 @@ from .checks.mirror import decide_mirroring
 from .checks.overlap import report_test_overlap
 from .checks.size import size_note
 from .features import Features
-from .head import solve_head
+from .head import head_first, solve_head
 from .parent import check_parent, inherit, load_parent
 from .setup import attach_inputs, build_model, device_for, open_run, pick_device, run_data
 
@@ -118,6 +118,8 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
             data.inputs = FeatureInputs(torch.from_numpy(plan.features.pretrained()).to(device))
     if strategy.fits_head:
         solve_head(plan)
+    elif not resume and head_first(plan):  # a resumed run reads its head from its checkpoint
+        plan.facts["head_first"] = True
     if D.is_main():
         atomic_write_json(folder.labels_file, {"task": data.task.name, "modality": spec.modality,
                                           "backbone": spec.name, **data.meta})
