@@ -397,3 +397,31 @@ def test_small_data_completes_with_a_note_or_is_refused_up_front(stores, tmp_pat
         with pytest.raises(DataError, match="Too few examples to put in every split: 'alpha' \\(2 examples\\)"):
             prepare_run(config(two, "tiny-text", "full", epochs=1), datasets, runs, None)
         assert len(list(runs.folders())) == before  # refused up front: no failed run left behind
+
+
+@pytest.mark.parametrize("budget_min, epochs_chosen, ran", [(1.0, False, ("full", 3)), (1.0, True, ("frozen", None)),
+                                                            (0.35, False, ("frozen", None))])
+def test_auto_cuts_epochs_to_fit_its_budget_before_it_gives_up_training(stores, text_csv, monkeypatch, budget_min,
+                                                                        epochs_chosen, ran):
+    """A plan that trains but would overrun is cut to the epochs that fit (never below two) rather than dropped
+    for one that does not train; epochs the person chose are kept. Speeds are set: 10 s an epoch, 15 s overhead."""
+    import math
+
+    import core.train.auto as auto
+
+    def speeds(spec, t, strategy, sample, device, data):
+        n = int((data.split == "train").sum())
+        return 0.0, 0.0 if strategy == "frozen" else 10.0 / (1.1 * math.ceil(n / t.batch_size) * t.batch_size)
+
+    monkeypatch.setattr(auto, "speeds", speeds)
+    cfg = config(text_csv, "tiny-text", "auto", budget_minutes=budget_min, **({"epochs": 6} if epochs_chosen else {}))
+    cfg.chosen = ["backbone", "budget_minutes"] + (["epochs"] if epochs_chosen else [])
+    rec, st, tr = train(stores, cfg)
+    assert st["status"] == "completed" and (st["resolved_strategy"], st["plan"]["planned"]["epochs"]) == ran
+    tried = st["plan"]["considered"]
+    assert tried[0] == {"backbone": "tiny-text", "strategy": "full", "epochs": 6, "estimate_s": 75.0}
+    if ran[0] == "full":
+        assert tr.cfg.train.epochs == 3 and "3 of the 6 epochs this data calls for fit the time budget" in st["auto"]
+        assert tried[1]["epochs"] == 3 and tried[1]["estimate_s"] <= 0.85 * 60
+    else:
+        assert "epochs this data calls for" not in st["auto"]

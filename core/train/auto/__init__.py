@@ -20,12 +20,13 @@ from .estimate import estimate, speeds
 from .settings import LARGE_BACKBONE_M, recommend, resolve_auto
 
 Progress = Callable[[float, str], None]
+MIN_EPOCHS = 2  # a plan that trains is cut to no fewer epochs than this to fit its budget; below, the next plan
 
 __all__ = ["plan_auto", "resolve_for", "resolve_auto", "recommend", "budget_seconds", "Choice", "LARGE_BACKBONE_M"]
 
 
-def resolve_for(cfg: RunConfig, data: RunData, spec: BackboneSpec, strategy: str | None = None
-                ) -> tuple[TrainConfig, str]:
+def resolve_for(cfg: RunConfig, data: RunData, spec: BackboneSpec, strategy: str | None = None,
+                epochs_cap: int | None = None) -> tuple[TrainConfig, str]:
     """The settings 'auto' gives this data with this backbone (and the budget's strategy, when chosen)."""
     tr = data.split == "train"
     items = [x for x, keep in zip(data.files, tr) if keep]
@@ -35,7 +36,7 @@ def resolve_for(cfg: RunConfig, data: RunData, spec: BackboneSpec, strategy: str
     facts = data.modality.auto_facts(data.ds, items)
     t = replace(cfg.train, backbone=spec.name)
     return resolve_auto(t, int(tr.sum()), spec.modality, counts, params_m=spec.params_m, chosen=cfg.user_set(),
-                        strategy=strategy, task=data.task, **facts)
+                        strategy=strategy, task=data.task, epochs_cap=epochs_cap, **facts)
 
 
 def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.device, progress: Progress
@@ -52,9 +53,22 @@ def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.d
         t, why = resolve_for(cfg, data, cand, strategy)
         progress(i / len(cands), f"Planning against the {minutes(limit)} budget: timing {strategy} {backbone}")
         fwd, step = speeds(cand, t, strategy, sample, device, data)
-        est = estimate(not get_strategy(strategy).fits_head, n_rows, n_train, n_val, t.epochs, t.batch_size, fwd,
-                       step)
-        considered.append({"backbone": backbone, "strategy": strategy, "estimate_s": round(est, 1)})
+        trains = not get_strategy(strategy).fits_head
+
+        def cost(epochs: int) -> float:
+            return estimate(trains, n_rows, n_train, n_val, epochs, t.batch_size, fwd, step)
+
+        est = cost(t.epochs)
+        if trains and not fits(est, limit) and "epochs" not in cfg.user_set():
+            # fewer epochs of a plan that trains, before a plan that does not: the budget buys what it can
+            fitting = next((e for e in range(t.epochs - 1, MIN_EPOCHS - 1, -1) if fits(cost(e), limit)), None)
+            if fitting is not None:
+                considered.append({"backbone": backbone, "strategy": strategy, "epochs": t.epochs,
+                                   "estimate_s": round(est, 1)})
+                t, why = resolve_for(cfg, data, cand, strategy, epochs_cap=fitting)
+                est = cost(fitting)
+        considered.append({"backbone": backbone, "strategy": strategy, "epochs": t.epochs if trains else None,
+                           "estimate_s": round(est, 1)})
         if fits(est, limit) or i == len(cands) - 1:
             pick = (t, why, est)
             break

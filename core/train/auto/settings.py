@@ -25,11 +25,13 @@ def recommend(n_examples: int, modality: str) -> tuple[str, str]:
 def resolve_auto(cfg: TrainConfig, n_train: int, modality: str, class_counts: list[int] | None,
                  text_lengths: list[int] | None = None, image_side: int | None = None,
                  params_m: float = 0.0, chosen: set[str] | None = None,
-                 strategy: str | None = None, task: Task = CLASSIFICATION) -> tuple[TrainConfig, str]:
+                 strategy: str | None = None, task: Task = CLASSIFICATION,
+                 epochs_cap: int | None = None) -> tuple[TrainConfig, str]:
     """A concrete config for strategy 'auto', from the data, and the one-line reason shown to the user.
     Settings the person chose (`chosen`; by default those that differ from their defaults) are never changed,
     and the reason says which were kept. class_counts is None for regression; for several labels per example, each
-    label's positives.
+    label's positives. epochs_cap: the epochs the time budget allows (core.train.auto.plan_auto), said when fewer
+    than the data calls for.
 
     Measured on five real datasets (benchmarks/README.md): on a few hundred examples a frozen backbone, and even
     a full fine-tune, can lose to the scikit-learn baseline; a full fine-tune whose predictions are averaged with
@@ -52,6 +54,9 @@ def resolve_auto(cfg: TrainConfig, n_train: int, modality: str, class_counts: li
         picks["strategy"] = strategy
     picks["blend"] = task.blends  # a task the blend does not apply to is never planned with one
     notes = []
+    if epochs_cap is not None and epochs_cap < picks["epochs"] and "epochs" not in chosen:
+        notes.append(f"{epochs_cap} of the {picks['epochs']} epochs this data calls for fit the time budget")
+        picks["epochs"] = epochs_cap
     noun = "labels" if task.several else "classes"  # multi-label: counts of each label's positives
     if class_counts and max(class_counts) / max(1, min(class_counts)) >= 3:
         picks["class_weighting"] = "balanced"
