@@ -1,5 +1,6 @@
 """Each strategy trains exactly the weights it should (peft/timm-style table of cases)."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -48,7 +49,7 @@ def test_only_intended_parameters_change(backbone, strategy):
     enc = changed - head
     assert head, "the head always trains"
     trainable, total = count_params(model)
-    if strategy == "frozen":
+    if s.fits_head:  # the loop trains the head only (contrastive tuning moves the encoder before it)
         assert enc == set() and trainable < total
     elif s.adapter:
         assert enc and all(s.marker in n for n in enc), enc
@@ -332,3 +333,25 @@ def test_head_first_starts_fine_tuning_from_the_head_the_linear_probe_solves(sto
     torch.testing.assert_close(first.weight, solved)
     _, st, _ = train(stores, config(text_csv, "tiny-text", strategy), callbacks=[plain])
     assert "head_first" not in st and not torch.allclose(plain.weight, solved, atol=1e-3)
+
+
+def test_contrastive_tuning_moves_the_encoder_then_solves_the_head_and_predicts_what_it_tested(stores, text_csv):
+    from core.predict.predictor import Predictor
+    from core.train.contrastive import draw_pairs
+    from tests.helpers import config, train
+
+    y = np.array([0] * 5 + [1] * 3 + [2])
+    left, right, same = draw_pairs(y, 4, np.random.default_rng(0))
+    assert len(left) == 9 * 4 - 2  # the lone class-2 example has no partner of its own class
+    assert all((y[a] == y[b]) == bool(s) for a, b, s in zip(left, right, same)) and not any(left == right)
+    rec, st, tr = train(stores, config(text_csv, "tiny-text", "contrastive", lr=1e-3,
+                                       strategy_args={"contrastive": {"pairs_per_example": 4}}))
+    assert st["status"] == "completed" and st["contrastive"]["pairs"] == len(tr.data.idx("train")) * 4
+    assert st["contrastive"]["loss_last"] < st["contrastive"]["loss_first"]
+    pristine = get_backbone("tiny-text").build(3)
+    tuned = Predictor(rec.dir).model
+    assert not torch.equal(next(pristine.encoder.parameters()), next(tuned.encoder.parameters()))
+    tested = pd.read_parquet(rec.dir / "eval" / "test_predictions.parquet")
+    p = Predictor(rec.dir)
+    np.testing.assert_allclose(p.predict_texts(tested["input"].tolist()),
+                               tested[[f"p:{c}" for c in p.classes]].to_numpy(), atol=1e-4)

@@ -10,7 +10,7 @@ from ..registry import Registry
 from ..settings import build
 from .auto import AUTO
 from .base import NoSettings, Strategy, count_params, decay_split, freeze_frozen_norms, group_lr, set_trainable
-from .builtin import DIFFERENTIAL, FROZEN, FULL, PARTIAL
+from .builtin import CONTRASTIVE, DIFFERENTIAL, FROZEN, FULL, PARTIAL
 from .lora import ADALORA, IA3_, LOHA, LOKR, LORA
 from .prompt import PROMPT
 
@@ -50,7 +50,7 @@ def settings_fields(name: str) -> list:
     return list(fields(REGISTRY.get(name).settings))
 
 
-for _s in (AUTO, FROZEN, LORA, PARTIAL, DIFFERENTIAL, FULL, LOHA, LOKR, IA3_, ADALORA, PROMPT):
+for _s in (AUTO, FROZEN, LORA, PARTIAL, DIFFERENTIAL, FULL, LOHA, LOKR, IA3_, ADALORA, PROMPT, CONTRASTIVE):
     register_strategy(_s)
 
 __all__ = ["Strategy", "NoSettings", "REGISTRY", "register_strategy", "get_strategy", "strategy_names",

@@ -51,6 +51,12 @@ class Strategy:
         """Of a text transformer's positions, how many the strategy puts before the text (prompt tuning)."""
         return 0
 
+    def tuned_features(self, plan: Any) -> Any:
+        """A strategy that solves its head (fits_head) on features of an encoder it tunes first returns every
+        row's tuned features here (core.train.plan calls it before the head is solved); None: the pretrained
+        ones."""
+        return None
+
     def merge(self, model: nn.Module) -> nn.Module:
         """The model with any adapters folded into plain layers (for export); a no-op for most strategies."""
         return model

@@ -31,9 +31,10 @@ class Features:
         self._pretrained: np.ndarray | None = None
         self._key: str | None = None
 
-    def of(self, idx: torch.Tensor, mirror: bool = False, note: str = "") -> np.ndarray:
-        """The current encoder's pooled features of these rows (left-right mirrored if asked)."""
-        model, inputs = self.model, self.data.inputs
+    def of(self, idx: torch.Tensor, mirror: bool = False, note: str = "", model=None) -> np.ndarray:
+        """The current encoder's pooled features of these rows (left-right mirrored if asked); model: another
+        encoder than the one the pretrained features come from (a tuned one)."""
+        model, inputs = model or self.model, self.data.inputs
         model.eval()
         feats = np.empty((len(idx), model.feat_dim), dtype=np.float32)
         done = 0

@@ -11,30 +11,38 @@ import torch
 from ..linear import fold_standardisation, standardisation
 
 
-def _fit(plan) -> None:
-    """The run's head set to the linear model solved on the pretrained features of the training rows."""
+def _fit(plan, tuned: np.ndarray | None = None) -> None:
+    """The run's head set to the linear model solved on the training rows' pretrained features (or those of an
+    encoder tuned first: never remembered, they are this run's own)."""
     data, head = plan.data, plan.model.head[-1]
     train = data.idx("train").numpy()
-    x, y = plan.features.pretrained(), data.targets.y.numpy()[train]
+    x, y = plan.features.pretrained() if tuned is None else tuned, data.targets.y.numpy()[train]
 
     def solve() -> dict[str, np.ndarray]:
         plan.progress(0.0, "Fitting the head to convergence on the cached features")
         return dict(zip("wb", data.task.linear_head(x[train], y, data.meta, head.out_features)))
 
-    fit, reused = plan.features.remembered("head", x, solve, train, y, data.meta, head.out_features,
-                                           code=(data.task.linear_head, standardisation, fold_standardisation))
-    if reused:
-        plan.progress(1.0, "Reusing the head an earlier run solved on the same features, rows and labels")
+    if tuned is not None:
+        fit = solve()
+    else:
+        fit, reused = plan.features.remembered("head", x, solve, train, y, data.meta, head.out_features,
+                                               code=(data.task.linear_head, standardisation, fold_standardisation))
+        if reused:
+            plan.progress(1.0, "Reusing the head an earlier run solved on the same features, rows and labels")
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(fit["w"], dtype=head.weight.dtype))
         head.bias.copy_(torch.as_tensor(fit["b"], dtype=head.bias.dtype))
 
 
 def solve_head(plan) -> None:
-    _fit(plan)
+    """A strategy that solves its head: on the pretrained features, or on those of the encoder it tunes first
+    (Strategy.tuned_features: contrastive pairs)."""
+    tuned = plan.strategy.tuned_features(plan)
+    _fit(plan, tuned)
     plan.cfg.train = replace(plan.cfg.train, epochs=1)
-    plan.notes.append("The head was solved to convergence on the backbone's cached features (L-BFGS); no "
-                      "training steps were needed.")
+    if tuned is None:
+        plan.notes.append("The head was solved to convergence on the backbone's cached features (L-BFGS); no "
+                          "training steps were needed.")
 
 
 def head_first(plan) -> bool:
