@@ -45,12 +45,16 @@ from scripts.make_demo_data import wheel_member  # noqa: E402  (the demo data's 
 DEMO = ROOT / "assets" / "demo"
 RESULTS = ROOT / "benchmarks" / "results"
 STRATEGIES = ("frozen", "lora", "ia3", "loha", "lokr", "adalora", "prompt", "partial", "differential", "full", "distilled",
-              "searched", "auto", "mpnet frozen", "mpnet lora", "mpnet full", "auto 30 min")
+              "searched", "auto", "mpnet frozen", "mpnet lora", "mpnet full", "auto 30 min", "full LP-FT", "lora LP-FT",
+              "contrastive")
 # rows beyond the strategies of the dataset's own backbone: (strategy, settings, text only, largest training part)
 VARIANTS = {"mpnet frozen": ("frozen", {"backbone": "all-mpnet-base-v2"}, True, None),
             "mpnet lora": ("lora", {"backbone": "all-mpnet-base-v2"}, True, 400),
             "mpnet full": ("full", {"backbone": "all-mpnet-base-v2"}, True, 400),
             "auto 30 min": ("auto", {"budget_minutes": 30.0}, False, 400),
+            # the head solved on the pretrained features first, then fine-tuning (LP-FT, --head-first)
+            "full LP-FT": ("full", {"head_first": True}, False, None),
+            "lora LP-FT": ("lora", {"head_first": True}, False, None),
             # the full run of the same dataset taught to its backbone's first layers (STUDENT; needs the 'full' row)
             "distilled": ("full", {}, False, None),
             # Optuna, 10 trials on the validation split, then the best trial's test score; wall time: the search

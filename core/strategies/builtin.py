@@ -102,8 +102,8 @@ FROZEN = Frozen("frozen", "Frozen backbone (linear probe)",
                 default_lr={"image": 3e-3, "text": 3e-3}, trainable_share=0.0, fits_head=True)
 @dataclass
 class ContrastiveSettings:
-    pairs_per_example: int = setting(16, low=2, high=200, label="Pairs per text",
-                                     help="Partners each training text meets, half of its own class and half of "
+    pairs_per_example: int = setting(8, low=2, high=200, label="Pairs per example",
+                                     help="Partners each training example meets, half of its own class and half of "
                                           "others: the tuning's cost grows with it, linearly in the data.")
     pair_epochs: int = setting(1, low=1, high=20, label="Passes over the pairs")
 
@@ -118,10 +118,10 @@ class Contrastive(Frozen):
 
 
 CONTRASTIVE = Contrastive("contrastive", "Contrastive tuning, then a solved head",
-                          "The encoder learns from pairs of texts which belong together (a few pairs per text), "
-                          "then a head is solved on its features: few examples per class go far (text).",
-                          settings=ContrastiveSettings, default_lr={"text": 2e-5}, trainable_share=1.0,
-                          modalities=("text",), fits_head=True, changes_features=True)
+                          "The encoder learns from pairs of examples which belong together (a few pairs each), "
+                          "then a head is solved on its features: few examples per class go far.",
+                          settings=ContrastiveSettings, default_lr={"text": 2e-5, "image": 1e-4},
+                          trainable_share=1.0, fits_head=True, changes_features=True)
 PARTIAL = Partial("partial", "Partial / gradual unfreezing",
                   "Top layers adapt, lower generic features stay fixed; unfreeze more every few epochs if asked.",
                   settings=PartialSettings, default_lr={"image": 3e-4, "text": 1e-4}, trainable_share=0.3)

@@ -1,8 +1,8 @@
-"""Contrastive sentence-encoder tuning in the SetFit manner (Tunstall et al. 2022): the encoder first learns to
-put texts of one class close together and texts of different classes apart, from pairs drawn with a budget
-linear in the data (each training text meets a few of its own class and as many of others, never all pairs),
-with a cosine-similarity loss; then a head is solved to convergence on the tuned features. Few examples per
-class go a long way, because every pair is a lesson."""
+"""Contrastive encoder tuning in the SetFit manner (Tunstall et al. 2022, for sentence encoders; the same pairs
+tune an image encoder): the encoder first learns to put examples of one class close together and examples of
+different classes apart, from pairs drawn with a budget linear in the data (each training example meets a few
+of its own class and as many of others, never all pairs), with a cosine-similarity loss; then a head is solved
+to convergence on the tuned features. Few examples per class go a long way, because every pair is a lesson."""
 from __future__ import annotations
 
 import math
@@ -44,7 +44,7 @@ def tune(plan) -> np.ndarray:
     run then reads (its head is solved on them). What it did goes into the run's status (plan.facts)."""
     data, model, t = plan.data, plan.model, plan.cfg.train
     if not (data.task.has_classes and not data.task.several):
-        raise ConfigError(f"Contrastive tuning pairs texts of one class against others: it needs one class per "
+        raise ConfigError(f"Contrastive tuning pairs examples of one class against others: it needs one class per "
                           f"example, and this is a {data.task.title.lower()} run. Choose frozen or full.")
     if D.world() > 1:
         raise ConfigError("Contrastive tuning runs in one process: train it without --processes.")
@@ -85,8 +85,8 @@ def tune(plan) -> np.ndarray:
         p.requires_grad_(False)
     feats = plan.features.of(torch.arange(len(inputs)), note="Features of the tuned encoder", model=model)
     data.inputs = FeatureInputs(torch.from_numpy(feats).to(device))
-    plan.notes.append(f"The encoder was tuned on {len(left):,} pairs of training texts (same class or not, "
-                      f"{s.pairs_per_example} per text, {s.pair_epochs} pass), then a head was solved on its "
+    plan.notes.append(f"The encoder was tuned on {len(left):,} pairs of training examples (same class or not, "
+                      f"{s.pairs_per_example} per example, {s.pair_epochs} pass), then a head was solved on its "
                       "features.")
     plan.facts["contrastive"] = {"pairs": int(len(left)), "steps": step,
                                  "seconds": round(time.perf_counter() - started, 1),
