@@ -29,7 +29,7 @@ SHOWN = {"loss": {None: "the task's usual", "ce": "cross-entropy", "focal": "foc
 ADVANCED = [["schedule", "warmup_ratio", "weight_decay"], ["class_weighting", "loss", "label_smoothing"],
             ["early_stopping_patience", "grad_accum", "seed"], ["augment", "hflip", "mixup_alpha"],
             ["cutmix_alpha", "mix_prob", "text_augment"], ["image_size", "max_length", "pooling"],
-            ["amp", "max_grad_norm", "focal_gamma"]]
+            ["amp", "max_grad_norm", "focal_gamma"], ["head_first"]]
 
 
 def planned(strategy: str) -> bool:
@@ -178,8 +178,11 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
         shown, _ = _auto(ds, n_train(ds, split_cfg or {"val": 0.1, "test": 0.1}), backbone, task)
     o: dict[str, Any] = {}
     c = st.columns(3)
-    solved = STRATEGIES.get(strategy).fits_head
-    if solved:
+    solved, tuned = STRATEGIES.get(strategy).fits_head, STRATEGIES.get(strategy).tunes_encoder
+    if tuned:
+        c[0].markdown("**Encoder, then head**  \ntuned on pairs of examples (how many: More options), then the "
+                      "head solved on its features: no epochs")
+    elif solved:
         lr_default = STRATEGIES.get(strategy).lr(shown, ds.modality)
         c[0].markdown("**Head**  \nsolved exactly on the pretrained model's features: no epochs or learning "
                       "rate to set")
@@ -193,7 +196,7 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
         o["budget_minutes"] = setting_input(c[1], TrainConfig, "budget_minutes", budget, f"budget_auto_{budget:g}")
         st.caption(f"The plans listed above are timed against {o['budget_minutes']:g} minutes. The choice and its "
                    "estimate appear on Monitor; the run stops at the budget with its best checkpoint.")
-    elif solved:
+    elif solved and not tuned:
         pass
     else:
         lr_default = STRATEGIES.get(strategy).lr(shown, ds.modality)
@@ -205,7 +208,8 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
     o["batch_size"] = setting_input(c[2], TrainConfig, "batch_size", shown.batch_size, f"bs_{strategy}")
     with st.expander("More options (defaults are sensible)"):
         for row in ADVANCED:
-            names = [n for n in row if applies(TrainConfig, n, scope)]
+            names = [n for n in row if applies(TrainConfig, n, scope)
+                     and not (n == "head_first" and (solved or STRATEGIES.get(strategy).frozen_backbone))]
             cols = st.columns(3)
             for col, n in zip(cols, names):
                 default = getattr(shown, n)
@@ -299,6 +303,12 @@ def estimate(ds: Dataset, backbone: str, strategy: str, opts: dict, split_cfg: d
         minutes = opts.get("budget_minutes") or default_budget()
         return (f"About {n:,} training examples. Time: within {minutes:g} minutes; the plan's own estimate appears "
                 "on Monitor when the run starts, and the time it took at the end.")
+    if STRATEGIES.get(strategy).tunes_encoder:
+        s = TrainConfig(strategy=strategy, strategy_args=opts.get("strategy_args") or {}).settings_for()
+        pairs = n * s.pairs_per_example
+        steps = math.ceil(pairs / opts["batch_size"]) * s.pair_epochs
+        return (f"About {n:,} training examples → {pairs:,} pairs, {steps:,} optimiser steps of the encoder; then "
+                "one pass over every example and the head is solved in seconds.")
     if STRATEGIES.get(strategy).fits_head:
         return (f"About {n:,} training examples: one pass of the backbone over every example, then the head is "
                 "solved in seconds.")

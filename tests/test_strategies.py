@@ -1,4 +1,6 @@
 """Each strategy trains exactly the weights it should (peft/timm-style table of cases)."""
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -355,3 +357,26 @@ def test_contrastive_tuning_moves_the_encoder_then_solves_the_head_and_predicts_
     p = Predictor(rec.dir)
     np.testing.assert_allclose(p.predict_texts(tested["input"].tolist()),
                                tested[[f"p:{c}" for c in p.classes]].to_numpy(), atol=1e-4)
+
+
+def test_the_train_page_says_what_contrastive_tuning_will_do(home):
+    """Its encoder is tuned (a learning rate, pairs), unlike frozen's: the page asks and counts what it will run."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.data.datasets import DatasetStore
+    from studio.services import _services
+    from tests.conftest import make_text_csv
+
+    ds = DatasetStore(home / "datasets").ingest(make_text_csv(home.parent / "t.csv", per_class=10)).dataset
+    _services.clear()
+    at = AppTest.from_file(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.session_state["dataset_id"] = ds.id
+    at.run()
+    at.switch_page("pages/train.py").run()
+    next(r for r in at.radio if r.key == "strategy").set_value("contrastive").run()
+    assert not at.exception
+    text = " ".join(str(e.value) for kind in (at.markdown, at.caption, at.info) for e in kind)
+    assert "tuned on pairs of examples" in text and "solved exactly on the pretrained" not in text
+    assert {"Learning rate", "Pairs per example"} <= {n.label for n in at.number_input}
+    assert "Fit the head before fine-tuning" not in {c.label for c in at.checkbox}
+    assert re.search(r"→ [\d,]+ pairs, [\d,]+ optimiser steps of the encoder", text), text

@@ -30,6 +30,7 @@ class Strategy:
     modalities: tuple[str, ...] | None = None  # the data it applies to (None: all)
     planned: bool = False  # resolved into another strategy from the data when the run is planned ('auto')
     changes_features: bool = False  # the encoder's output differs from the pretrained one before any step
+    tunes_encoder: bool = False  # fits_head on features of an encoder it tunes first (tuned_features): an lr applies
 
     def lr(self, cfg: "TrainConfig", modality: str) -> float:
         return cfg.lr if cfg.lr is not None else self.default_lr.get(modality, 1e-4)

@@ -121,7 +121,8 @@ CONTRASTIVE = Contrastive("contrastive", "Contrastive tuning, then a solved head
                           "The encoder learns from pairs of examples which belong together (a few pairs each), "
                           "then a head is solved on its features: few examples per class go far.",
                           settings=ContrastiveSettings, default_lr={"text": 2e-5, "image": 1e-4},
-                          trainable_share=1.0, fits_head=True, changes_features=True)
+                          trainable_share=1.0, fits_head=True, changes_features=True,
+                          tunes_encoder=True)
 PARTIAL = Partial("partial", "Partial / gradual unfreezing",
                   "Top layers adapt, lower generic features stay fixed; unfreeze more every few epochs if asked.",
                   settings=PartialSettings, default_lr={"image": 3e-4, "text": 1e-4}, trainable_share=0.3)
