@@ -112,7 +112,7 @@ class Contrastive(Frozen):
     """The encoder tuned on pairs first (core.train.contrastive), then the head solved like frozen's."""
 
     def tuned_features(self, plan):
-        from ..train.contrastive import tune
+        from ..train.contrastive import tune  # the engine imports the strategies: this one reads back at run time
 
         return tune(plan)
 
