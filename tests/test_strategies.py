@@ -332,7 +332,8 @@ def test_head_first_starts_fine_tuning_from_the_head_the_linear_probe_solves(sto
     first, plain = HeadAtStart(), HeadAtStart()
     rec, st, _ = train(stores, config(text_csv, "tiny-text", strategy, head_first=True), callbacks=[first])
     assert st["status"] == "completed" and st["head_first"] is True and any("LP-FT" in n for n in st["notes"])
-    torch.testing.assert_close(first.weight, solved)
+    # the probe's direction (softened when validation shows it overconfident)
+    torch.testing.assert_close(first.weight / first.weight.norm(), solved / solved.norm())
     _, st, _ = train(stores, config(text_csv, "tiny-text", strategy), callbacks=[plain])
     assert "head_first" not in st and not torch.allclose(plain.weight, solved, atol=1e-3)
 

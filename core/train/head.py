@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..linear import fold_standardisation, standardisation
 
@@ -53,5 +54,32 @@ def head_first(plan) -> bool:
     if not t.head_first or s.fits_head or s.frozen_backbone or s.changes_features or t.init_from:
         return False
     _fit(plan)
-    plan.notes.append("Fine-tuning starts from a head fitted to convergence on the pretrained features (LP-FT).")
+    temp = _temperature(plan)
+    plan.notes.append("Fine-tuning starts from a head fitted to convergence on the pretrained features (LP-FT)"
+                      + (f", its outputs softened {temp:.2g}x to the confidence validation supports." if temp > 1
+                         else "."))
     return True
+
+
+def _temperature(plan) -> float:
+    """A head solved on a few hundred examples separates them with near-certainty, and a head that is never
+    wrong on the training rows passes almost no gradient to the backbone: its outputs are divided by the
+    temperature (>= 1) that fits the validation rows best (Guo et al. 2017), the direction kept."""
+    data, head = plan.data, plan.model.head[-1]
+    val = data.idx("val")
+    if not data.task.has_classes or len(val) < 10:
+        return 1.0
+    x = torch.as_tensor(plan.features.pretrained()[val.numpy()], dtype=head.weight.dtype, device=head.weight.device)
+    y = data.targets.y[val].to(head.weight.device)
+    with torch.no_grad():
+        z = head(x)
+        if data.task.several:
+            def loss(t: float) -> float:
+                return float(F.binary_cross_entropy_with_logits(z / t, y.float()))
+        else:
+            def loss(t: float) -> float:
+                return float(F.cross_entropy(z / t, y.long()))
+        temp = float(min(np.geomspace(1.0, 50.0, 60), key=loss))
+        head.weight.div_(temp)
+        head.bias.div_(temp)
+    return temp
