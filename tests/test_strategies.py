@@ -351,6 +351,7 @@ def test_contrastive_tuning_moves_the_encoder_then_solves_the_head_and_predicts_
                                        strategy_args={"contrastive": {"pairs_per_example": 4}}))
     assert st["status"] == "completed" and st["contrastive"]["pairs"] == len(tr.data.idx("train")) * 4
     assert st["contrastive"]["loss_last"] < st["contrastive"]["loss_first"]
+    assert st["trainable_params"] == st["total_params"]  # the encoder was stepped, before the loop solved the head
     pristine = get_backbone("tiny-text").build(3)
     tuned = Predictor(rec.dir).model
     assert not torch.equal(next(pristine.encoder.parameters()), next(tuned.encoder.parameters()))

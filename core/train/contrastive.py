@@ -83,6 +83,7 @@ def tune(plan) -> np.ndarray:
             plan.progress(step / steps, f"Contrastive tuning: step {step:,} of {steps:,} ({len(left):,} pairs)")
     for p in params:
         p.requires_grad_(False)
+    plan.tuned_params = sum(p.numel() for p in params)
     feats = plan.features.of(torch.arange(len(inputs)), note="Features of the tuned encoder", model=model)
     data.inputs = FeatureInputs(torch.from_numpy(feats).to(device))
     plan.notes.append(f"The encoder was tuned on {len(left):,} pairs of training examples (same class or not, "

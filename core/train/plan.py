@@ -53,6 +53,7 @@ class Plan:
     baseline: dict[str, Any] | None = None
     baseline_pred: np.ndarray | None = None
     blend_view: Any = None  # what the blend partner reads per row (core.modalities.base.LinearView)
+    tuned_params: int = 0  # weights stepped before the loop (an encoder tuned on pairs), frozen in it
 
 
 def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previous: dict[str, Any], resume: bool,

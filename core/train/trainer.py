@@ -139,6 +139,7 @@ class Trainer:
                                      lambda **f: self.status("running", **f), self.device, self.parent)
         learner = self.learner = self._learner(plan, resume)
         trainable, total = count_params(plan.model)
+        trainable += plan.tuned_params  # what the run trained: the loop's weights and any tuned before it
         data = plan.data
         self.status("running", trainable_params=trainable, total_params=total, baseline=plan.baseline,
                     classes=data.classes, total_steps=learner.state.total_steps, device=str(plan.device),
