@@ -400,7 +400,7 @@ def test_small_data_completes_with_a_note_or_is_refused_up_front(stores, tmp_pat
 
 
 @pytest.mark.parametrize("budget_min, epochs_chosen, ran", [(1.0, False, ("full", 3)), (1.0, True, ("frozen", None)),
-                                                            (0.35, False, ("frozen", None))])
+                                                            (0.6, False, ("frozen", None))])
 def test_auto_cuts_epochs_to_fit_its_budget_before_it_gives_up_training(stores, text_csv, monkeypatch, budget_min,
                                                                         epochs_chosen, ran):
     """A plan that trains but would overrun is cut to the epochs that fit (never below two) rather than dropped
