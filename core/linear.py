@@ -6,10 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def logistic(max_iter: int = 2000):
+LOGISTIC_C = 2.0  # the baseline's inverse regularisation strength
+
+
+def logistic(max_iter: int = 2000, c: float = LOGISTIC_C):
     from sklearn.linear_model import LogisticRegression  # scikit-learn takes a second to import; fits are rare
 
-    return LogisticRegression(C=2.0, max_iter=max_iter, class_weight="balanced")
+    return LogisticRegression(C=c, max_iter=max_iter, class_weight="balanced")
 
 
 def ridge():

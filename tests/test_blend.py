@@ -130,3 +130,59 @@ def test_best_weight_on_a_large_validation_split_stays_bounded():
     partner = np.eye(3)[np.where(rng.random(60_000) < 0.6, y, (y + 2) % 3)] * 0.7 + 0.1  # right 60%
     w, scores = best_weight(net, partner, y, ["a", "b", "c"])
     assert w == 1.0 and scores["network_only"] > 0.85 and scores["gain_p10"] > 0.2
+
+
+def test_cross_fitting_keeps_the_baselines_strength_unless_the_folds_agree_on_another():
+    """A strength whose heads read the label is chosen over the baseline's, whose heads read noise; equal
+    scores keep the baseline's. The out-of-fold outputs are those of the strength chosen."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from core.tasks.classification import Classification
+    from core.train.crossfit import CrossFit, choose_head
+
+    class Reads(Classification):
+        """Strength s: a head that reads column `columns[s]`."""
+        head_strengths = (2.0, 0.5)
+
+        def __init__(self, columns):
+            self.columns = columns
+
+        def linear_head(self, x, y, meta, out_dim, strength=None):
+            w = np.zeros((2, x.shape[1]), dtype=np.float32)
+            w[1, self.columns[strength]] = 4.0
+            return w, np.zeros(2, dtype=np.float32)
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 100)
+    x = np.c_[2.0 * y - 1, rng.normal(0, 1, 200)].astype(np.float32)
+    cf = CrossFit(np.arange(200), list(StratifiedKFold(5, shuffle=True, random_state=0).split(y, y)))
+    meta = {"classes": ["a", "b"]}
+    fit = choose_head(Reads({2.0: 1, 0.5: 0}), x, y, y, meta, 2, "macro_f1", cf)
+    assert int(fit["chosen"][0]) == 1 and fit["scores"][1] == 1.0 and fit["fold_scores"].shape == (2, 5)
+    assert (fit["oof"].argmax(1) == y).all()
+    fit = choose_head(Reads({2.0: 1, 0.5: 1}), x, y, y, meta, 2, "macro_f1", cf)
+    assert int(fit["chosen"][0]) == 0
+
+
+def test_a_solved_head_decides_its_strength_and_blend_share_on_every_training_row(stores, tmp_path):
+    """frozen + blend: the regularisation and the share come from out-of-fold predictions over training +
+    validation, never the test rows; the run says so, with the spread over folds."""
+    from core.predict.blend import describe
+
+    csv = make_text_csv(tmp_path / "topics.csv", per_class=30)
+    rec, st, tr = train(stores, config(csv, "tiny-text", "frozen", blend=True))
+    assert st["status"] == "completed"
+    sizes, head = st["sizes"], st["crossfit"]["head"]
+    assert head["rows"] == sizes["train"] + sizes["val"] and head["folds"] == 5
+    assert [t["strength"] for t in head["tried"]] == [2.0, 0.01, 0.03, 0.1, 0.3]
+    assert all(len(t["folds"]) == 5 for t in head["tried"])
+    test_rows = set(tr.plan.data.idx("test").tolist())
+    assert not test_rows & set(tr.plan.crossfit.rows.tolist())
+    info = json.loads(rec.blend_file.read_text())
+    cf = info["val_macro_f1"]["crossfit"]
+    assert cf["rows"] == head["rows"] and all(len(cf[k]) == 5 for k in ("network_only", "partner_only", "blend"))
+    assert "out-of-fold macro-F1 on 5 folds of the" in describe(st) and " over folds" in describe(st)
+    assert any("regularisation" in n and "out-of-fold" in n for n in st["notes"])
+    preds = __import__("pandas").read_parquet(rec.test_predictions)
+    expected = preds[[f"p:{c}" for c in Predictor(rec.dir).classes]].to_numpy()
+    np.testing.assert_allclose(Predictor(rec.dir).predict(preds["input"].tolist())[0], expected, atol=1e-5)

@@ -29,6 +29,37 @@ def test_mobilenet_loads_offline_with_imagenet_weights():
     assert out.shape == (2, 10) and torch.isfinite(out).all()
 
 
+def test_efficientnet_lite0_loads_offline_with_genuine_imagenet_weights():
+    """The packaged file read into timm's architecture names a photo's ImageNet class as MobileNetV2 does, and
+    the studio's encoder is that network without its last layer. The photo: scikit-image's `coffee` (CC0)."""
+    import timm
+    import torchvision
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    from core.backbones.loaders import _renamed_in_order
+    from core.backbones.offline import efficientnet_lite_file
+
+    spec = get_backbone("efficientnet_lite0")
+    assert spec.is_offline()
+    ref = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    ref.load_state_dict(_renamed_in_order(torch.load(efficientnet_lite_file(0), map_location="cpu"),
+                                          ref.state_dict(), "lite0"))
+    photo = TF.to_tensor(TF.center_crop(Image.open(Path(__file__).parent / "data" / "coffee.jpg").convert("RGB"),
+                                        224))[None]
+    mobilenet = torchvision.models.mobilenet_v2(weights="IMAGENET1K_V1").eval()
+    espresso = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"].index("espresso")
+    with torch.no_grad():
+        lite = ref(TF.normalize(photo, spec.mean, spec.std)).softmax(-1)[0]
+        mob = mobilenet(TF.normalize(photo, get_backbone("mobilenet_v2").mean, get_backbone("mobilenet_v2").std))
+        assert int(mob.argmax()) == espresso
+        assert int(lite.argmax()) == espresso and lite[espresso] > 0.5
+        model = spec.build(3).eval()
+        assert torch.allclose(model.features(pixel_values=photo), ref.forward_head(ref.forward_features(photo),
+                                                                                   pre_logits=True), atol=1e-5)
+    assert len(model.encoder.declared_groups(model.encoder)) == 20  # stem and its norm, 16 blocks, head and norm
+
+
 def test_minilm_loads_offline_and_embeds_meaningfully():
     spec = get_backbone("all-MiniLM-L6-v2")
     model = spec.build(2).eval()

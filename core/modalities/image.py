@@ -107,7 +107,7 @@ class FeatureView(LinearView):
         mean, scale = standardisation(self.features[rows])
         return (self.features[rows] - mean) / scale
 
-    def partner(self, rows, y, n_classes, seed=0):
+    def partner(self, rows, y, n_classes, seed=0, like=None):
         return fit_probe(self.features[rows], y, n_classes)
 
 

@@ -79,9 +79,10 @@ class TextView(LinearView):
     def suspect_matrix(self, rows, train):
         return text_features(self.texts, train)[rows]
 
-    def partner(self, rows, y, n_classes, seed=0):
+    def partner(self, rows, y, n_classes, seed=0, like=None):
         return fit_lexical([self.texts[i] for i in rows], y, n_classes,
-                           None if self.features is None else self.features[rows], seed)
+                           None if self.features is None else self.features[rows], seed,
+                           emb_weight=None if like is None else like.meta["emb_weight"])
 
 
 class TextModality(Modality):

@@ -88,16 +88,17 @@ EMBEDDING_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.4)  # the sentence embeddings' weigh
 
 
 def fit_lexical(texts: list[str], y: np.ndarray, n_classes: int, embeddings: np.ndarray | None = None,
-                seed: int = 0) -> LinearPartner:
+                seed: int = 0, emb_weight: float | None = None) -> LinearPartner:
     """TF-IDF (word and character n-grams) and, where cross-validation on the training part says they help, the
-    pretrained sentence embeddings beside it (standardised, at a weight chosen from a few), under one linear
-    model. With weight 0 it is exactly the TF-IDF baseline's kind of model."""
+    pretrained sentence embeddings beside it (standardised, at a weight chosen from a few, or `emb_weight`),
+    under one linear model. With weight 0 it is exactly the TF-IDF baseline's kind of model."""
     word, char = vectorizers(texts)
     tfidf = hstack([word.transform(texts), char.transform(texts)]).tocsr()
     weight, mean, scale = 0.0, None, None
-    if embeddings is not None and len(y) >= 20:
+    if embeddings is not None and (len(y) >= 20 or emb_weight):
         mean, scale = standardisation(embeddings)
-        weight = _cv_weight(tfidf, (embeddings - mean) / scale, y, n_classes, seed)
+        weight = emb_weight if emb_weight is not None else \
+            _cv_weight(tfidf, (embeddings - mean) / scale, y, n_classes, seed)
     coef, intercept, present = _linear(_join(tfidf, embeddings, weight, mean, scale), y, n_classes)
     arrays = {"word_idf": word.idf_, "char_idf": char.idf_, "coef": coef, "intercept": intercept, "present": present}
     if weight:
@@ -199,15 +200,22 @@ def describe(status: dict) -> str | None:
         return None
     metric = "MAE" if "val_mae" in b else "macro-F1"
     v = b.get("val_mae") or b["val_macro_f1"]
-    scores = f"validation {metric}: network {v['network_only']:.3f}, partner {v['partner_only']:.3f}"
+    cf = v.get("crossfit")
+    where = (f"out-of-fold {metric} on {cf['folds']} folds of the {cf['rows']} training and validation examples"
+             if cf else f"validation {metric}")
+    scores = f"{where}: network {v['network_only']:.3f}, partner {v['partner_only']:.3f}"
     w = b["network_weight"]
+    if cf and not 0.0 < w < 1.0:  # what predicts alone, and how much it varied
+        scores += f"; {'network' if w >= 1.0 else 'partner'} {min(cf['blend']):.3f}-{max(cf['blend']):.3f} over folds"
     if v.get("fixed"):
         return (f"Predictions blend the network ({w:.0%}) with {b['partner']} ({1 - w:.0%}), the share you set "
                 f"({scores}, together {v['blend']:.3f}).")
     if w >= 1.0:
         return f"Blend checked and not used: the network alone did best ({scores})."
+    judge = "cross-fitting" if cf else "validation"
     if w <= 0.0:
-        return (f"Predictions come from {b['partner']} alone: validation could not show the network adding to it "
+        return (f"Predictions come from {b['partner']} alone: {judge} could not show the network adding to it "
                 f"with confidence ({scores}).")
     return (f"Predictions blend the network ({w:.0%}) with {b['partner']} ({1 - w:.0%}), the largest share of the "
-            f"network that validation supports with confidence: {scores}, together {v['blend']:.3f}.")
+            f"network that {judge} supports with confidence: {scores}, together {v['blend']:.3f}"
+            + (f" ({min(cf['blend']):.3f}-{max(cf['blend']):.3f} over folds)." if cf else "."))

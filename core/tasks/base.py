@@ -38,6 +38,9 @@ class Task:
     has_classes = False
     several = False  # any number of labels per example (one probability per label, not a distribution)
     blends = True  # the blend with the baseline's kind of model applies
+    # the solved head's regularisation strengths cross-fitting chooses from (core.train.crossfit); the first is
+    # the baseline's own. Empty: the estimator chooses its own (ridge: leave-one-out)
+    head_strengths: tuple[float, ...] = ()
 
     def read_labels(self, labels: list[Any], sep: str | None) -> list[Any]:
         """The label column as this task reads it (multi-label: a tuple of labels per row)."""
@@ -100,10 +103,10 @@ class Task:
         or the fixed share a person set, scored."""
         raise NotImplementedError
 
-    def linear_head(self, x: np.ndarray, y: np.ndarray, meta: dict[str, Any], out_dim: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """A linear head solved to convergence on standardised features (the baseline's own estimator), folded
-        back into raw feature space: (weight [out_dim, features], bias [out_dim])."""
+    def linear_head(self, x: np.ndarray, y: np.ndarray, meta: dict[str, Any], out_dim: int,
+                    strength: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """A linear head solved to convergence on standardised features (the baseline's own estimator, at one of
+        head_strengths when given), folded back into raw feature space: (weight [out_dim, features], bias)."""
         raise NotImplementedError
 
     def prediction_columns(self, truth: np.ndarray, out: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:

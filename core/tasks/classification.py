@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
-from ..linear import fold_standardisation, logistic, out_of_fold, standardisation
+from ..linear import LOGISTIC_C, fold_standardisation, logistic, out_of_fold, standardisation
 from ..metrics import evaluate, paired_comparison
 from ..predict.blend import best_weight
 from .base import Targets, Task
@@ -24,6 +24,7 @@ class Classification(Task):
     event_keys = ("accuracy", "macro_f1", "loss", "confusion")
     estimator = "logistic regression"
     has_classes = True
+    head_strengths = (LOGISTIC_C, 0.01, 0.03, 0.1, 0.3)
 
     def targets(self, labels, train_rows, name="the data"):
         classes = sorted(set(labels))
@@ -84,9 +85,9 @@ class Classification(Task):
     def blend_weight(self, net, partner, truth, meta, fixed=None):
         return best_weight(net, partner, truth, meta["classes"], fixed=fixed)
 
-    def linear_head(self, x, y, meta, out_dim):
+    def linear_head(self, x, y, meta, out_dim, strength=None):
         mean, scale = standardisation(x)
-        clf = logistic(max_iter=5000).fit((x - mean) / scale, y)
+        clf = logistic(max_iter=5000, c=strength or LOGISTIC_C).fit((x - mean) / scale, y)
         coef, b = clf.coef_, clf.intercept_
         if coef.shape[0] == 1:  # two classes: scikit-learn keeps one row; softmax over [0, z] is its sigmoid
             coef, b = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, b[0]])

@@ -232,7 +232,7 @@ class MultiLabel(Task):
     def blend_weight(self, net, partner, truth, meta, fixed=None):
         return 1.0, {"metric": "map", "note": "no blend for multi-label runs"}
 
-    def linear_head(self, x, y, meta, out_dim):
+    def linear_head(self, x, y, meta, out_dim, strength=None):
         mean, scale = standardisation(x)
         coef, bias = self._fit((x - mean) / scale, np.asarray(y).astype(np.int8), max_iter=5000)
         return fold_standardisation(coef, bias, mean, scale)

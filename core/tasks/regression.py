@@ -94,7 +94,7 @@ class Regression(Task):
         return best_weight_values(self.point(net), self.point(partner), np.asarray(truth, dtype=np.float64),
                                   fixed=fixed)
 
-    def linear_head(self, x, y, meta, out_dim):
+    def linear_head(self, x, y, meta, out_dim, strength=None):
         mean, scale = standardisation(x)
         reg = ridge().fit((x - mean) / scale, y)  # y: standardised targets
         w, b = fold_standardisation(np.asarray(reg.coef_).reshape(1, -1), np.atleast_1d(reg.intercept_), mean, scale)

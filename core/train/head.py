@@ -10,36 +10,57 @@ import torch
 import torch.nn.functional as F
 
 from ..linear import fold_standardisation, standardisation
+from .crossfit import CrossFit, choose_head, folds_for, head_facts, head_note
 
 
-def _fit(plan, tuned: np.ndarray | None = None) -> None:
+def _fit(plan, tuned: np.ndarray | None = None, crossfit: CrossFit | None = None) -> dict[str, np.ndarray]:
     """The run's head set to the linear model solved on the training rows' pretrained features (or those of an
-    encoder tuned first: never remembered, they are this run's own)."""
-    data, head = plan.data, plan.model.head[-1]
+    encoder tuned first: never remembered, they are this run's own); with `crossfit`, at the regularisation
+    out-of-fold predictions over training + validation choose (core.train.crossfit)."""
+    data, head, t = plan.data, plan.model.head[-1], plan.cfg.train
     train = data.idx("train").numpy()
-    x, y = plan.features.pretrained() if tuned is None else tuned, data.targets.y.numpy()[train]
+    x, y = plan.features.pretrained() if tuned is None else tuned, data.targets.y.numpy()
+    monitor = data.task.monitor(t)
 
     def solve() -> dict[str, np.ndarray]:
+        out, strength = {}, None
+        if crossfit is not None:
+            plan.progress(0.0, f"Choosing the head's regularisation on {crossfit.describe()}")
+            out = choose_head(data.task, x, y, data.targets.truth, data.meta, head.out_features, monitor, crossfit)
+            strength = float(out["strengths"][int(out["chosen"][0])])
+            strength = None if np.isnan(strength) else strength
         plan.progress(0.0, "Fitting the head to convergence on the cached features")
-        return dict(zip("wb", data.task.linear_head(x[train], y, data.meta, head.out_features)))
+        w, b = data.task.linear_head(x[train], y[train], data.meta, head.out_features, strength=strength)
+        return {"w": w, "b": b, **out}
 
     if tuned is not None:
         fit = solve()
     else:
-        fit, reused = plan.features.remembered("head", x, solve, train, y, data.meta, head.out_features,
-                                               code=(data.task.linear_head, standardisation, fold_standardisation))
+        folds = None if crossfit is None else (crossfit.rows, [f[1] for f in crossfit.folds], t.seed, monitor)
+        fit, reused = plan.features.remembered("head", x, solve, train, y[train], data.meta, head.out_features, folds,
+                                               code=(data.task.linear_head, standardisation, fold_standardisation,
+                                                     choose_head))
         if reused:
             plan.progress(1.0, "Reusing the head an earlier run solved on the same features, rows and labels")
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(fit["w"], dtype=head.weight.dtype))
         head.bias.copy_(torch.as_tensor(fit["b"], dtype=head.bias.dtype))
+    return fit
 
 
 def solve_head(plan) -> None:
     """A strategy that solves its head: on the pretrained features, or on those of the encoder it tunes first
     (Strategy.tuned_features: contrastive pairs)."""
     tuned = plan.strategy.tuned_features(plan)
-    _fit(plan, tuned)
+    cf = folds_for(plan.data, plan.cfg.train.seed) if tuned is None else None  # tuned features are this fit's own
+    fit = _fit(plan, tuned, cf)
+    if cf is not None:
+        cf.net = fit["oof"]
+        cf.facts = head_facts(fit, cf, plan.data.task.monitor(plan.cfg.train))
+        plan.crossfit = cf
+        plan.facts["crossfit"] = {"head": cf.facts}
+        note = head_note(cf.facts, cf)
+        plan.notes.extend([note] if note else [])
     plan.cfg.train = replace(plan.cfg.train, epochs=1)
     if tuned is None:
         plan.notes.append("The head was solved to convergence on the backbone's cached features (L-BFGS); no "

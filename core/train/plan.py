@@ -54,6 +54,7 @@ class Plan:
     baseline_pred: np.ndarray | None = None
     blend_view: Any = None  # what the blend partner reads per row (core.modalities.base.LinearView)
     tuned_params: int = 0  # weights stepped before the loop (an encoder tuned on pairs), frozen in it
+    crossfit: Any = None  # the solved head's out-of-fold outputs over training + validation (core.train.crossfit)
 
 
 def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previous: dict[str, Any], resume: bool,

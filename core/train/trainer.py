@@ -194,7 +194,7 @@ class Trainer:
         if t.teacher:
             cbs.append(self._distill(plan))
         if t.blend and data.task.blends:
-            cbs.append(Blend(data, plan.blend_view, d if self.main else None))
+            cbs.append(Blend(data, plan.blend_view, d if self.main else None, plan.crossfit))
         if data.task.several:
             cbs.append(Thresholds(data, d if self.main else None, {"task": data.task.name, "modality":
                                   plan.spec.modality, "backbone": plan.spec.name}))
