@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from core.backbones import get_backbone
 from core.config import DataConfig, RunConfig, TrainConfig
 from core.data.datasets import DatasetStore
 from core.runs.store import RunStore
@@ -46,19 +47,24 @@ DEMO = ROOT / "assets" / "demo"
 RESULTS = ROOT / "benchmarks" / "results"
 STRATEGIES = ("frozen", "lora", "ia3", "loha", "lokr", "adalora", "prompt", "partial", "differential", "full", "distilled",
               "searched", "auto", "mpnet frozen", "mpnet lora", "mpnet full", "auto 30 min", "full LP-FT", "lora LP-FT",
-              "contrastive")
-# rows beyond the strategies of the dataset's own backbone: (strategy, settings, text only, largest training part)
-VARIANTS = {"mpnet frozen": ("frozen", {"backbone": "all-mpnet-base-v2"}, True, None),
-            "mpnet lora": ("lora", {"backbone": "all-mpnet-base-v2"}, True, 400),
-            "mpnet full": ("full", {"backbone": "all-mpnet-base-v2"}, True, 400),
-            "auto 30 min": ("auto", {"budget_minutes": 30.0}, False, 400),
+              "contrastive", "frozen blend", "lite0 frozen", "lite0 full")
+# rows beyond the strategies of the dataset's own backbone: (strategy, settings, the modality it applies to (None:
+# both), largest training part)
+VARIANTS = {"mpnet frozen": ("frozen", {"backbone": "all-mpnet-base-v2"}, "text", None),
+            "mpnet lora": ("lora", {"backbone": "all-mpnet-base-v2"}, "text", 400),
+            "mpnet full": ("full", {"backbone": "all-mpnet-base-v2"}, "text", 400),
+            "lite0 frozen": ("frozen", {"backbone": "efficientnet_lite0"}, "image", None),
+            "lite0 full": ("full", {"backbone": "efficientnet_lite0"}, "image", None),
+            "auto 30 min": ("auto", {"budget_minutes": 30.0}, None, 400),
             # the head solved on the pretrained features first, then fine-tuning (LP-FT, --head-first)
-            "full LP-FT": ("full", {"head_first": True}, False, None),
-            "lora LP-FT": ("lora", {"head_first": True}, False, None),
+            "full LP-FT": ("full", {"head_first": True}, None, None),
+            "lora LP-FT": ("lora", {"head_first": True}, None, None),
+            # the solved head blended with the baseline's kind of model (regularisation and share cross-fitted)
+            "frozen blend": ("frozen", {"blend": True}, None, None),
             # the full run of the same dataset taught to its backbone's first layers (STUDENT; needs the 'full' row)
-            "distilled": ("full", {}, False, None),
+            "distilled": ("full", {}, None, None),
             # Optuna, 10 trials on the validation split, then the best trial's test score; wall time: the search
-            "searched": ("search", {}, False, 700)}
+            "searched": ("search", {}, None, 700)}
 # the distilled student: MiniLM's first 3 of 6 transformer layers; MobileNetV2's first 17 of 19 blocks (to 160
 # channels: 0.6x the weights; 14 blocks, a quarter of them, scored 0.660 on MNIST against 0.832 for 17)
 STUDENT = {"all-MiniLM-L6-v2": 3, "mobilenet_v2": 17}
@@ -234,8 +240,8 @@ def main() -> None:
 def _applies(variant: str, backbone: str, source: Path) -> bool:
     """Variants for text only, and those that train a large encoder only where the training part is small
     enough to finish in reasonable time on a CPU ('where it fits')."""
-    _, _, text_only, cap = VARIANTS[variant]
-    if text_only and backbone != "all-MiniLM-L6-v2":
+    _, _, modality, cap = VARIANTS[variant]
+    if modality is not None and modality != get_backbone(backbone).modality:
         return False
     if cap is None:
         return True

@@ -3,6 +3,7 @@ estimator) rather than stepped for a few epochs: it never ends short of a linear
 The loop then only validates it once; epochs do not apply."""
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -53,10 +54,12 @@ def solve_head(plan) -> None:
     (Strategy.tuned_features: contrastive pairs)."""
     tuned = plan.strategy.tuned_features(plan)
     cf = folds_for(plan.data, plan.cfg.train.seed) if tuned is None else None  # tuned features are this fit's own
+    started = time.perf_counter()
     fit = _fit(plan, tuned, cf)
     if cf is not None:
         cf.net = fit["oof"]
-        cf.facts = head_facts(fit, cf, plan.data.task.monitor(plan.cfg.train))
+        cf.facts = {**head_facts(fit, cf, plan.data.task.monitor(plan.cfg.train)),
+                    "seconds": round(time.perf_counter() - started, 1)}
         plan.crossfit = cf
         plan.facts["crossfit"] = {"head": cf.facts}
         note = head_note(cf.facts, cf)

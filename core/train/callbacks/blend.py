@@ -5,6 +5,8 @@ validation (core.train.crossfit).
 What it decides (the partner and the share) becomes part of the run's one predictor."""
 from __future__ import annotations
 
+import time
+
 from ...fsutil import atomic_write_json
 from ...modalities.base import LinearView
 from ...predict.blend import describe_partner, save_partner
@@ -30,6 +32,7 @@ class Blend(Callback):
         partner = self.view.partner(rows, d.targets.truth[rows], len(d.classes), ctx.cfg.seed)
         if cf is not None and cf.net is not None:  # the network is a solved head: decide on every row it has
             ctx.emit("progress", fraction=0.5, message=f"Choosing the blend's share on {cf.describe()}")
+            started = time.perf_counter()
             truth = d.targets.truth[cf.rows]
             other = partner_outputs(self.view, partner, cf, d.targets.truth, len(d.classes), ctx.cfg.seed)
             other = other.reshape(cf.net.shape)  # values: one column, as the network gives them
@@ -38,7 +41,8 @@ class Blend(Callback):
             scores["crossfit"] = {"rows": len(cf.rows), "folds": len(cf.folds), "metric": metric, **{
                 name: fold_scores(d.task, truth, out, cf, d.meta, metric)
                 for name, out in (("network_only", cf.net), ("partner_only", other),
-                                  ("blend", w * cf.net + (1 - w) * other))}}
+                                  ("blend", w * cf.net + (1 - w) * other))},
+                                  "seconds": round(time.perf_counter() - started, 1)}
         else:
             w, scores = d.task.blend_weight(ctx.predict(val), partner.predict(*self.view.inputs(val.numpy())),
                                             d.targets.truth[val.numpy()], d.meta, fixed=ctx.cfg.blend_weight)
