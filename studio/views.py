@@ -39,7 +39,7 @@ def show_explanation(pred, expl, image=None) -> None:
     towards = f"*{pred.classes[expl.target]}*" if pred.task.has_classes else "a higher value"
     st.markdown(f"**Why** (towards {towards}):")
     if pred.partner is not None and pred.network_weight <= 0:
-        st.caption(f"The network ({pred.describe()['network']}) was trained, but validation gave it no share in "
+        st.caption(f"The network ({pred.describe()['network']}) was trained, but the blend gave it no share in "
                    "the predictions; what decides is shown here.")
     for part in expl.parts:
         st.caption(f"{part.name}: {part.share:.0%} of the prediction")

@@ -212,7 +212,7 @@ class Predictor:
             sentence = f"The network ({network}) makes every prediction."
         elif w <= 0:
             sentence = (f"{self.partner_name[0].upper() + self.partner_name[1:]} makes every prediction; the "
-                        f"network ({network}) was trained but validation gave it no share.")
+                        f"network ({network}) was trained but the blend gave it no share.")
         else:
             sentence = (f"Each prediction blends the network ({network}, {w:.0%}) with {self.partner_name} "
                         f"({1 - w:.0%}).")
