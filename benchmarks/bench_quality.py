@@ -184,7 +184,8 @@ def _row(label, strategy, backbone, st, wall, run_id, source) -> dict:
             "distillation": st.get("distillation"),
             "accuracy": st["test"]["accuracy"], "macro_f1": st["test"]["macro_f1"], "wall_s": wall,
             "epochs": st.get("epoch"), "best_epoch": st.get("best_epoch"), "baseline": st.get("baseline"),
-            "vs_baseline": st.get("vs_baseline"), "network_weight": (st.get("blend") or {}).get("network_weight")}
+            "vs_baseline": st.get("vs_baseline"), "network_weight": (st.get("blend") or {}).get("network_weight"),
+            "crossfit": st.get("crossfit")}
 
 
 def _value(text: str):

@@ -382,3 +382,15 @@ def test_the_train_page_says_what_contrastive_tuning_will_do(home):
     assert {"Learning rate", "Pairs per example"} <= {n.label for n in at.number_input}
     assert "Fit the head before fine-tuning" not in {c.label for c in at.checkbox}
     assert re.search(r"→ [\d,]+ pairs, [\d,]+ optimiser steps of the encoder", text), text
+
+
+def test_auto_says_a_solved_heads_choices_are_cross_fitted_only_where_they_are():
+    from core.train.auto.settings import resolve_auto
+
+    t = TrainConfig(strategy="auto", blend=True)
+    _, yes = resolve_auto(t, 300, "text", [150, 150], strategy="frozen", crossfit=True, chosen={"blend"})
+    _, no = resolve_auto(t, 300, "text", [150, 150], strategy="frozen", crossfit=False, chosen={"blend"})
+    _, trains = resolve_auto(t, 300, "text", [150, 150], strategy="full", crossfit=True, chosen={"blend"})
+    assert "regularisation chosen on out-of-fold predictions" in yes and "as far as those predictions show" in yes
+    assert "out-of-fold" not in no and "as far as validation shows" in no
+    assert "out-of-fold" not in trains and "as far as validation shows" in trains  # a trained network: validation

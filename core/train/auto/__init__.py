@@ -14,6 +14,7 @@ from ...backbones import BackboneSpec, get_backbone
 from ...config import RunConfig, TrainConfig
 from ...data.rundata import RunData
 from ...strategies import get_strategy
+from ..crossfit import folds_for
 from .candidates import candidates
 from .choose import Choice, budget_seconds, fits, minutes
 from .estimate import estimate, speeds
@@ -36,7 +37,8 @@ def resolve_for(cfg: RunConfig, data: RunData, spec: BackboneSpec, strategy: str
     facts = data.modality.auto_facts(data.ds, items)
     t = replace(cfg.train, backbone=spec.name)
     return resolve_auto(t, int(tr.sum()), spec.modality, counts, params_m=spec.params_m, chosen=cfg.user_set(),
-                        strategy=strategy, task=data.task, epochs_cap=epochs_cap, **facts)
+                        strategy=strategy, task=data.task, epochs_cap=epochs_cap,
+                        crossfit=folds_for(data, cfg.train.seed) is not None, **facts)
 
 
 def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.device, progress: Progress

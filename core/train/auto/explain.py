@@ -9,19 +9,23 @@ WORDS = {"epochs": "epochs", "class_weighting": "class weighting", "label_smooth
 
 
 def reason(out: TrainConfig, n_train: int, params_m: float, partner: str, notes: list[str], kept: list[str],
-           asked: TrainConfig) -> str:
-    """The one line shown before the run: what will train, for how long, and why."""
-    if get_strategy(out.strategy).fits_head:
+           asked: TrainConfig, crossfit: bool = False) -> str:
+    """The one line shown before the run: what will train, for how long, and why. crossfit: a solved head's
+    choices are made on out-of-fold predictions (core.train.crossfit.folds_for found folds)."""
+    fits_head = get_strategy(out.strategy).fits_head
+    crossfit = crossfit and fits_head
+    if fits_head:
         why = (f"{n_train:,} training examples: the backbone stays frozen, its features are computed once and a "
-               "head is solved on them")
+               "head is solved on them" + (", its regularisation chosen on out-of-fold predictions over the training "
+                                           "and validation examples" if crossfit else ""))
     elif out.strategy == "lora":
         why = (f"{n_train:,} training examples on a large backbone ({params_m:,.0f}M weights): LoRA adapters "
                f"train beside the frozen weights ({_epochs(out.epochs)}, early stopping)")
     else:
         why = f"{n_train:,} training examples: every weight fine-tunes ({_epochs(out.epochs)}, early stopping)"
     if out.blend:
-        why += (f", then blends with a fast linear model {partner}, trusting the network as far as validation "
-                "shows it helps")
+        why += (f", then blends with a fast linear model {partner}, trusting the network as far as "
+                f"{'those predictions show' if crossfit else 'validation shows'} it helps")
     for n in notes:
         why += f"; {n}"
     if kept:

@@ -26,12 +26,13 @@ def resolve_auto(cfg: TrainConfig, n_train: int, modality: str, class_counts: li
                  text_lengths: list[int] | None = None, image_side: int | None = None,
                  params_m: float = 0.0, chosen: set[str] | None = None,
                  strategy: str | None = None, task: Task = CLASSIFICATION,
-                 epochs_cap: int | None = None) -> tuple[TrainConfig, str]:
+                 epochs_cap: int | None = None, crossfit: bool = False) -> tuple[TrainConfig, str]:
     """A concrete config for strategy 'auto', from the data, and the one-line reason shown to the user.
     Settings the person chose (`chosen`; by default those that differ from their defaults) are never changed,
     and the reason says which were kept. class_counts is None for regression; for several labels per example, each
     label's positives. epochs_cap: the epochs the time budget allows (core.train.auto.plan_auto), said when fewer
-    than the data calls for.
+    than the data calls for. crossfit: a solved head would make its choices on out-of-fold predictions
+    (core.train.crossfit), said in the reason.
 
     Measured on five real datasets (benchmarks/README.md): on a few hundred examples a frozen backbone, and even
     a full fine-tune, can lose to the scikit-learn baseline; a full fine-tune whose predictions are averaged with
@@ -70,4 +71,4 @@ def resolve_auto(cfg: TrainConfig, n_train: int, modality: str, class_counts: li
     changes["strategy_args"] = {k: v for k, v in cfg.strategy_args.items() if k == changes["strategy"]}
     out = replace(cfg, **changes)
     notes = [n for n in notes if not any(WORDS[k] in n for k in kept)]
-    return out, reason(out, n_train, params_m, kind.partner_phrase, notes, kept, cfg)
+    return out, reason(out, n_train, params_m, kind.partner_phrase, notes, kept, cfg, crossfit)
