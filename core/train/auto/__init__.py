@@ -50,6 +50,7 @@ def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.d
     cands = candidates(spec.modality, device.type == "cuda", spec.name, "backbone" in cfg.user_set(),
                        trains_only=bool(cfg.train.teacher))
     considered, pick = [], None
+    crossfit = folds_for(data, cfg.train.seed) is not None
     for i, (backbone, strategy) in enumerate(cands):
         cand = get_backbone(backbone)
         t, why = resolve_for(cfg, data, cand, strategy)
@@ -58,7 +59,7 @@ def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.d
         trains = not get_strategy(strategy).fits_head
 
         def cost(epochs: int) -> float:
-            return estimate(trains, n_rows, n_train, n_val, epochs, t.batch_size, fwd, step)
+            return estimate(trains, n_rows, n_train, n_val, epochs, t.batch_size, fwd, step, crossfit)
 
         est = cost(t.epochs)
         if trains and not fits(est, limit) and "epochs" not in cfg.user_set():
