@@ -174,7 +174,7 @@ def test_a_solved_head_decides_its_strength_and_blend_share_on_every_training_ro
     assert st["status"] == "completed"
     sizes, head = st["sizes"], st["crossfit"]["head"]
     assert head["rows"] == sizes["train"] + sizes["val"] and head["folds"] == 5
-    assert [t["strength"] for t in head["tried"]] == [2.0, 0.01, 0.03, 0.1, 0.3]
+    assert [t["strength"] for t in head["tried"]] == [2.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
     assert all(len(t["folds"]) == 5 for t in head["tried"])
     test_rows = set(tr.plan.data.idx("test").tolist())
     assert not test_rows & set(tr.plan.crossfit.rows.tolist())

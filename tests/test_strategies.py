@@ -394,3 +394,12 @@ def test_auto_says_a_solved_heads_choices_are_cross_fitted_only_where_they_are()
     assert "regularisation chosen on out-of-fold predictions" in yes and "as far as those predictions show" in yes
     assert "out-of-fold" not in no and "as far as validation shows" in no
     assert "out-of-fold" not in trains and "as far as validation shows" in trains  # a trained network: validation
+
+
+def test_a_backbones_lr_scale_sets_the_default_rate_everywhere_it_is_read():
+    """EfficientNet-Lite0's weights fine-tune at 3x the image default; a rate the person set is kept."""
+    full = get_strategy("full")
+    mobilenet = full.lr(TrainConfig(backbone="mobilenet_v2", strategy="full"), "image")
+    assert full.lr(TrainConfig(backbone="efficientnet_lite0", strategy="full"), "image") == pytest.approx(3 * mobilenet)
+    assert full.lr(TrainConfig(backbone="efficientnet-lite0", strategy="full"), "image") == pytest.approx(3 * mobilenet)
+    assert full.lr(TrainConfig(backbone="efficientnet_lite0", strategy="full", lr=1e-5), "image") == 1e-5

@@ -33,7 +33,13 @@ class Strategy:
     tunes_encoder: bool = False  # fits_head on features of an encoder it tunes first (tuned_features): an lr applies
 
     def lr(self, cfg: "TrainConfig", modality: str) -> float:
-        return cfg.lr if cfg.lr is not None else self.default_lr.get(modality, 1e-4)
+        """The rate the person set, else this strategy's default for the modality times the backbone's lr_scale."""
+        if cfg.lr is not None:
+            return cfg.lr
+        from ..backbones import ALIASES, registered  # the backbones' users import the strategies, not the reverse
+
+        spec = registered(ALIASES.get(cfg.backbone, cfg.backbone)) if cfg.backbone else None
+        return self.default_lr.get(modality, 1e-4) * (spec.lr_scale if spec is not None else 1.0)
 
     def prepare(self, model: "Classifier", cfg: "TrainConfig", modality: str) -> list[dict[str, Any]]:
         """Set requires_grad and return AdamW parameter groups, each with its `lr_mult` of the base rate."""

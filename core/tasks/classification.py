@@ -24,7 +24,7 @@ class Classification(Task):
     event_keys = ("accuracy", "macro_f1", "loss", "confusion")
     estimator = "logistic regression"
     has_classes = True
-    head_strengths = (LOGISTIC_C, 0.01, 0.03, 0.1, 0.3)
+    head_strengths = (LOGISTIC_C, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 
     def targets(self, labels, train_rows, name="the data"):
         classes = sorted(set(labels))
