@@ -425,3 +425,24 @@ def test_auto_cuts_epochs_to_fit_its_budget_before_it_gives_up_training(stores, 
         assert tried[1]["epochs"] == 3 and tried[1]["estimate_s"] <= 0.85 * 60
     else:
         assert "epochs this data calls for" not in st["auto"]
+
+
+def test_a_stop_while_planning_ends_the_run_there_and_resume_starts_it_again(stores, text_csv):
+    """Stop during contrastive tuning (minutes on real data, before the loop's first step): the run stops at the
+    next pair batch, says where, and a resume runs it from the beginning to the end."""
+    ctl = Control()
+
+    class StopDuringTuning(Callback):
+        def on_event(self, ctx, ev):
+            if ev.kind == "progress" and ev.data.get("message", "").startswith("Contrastive tuning: step 2 "):
+                ctl.stop()
+
+    log = Record()
+    cfg = config(text_csv, "tiny-text", "contrastive", strategy_args={"contrastive": {"pairs_per_example": 4}})
+    rec, st, _ = train(stores, cfg, callbacks=[StopDuringTuning(), log], control=ctl)
+    assert st["status"] == "stopped" and "contrastive" not in st
+    assert "while preparing (Contrastive tuning: step 2 of" in st["reason"] and "before any training step" in st["reason"]
+    steps = [e.data["message"] for e in log.events if e.kind == "progress" and "Contrastive tuning" in e.data["message"]]
+    assert len(steps) == 2 and log.kinds()[-1] == "run_end"
+    _, again, _ = train(stores, cfg, resume_rec=rec)
+    assert again["status"] == "completed" and again["contrastive"]["steps"] > 2

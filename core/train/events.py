@@ -38,6 +38,11 @@ class Event:
         return json.dumps(asdict(self), default=float)
 
 
+class StoppedWhilePlanning(Exception):
+    """A Stop that arrived before the first training step (features, a tuned encoder, a solved head): the run
+    ends there instead of when its loop would first look."""
+
+
 class Control:
     """The one way to stop a run: the Stop button, early stopping and the guards all set it."""
 

@@ -42,7 +42,7 @@ from .callbacks.blend import Blend
 from .callbacks.distill import Distill, check_teacher, compare, teacher_log_probs
 from .callbacks.guards import Budget
 from .callbacks.thresholds import Thresholds
-from .events import Callback, Control, Event, JsonlLog, Parts, TrainState
+from .events import Callback, Control, Event, JsonlLog, Parts, StoppedWhilePlanning, TrainState
 from .loop import Learner, amp_dtype, optimizer
 from .parent import parent_of
 from .plan import Plan, make_plan
@@ -105,6 +105,10 @@ class Trainer:
 
     def progress(self, frac: float, msg: str) -> None:
         self.emit("progress", fraction=float(frac), message=msg)
+        # planning reports progress at least per batch of features or pairs; the loop checks by itself.
+        # Several processes plan in step and must stop in step, so they wait for the loop's check
+        if self.learner is None and self.control.should_stop and D.world() == 1:
+            raise StoppedWhilePlanning(msg)
 
     def status(self, status: str, **fields: Any) -> dict[str, Any]:
         if not self.main:
@@ -117,6 +121,11 @@ class Trainer:
         self.status("running", pid=os.getpid(), heartbeat=time.time(), started=time.time(), world_size=D.world())
         try:
             return self._run(resume)
+        except StoppedWhilePlanning as e:
+            reason = (f"{self.control.reason} It stopped while preparing ({str(e).rstrip('.')}), before any "
+                      "training step; resuming starts it from the beginning.")
+            self.emit("run_end", status=self.control.status or "stopped", reason=reason)
+            return self.status(self.control.status or "stopped", reason=reason, finished=time.time())
         except StudioError as e:
             return self._fail(str(e))
         except DiskFullError as e:
