@@ -108,7 +108,7 @@ def _study(shown: str) -> None:
         st.pyplot(charts.study_history(res["trials"]), clear_figure=True)
         table = pd.DataFrame([{"trial": t["number"], "state": t["state"], "validation": t["value"],
                                **{k: v for k, v in t["params"].items()}, "seconds": t["seconds"], "run": t["run_id"],
-                               "host": t.get("host")} for t in res["trials"]])
+                               "host": t.get("host"), "why it failed": t.get("reason") or ""} for t in res["trials"]])
         st.dataframe(table, hide_index=True, width="stretch")
         if res.get("importances"):
             st.pyplot(charts.importances(res["importances"]), clear_figure=True)

@@ -185,3 +185,26 @@ def test_a_study_is_bound_to_its_data_and_bad_counts_are_refused(tmp_path):
     code, out, err = cli("search", "--trials", "1", "--data", str(data), "--study", "bad", "--space",
                          '{"batch_size": [8, 0]}', home=tmp_path / "h")
     assert code == 2 and "Search space: batch_size" in err and "between 1 and" in err
+
+
+def test_a_trial_whose_settings_are_refused_fails_with_why_and_the_search_goes_on(stores, tmp_path, monkeypatch):
+    """Settings that do not go together are refused when the trial's config is made: that trial is marked
+    failed with the reason (never left running), and the next trial runs."""
+    import core.train.search as searching
+    from core.train.search import search
+
+    made = []
+
+    def refuse_first(base, params, name):
+        made.append(name)
+        if len(made) == 1:
+            raise ConfigError("lr 0.001 does not go with this strategy (for the test).")
+        return trial_config(base, params, name)
+
+    monkeypatch.setattr(searching, "trial_config", refuse_first)
+    datasets, runs = stores
+    base = config(make_text_csv(tmp_path / "t.csv", per_class=20), "tiny-text", "full", epochs=1)
+    res = search(base, datasets, runs, trials=2, study="refusing", space={"lr": [1e-3]})
+    first, second = res["trials"]
+    assert first["state"] == "fail" and "does not go with this strategy" in first["reason"]
+    assert second["state"] == "complete" and res["counts"]["running"] == 0

@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ...config import RunConfig
-from ...errors import ConfigError
+from ...errors import ConfigError, StudioError
 from ...runs.runner import run_here
 from ..events import Callback, Control
 from ..setup import open_run
@@ -126,8 +126,14 @@ def search(base: RunConfig, datasets, runs, trials: int, timeout: float | None =
 
 
 def _run_trial(st, trial, params, base, name, runs, datasets, ds_id, owner, control) -> None:
-    cfg = trial_config(base, params, f"{name} · trial {trial.number}")
-    rec = runs.create(cfg, ds_id, owner=owner)
+    try:
+        cfg = trial_config(base, params, f"{name} · trial {trial.number}")
+        rec = runs.create(cfg, ds_id, owner=owner)
+    except StudioError as e:  # settings that do not go together: this trial fails with why, the search goes on
+        trial.set_user_attr("status", "failed")
+        trial.set_user_attr("reason", str(e))
+        st.tell(trial, state=TrialState.FAIL)
+        return
     trial.set_user_attr("run_id", rec.id)
     trial.set_user_attr("host", socket.gethostname())
     pruning, ctl = Pruning(trial), Control()

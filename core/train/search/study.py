@@ -84,6 +84,7 @@ def summary(name: str, url: str, runs_root: Path) -> dict[str, Any]:
     trials = counted(st)
     rows = [{"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params,
              "run_id": t.user_attrs.get("run_id"), "test": t.user_attrs.get("test"),
+             "reason": t.user_attrs.get("reason"),  # why a trial failed
              "epochs_reported": len(t.intermediate_values), "host": t.user_attrs.get("host"),
              "seconds": round((t.datetime_complete - t.datetime_start).total_seconds(), 1)
              if t.datetime_complete and t.datetime_start else None} for t in trials]
