@@ -446,3 +446,20 @@ def test_a_stop_while_planning_ends_the_run_there_and_resume_starts_it_again(sto
     assert len(steps) == 2 and log.kinds()[-1] == "run_end"
     _, again, _ = train(stores, cfg, resume_rec=rec)
     assert again["status"] == "completed" and again["contrastive"]["steps"] > 2
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_with_its_whole_plan(stores, text_csv):
+    """Stopped while its head was being fitted (LP-FT), a resumed run has no checkpoint to read its head from:
+    it fits it again rather than fine-tuning from a random head."""
+    ctl = Control()
+
+    class StopAtTheHead(Callback):
+        def on_event(self, ctx, ev):
+            if ev.kind == "progress" and ev.data.get("message", "").startswith("Fitting the head"):
+                ctl.stop()
+
+    cfg = config(text_csv, "tiny-text", "full", epochs=1, head_first=True)
+    rec, st, _ = train(stores, cfg, callbacks=[StopAtTheHead()], control=ctl)
+    assert st["status"] == "stopped" and "Fitting the head" in st["reason"] and not st.get("head_first")
+    _, again, _ = train(stores, cfg, resume_rec=rec)
+    assert again["status"] == "completed" and again["head_first"] is True

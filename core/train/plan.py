@@ -94,7 +94,9 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
     plan = Plan(cfg, spec, strategy, data, model, groups, device, progress, folder,
                 Features(model, data, spec, cfg.train, device, progress), reason)
     plan.notes += fitted + [n for n in (continued,) if n]
-    if parent and not resume:  # a resumed run reads its own checkpoint instead
+    # a resumed run reads its weights from its checkpoint; one stopped before its first starts from the beginning
+    restored = resume and folder.checkpoint_state("last").is_file()
+    if parent and not restored:
         plan.notes.append(load_parent(model, parent, data.classes if data.task.has_classes else None))
     if data.task.several:
         sep = cfg.data.label_sep
@@ -120,7 +122,7 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
             data.inputs = FeatureInputs(torch.from_numpy(plan.features.pretrained()).to(device))
     if strategy.fits_head:
         solve_head(plan)
-    elif not resume and head_first(plan):  # a resumed run reads its head from its checkpoint
+    elif not restored and head_first(plan):
         plan.facts["head_first"] = True
     if D.is_main():
         atomic_write_json(folder.labels_file, {"task": data.task.name, "modality": spec.modality,
