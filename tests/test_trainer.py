@@ -463,3 +463,18 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_with_its_whole_plan(s
     assert st["status"] == "stopped" and "Fitting the head" in st["reason"] and not st.get("head_first")
     _, again, _ = train(stores, cfg, resume_rec=rec)
     assert again["status"] == "completed" and again["head_first"] is True
+
+
+def test_an_explanation_that_fails_costs_the_explanation_not_the_run(stores, text_csv, monkeypatch):
+    """Captum asserts on a layer its hook never saw: the run keeps its result; the report's mistakes are made
+    when it is opened."""
+    import core.train.callbacks.evaluation as evaluation
+    from core.fsutil import read_json
+
+    def broken(*a, **k):
+        raise AssertionError("Forward hook did not obtain any outputs for given layer")
+
+    monkeypatch.setattr(evaluation, "explain", broken)
+    rec, st, _ = train(stores, config(text_csv, "tiny-text", "full", epochs=1))
+    assert st["status"] == "completed" and st["test"]["macro_f1"] >= 0
+    assert read_json(rec.explanations_file) == {"rows": [], "explained": []}

@@ -143,7 +143,9 @@ class ExplainMistakes(Callback):
             raw = open_rgb(files[idx[i]]) if self.data.modality.file_inputs else files[idx[i]]
             try:
                 done.append(to_json(explain(pred, raw, target_of(pred, r))))
-            except (ValueError, RuntimeError):  # a model Captum cannot take apart: the report tries and says so
+            # a model Captum cannot take apart (its hooks assert; shapes raise): the report tries and says so,
+            # and the run keeps its result
+            except (ValueError, RuntimeError, AssertionError, TypeError):
                 break
             rows.append(str(r["row"]))
         atomic_write_json(self.folder.explanations_file, {"rows": rows, "explained": done})
