@@ -11,7 +11,7 @@ import pytest
 from core.config import RunConfig
 from core.data.datasets import DatasetStore
 from core.runs.manager import RunManager
-from core.runs.runner import enqueue, prepare_run
+from core.runs.runner import enqueue, prepare_run, request_stop
 from core.runs.store import RunStore
 from tests.browser_util import chromium_available, studio_server
 from tests.conftest import make_image_folder
@@ -125,7 +125,8 @@ def test_monitor_is_live_again_after_a_server_restart(tmp_path, data):
     from tests.browser_util import browser_page, idle, shot
 
     home = tmp_path / "home"
-    rec = queue(home, long_cfg(data, epochs=40))
+    # long enough to outlast two server starts on a loaded machine; stopped once the page is seen following it
+    rec = queue(home, long_cfg(data, epochs=400))
     with studio_server(home, {"FTS_ACCESS": "open"}) as (url, proc), browser_page() as page:
         page.goto(f"{url}/monitor?run={rec.id}")
         idle(page)
@@ -139,5 +140,6 @@ def test_monitor_is_live_again_after_a_server_restart(tmp_path, data):
         page.get_by_role("heading", name="Running").wait_for(timeout=60_000)
         assert f"run={rec.id}" in page.url
         wait_for(lambda: len(steps(rec)) > seen + 5, timeout=120)  # still training, and the page follows it
-        page.get_by_role("heading", name="Completed").wait_for(timeout=300_000)
+        request_stop(rec)  # what the Monitor's Stop does
+        page.get_by_role("heading", name="Stopped").wait_for(timeout=120_000)
         shot(page, "r1-monitor-after-restart")

@@ -65,6 +65,6 @@ def test_restart_marks_interrupted_and_resume_completes(stores, image_dir):
 def test_unknown_backbone_rejected_before_launch(mgr, stores, image_dir):
     from core.errors import ModelError
 
-    with pytest.raises(ModelError, match="Available offline: mobilenet_v2, all-MiniLM-L6-v2"):
+    with pytest.raises(ModelError, match="Available offline: mobilenet_v2, efficientnet_lite0, all-MiniLM-L6-v2"):
         mgr.submit(config(image_dir, backbone="no-such-net"))
     assert stores[1].list() == []
