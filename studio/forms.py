@@ -113,7 +113,8 @@ def _auto(ds: Dataset, n: int, backbone: str, task: str = "classification") -> t
     reading = separator_for(ds.items["label"].tolist(), task) if kind.several else None
     counts = None if not kind.has_classes else list(label_counts(ds.manifest["classes"], reading).values()) \
         if reading else list(ds.manifest["classes"].values())
-    return resolve_auto(TrainConfig(), n, ds.modality, counts, params_m=_params_m(backbone), chosen=set(), task=kind)
+    return resolve_auto(TrainConfig(backbone=backbone or None), n, ds.modality, counts, params_m=_params_m(backbone),
+                        chosen=set(), task=kind)
 
 
 def plan_preview(ds: Dataset, backbone: str, picked: bool = False, minutes: float | None = None,
@@ -173,7 +174,7 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
     """(settings, the names the person changed from the defaults; budget: the minutes the effort chosen above
     grants, shown as the budget's default)."""
     scope = {ds.modality, task}
-    shown = TrainConfig()
+    shown = TrainConfig(backbone=backbone or None)  # a backbone's weights can ask for another default rate (lr_scale)
     if planned(strategy):
         shown, _ = _auto(ds, n_train(ds, split_cfg or {"val": 0.1, "test": 0.1}), backbone, task)
     o: dict[str, Any] = {}
@@ -200,7 +201,7 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
         pass
     else:
         lr_default = STRATEGIES.get(strategy).lr(shown, ds.modality)
-        key = f"lr_{strategy}"
+        key = f"lr_{strategy}_{backbone}"  # each backbone's own default, not the last one's
         pending = st.session_state.pop("lr_pending", None)
         if pending and pending[0] == strategy and pending[1]:
             st.session_state[key] = float(pending[1])  # set before the widget exists

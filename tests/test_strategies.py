@@ -403,3 +403,28 @@ def test_a_backbones_lr_scale_sets_the_default_rate_everywhere_it_is_read():
     assert full.lr(TrainConfig(backbone="efficientnet_lite0", strategy="full"), "image") == pytest.approx(3 * mobilenet)
     assert full.lr(TrainConfig(backbone="efficientnet-lite0", strategy="full"), "image") == pytest.approx(3 * mobilenet)
     assert full.lr(TrainConfig(backbone="efficientnet_lite0", strategy="full", lr=1e-5), "image") == 1e-5
+
+
+def test_the_train_page_shows_the_rate_the_chosen_backbone_will_train_at(home):
+    """EfficientNet-Lite0's default rate is 3x the image default: the page's learning-rate box says 9e-4 for it
+    and 3e-4 for MobileNetV2, whichever was picked first."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.data.datasets import DatasetStore
+    from studio.services import _services
+    from tests.conftest import DEMO
+
+    ds = DatasetStore(home / "datasets").ingest(str(DEMO / "digits")).dataset
+    _services.clear()
+    at = AppTest.from_file(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.session_state["dataset_id"] = ds.id
+    at.run()
+    at.switch_page("pages/train.py").run()
+    next(r for r in at.radio if r.key == "strategy").set_value("full").run()
+    rates = {}
+    for name in ("efficientnet_lite0", "mobilenet_v2"):
+        box = next(s for s in at.selectbox if s.label == "Backbone")
+        box.set_value(next(o for o in box.options if o.startswith(name))).run()
+        assert not at.exception
+        rates[name] = next(n.value for n in at.number_input if n.label == "Learning rate")
+    assert rates["efficientnet_lite0"] == pytest.approx(9e-4) and rates["mobilenet_v2"] == pytest.approx(3e-4)
