@@ -361,20 +361,27 @@ def test_contrastive_tuning_moves_the_encoder_then_solves_the_head_and_predicts_
                                tested[[f"p:{c}" for c in p.classes]].to_numpy(), atol=1e-4)
 
 
-def test_the_train_page_says_what_contrastive_tuning_will_do(home):
-    """Its encoder is tuned (a learning rate, pairs), unlike frozen's: the page asks and counts what it will run."""
+def _train_page(home, source):
+    """The Train page (AppTest) with this data loaded."""
     from streamlit.testing.v1 import AppTest
 
     from core.data.datasets import DatasetStore
     from studio.services import _services
-    from tests.conftest import make_text_csv
 
-    ds = DatasetStore(home / "datasets").ingest(make_text_csv(home.parent / "t.csv", per_class=10)).dataset
+    ds = DatasetStore(home / "datasets").ingest(str(source)).dataset
     _services.clear()
     at = AppTest.from_file(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
     at.session_state["dataset_id"] = ds.id
     at.run()
     at.switch_page("pages/train.py").run()
+    return at
+
+
+def test_the_train_page_says_what_contrastive_tuning_will_do(home):
+    """Its encoder is tuned (a learning rate, pairs), unlike frozen's: the page asks and counts what it will run."""
+    from tests.conftest import make_text_csv
+
+    at = _train_page(home, make_text_csv(home.parent / "t.csv", per_class=10))
     next(r for r in at.radio if r.key == "strategy").set_value("contrastive").run()
     assert not at.exception
     text = " ".join(str(e.value) for kind in (at.markdown, at.caption, at.info) for e in kind)
@@ -408,18 +415,9 @@ def test_a_backbones_lr_scale_sets_the_default_rate_everywhere_it_is_read():
 def test_the_train_page_shows_the_rate_the_chosen_backbone_will_train_at(home):
     """EfficientNet-Lite0's default rate is 3x the image default: the page's learning-rate box says 9e-4 for it
     and 3e-4 for MobileNetV2, whichever was picked first."""
-    from streamlit.testing.v1 import AppTest
-
-    from core.data.datasets import DatasetStore
-    from studio.services import _services
     from tests.conftest import DEMO
 
-    ds = DatasetStore(home / "datasets").ingest(str(DEMO / "digits")).dataset
-    _services.clear()
-    at = AppTest.from_file(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
-    at.session_state["dataset_id"] = ds.id
-    at.run()
-    at.switch_page("pages/train.py").run()
+    at = _train_page(home, DEMO / "digits")
     next(r for r in at.radio if r.key == "strategy").set_value("full").run()
     rates = {}
     for name in ("efficientnet_lite0", "mobilenet_v2"):
