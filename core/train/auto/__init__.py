@@ -27,7 +27,7 @@ __all__ = ["plan_auto", "resolve_for", "resolve_auto", "recommend", "budget_seco
 
 
 def resolve_for(cfg: RunConfig, data: RunData, spec: BackboneSpec, strategy: str | None = None,
-                epochs_cap: int | None = None) -> tuple[TrainConfig, str]:
+                epochs_cap: int | None = None, *, crossfit: bool) -> tuple[TrainConfig, str]:
     """The settings 'auto' gives this data with this backbone (and the budget's strategy, when chosen)."""
     tr = data.split == "train"
     items = [x for x, keep in zip(data.files, tr) if keep]
@@ -38,7 +38,7 @@ def resolve_for(cfg: RunConfig, data: RunData, spec: BackboneSpec, strategy: str
     t = replace(cfg.train, backbone=spec.name)
     return resolve_auto(t, int(tr.sum()), spec.modality, counts, params_m=spec.params_m, chosen=cfg.user_set(),
                         strategy=strategy, task=data.task, epochs_cap=epochs_cap,
-                        crossfit=folds_for(data, cfg.train.seed) is not None, **facts)
+                        crossfit=crossfit, **facts)
 
 
 def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.device, progress: Progress
@@ -53,7 +53,7 @@ def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.d
     crossfit = folds_for(data, cfg.train.seed) is not None
     for i, (backbone, strategy) in enumerate(cands):
         cand = get_backbone(backbone)
-        t, why = resolve_for(cfg, data, cand, strategy)
+        t, why = resolve_for(cfg, data, cand, strategy, crossfit=crossfit)
         progress(i / len(cands), f"Planning against the {minutes(limit)} budget: timing {strategy} {backbone}")
         fwd, step = speeds(cand, t, strategy, sample, device, data)
         trains = not get_strategy(strategy).fits_head
@@ -68,7 +68,7 @@ def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.d
             if fitting is not None:
                 considered.append({"backbone": backbone, "strategy": strategy, "epochs": t.epochs,
                                    "estimate_s": round(est, 1)})
-                t, why = resolve_for(cfg, data, cand, strategy, epochs_cap=fitting)
+                t, why = resolve_for(cfg, data, cand, strategy, epochs_cap=fitting, crossfit=crossfit)
                 est = cost(fitting)
         considered.append({"backbone": backbone, "strategy": strategy, "epochs": t.epochs if trains else None,
                            "estimate_s": round(est, 1)})
