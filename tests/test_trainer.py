@@ -478,3 +478,19 @@ def test_an_explanation_that_fails_costs_the_explanation_not_the_run(stores, tex
     rec, st, _ = train(stores, config(text_csv, "tiny-text", "full", epochs=1))
     assert st["status"] == "completed" and st["test"]["macro_f1"] >= 0
     assert read_json(rec.explanations_file) == {"rows": [], "explained": []}
+
+
+def test_a_cpu_run_tunes_the_host_allocator_once(stores, image_dir, monkeypatch):
+    import sys
+
+    import core.train.allocator as A
+
+    monkeypatch.setattr(A, "_tuned", None)
+    calls = []
+    real = A.tune_allocator
+    monkeypatch.setattr("core.train.setup.tune_allocator", lambda: calls.append(1) or real())
+    _, st, _ = train(stores, config(image_dir, epochs=1))
+    assert st["status"] == "completed" and calls
+    # glibc on Linux takes the settings; elsewhere the run goes on with the platform's allocator
+    assert A.tune_allocator() is sys.platform.startswith("linux")
+    assert A.tune_allocator() is A._tuned  # set once, then only read

@@ -20,11 +20,20 @@ from ..modalities import Modality, get_modality
 from ..strategies import Strategy, get_strategy
 from ..tasks.multilabel import read_task
 from . import distributed as D
+from .allocator import tune_allocator
 
 Progress = Callable[[float, str], None]
 
 
 def pick_device(pref: str) -> torch.device:
+    """The device a model runs on; on a CPU the host allocator is tuned for training first (core.train.allocator)."""
+    device = _device(pref)
+    if device.type == "cpu":
+        tune_allocator()
+    return device
+
+
+def _device(pref: str) -> torch.device:
     if pref == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
