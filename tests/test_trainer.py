@@ -494,3 +494,45 @@ def test_a_cpu_run_tunes_the_host_allocator_once(stores, image_dir, monkeypatch)
     # glibc on Linux takes the settings; elsewhere the run goes on with the platform's allocator
     assert A.tune_allocator() is sys.platform.startswith("linux")
     assert A.tune_allocator() is A._tuned  # set once, then only read
+
+
+@pytest.mark.parametrize("hflip", [None, True])
+def test_auto_counts_the_mirror_check_it_will_run_in_its_estimate(stores, image_dir, monkeypatch, hflip):
+    """The forward passes over mirrored images that decide flips are in the plan's estimate exactly when the run
+    makes them. Speeds are set: 10 ms a forward pass, no step time."""
+    import core.train.auto as auto
+
+    monkeypatch.setattr(auto, "speeds", lambda spec, t, strategy, sample, device, data: (0.01, 0.0))
+    cfg = config(image_dir, "tiny-cnn", "auto", budget_minutes=10, epochs=1, hflip=hflip)
+    cfg.chosen = ["backbone", "budget_minutes", "epochs"] + (["hflip"] if hflip is not None else [])
+    rec, st, tr = train(stores, cfg)
+    assert st["status"] == "completed" and st["resolved_strategy"] == "full"
+    rows = int((tr.data.split != "test").sum())
+    full = st["plan"]["considered"][0]
+    mirrored = rows if hflip is None else 0
+    assert ("flip_check" in st) is (hflip is None)
+    if hflip is None:
+        assert st["flip_check"]["n"] == mirrored
+    n_val = int((tr.data.split == "val").sum())
+    # every row's features, the mirrored rows, one epoch's validation (no step time), then the fixed tail
+    expected = ((len(tr.data.split) + mirrored) * 0.01 + n_val * 0.01) * 1.1 + 15.0
+    assert full["estimate_s"] == pytest.approx(expected, abs=0.06)
+
+
+def test_the_budget_keeps_back_the_time_to_validate_test_and_save():
+    """The run stops when what is left of the budget is what its finish takes: at first a fixed allowance, then
+    the last epoch's validation as measured, scaled for the test split (here twice the validation's size)."""
+    import time
+    from types import SimpleNamespace
+
+    from core.train.callbacks.guards import Budget
+
+    b = Budget(100.0, time.time() - 80.0, n_val=10, n_test=20)
+    ctx = SimpleNamespace(control=Control(), state=SimpleNamespace(step=5))
+    b.on_step_end(ctx, 0.0)  # 80 s gone, 15 s kept back: goes on
+    assert ctx.control.status != "completed"
+    b.last_step = time.time() - 2.0  # the epoch's validation took 2 s
+    b.on_epoch_end(ctx)
+    assert b.reserve == pytest.approx(2.0 * 3 + Budget.FINISH_S, abs=0.5)
+    b.on_step_end(ctx, 0.0)  # 80 s gone + 21 s kept back >= 100
+    assert ctx.control.status == "completed" and "keeping 21 s to validate, test and save" in ctx.control.reason

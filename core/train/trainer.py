@@ -197,7 +197,8 @@ class Trainer:
         if resume:
             cbs.append(Resume(d, plan.strategy, plan.spec.modality))
         if t.budget_minutes is not None or plan.auto_reason:
-            cbs.append(Budget(budget_seconds(t, plan.device), self.started))
+            cbs.append(Budget(budget_seconds(t, plan.device), self.started, len(data.idx("val")),
+                              len(data.idx("test"))))
         if (t.mixup_alpha > 0 or t.cutmix_alpha > 0) and data.modality.mixable:
             cbs.append(MixUp(t.mixup_alpha, t.cutmix_alpha, t.mix_prob))
         if t.teacher:

@@ -14,6 +14,7 @@ from ...backbones import BackboneSpec, get_backbone
 from ...config import RunConfig, TrainConfig
 from ...data.rundata import RunData
 from ...strategies import get_strategy
+from ..checks.mirror import probe_rows
 from ..crossfit import folds_for
 from .candidates import candidates
 from .choose import Choice, budget_seconds, fits, minutes
@@ -57,9 +58,10 @@ def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.d
         progress(i / len(cands), f"Planning against the {minutes(limit)} budget: timing {strategy} {backbone}")
         fwd, step = speeds(cand, t, strategy, sample, device, data)
         trains = not get_strategy(strategy).fits_head
+        mirrored = probe_rows(data, t, get_strategy(strategy))
 
         def cost(epochs: int) -> float:
-            return estimate(trains, n_rows, n_train, n_val, epochs, t.batch_size, fwd, step, crossfit)
+            return estimate(trains, n_rows, n_train, n_val, epochs, t.batch_size, fwd, step, crossfit, mirrored)
 
         est = cost(t.epochs)
         if trains and not fits(est, limit) and "epochs" not in cfg.user_set():

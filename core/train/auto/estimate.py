@@ -68,11 +68,11 @@ CROSSFIT_S = 40.0  # a solved head's cross-fitting (core.train.crossfit): 24-27 
 
 
 def estimate(strategy_trains: bool, n_rows: int, n_train: int, n_val: int, epochs: int, batch_size: int,
-             s_forward_each: float, s_step_each: float, crossfit: bool = False) -> float:
+             s_forward_each: float, s_step_each: float, crossfit: bool = False, mirrored: int = 0) -> float:
     """Seconds for a plan: the forward passes it needs over every row (pretrained features for the frozen head
-    and the blend's partner), a solved head's cross-fitting, then, if the backbone trains, its steps and each
-    epoch's validation."""
-    total = n_rows * s_forward_each + (CROSSFIT_S if crossfit and not strategy_trains else 0.0)
+    and the blend's partner) and over the mirrored images whose check decides flips (core.train.checks.mirror),
+    a solved head's cross-fitting, then, if the backbone trains, its steps and each epoch's validation."""
+    total = (n_rows + mirrored) * s_forward_each + (CROSSFIT_S if crossfit and not strategy_trains else 0.0)
     if strategy_trains:
         steps = epochs * math.ceil(n_train / batch_size)
         total += steps * s_step_each * batch_size + epochs * n_val * s_forward_each

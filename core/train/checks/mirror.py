@@ -38,16 +38,32 @@ def mirror_check(features: np.ndarray, mirrored: np.ndarray, y: np.ndarray, n_cl
             "flip": not (acc - acc_m >= 0.02 and p < 0.01)}
 
 
+PROBE_ROWS = 2000  # bounds the extra feature passes on big datasets
+
+
+def decides(data, t, strategy) -> bool:
+    """Whether this run decides mirroring itself: images that train augmented, mirroring left to the studio."""
+    return data.modality.mixable and t.augment and t.hflip is None and not strategy.frozen_backbone
+
+
+def probe_rows(data, t, strategy) -> int:
+    """The mirrored images the check reads (each one forward pass of the pretrained backbone); 0 where it does
+    not run. What a plan's time estimate counts (core.train.auto.estimate)."""
+    if not (decides(data, t, strategy) and data.task.has_classes):
+        return 0
+    return min(PROBE_ROWS, int((data.split == "train").sum() + (data.split == "val").sum()))
+
+
 def decide_mirroring(plan, previous: dict[str, Any]) -> None:
     """Sets hflip in the plan's settings (when the person left it to the studio) and says why."""
     t, data = plan.cfg.train, plan.data
-    if not (data.modality.mixable and t.augment and t.hflip is None and not plan.strategy.frozen_backbone):
+    if not decides(data, t, plan.strategy):
         return
     check = previous.get("flip_check")  # resumed: decided at the start
     if check is None and data.task.has_classes:
         rows = torch.cat([data.idx("train"), data.idx("val")]).numpy()
-        if len(rows) > 2000:  # bounds the extra feature passes on big datasets
-            rows = np.sort(np.random.default_rng(t.seed).choice(rows, 2000, replace=False))
+        if len(rows) > PROBE_ROWS:
+            rows = np.sort(np.random.default_rng(t.seed).choice(rows, PROBE_ROWS, replace=False))
         note = "Checking whether mirrored images keep their class"
         done = plan.features.computed
         seen = done[rows] if done is not None else plan.features.of(torch.from_numpy(rows), note=note)
