@@ -55,7 +55,7 @@ VARIANTS = {"mpnet frozen": ("frozen", {"backbone": "all-mpnet-base-v2"}, "text"
             "mpnet full": ("full", {"backbone": "all-mpnet-base-v2"}, "text", 400),
             "lite0 frozen": ("frozen", {"backbone": "efficientnet_lite0"}, "image", None),
             "lite0 full": ("full", {"backbone": "efficientnet_lite0"}, "image", None),
-            "auto 30 min": ("auto", {"budget_minutes": 30.0}, None, 400),
+            "auto 30 min": ("auto", {"budget_minutes": 30.0}, None, None),  # every dataset: bounded by its budget
             # the head solved on the pretrained features first, then fine-tuning (LP-FT, --head-first)
             "full LP-FT": ("full", {"head_first": True}, None, None),
             "lora LP-FT": ("lora", {"head_first": True}, None, None),

@@ -441,7 +441,7 @@ def test_a_stop_while_planning_ends_the_run_there_and_resume_starts_it_again(sto
     cfg = config(text_csv, "tiny-text", "contrastive", strategy_args={"contrastive": {"pairs_per_example": 4}})
     rec, st, _ = train(stores, cfg, callbacks=[StopDuringTuning(), log], control=ctl)
     assert st["status"] == "stopped" and "contrastive" not in st
-    assert "while preparing (Contrastive tuning: step 2 of" in st["reason"] and "before any training step" in st["reason"]
+    assert "before any training step, while preparing, at \"Contrastive tuning: step 2 of" in st["reason"]
     steps = [e.data["message"] for e in log.events if e.kind == "progress" and "Contrastive tuning" in e.data["message"]]
     assert len(steps) == 2 and log.kinds()[-1] == "run_end"
     _, again, _ = train(stores, cfg, resume_rec=rec)
@@ -536,3 +536,18 @@ def test_the_budget_keeps_back_the_time_to_validate_test_and_save():
     assert b.reserve == pytest.approx(2.0 * 3 + Budget.FINISH_S, abs=0.5)
     b.on_step_end(ctx, 0.0)  # 80 s gone + 21 s kept back >= 100
     assert ctx.control.status == "completed" and "keeping 21 s to validate, test and save" in ctx.control.reason
+
+
+@pytest.mark.parametrize("strategy, lr", [("full", None), ("full", 0.002), ("frozen", None)])
+def test_the_resolved_config_records_the_rate_the_optimiser_got(stores, image_dir, strategy, lr):
+    """A default rate is written as the number the run used (a solved head takes none); a chosen one as chosen."""
+    from core.strategies import get_strategy
+
+    rec, st, tr = train(stores, config(image_dir, "tiny-cnn", strategy, epochs=1, lr=lr))
+    ran = rec.resolved_config.train
+    assert st["status"] == "completed" and rec.config.train.lr == lr
+    if strategy == "frozen":
+        assert ran.lr is None
+    else:
+        used = [e["data"]["lr"] for e in rec.events() if e["kind"] == "step"][0]  # warm-up starts below it
+        assert ran.lr == (lr or get_strategy("full").default_lr["image"]) and used <= ran.lr

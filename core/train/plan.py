@@ -5,7 +5,7 @@ its own (core.train.auto, core.train.checks, core.train.head); make_plan reads t
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -124,6 +124,9 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
         solve_head(plan)
     elif not restored and head_first(plan):
         plan.facts["head_first"] = True
+    if cfg.train.lr is None and (not strategy.fits_head or strategy.tunes_encoder):
+        # the rate the optimiser got (the strategy's default times the backbone's scale), so the record says it
+        plan.cfg.train = replace(plan.cfg.train, lr=strategy.lr(plan.cfg.train, spec.modality))
     if D.is_main():
         atomic_write_json(folder.labels_file, {"task": data.task.name, "modality": spec.modality,
                                           "backbone": spec.name, **data.meta})

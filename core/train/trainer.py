@@ -122,8 +122,8 @@ class Trainer:
         try:
             return self._run(resume)
         except StoppedWhilePlanning as e:
-            reason = (f"{self.control.reason} It stopped while preparing ({str(e).rstrip('.')}), before any "
-                      "training step; resuming starts it from the beginning.")
+            reason = (f"{self.control.reason} It stopped before any training step, while preparing, "
+                      f"at \"{str(e).rstrip('.')}\"; resuming starts it from the beginning.")
             self.emit("run_end", status=self.control.status or "stopped", reason=reason)
             return self.status(self.control.status or "stopped", reason=reason, finished=time.time())
         except StudioError as e:
