@@ -421,8 +421,14 @@ def test_auto_cuts_epochs_to_fit_its_budget_before_it_gives_up_training(stores, 
     tried = st["plan"]["considered"]
     assert tried[0] == {"backbone": "tiny-text", "strategy": "full", "epochs": 6, "estimate_s": 75.0}
     if ran[0] == "full":
-        assert tr.cfg.train.epochs == 3 and "3 of the 6 epochs this data calls for fit the time budget" in st["auto"]
+        assert "3 of the 6 epochs this data calls for fit the time budget" in st["auto"]
         assert tried[1]["epochs"] == 3 and tried[1]["estimate_s"] <= 0.85 * 60
+        # the tiny model runs far faster than the speeds set here: after its first epoch the budget re-fits the
+        # epochs to what the data calls for, and every record says what ran
+        assert st["replanned"]["planned"] == 3 and st["replanned"]["epochs"] == tr.cfg.train.epochs == 6
+        assert rec.resolved_config.train.epochs == 6 and st["epoch"] == 6
+        assert any("6 epochs fit the 1 min budget, not the 3 planned" in e["data"]["message"]
+                   for e in rec.events() if e["kind"] == "warning")
     else:
         assert "epochs this data calls for" not in st["auto"]
 
@@ -519,16 +525,25 @@ def test_auto_counts_the_mirror_check_it_will_run_in_its_estimate(stores, image_
     assert full["estimate_s"] == pytest.approx(expected, abs=0.06)
 
 
+def _budget_ctx(epochs: int, epoch: int = 0, steps_per_epoch: int = 10):
+    from types import SimpleNamespace
+
+    events = []
+    return SimpleNamespace(control=Control(), cfg=SimpleNamespace(epochs=epochs, max_steps=None),
+                           state=SimpleNamespace(step=5, epoch=epoch, total_steps=steps_per_epoch * epochs,
+                                                 results={}),
+                           emit=lambda kind, **d: events.append((kind, d)), main=False, folder=None, events=events)
+
+
 def test_the_budget_keeps_back_the_time_to_validate_test_and_save():
     """The run stops when what is left of the budget is what its finish takes: at first a fixed allowance, then
     the last epoch's validation as measured, scaled for the test split (here twice the validation's size)."""
     import time
-    from types import SimpleNamespace
 
     from core.train.callbacks.guards import Budget
 
     b = Budget(100.0, time.time() - 80.0, n_val=10, n_test=20)
-    ctx = SimpleNamespace(control=Control(), state=SimpleNamespace(step=5))
+    ctx = _budget_ctx(epochs=1)
     b.on_step_end(ctx, 0.0)  # 80 s gone, 15 s kept back: goes on
     assert ctx.control.status != "completed"
     b.last_step = time.time() - 2.0  # the epoch's validation took 2 s
@@ -536,6 +551,31 @@ def test_the_budget_keeps_back_the_time_to_validate_test_and_save():
     assert b.reserve == pytest.approx(2.0 * 3 + Budget.FINISH_S, abs=0.5)
     b.on_step_end(ctx, 0.0)  # 80 s gone + 21 s kept back >= 100
     assert ctx.control.status == "completed" and "keeping 21 s to validate, test and save" in ctx.control.reason
+
+
+@pytest.mark.parametrize("epoch_s, room, refit", [(10.0, 8, 6), (10.0, None, 4), (30.0, 8, 2), (30.0, None, 2),
+                                                  (60.0, 8, 1)])
+def test_the_budget_refits_the_epochs_to_the_speed_measured(epoch_s, room, refit):
+    """After an epoch, the epochs that fit the time left at the measured speed: fewer when slower than planned,
+    more (up to the epochs the data calls for, `room`) only where 'auto' cut them. 100 s budget, 30 s gone,
+    17 s kept back for the finish (1 s validation, the test as large): 53 s left after the first epoch."""
+    import time
+
+    from core.train.callbacks.guards import Budget
+
+    now = time.time()
+    b = Budget(100.0, now - 30.0, n_val=10, n_test=10, room=room)
+    ctx = _budget_ctx(epochs=4)
+    b.epoch_started, b.last_step = now - epoch_s, now - 1.0
+    b.on_epoch_end(ctx)
+    assert ctx.cfg.epochs == refit and ctx.state.total_steps == 10 * refit
+    if refit == 4:
+        assert not ctx.events and "replanned" not in ctx.state.results
+    else:
+        assert ctx.state.results["replanned"] == {"after_epoch": 1, "planned": 4, "epochs": refit,
+                                                  "epoch_s": pytest.approx(epoch_s, abs=0.5)}
+        assert f"{refit} epochs fit the 2 min budget, not the 4 planned" in ctx.events[0][1]["message"]
+
 
 
 @pytest.mark.parametrize("strategy, lr", [("full", None), ("full", 0.002), ("frozen", None)])
@@ -551,3 +591,21 @@ def test_the_resolved_config_records_the_rate_the_optimiser_got(stores, image_di
     else:
         used = [e["data"]["lr"] for e in rec.events() if e["kind"] == "step"][0]  # warm-up starts below it
         assert ran.lr == (lr or get_strategy("full").default_lr["image"]) and used <= ran.lr
+
+
+def test_a_refitted_horizon_keeps_the_warm_up_done_and_anneals_to_the_new_end():
+    from types import SimpleNamespace
+
+    import torch
+
+    from core.train.callbacks.schedule import Schedule
+    from core.train.loop import schedule_fn
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    ctx = SimpleNamespace(state=SimpleNamespace(step=0, total_steps=40), parts=SimpleNamespace(optimizer=opt))
+    sched = Schedule("cosine", 0.1)
+    sched.on_fit_start(ctx)  # 4 warm-up steps of 40
+    ctx.state.step, ctx.state.total_steps = 10, 60  # after an epoch of 10 steps the budget gave it 6 epochs, not 4
+    sched.on_epoch_start(ctx)
+    assert opt.param_groups[0]["lr"] == pytest.approx(schedule_fn("cosine", 60, 0.1, warm=4)(10))
+    assert schedule_fn("cosine", 60, 0.1, warm=4)(59) < 0.01 < schedule_fn("cosine", 40, 0.1)(10)

@@ -94,7 +94,7 @@ class Parts:
 
 @dataclass
 class Context:
-    cfg: "TrainConfig"  # this run's resolved settings; read-only
+    cfg: "TrainConfig"  # this run's resolved settings; read-only but for the epochs the time budget re-fits
     state: TrainState
     control: Control
     folder: "RunFolder | None"

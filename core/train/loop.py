@@ -112,10 +112,12 @@ class Learner:
                       resumed_from=self.state.results.get("resumed_from"))
         for note in notes:
             self.emit("warning", message=note)
-        for epoch in range(self.state.epoch, self.t.epochs):
+        epoch = self.state.epoch
+        while epoch < self.t.epochs:  # read each time: the time budget may re-fit the epochs (callbacks.Budget)
             self.state.epoch = epoch
             if not self.epoch():
                 break
+            epoch += 1
         self._call("on_fit_end")
 
     def epoch(self) -> bool:
@@ -264,8 +266,9 @@ class Learner:
         return D.gather_rows(full, arr)
 
 
-def schedule_fn(kind: str, total: int, warmup_ratio: float) -> Callable[[int], float]:
-    warm = int(total * warmup_ratio)
+def schedule_fn(kind: str, total: int, warmup_ratio: float, warm: int | None = None) -> Callable[[int], float]:
+    """The factor on each group's rate at a step. warm: the warm-up steps, when kept from an earlier horizon."""
+    warm = int(total * warmup_ratio) if warm is None else warm
 
     def f(step: int) -> float:
         if warm and step < warm:

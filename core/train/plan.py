@@ -55,6 +55,7 @@ class Plan:
     blend_view: Any = None  # what the blend partner reads per row (core.modalities.base.LinearView)
     tuned_params: int = 0  # weights stepped before the loop (an encoder tuned on pairs), frozen in it
     crossfit: Any = None  # the solved head's out-of-fold outputs over training + validation (core.train.crossfit)
+    choice: Any = None  # the plan 'auto' made against its time budget (core.train.auto.Choice)
 
 
 def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previous: dict[str, Any], resume: bool,
@@ -76,7 +77,7 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
     if parent:
         check_parent(parent, cfg, data.task.name, opened.ds.modality)
         report(parent=parent.id)
-    spec, device, reason = opened.spec, pick_device(device) if device else device_for(cfg), None
+    spec, device, reason, choice = opened.spec, pick_device(device) if device else device_for(cfg), None, None
     if get_strategy(cfg.train.strategy).planned:
         cfg.train, reason, choice = plan_auto(cfg, data, spec, device, progress)
         spec = get_backbone(cfg.train.backbone)
@@ -92,7 +93,7 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
     progress(0.1, f"Building {spec.name}")
     model, groups, strategy = build_model(spec, data, cfg.train, device)
     plan = Plan(cfg, spec, strategy, data, model, groups, device, progress, folder,
-                Features(model, data, spec, cfg.train, device, progress), reason)
+                Features(model, data, spec, cfg.train, device, progress), reason, choice=choice)
     plan.notes += fitted + [n for n in (continued,) if n]
     # a resumed run reads its weights from its checkpoint; one stopped before its first starts from the beginning
     restored = resume and folder.checkpoint_state("last").is_file()

@@ -198,7 +198,7 @@ class Trainer:
             cbs.append(Resume(d, plan.strategy, plan.spec.modality))
         if t.budget_minutes is not None or plan.auto_reason:
             cbs.append(Budget(budget_seconds(t, plan.device), self.started, len(data.idx("val")),
-                              len(data.idx("test"))))
+                              len(data.idx("test")), plan.choice.room if plan.choice is not None else None))
         if (t.mixup_alpha > 0 or t.cutmix_alpha > 0) and data.modality.mixable:
             cbs.append(MixUp(t.mixup_alpha, t.cutmix_alpha, t.mix_prob))
         if t.teacher:
@@ -255,6 +255,7 @@ class Trainer:
             peak_mem_mb=round(peak_memory_mb(plan.device), 1),
             **{k: v for k, v in (("blend", st.results.get("blend")), ("predictor", (res or {}).get("predictor")),
                                  ("thresholds", st.results.get("thresholds")),
+                                 ("replanned", st.results.get("replanned")),
                                  ("parts", (res or {}).get("parts"))) if v is not None})
         if plan.cfg.train.teacher and test and self.main:
             final = self._distillation_report(plan, test, status) or final

@@ -63,7 +63,7 @@ def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.d
         def cost(epochs: int) -> float:
             return estimate(trains, n_rows, n_train, n_val, epochs, t.batch_size, fwd, step, crossfit, mirrored)
 
-        est = cost(t.epochs)
+        est, wanted = cost(t.epochs), t.epochs
         if trains and not fits(est, limit) and "epochs" not in cfg.user_set():
             # fewer epochs of a plan that trains, before a plan that does not: the budget buys what it can
             fitting = next((e for e in range(t.epochs - 1, MIN_EPOCHS - 1, -1) if fits(cost(e), limit)), None)
@@ -75,9 +75,9 @@ def plan_auto(cfg: RunConfig, data: RunData, spec: BackboneSpec, device: torch.d
         considered.append({"backbone": backbone, "strategy": strategy, "epochs": t.epochs if trains else None,
                            "estimate_s": round(est, 1)})
         if fits(est, limit) or i == len(cands) - 1:
-            pick = (t, why, est)
+            pick = (t, why, est, wanted if trains and "epochs" not in cfg.user_set() else None)
             break
-    t, why, est = pick
+    t, why, est, room = pick
     choice = Choice(t.backbone, t.strategy, est, limit, considered,
-                    None if get_strategy(t.strategy).fits_head else t.epochs)  # a solved head takes no epochs
+                    None if get_strategy(t.strategy).fits_head else t.epochs, room)  # a solved head takes no epochs
     return t, f"Plan: {choice.line()}. {why}", choice

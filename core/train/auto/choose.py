@@ -34,6 +34,7 @@ class Choice:
     budget_s: float
     considered: list[dict[str, Any]]
     epochs: int | None = None
+    room: int | None = None  # the epochs the data calls for, which the run may grow to if it runs faster than estimated
 
     def line(self) -> str:
         return (f"{self.strategy} {self.backbone}, estimated {minutes(self.estimate_s)} of the "

@@ -7,7 +7,9 @@ import time
 
 import torch
 
+from ...config import RunConfig
 from ...errors import StudioError
+from .. import distributed as D
 from ..events import Callback
 
 ADVICE = "Lower the learning rate (try 10x smaller) and start again."
@@ -89,17 +91,24 @@ class Unfreeze(Callback):
 
 
 class Budget(Callback):
-    """Stops in time for the run to end within its time budget (counted from the run's start, data and plan
-    included) and keeps the best checkpoint so far: what a person asked for in the time they gave it. What comes
-    after the last step — validating what it has, the test, the blend and saving — is kept back from the budget:
-    one validation pass as measured at the last epoch's end, the test scaled from it by size, and FINISH_S."""
+    """Ends the run within its time budget (counted from the run's start, data and plan included).
+
+    After each epoch the epochs are re-fitted to the time left at the speed just measured, so the schedule
+    anneals inside the budget instead of being cut mid-way: fewer when the run is slower than planned, more —
+    up to `room`, the epochs the data calls for, which 'auto' cut to fit its estimate — when it is faster. What
+    comes after the last step (validating what it has, the test, the blend, saving) is kept back: one validation
+    pass as measured, the test scaled from it by size, and FINISH_S. A run that still reaches the budget mid-epoch
+    stops there, its best checkpoint the model."""
     order = -5
     FINISH_S = 15.0  # the blend's fit, explanations of the worst test examples, saving (5-10 s on the benchmark)
 
-    def __init__(self, seconds: float, started: float, n_val: int = 0, n_test: int = 0):
-        self.seconds, self.started = seconds, started
+    def __init__(self, seconds: float, started: float, n_val: int = 0, n_test: int = 0, room: int | None = None):
+        self.seconds, self.started, self.room = seconds, started, room
         self.test_share = n_test / n_val if n_val else 0.0
-        self.reserve, self.last_step = self.FINISH_S, None
+        self.reserve, self.last_step, self.epoch_started = self.FINISH_S, None, None
+
+    def on_epoch_start(self, ctx):
+        self.epoch_started = time.time()
 
     def on_step_end(self, ctx, loss):
         self.last_step = now = time.time()
@@ -109,5 +118,28 @@ class Budget(Callback):
                                           "save; the best checkpoint so far is the model.")
 
     def on_epoch_end(self, ctx):
-        if self.last_step is not None:  # from the epoch's last step: its validation and checkpoints
-            self.reserve = (time.time() - self.last_step) * (1 + self.test_share) + self.FINISH_S
+        if self.last_step is None:  # no training steps (a solved head): nothing to time or re-fit
+            return
+        now = time.time()
+        self.reserve = (now - self.last_step) * (1 + self.test_share) + self.FINISH_S
+        done, planned = ctx.state.epoch + 1, ctx.cfg.epochs
+        if self.epoch_started is None or ctx.cfg.max_steps or done >= planned or ctx.control.should_stop:
+            return  # a schedule that has run out is not re-opened
+        took = now - self.epoch_started
+        fit = done + int(max(0.0, self.seconds - (now - self.started) - self.reserve) // max(took, 1e-6))
+        target = D.broadcast(max(done, min(fit, max(planned, self.room or planned))))
+        if target == planned:
+            return
+        ctx.state.total_steps = ctx.state.total_steps // planned * target
+        ctx.cfg.epochs = target
+        why = ("slower than planned" if target < planned else
+               f"faster than estimated; the data calls for {self.room}")
+        ctx.state.results["replanned"] = {"after_epoch": done, "planned": planned, "epochs": target,
+                                          "epoch_s": round(took, 1)}
+        ctx.emit("warning", message=f"At {took:.0f} s an epoch ({why}), {target} epochs fit the "
+                                    f"{self.seconds / 60:.0f} min budget, not the {planned} planned: the schedule "
+                                    f"now ends after epoch {target}.")
+        if ctx.main and ctx.folder is not None and ctx.folder.resolved_file.is_file():
+            ran = RunConfig.load(ctx.folder.resolved_file)  # the record says what runs; a resume goes on with it
+            ran.train.epochs = target
+            ran.save(ctx.folder.resolved_file)

@@ -10,7 +10,7 @@ class Schedule(Callback):
     order = -100  # before anything that reads the rate
 
     def __init__(self, kind: str, warmup_ratio: float):
-        self.kind, self.warmup_ratio, self.f = kind, warmup_ratio, None
+        self.kind, self.warmup_ratio, self.f, self.total, self.warm = kind, warmup_ratio, None, 0, None
 
     def _apply(self, ctx) -> None:
         factor = self.f(ctx.state.step)
@@ -19,10 +19,15 @@ class Schedule(Callback):
             g["lr"] = g["initial_lr"] * factor
 
     def on_fit_start(self, ctx):
-        self.f = schedule_fn(self.kind, ctx.state.total_steps, self.warmup_ratio)
+        self.total = ctx.state.total_steps
+        self.f = schedule_fn(self.kind, self.total, self.warmup_ratio)
+        self.warm = int(self.total * self.warmup_ratio)
         self._apply(ctx)
 
     def on_epoch_start(self, ctx):
+        if ctx.state.total_steps != self.total:  # the epochs were re-fitted to the time budget: a new horizon,
+            self.total = ctx.state.total_steps  # the warm-up already done kept as it was
+            self.f = schedule_fn(self.kind, self.total, self.warmup_ratio, self.warm)
         self._apply(ctx)
 
     def on_step_end(self, ctx, loss):
