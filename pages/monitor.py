@@ -101,10 +101,14 @@ def planned_vs_actual(status: dict) -> None:
     """What auto planned before the run, beside what ran: strategy, backbone, epochs, time."""
     p = status["plan"]
     planned = p.get("planned") or {}
+    refit = status.get("replanned")
+    ran_epochs = f"{status.get('epoch')} (best {status.get('best_epoch')}" + (
+        f"; re-fitted to {refit['epochs']} after epoch {refit['after_epoch']} at {refit['epoch_s']:.0f} s an epoch)"
+        if refit else ")")
     rows = [("strategy", planned.get("strategy", status.get("resolved_strategy")), status.get("resolved_strategy")),
             ("backbone", planned.get("backbone", status.get("resolved_backbone")), status.get("resolved_backbone")),
-            ("epochs", planned.get("epochs") or "none: head solved", f"{status.get('epoch')} (best "
-             f"{status.get('best_epoch')})" if planned.get("epochs") else "none: head solved"),
+            ("epochs", planned.get("epochs") or "none: head solved",
+             ran_epochs if planned.get("epochs") else "none: head solved"),
             ("time", f"{p['estimate_s'] / 60:.1f} min of {p['budget_s'] / 60:.0f}", f"{status['run_s'] / 60:.1f} min")]
     st.dataframe(pd.DataFrame(rows, columns=["", "planned", "ran"]).astype(str), hide_index=True)
 

@@ -152,3 +152,25 @@ def test_the_train_page_leads_with_how_long_and_the_budget_it_names_is_the_one_t
     at.radio(key="strategy").set_value("frozen").run()
     assert at.radio(key="effort").disabled and config()["train"]["budget_minutes"] is None
     assert "its epochs set the time" in at.caption[0].value
+
+
+def test_monitor_shows_what_auto_planned_beside_what_ran_with_a_refit(at):
+    """The epochs the budget re-fitted (core.train.callbacks.Budget) are in the plan's 'ran' column."""
+    from core.config import DataConfig, RunConfig, TrainConfig
+    from studio.services import services
+
+    s = services()
+    source = str(Path(APP).parent / "assets" / "demo" / "reviews.csv")
+    ds = s.datasets.ingest(source).dataset
+    rec = s.runs.create(RunConfig(data=DataConfig(source=source), train=TrainConfig(strategy="auto")), ds.id)
+    s.runs.set_status(rec, "completed", auto="Plan: full all-MiniLM-L6-v2.", resolved_strategy="full",
+                      resolved_backbone="all-MiniLM-L6-v2", run_s=420.0, epoch=6, best_epoch=5,
+                      plan={"choice": "", "estimate_s": 300.0, "budget_s": 600.0, "considered": [],
+                            "planned": {"strategy": "full", "backbone": "all-MiniLM-L6-v2", "epochs": 3}},
+                      replanned={"after_epoch": 1, "planned": 3, "epochs": 6, "epoch_s": 41.7})
+    at.query_params["run"] = rec.id
+    at.switch_page("pages/monitor.py").run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "planned" in d.value.columns)
+    epochs = table.set_index(table.columns[0]).loc["epochs"]
+    assert epochs["planned"] == "3" and epochs["ran"] == "6 (best 5; re-fitted to 6 after epoch 1 at 42 s an epoch)"

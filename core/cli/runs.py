@@ -58,7 +58,7 @@ def _ranks(runs, datasets, cfg, owner: str | None) -> tuple[Any, dict[str, Any]]
 def _train_summary(rec, st: dict[str, Any]) -> dict[str, Any]:
     keys = ("test", "baseline", "vs_baseline", "best_epoch", "test_overlap", "blend", "auto", "resolved_strategy",
             "resolved_backbone", "plan", "task", "run_s", "predictor", "parts", "world_size", "notes",
-            "parent", "vs_parent", "thresholds", "contrastive", "head_first")
+            "parent", "vs_parent", "thresholds", "contrastive", "head_first", "replanned")
     return {"run_id": rec.id, "run_dir": str(rec.dir), "status": st.get("status"), "reason": st.get("reason", ""),
             "trainable_params": st.get("trainable_params"), "total_params": st.get("total_params"),
             **{k: st[k] for k in keys if st.get(k) is not None}, "elapsed_s": st.get("elapsed_s")}
