@@ -426,7 +426,7 @@ def test_auto_cuts_epochs_to_fit_its_budget_before_it_gives_up_training(stores, 
         # the tiny model runs far faster than the speeds set here: after its first epoch the budget re-fits the
         # epochs to what the data calls for, and every record says what ran
         assert st["replanned"]["planned"] == 3 and st["replanned"]["epochs"] == tr.cfg.train.epochs == 6
-        assert rec.resolved_config.train.epochs == 6 and st["epoch"] == 6
+        assert rec.resolved_config.train.epochs == 6 and st["epoch"] == 6 and st["total_steps"] == st["step"]
         assert any("6 epochs fit the 1 min budget, not the 3 planned" in e["data"]["message"]
                    for e in rec.events() if e["kind"] == "warning")
     else:
@@ -574,7 +574,8 @@ def test_the_budget_refits_the_epochs_to_the_speed_measured(epoch_s, room, refit
     else:
         assert ctx.state.results["replanned"] == {"after_epoch": 1, "planned": 4, "epochs": refit,
                                                   "epoch_s": pytest.approx(epoch_s, abs=0.5)}
-        assert f"{refit} epochs fit the 2 min budget, not the 4 planned" in ctx.events[0][1]["message"]
+        noun = "epochs" if refit > 1 else "epoch"
+        assert f"{refit} {noun} fit the 2 min budget, not the 4 planned" in ctx.events[0][1]["message"]
 
 
 

@@ -251,7 +251,7 @@ class Trainer:
             status, reason=reason, finished=time.time(), elapsed_s=round(time.time() - st.started, 2), test=test,
             vs_baseline=res.get("vs_baseline") if res else None, best_epoch=st.best_epoch + 1, epoch=st.epoch + 1,
             run_s=round(time.time() - self.started, 1),
-            step=st.step, trainable_params=trainable, total_params=total,
+            step=st.step, total_steps=st.total_steps, trainable_params=trainable, total_params=total,
             peak_mem_mb=round(peak_memory_mb(plan.device), 1),
             **{k: v for k, v in (("blend", st.results.get("blend")), ("predictor", (res or {}).get("predictor")),
                                  ("thresholds", st.results.get("thresholds")),

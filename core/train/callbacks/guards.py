@@ -132,11 +132,10 @@ class Budget(Callback):
             return
         ctx.state.total_steps = ctx.state.total_steps // planned * target
         ctx.cfg.epochs = target
-        why = ("slower than planned" if target < planned else
-               f"faster than estimated; the data calls for {self.room}")
+        why = "" if target < planned else f" (faster than estimated; the data calls for {self.room})"
         ctx.state.results["replanned"] = {"after_epoch": done, "planned": planned, "epochs": target,
                                           "epoch_s": round(took, 1)}
-        ctx.emit("warning", message=f"At {took:.0f} s an epoch ({why}), {target} epochs fit the "
+        ctx.emit("warning", message=f"At {took:.0f} s an epoch{why}, {target} epoch{'s' if target > 1 else ''} fit the "
                                     f"{self.seconds / 60:.0f} min budget, not the {planned} planned: the schedule "
                                     f"now ends after epoch {target}.")
         if ctx.main and ctx.folder is not None and ctx.folder.resolved_file.is_file():
