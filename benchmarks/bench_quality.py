@@ -36,6 +36,7 @@ from PIL import Image
 from core.backbones import get_backbone
 from core.config import DataConfig, RunConfig, TrainConfig
 from core.data.datasets import DatasetStore
+from core.metrics import paired_comparison
 from core.runs.store import RunStore
 from core.train.trainer import Trainer
 
@@ -150,7 +151,7 @@ def run_one(home: Path, source: Path, backbone: str, strategy: str, baseline: bo
     t0 = time.perf_counter()
     st = Trainer(cfg, rec, runs, datasets).run()
     wall = time.perf_counter() - t0
-    return _row(label, strategy, backbone, st, wall, rec.id, source)
+    return {**_row(label, strategy, backbone, st, wall, rec.id, source), **_test_predictions(runs, rec.id)}
 
 
 def _split(source: Path, split_seed: int) -> DataConfig:
@@ -167,7 +168,8 @@ def _searched(home: Path, source: Path, backbone: str, split_seed: int, override
     res = search(base, datasets, runs, trials=10, study=f"bench-{source.stem}", space=SEARCH_SPACE)
     wall = time.perf_counter() - t0
     best = runs.get(res["best"]["run_id"])
-    row = _row("searched", best.config.train.strategy, backbone, best.status, wall, best.id, source)
+    row = {**_row("searched", best.config.train.strategy, backbone, best.status, wall, best.id, source),
+           **_test_predictions(runs, best.id)}
     row.update(resolved=f"{best.config.train.strategy} (trial {res['best']['number']} of 10, "
                         f"{res['counts']['pruned']} pruned)", search=res["best"]["params"])
     return row
@@ -186,6 +188,30 @@ def _row(label, strategy, backbone, st, wall, run_id, source) -> dict:
             "epochs": st.get("epoch"), "best_epoch": st.get("best_epoch"), "baseline": st.get("baseline"),
             "vs_baseline": st.get("vs_baseline"), "network_weight": (st.get("blend") or {}).get("network_weight"),
             "crossfit": st.get("crossfit")}
+
+
+def _test_predictions(runs: RunStore, run_id: str) -> dict:
+    """The run's predicted class per test row (and the rows and truth), so two rows of the table can be paired."""
+    df = pd.read_parquet(runs.get(run_id).folder.test_predictions, columns=["row", "true", "pred"])
+    return {"test_rows": df["row"].tolist(), "test_true": df["true"].tolist(), "test_pred": df["pred"].tolist()}
+
+
+def paired_with_best_fixed(g: pd.DataFrame, strategy: str = "auto") -> str | None:
+    """`strategy` against the best fixed strategy on the same test rows: macro-F1 difference, paired 95% interval
+    and verdict; None where either row was measured before test predictions were kept."""
+    mine = g[g["strategy"] == strategy]
+    fixed = g[~g["strategy"].str.startswith(("auto", "searched"))]
+    if mine.empty or fixed.empty or "test_pred" not in g:
+        return None
+    a, best = mine.iloc[0], fixed.loc[fixed["macro_f1"].idxmax()]
+    if not isinstance(a.get("test_pred"), list) or not isinstance(best.get("test_pred"), list) \
+            or a["test_rows"] != best["test_rows"]:
+        return f"not paired with {best['strategy']} (measured before test predictions were kept)"
+    classes = sorted(set(a["test_true"]) | set(a["test_pred"]) | set(best["test_pred"]))
+    ix = {c: i for i, c in enumerate(classes)}
+    cmp = paired_comparison(*(np.array([ix[c] for c in a[k]]) for k in ("test_true", "test_pred")),
+                            np.array([ix[c] for c in best["test_pred"]]), classes)
+    return f"{strategy} − {best['strategy']} (best fixed) = {cmp['macro_f1_diff']:+.3f}, {_interval(cmp)}"
 
 
 def _value(text: str):
@@ -299,7 +325,9 @@ def markdown(rows: list[dict]) -> str:
         line = f"- {name}: auto − baseline = {(auto.iloc[0] - b) if len(auto) else float('nan'):+.3f}"
         if len(fixed):
             line += f"; best fixed strategy − baseline = {fixed.max() - b:+.3f}"
-        verdict.append(line + f"; best of all strategies (auto included) − baseline = {g['macro_f1'].max() - b:+.3f}")
+        line += f"; best of all strategies (auto included) − baseline = {g['macro_f1'].max() - b:+.3f}"
+        paired = [p for p in (paired_with_best_fixed(g, s) for s in ("auto", "auto 30 min")) if p]
+        verdict.append("; ".join([line, *paired]))
     return "\n".join(lines) + "\n\n" + "\n".join(verdict)
 
 

@@ -112,14 +112,14 @@ class TrainConfig:
                                             "a probe on the pretrained features loses accuracy on mirrored validation "
                                             "images (digits, text, anything where left and right differ).")
     blend: bool = setting(False, help="Also fit the baseline's kind of model (TF-IDF for text, a probe on pretrained "
-                                      "features for images) and average it with the network, giving the network the "
-                                      "largest share validation supports with confidence (a solved head: "
+                                      "features for images) and average it with the network where validation shows the "
+                                      "blend beating the better of the two alone with confidence (a solved head: "
                                       "out-of-fold predictions over training and validation). 'auto' turns it on.")
     blend_weight: float | None = setting(None, label="Network's share in the blend", low=0, high=1,
                                          help="With blend on: the network's share of every prediction, from 0 "
                                               "(the linear partner alone) to 1 (the network alone). None: the "
-                                              "largest share validation (or cross-fitting) supports with "
-                                              "confidence.")
+                                              "better of the two alone, or a blend where validation (or "
+                                              "cross-fitting) shows it beating that with confidence.")
     head_first: bool = setting(False, label="Fit the head before fine-tuning",
                                help="Strategies that update the backbone: first fit the head to convergence on the "
                                     "pretrained features (as 'frozen' does), then fine-tune from that head (LP-FT, "

@@ -65,23 +65,41 @@ def test_best_weight_prefers_the_better_model_and_ties_go_to_the_network():
     np.testing.assert_allclose(blend(good, bad, 0.25), 0.25 * good + 0.75 * bad)
 
 
-def test_best_weight_keeps_the_partner_when_validation_cannot_tell_them_apart():
-    """One more right answer in 40 is noise: the blend stays with the partner (the baseline's model) rather
-    than betting on the network; a network that is right far more often takes over."""
+def test_best_weight_keeps_the_better_part_unless_a_blend_beats_it_with_confidence():
+    """One more right answer in 40 is noise: neither part is held to a proof the other is spared, so the one that
+    scored higher alone is kept, network or partner. Parts wrong on different examples and unsure where wrong
+    blend: the average beats both on every resample."""
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 40)
-    partner_right = np.ones(40, bool)
-    partner_right[:4] = False  # 36/40
-    net_right = np.ones(40, bool)
-    net_right[4:7] = False  # 37/40, wrong on three others
     as_probs = lambda right, confidence=0.9: np.eye(2)[np.where(right, y, 1 - y)] * (2 * confidence - 1) + (1 - confidence)
-    net, partner = as_probs(net_right, 0.7), as_probs(partner_right)
+    a_right, b_right = np.ones(40, bool), np.ones(40, bool)
+    a_right[4:7] = False  # 37/40
+    b_right[:4] = False  # 36/40, wrong on four others
+    a, b = as_probs(a_right, 0.7), as_probs(b_right)
+    for net, partner, kept in ((a, b, 1.0), (b, a, 0.0)):
+        w, scores = best_weight(net, partner, y, ["a", "b"])
+        assert scores["reference"] == ("network" if kept else "partner") and scores["gain_p10"] <= 0.0
+        kept_out = net if kept else partner
+        assert ((w * net + (1 - w) * partner).argmax(1) == kept_out.argmax(1)).all()
+    unsure = np.where(np.arange(40) < 10, 0.55, 0.9)
+    net = np.eye(2)[np.where(np.arange(40) < 10, 1 - y, y)] * (2 * unsure[:, None] - 1) + (1 - unsure[:, None])
+    partner = np.eye(2)[np.where((np.arange(40) >= 10) & (np.arange(40) < 20), 1 - y, y)] * \
+        (2 * unsure[::-1, None] - 1) + (1 - unsure[::-1, None])
     w, scores = best_weight(net, partner, y, ["a", "b"])
-    assert scores["network_only"] > scores["partner_only"]
-    assert w < 1.0 and ((w * net + (1 - w) * partner).argmax(1) == partner.argmax(1)).all()
-    much_better = np.ones(40, bool)
-    w, _ = best_weight(as_probs(much_better), as_probs(partner_right & (np.arange(40) % 3 > 0)), y, ["a", "b"])
-    assert w == 1.0
+    assert 0.0 < w < 1.0 and scores["blend"] == 1.0 and scores["gain_p10"] > 0.0
+    assert max(scores["network_only"], scores["partner_only"]) < 0.8
+
+
+def test_blend_sentence_names_what_the_share_was_judged_against():
+    from core.predict.blend import describe
+
+    def said(w, **v):
+        return describe({"blend": {"network_weight": w, "partner": "TF-IDF + logistic regression", "val_macro_f1": {
+            "network_only": 0.9, "partner_only": 0.8, "blend": 0.92, **v}}})
+    assert "gain over the network alone validation supports" in said(0.6, reference="network")
+    assert "it did better than the network" in said(0.0, reference="partner")
+    assert "could not show the network adding to it" in said(0.0)  # a run from before the reference was kept
+    assert said(1.0, reference="network").startswith("Blend checked and not used")
 
 
 def test_blended_run_predicts_and_exports_as_it_was_evaluated(stores, tmp_path):
@@ -129,7 +147,7 @@ def test_best_weight_on_a_large_validation_split_stays_bounded():
     net = np.eye(3)[np.where(rng.random(60_000) < 0.9, y, (y + 1) % 3)] * 0.7 + 0.1  # right 90% of the time
     partner = np.eye(3)[np.where(rng.random(60_000) < 0.6, y, (y + 2) % 3)] * 0.7 + 0.1  # right 60%
     w, scores = best_weight(net, partner, y, ["a", "b", "c"])
-    assert w == 1.0 and scores["network_only"] > 0.85 and scores["gain_p10"] > 0.2
+    assert w == 1.0 and scores["reference"] == "network" and scores["network_only"] > 0.85 > 0.65 > scores["partner_only"]
 
 
 def test_cross_fitting_keeps_the_baselines_strength_unless_the_folds_agree_on_another():
@@ -186,3 +204,15 @@ def test_a_solved_head_decides_its_strength_and_blend_share_on_every_training_ro
     preds = __import__("pandas").read_parquet(rec.test_predictions)
     expected = preds[[f"p:{c}" for c in Predictor(rec.dir).classes]].to_numpy()
     np.testing.assert_allclose(Predictor(rec.dir).predict(preds["input"].tolist())[0], expected, atol=1e-5)
+
+
+def test_regression_share_starts_from_the_part_with_the_lower_error():
+    from core.predict.blend import best_weight_values
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=60)
+    close, far = truth + rng.normal(scale=0.1, size=60), truth + rng.normal(scale=1.0, size=60)
+    w, scores = best_weight_values(close, far, truth)
+    assert (w, scores["reference"]) == (1.0, "network") and scores["blend"] == scores["network_only"]
+    w, scores = best_weight_values(far, close, truth)
+    assert (w, scores["reference"]) == (0.0, "partner") and scores["blend"] == scores["partner_only"]

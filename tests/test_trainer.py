@@ -1,6 +1,7 @@
 """The loop's contract: events in order, one stop flag, divergence, resume, replay, faults."""
 import errno
 import json
+import re
 
 import numpy as np
 import pytest
@@ -429,6 +430,12 @@ def test_auto_cuts_epochs_to_fit_its_budget_before_it_gives_up_training(stores, 
         assert rec.resolved_config.train.epochs == 6 and st["epoch"] == 6 and st["total_steps"] == st["step"]
         assert any("6 epochs fit the 1 min budget, not the 3 planned" in e["data"]["message"]
                    for e in rec.events() if e["kind"] == "warning")
+        from core.report.card import model_card
+        from core.report.html import build_report
+
+        said = r"After epoch 1, at \d+ s an epoch, the epochs were re-fitted to the 1 min budget: 6, up from the 3 planned\."
+        assert re.search(said, build_report(rec, explain=False))
+        assert re.search(f"^- {said}$", model_card(rec, stores[0], "onnx", {}), re.M)
     else:
         assert "epochs this data calls for" not in st["auto"]
 

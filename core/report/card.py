@@ -14,6 +14,7 @@ from ..modalities import get_modality
 from ..runs.folder import RunFolder
 from ..strategies import get_strategy
 from ..tasks import from_meta
+from ..train.callbacks.guards import describe_refit
 
 RARE_TEST_SUPPORT = 10  # test examples a class needs before its scores say much
 
@@ -58,6 +59,8 @@ def _method(run: RunFolder, status: dict[str, Any], report: dict[str, Any]) -> l
              f"- Trained {status.get('epoch', '?')} of up to {t.epochs} epoch(s); the best on validation was epoch "
              f"{status.get('best_epoch', '?')}; {status.get('trainable_params', 0):,} of "
              f"{status.get('total_params', 0):,} weights trained"]
+    if refit := describe_refit(status.get("replanned"), t.budget_minutes):
+        lines.append(f"- {refit}")
     if status.get("auto"):
         lines.append(f"- Chosen by auto: {status['auto']}")
     if d.get("sentence"):

@@ -24,6 +24,7 @@ from ..strategies import get_strategy
 from ..tasks import from_meta
 from ..tasks.multilabel import label_counts
 from ..train.callbacks.distill import comparison_table
+from ..train.callbacks.guards import describe_refit
 from . import parts as P
 
 SECTIONS = ("What it does", "How good it is", "Where it fails", "Its worst mistakes", "The data",
@@ -38,7 +39,8 @@ def _settings_in_words(cfg, status: dict[str, Any]) -> str:
         f"Backbone <b>{html.escape(t.backbone)}</b>, adapted with <b>{html.escape(s.title.lower())}</b>: {html.escape(s.why)}",
         f"{status.get('trainable_params', 0):,} of {status.get('total_params', 0):,} weights were trained.",
         f"Up to {t.epochs} epochs in batches of {t.batch_size}, AdamW at learning rate {lr} with a {t.schedule} "
-        f"schedule after {t.warmup_ratio:.0%} warm-up; weight decay {t.weight_decay}.",
+        f"schedule after {t.warmup_ratio:.0%} warm-up; weight decay {t.weight_decay}."
+        + (f" {refit}" if (refit := describe_refit(status.get("replanned"), t.budget_minutes)) else ""),
         ("Rarer classes weighted up. " if t.class_weighting == "balanced" else "") +
         (f"Training stops early when validation {t.monitor or 'score'} has not improved for {t.early_stopping_patience} "
          "epochs. " if t.early_stopping_patience else "") +

@@ -99,7 +99,7 @@ class Task:
 
     def blend_weight(self, net: np.ndarray, partner: np.ndarray, truth: np.ndarray, meta: dict[str, Any],
                      fixed: float | None = None) -> tuple[float, dict[str, Any]]:
-        """The network's share in w*net + (1-w)*partner, chosen pessimistically on held-out outputs (validation, or
+        """The network's share in w*net + (1-w)*partner, the better part alone unless a blend beats it with confidence on held-out outputs (validation, or
         out-of-fold over training + validation: core.train.crossfit; see core.predict.blend),
         or the fixed share a person set, scored."""
         raise NotImplementedError

@@ -90,6 +90,16 @@ class Unfreeze(Callback):
             ctx.emit("warning", message=f"Unfroze another layer group ({trainable:,} trainable weights).")
 
 
+def describe_refit(refit: dict | None, budget_minutes: float | None) -> str | None:
+    """One sentence on a budget re-fit of the epochs (status 'replanned'), for the report and the model card."""
+    if not refit:
+        return None
+    budget = f"the {budget_minutes:g} min budget" if budget_minutes else "the time budget"
+    more = "up from" if refit["epochs"] > refit["planned"] else "instead of"
+    return (f"After epoch {refit['after_epoch']}, at {refit['epoch_s']:.0f} s an epoch, the epochs were re-fitted to "
+            f"{budget}: {refit['epochs']}, {more} the {refit['planned']} planned.")
+
+
 class Budget(Callback):
     """Ends the run within its time budget (counted from the run's start, data and plan included).
 
