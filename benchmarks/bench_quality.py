@@ -192,7 +192,7 @@ def _row(label, strategy, backbone, st, wall, run_id, source) -> dict:
 
 def _test_predictions(runs: RunStore, run_id: str) -> dict:
     """The run's predicted class per test row (and the rows and truth), so two rows of the table can be paired."""
-    df = pd.read_parquet(runs.get(run_id).folder.test_predictions, columns=["row", "true", "pred"])
+    df = pd.read_parquet(runs.get(run_id).test_predictions, columns=["row", "true", "pred"])
     return {"test_rows": df["row"].tolist(), "test_true": df["true"].tolist(), "test_pred": df["pred"].tolist()}
 
 

@@ -24,8 +24,9 @@ def reason(out: TrainConfig, n_train: int, params_m: float, partner: str, notes:
     else:
         why = f"{n_train:,} training examples: every weight fine-tunes ({_epochs(out.epochs)}, early stopping)"
     if out.blend:
-        why += (f", then blends with a fast linear model {partner}, trusting the network as far as "
-                f"{'those predictions show' if crossfit else 'validation shows'} it helps")
+        why += (f", then keeps it or a fast linear model {partner}, whichever "
+                f"{'those predictions' if crossfit else 'validation'} ranks higher, or blends the two where the "
+                "blend beats that with confidence")
     for n in notes:
         why += f"; {n}"
     if kept:
