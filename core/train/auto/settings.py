@@ -35,10 +35,10 @@ def resolve_auto(cfg: TrainConfig, n_train: int, modality: str, class_counts: li
     (core.train.crossfit), said in the reason.
 
     Measured on five real datasets (benchmarks/README.md): on a few hundred examples a frozen backbone, and even
-    a full fine-tune, can lose to the scikit-learn baseline; a full fine-tune whose predictions are averaged with
-    the baseline-style linear model beat it on four once the network's share was chosen pessimistically (see
-    core.predict.blend.best_weight) and tied on the fifth; images also get label smoothing and, where mirroring changes
-    the class, no flips (decided by the plan)."""
+    a full fine-tune, can lose to the scikit-learn baseline, so every plan is blended with the baseline-style
+    linear model: the better of the two alone on validation is kept unless a blend beats it with confidence
+    (core.predict.blend.best_weight); images also get label smoothing and, where mirroring changes the class, no
+    flips (decided by the plan)."""
     defaults = TrainConfig()
     if chosen is None:
         chosen = {k for k in WORDS if getattr(cfg, k) != getattr(defaults, k)}
