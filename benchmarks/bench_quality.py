@@ -200,7 +200,7 @@ def paired_with_best_fixed(g: pd.DataFrame, strategy: str = "auto") -> str | Non
     """`strategy` against the best fixed strategy on the same test rows: macro-F1 difference, paired 95% interval
     and verdict; None where either row was measured before test predictions were kept."""
     mine = g[g["strategy"] == strategy]
-    fixed = g[~g["strategy"].str.startswith(("auto", "searched"))]
+    fixed = g[~g["strategy"].str.startswith(("auto", "searched", "distilled"))]  # a student of the full row
     if mine.empty or fixed.empty or "test_pred" not in g:
         return None
     a, best = mine.iloc[0], fixed.loc[fixed["macro_f1"].idxmax()]
