@@ -47,7 +47,8 @@ if status.get("parts"):
     st.caption("Each part of the model alone on the same test rows: " + "; ".join(
         f"{name} {task_view.baseline_numbers(scores)}" for name, scores in status["parts"].items()) + ".")
 if blend_line(status):
-    st.caption(blend_line(status) + " Explanations below show each part with its share.")
+    shared = 0.0 < status["blend"]["network_weight"] < 1.0  # one part alone: nothing to share out
+    st.caption(blend_line(status) + (" Explanations below show each part with its share." if shared else ""))
 if status.get("distillation"):
     from core.train.callbacks.distill import comparison_table
 

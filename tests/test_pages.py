@@ -174,3 +174,4 @@ def test_monitor_shows_what_auto_planned_beside_what_ran_with_a_refit(at):
     table = next(d.value for d in at.dataframe if "planned" in d.value.columns)
     epochs = table.set_index(table.columns[0]).loc["epochs"]
     assert epochs["planned"] == "3" and epochs["ran"] == "6 (best 5; re-fitted to 6 after epoch 1 at 42 s an epoch)"
+    assert table.set_index(table.columns[0]).loc["time"].tolist() == ["5.0 min of 10 min", "7.0 min"]

@@ -617,3 +617,13 @@ def test_a_refitted_horizon_keeps_the_warm_up_done_and_anneals_to_the_new_end():
     sched.on_epoch_start(ctx)
     assert opt.param_groups[0]["lr"] == pytest.approx(schedule_fn("cosine", 60, 0.1, warm=4)(10))
     assert schedule_fn("cosine", 60, 0.1, warm=4)(59) < 0.01 < schedule_fn("cosine", 40, 0.1)(10)
+
+
+def test_a_plan_that_fits_no_budget_says_it_will_overrun():
+    from core.train.auto.choose import Choice
+
+    fits = Choice("all-MiniLM-L6-v2", "frozen", 100.0, 120.0, [], None)
+    over = Choice("all-MiniLM-L6-v2", "frozen", 156.0, 120.0, [], None)
+    assert fits.line() == "frozen all-MiniLM-L6-v2, estimated 1.7 min of the 2.0 min budget"
+    assert over.line() == ("frozen all-MiniLM-L6-v2, the quickest plan considered, estimated 2.6 min: over the 2.0 min "
+                           "budget")

@@ -37,6 +37,9 @@ class Choice:
     room: int | None = None  # the epochs the data calls for, which the run may grow to if it runs faster than estimated
 
     def line(self) -> str:
+        if self.estimate_s > self.budget_s:  # nothing considered fits: the quickest runs, and says it will overrun
+            return (f"{self.strategy} {self.backbone}, the quickest plan considered, estimated "
+                    f"{minutes(self.estimate_s)}: over the {minutes(self.budget_s)} budget")
         return (f"{self.strategy} {self.backbone}, estimated {minutes(self.estimate_s)} of the "
                 f"{minutes(self.budget_s)} budget")
 

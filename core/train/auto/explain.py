@@ -25,7 +25,7 @@ def reason(out: TrainConfig, n_train: int, params_m: float, partner: str, notes:
         why = f"{n_train:,} training examples: every weight fine-tunes ({_epochs(out.epochs)}, early stopping)"
     if out.blend:
         why += (f", then keeps it or a fast linear model {partner}, whichever "
-                f"{'those predictions' if crossfit else 'validation'} ranks higher, or blends the two where the "
+                f"{'those predictions rank' if crossfit else 'validation ranks'} higher, or blends the two where the "
                 "blend beats that with confidence")
     for n in notes:
         why += f"; {n}"
