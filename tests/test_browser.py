@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from core.runs.folder import WEIGHTS, ModelFolder
 from tests.browser_util import browser_page, chromium_available, idle, shot, studio_server, train_tab, upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not chromium_available(), reason="Debian chromium not installed")]
@@ -350,7 +351,11 @@ def test_sweep_in_the_browser_auto_keeps_settings_overlap_report_and_safe_export
         idle(page)
         page.get_by_role("button", name="Prepare export").click()
         page.get_by_text(f"Exported to {exports.resolve() / 'mine'}").wait_for(timeout=120_000)
-        assert (exports / "mine" / "model.safetensors").is_file()
+        mine = ModelFolder(exports / "mine")
+        assert mine.config_file.is_file() and mine.blend_file.is_file()
+        share = json.loads(mine.blend_file.read_text())["network_weight"]
+        # the export holds the parts that predict: the network where it has a share, the partner where it does
+        assert (mine.dir / WEIGHTS).is_file() == (share > 0) and mine.partner_dir.is_dir() == (share < 1)
         shot(page, "s4-export-done")
 
 

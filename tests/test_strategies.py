@@ -398,9 +398,9 @@ def test_auto_says_a_solved_heads_choices_are_cross_fitted_only_where_they_are()
     _, yes = resolve_auto(t, 300, "text", [150, 150], strategy="frozen", crossfit=True, chosen={"blend"})
     _, no = resolve_auto(t, 300, "text", [150, 150], strategy="frozen", crossfit=False, chosen={"blend"})
     _, trains = resolve_auto(t, 300, "text", [150, 150], strategy="full", crossfit=True, chosen={"blend"})
-    assert "regularisation chosen on out-of-fold predictions" in yes and "as far as those predictions show" in yes
-    assert "out-of-fold" not in no and "as far as validation shows" in no
-    assert "out-of-fold" not in trains and "as far as validation shows" in trains  # a trained network: validation
+    assert "regularisation chosen on out-of-fold predictions" in yes and "whichever those predictions rank higher" in yes
+    assert "out-of-fold" not in no and "whichever validation ranks higher" in no
+    assert "out-of-fold" not in trains and "whichever validation ranks higher" in trains  # a trained network: validation
 
 
 def test_a_backbones_lr_scale_sets_the_default_rate_everywhere_it_is_read():
