@@ -494,11 +494,12 @@ def test_the_experts_loop_review_relabel_new_version_continue_and_what_changed(t
         nav(page, "Review labels")
         page.get_by_text("Decisions so far").wait_for(timeout=60_000)
         no_fault(page, "Review")
-        for i in (0, 1):
-            page.get_by_role("radio", name="Relabel", exact=True).nth(i).click()
+        # each click waits for its "Saved" line, as a person would: a click on an element Streamlit is
+        # re-drawing can be dropped by the browser
+        for i, choice in enumerate(("Relabel", "Relabel", "Remove")):
+            page.get_by_role("radio", name=choice, exact=True).nth(i).click()
+            expect(page.get_by_text(re.compile(r"Saved: (Relabel|Remove)"))).to_have_count(i + 1, timeout=60_000)
             idle(page)
-        page.get_by_role("radio", name="Remove", exact=True).nth(2).click()
-        idle(page)
         ds = stores[0].get(parent.status["dataset"])
         made = decisions(ds)
         assert sorted(d["decision"] for d in made.values()) == ["relabel", "relabel", "remove"]
