@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import config
 
 
@@ -31,16 +33,23 @@ def test_torchrun_two_processes_gloo(tmp_path, image_dir):
     assert not list(run.glob("**/*.tmp"))
 
 
-def test_the_studio_starts_a_multi_process_run_with_torchrun(stores, image_dir):
-    """A run asking for 2 processes from the UI (processes=2) is started by the dispatcher under torchrun."""
+@pytest.mark.parametrize("strategy", ["full", "auto"])
+def test_the_studio_starts_a_multi_process_run_with_torchrun(stores, image_dir, strategy):
+    """A run asking for 2 processes from the UI (processes=2) is started by the dispatcher under torchrun; 'auto'
+    plans once, on rank 0, and both processes run that plan."""
     from core.runs.manager import RunManager
 
     datasets, runs = stores
     mgr = RunManager(runs, datasets, devices=["cpu"])
     try:
-        h = mgr.submit(config(image_dir, epochs=1, batch_size=4, processes=2))
+        cfg = config(image_dir, "tiny-cnn", strategy, epochs=1, batch_size=4, processes=2, budget_minutes=5)
+        cfg.chosen = ["backbone", "epochs", "batch_size", "budget_minutes"]
+        h = mgr.submit(cfg)
         st = h.wait(300)
         assert st["status"] == "completed", (st.get("reason"), (h.run.dir / "worker.log").read_text()[-2000:])
         assert st["world_size"] == 2 and st["test"]["accuracy"] >= 0
+        if strategy == "auto":
+            assert st["resolved_strategy"] == st["plan"]["planned"]["strategy"]
+            assert h.run.resolved_config.train.strategy == st["resolved_strategy"]
     finally:
         mgr.shutdown(stop_runs=True)

@@ -415,6 +415,7 @@ def test_auto_cuts_epochs_to_fit_its_budget_before_it_gives_up_training(stores, 
         return 0.0, 0.0 if strategy == "frozen" else 10.0 / (1.1 * math.ceil(n / t.batch_size) * t.batch_size)
 
     monkeypatch.setattr(auto, "speeds", speeds)
+    monkeypatch.setattr(auto, "spent_since", lambda started: 0.0)  # a loaded machine's data loading changes nothing here
     cfg = config(text_csv, "tiny-text", "auto", budget_minutes=budget_min, **({"epochs": 6} if epochs_chosen else {}))
     cfg.chosen = ["backbone", "budget_minutes"] + (["epochs"] if epochs_chosen else [])
     rec, st, tr = train(stores, cfg)
@@ -627,3 +628,51 @@ def test_a_plan_that_fits_no_budget_says_it_will_overrun():
     assert fits.line() == "frozen all-MiniLM-L6-v2, estimated 1.7 min of the 2.0 min budget"
     assert over.line() == ("frozen all-MiniLM-L6-v2, the quickest plan considered, estimated 2.6 min: over the 2.0 min "
                            "budget")
+    # the time before the plan is the run's too: said once it is a noticeable share of the budget
+    assert Choice("m", "frozen", 100.0, 120.0, [], None, spent_s=3.0).line() == fits.line().replace("all-MiniLM-L6-v2", "m")
+    assert Choice("m", "frozen", 60.0, 120.0, [], None, spent_s=30.0).line() == (
+        "frozen m, estimated 1.0 min of the 1.5 min left of the 2.0 min budget after 0.5 min loading the data and "
+        "timing the plans")
+    assert Choice("m", "frozen", 100.0, 120.0, [], None, spent_s=30.0).line() == (
+        "frozen m, the quickest plan considered, estimated 1.7 min after 0.5 min loading the data and timing the "
+        "plans: over the 2.0 min budget")
+
+
+def test_auto_plans_in_what_the_budget_has_left_and_stops_timing_when_nothing_more_could_fit(stores, text_csv,
+                                                                                             monkeypatch):
+    """The budget is the whole run's: the time spent loading the data and timing candidates is taken from it,
+    a candidate is not timed once timing it would leave no room for any plan, and a frozen plan reuses the forward
+    speed measured for its backbone. The clock is set: 30 s before planning, 40 s per timing."""
+    import core.train.auto as auto
+
+    clock, timed = [30.0], []
+
+    def speeds(spec, t, strategy, sample, device, data):
+        clock[0] += 40.0
+        timed.append(strategy)
+        n = int((data.split == "train").sum())
+        return 0.0, 0.0 if strategy == "frozen" else 10.0 / (1.1 * -(-n // t.batch_size) * t.batch_size)
+
+    monkeypatch.setattr(auto, "speeds", speeds)
+    monkeypatch.setattr(auto, "spent_since", lambda started: clock[0])
+    monkeypatch.setattr(auto, "candidates", lambda *a, **k: [("tiny-text", "full"), ("tiny-text", "lora"),
+                                                             ("tiny-text", "frozen")])
+    cfg = config(text_csv, "tiny-text", "auto", budget_minutes=2.0)
+    cfg.chosen = ["backbone", "budget_minutes"]
+    rec, st, _ = train(stores, cfg)
+    # 50 s left after timing full: 6 epochs (75 s) do not fit 85 % of it, 2 do (35 s)
+    assert st["status"] == "completed" and st["plan"]["planned"] == {"strategy": "full", "backbone": "tiny-text",
+                                                                      "epochs": 2}
+    assert st["plan"]["spent_s"] == 70.0 and timed == ["full"]
+    assert st["auto"].startswith("Plan: full tiny-text, estimated 0.6 min of the 0.8 min left of the 2.0 min budget "
+                                 "after 1.2 min loading the data and timing the plans.")
+
+    clock[0], timed[:] = 30.0, []
+    cfg.train.budget_minutes = 1.5  # 20 s left after timing full: no plan that trains fits, lora is not timed
+    rec, st, _ = train(stores, cfg)
+    assert st["status"] == "completed" and st["resolved_strategy"] == "frozen" and timed == ["full"]
+    assert {"backbone": "tiny-text", "strategy": "lora", "skipped": "no budget left to time it"} in st["plan"]["considered"]
+    # its cross-fitting alone is more than is left: it runs, and says it will overrun
+    assert st["plan"]["spent_s"] == 70.0 and st["auto"].startswith(
+        "Plan: frozen tiny-text, the quickest plan considered, estimated 1.0 min after 1.2 min loading the data and "
+        "timing the plans: over the 1.5 min budget.")

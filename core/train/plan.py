@@ -59,8 +59,10 @@ class Plan:
 
 
 def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previous: dict[str, Any], resume: bool,
-              progress: Progress, report: Report, device: str | None = None, parent: RunFolder | None = None) -> Plan:
-    """parent: the finished run this one continues (train.init_from)."""
+              progress: Progress, report: Report, device: str | None = None, parent: RunFolder | None = None,
+              started: float | None = None) -> Plan:
+    """parent: the finished run this one continues (train.init_from); started: when the run began (time.time()),
+    which a time budget counts from."""
     cfg = RunConfig.from_dict(cfg.to_dict())  # this run's own copy; config.json keeps what was asked
     if resume and folder.resolved_file.is_file():  # a resumed run goes on with the plan it started with
         cfg = RunConfig.load(folder.resolved_file)
@@ -79,7 +81,9 @@ def make_plan(cfg: RunConfig, datasets: DatasetStore, folder: RunFolder, previou
         report(parent=parent.id)
     spec, device, reason, choice = opened.spec, pick_device(device) if device else device_for(cfg), None, None
     if get_strategy(cfg.train.strategy).planned:
-        cfg.train, reason, choice = plan_auto(cfg, data, spec, device, progress)
+        # rank 0's plan on every rank: each process would time the candidates differently, and all must run one plan
+        cfg.train, reason, choice = D.broadcast(plan_auto(cfg, data, spec, device, progress, started)
+                                                if D.is_main() else None)
         spec = get_backbone(cfg.train.backbone)
         report(auto=reason, resolved_strategy=cfg.train.strategy, resolved_backbone=spec.name, plan=choice.facts())
     if cfg.train.teacher and data.task.several:

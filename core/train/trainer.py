@@ -145,7 +145,8 @@ class Trainer:
         previous = self.folder.status if resume else {}
         self.parent = parent_of(self.store, self.asked.train.init_from) if self.asked.train.init_from else None
         plan = self.plan = make_plan(self.asked, self.datasets, self.folder, previous, resume, self.progress,
-                                     lambda **f: self.status("running", **f), self.device, self.parent)
+                                     lambda **f: self.status("running", **f), self.device, self.parent,
+                                     self.started)
         learner = self.learner = self._learner(plan, resume)
         trainable, total = count_params(plan.model)
         trainable += plan.tuned_params  # what the run trained: the loop's weights and any tuned before it

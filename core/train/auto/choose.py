@@ -14,7 +14,8 @@ EFFORT = {
     "balanced": (DEFAULT_MINUTES, "room to fine-tune a small model on most datasets"),
     "thorough": ({"cpu": 30.0, "gpu": 90.0}, "room for larger models and more epochs"),
 }
-MARGIN = 0.85  # an estimate must fit in this share of the budget: speeds vary, and the plan itself takes time
+SAID_SPENT = 0.05  # the line names the time spent before the plan once it is this share of the budget or more
+MARGIN = 0.85  # an estimate must fit in this share of what the budget has left: measured speeds vary
 
 
 def minutes(s: float) -> str:
@@ -35,17 +36,26 @@ class Choice:
     considered: list[dict[str, Any]]
     epochs: int | None = None
     room: int | None = None  # the epochs the data calls for, which the run may grow to if it runs faster than estimated
+    spent_s: float = 0.0  # the run's seconds before the plan starts: loading the data and timing the candidates
 
     def line(self) -> str:
-        if self.estimate_s > self.budget_s:  # nothing considered fits: the quickest runs, and says it will overrun
-            return (f"{self.strategy} {self.backbone}, the quickest plan considered, estimated "
-                    f"{minutes(self.estimate_s)}: over the {minutes(self.budget_s)} budget")
-        return (f"{self.strategy} {self.backbone}, estimated {minutes(self.estimate_s)} of the "
-                f"{minutes(self.budget_s)} budget")
+        ran = f"{self.strategy} {self.backbone}"
+        if self.estimate_s + self.spent_s > self.budget_s:  # nothing considered fits: the quickest runs, and says so
+            return (f"{ran}, the quickest plan considered, estimated {minutes(self.estimate_s)}{self._spent()}: over "
+                    f"the {minutes(self.budget_s)} budget")
+        if self.spent_s >= SAID_SPENT * self.budget_s:
+            return (f"{ran}, estimated {minutes(self.estimate_s)} of the {minutes(self.budget_s - self.spent_s)} "
+                    f"left of the {minutes(self.budget_s)} budget{self._spent()}")
+        return f"{ran}, estimated {minutes(self.estimate_s)} of the {minutes(self.budget_s)} budget"
+
+    def _spent(self) -> str:
+        return (f" after {minutes(self.spent_s)} loading the data and timing the plans"
+                if self.spent_s >= SAID_SPENT * self.budget_s else "")
 
     def facts(self) -> dict[str, Any]:
         """What the run's status records about the choice."""
         return {"choice": self.line(), "estimate_s": round(self.estimate_s, 1), "budget_s": self.budget_s,
+                "spent_s": round(self.spent_s, 1),
                 "considered": self.considered,
                 "planned": {"strategy": self.strategy, "backbone": self.backbone, "epochs": self.epochs}}
 

@@ -64,6 +64,7 @@ def speeds(spec: BackboneSpec, t, strategy: str, sample: list, device: torch.dev
     return fwd, step
 
 
+TAIL_S = 15.0  # every plan's fixed part: the baseline, the partner's fit, the test and saving
 CROSSFIT_S = 40.0  # a solved head's cross-fitting (core.train.crossfit): 24-27 s on the digit sets (1,280 features, 10 classes)
 
 
@@ -76,4 +77,4 @@ def estimate(strategy_trains: bool, n_rows: int, n_train: int, n_val: int, epoch
     if strategy_trains:
         steps = epochs * math.ceil(n_train / batch_size)
         total += steps * s_step_each * batch_size + epochs * n_val * s_forward_each
-    return total * 1.1 + 15.0  # the baseline, the partner's fit, the test and saving
+    return total * 1.1 + TAIL_S
