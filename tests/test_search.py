@@ -101,7 +101,8 @@ def test_stopping_the_search_stops_the_trial_in_progress_and_keeps_the_study(sto
     res = search(config(make_text_csv(tmp_path / "t.csv", per_class=20), "tiny-text", "full"), datasets, runs,
                  trials=3, study="stopped", space={"epochs": [200]}, control=control)
     first = res["trials"][0]
-    assert runs.get(first["run_id"]).status["reason"] == "The search was stopped."
+    # stopped while training, or (on a loaded machine) still preparing, which the reason then adds
+    assert runs.get(first["run_id"]).status["reason"].startswith("The search was stopped.")
     assert not any(t["state"] == "complete" for t in res["trials"])  # no new trial started after the stop
 
 
