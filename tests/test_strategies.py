@@ -338,6 +338,46 @@ def test_head_first_starts_fine_tuning_from_the_head_the_linear_probe_solves(sto
     assert "head_first" not in st and not torch.allclose(plain.weight, solved, atol=1e-3)
 
 
+class NormsAtStart(Callback):
+    def on_fit_start(self, ctx):
+        model = ctx.parts.model
+        self.stats = [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        self.conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).weight.detach().clone()
+
+
+def test_lp_ft_keeps_the_norms_its_head_was_solved_under_and_takes_smaller_steps(stores, image_dir):
+    """LP-FT's head was solved on features normalised by BatchNorm's running statistics: fine-tuning keeps them
+    (the layers' weights still train) and starts at a third of the strategy's rate; plain fine-tuning does
+    neither. The rate recorded is the rate the optimiser got."""
+    from core.config import RunConfig
+    from core.predict.predictor import Predictor
+    from core.strategies import get_strategy
+    from core.strategies.base import LP_FT_LR
+    from tests.helpers import config, train
+
+    def norms(model):
+        return [m.running_mean for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    ran = {}
+    for head_first in (True, False):
+        seen = NormsAtStart()
+        rec, st, _ = train(stores, config(image_dir, "tiny-cnn", "full", epochs=2, head_first=head_first),
+                           callbacks=[seen])
+        assert st["status"] == "completed" and bool(st.get("head_first")) is head_first
+        model = Predictor(rec.dir).model
+        kept = [torch.equal(a, b) for a, b in zip(seen.stats, norms(model))]
+        assert seen.stats and all(kept) is head_first and any(kept) is head_first
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).weight
+        assert not torch.allclose(conv, seen.conv)  # the backbone trained either way
+        ran[head_first] = RunConfig.load(rec.resolved_file).train.lr
+    full = get_strategy("full")
+    assert ran[False] == full.default_lr["image"] and ran[True] == pytest.approx(ran[False] * LP_FT_LR)
+    # where LP-FT does not apply, neither does its rate: no backbone training, or a head already trained
+    for name, extra in (("frozen", {}), ("full", {"init_from": "run-1"})):
+        t = config(image_dir, "tiny-cnn", name, head_first=True, **extra).train
+        assert not get_strategy(name).starts_from_solved_head(t)
+
+
 def test_contrastive_tuning_moves_the_encoder_then_solves_the_head_and_predicts_what_it_tested(stores, text_csv):
     from core.predict.predictor import Predictor
     from core.train.contrastive import draw_pairs

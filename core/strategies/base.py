@@ -6,6 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+# LP-FT's default rate, as a share of the strategy's own: a head that is already right needs smaller steps, and
+# at the full image rate MobileNetV2 diverged within ten steps of a solved head (benchmarks/README.md, LP-FT)
+LP_FT_LR = 1 / 3
+
 if TYPE_CHECKING:
     from ..backbones import Classifier
     from ..config import TrainConfig
@@ -39,7 +43,15 @@ class Strategy:
         from ..backbones import ALIASES, registered  # the backbones' users import the strategies, not the reverse
 
         spec = registered(ALIASES.get(cfg.backbone, cfg.backbone)) if cfg.backbone else None
-        return self.default_lr.get(modality, 1e-4) * (spec.lr_scale if spec is not None else 1.0)
+        return (self.default_lr.get(modality, 1e-4) * (spec.lr_scale if spec is not None else 1.0)
+                * (LP_FT_LR if self.starts_from_solved_head(cfg) else 1.0))
+
+    def starts_from_solved_head(self, cfg: "TrainConfig") -> bool:
+        """LP-FT (cfg.head_first, Kumar et al., ICLR 2022) applies: the backbone trains, its first outputs are the
+        pretrained features (not prompt tuning's virtual tokens), and the head is not already trained (a continued
+        run's parent)."""
+        return bool(cfg.head_first) and not (self.fits_head or self.frozen_backbone or self.changes_features
+                                             or cfg.init_from)
 
     def prepare(self, model: "Classifier", cfg: "TrainConfig", modality: str) -> list[dict[str, Any]]:
         """Set requires_grad and return AdamW parameter groups, each with its `lr_mult` of the base rate."""
@@ -99,12 +111,14 @@ def set_trainable(module: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
-def freeze_frozen_norms(model: nn.Module) -> None:
-    """BatchNorm layers whose weights are frozen also keep their running statistics (call after .train())."""
+def freeze_frozen_norms(model: nn.Module, every: bool = False) -> None:
+    """BatchNorm layers whose weights are frozen also keep their running statistics (call after .train()); with
+    `every`, all of them do (LP-FT: the head was solved on features normalised by those statistics, and batch
+    statistics would hand it other features from the first step)."""
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             ps = list(m.parameters(recurse=False))
-            if ps and not any(p.requires_grad for p in ps):
+            if every or (ps and not any(p.requires_grad for p in ps)):
                 m.eval()
 
 

@@ -72,10 +72,9 @@ def solve_head(plan) -> None:
 
 def head_first(plan) -> bool:
     """LP-FT (Kumar et al., ICLR 2022): a strategy that updates the backbone starts from the head a linear probe
-    solves, not a random one. Not where the encoder's first outputs are not the pretrained features (prompt
-    tuning's virtual tokens) nor where the head is already trained (a continued run's parent)."""
-    s, t = plan.strategy, plan.cfg.train
-    if not t.head_first or s.fits_head or s.frozen_backbone or s.changes_features or t.init_from:
+    solves, not a random one (Strategy.starts_from_solved_head says where). The loop then keeps BatchNorm's
+    running statistics (Learner.fixed_norms)."""
+    if not plan.strategy.starts_from_solved_head(plan.cfg.train):
         return False
     _fit(plan)
     temp = _temperature(plan)

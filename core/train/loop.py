@@ -81,6 +81,7 @@ class Learner:
         self.amp = amp_dtype(device) if cfg.amp else None
         self.log_every = cfg.log_every or (10 if device.type == "cuda" else 1)
         self.channels_last = False  # set for CNNs on a GPU (core.train.trainer)
+        self.fixed_norms = False  # BatchNorm keeps its running statistics while training (LP-FT; core.train.trainer)
         self._window = Window()
         self.ctx = Context(cfg, self.state, self.control, folder, parts, self.emit, self.predict, main)
 
@@ -145,7 +146,7 @@ class Learner:
     def train_batches(self, gen: torch.Generator) -> float:
         st, opt = self.state, self.parts.optimizer
         self.parts.model.train()
-        freeze_frozen_norms(self.parts.model)
+        freeze_frozen_norms(self.parts.model, every=self.fixed_norms)
         opt.zero_grad(set_to_none=True)
         order = D.shard(self.train_idx[torch.randperm(len(self.train_idx), generator=gen)])
         skip, st.resume_micro = st.resume_micro, 0
