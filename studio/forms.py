@@ -4,7 +4,7 @@ here. A field the person changes from the default it shows is recorded as chosen
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import streamlit as st
@@ -200,8 +200,10 @@ def train_options(ds: Dataset, strategy: str, backbone: str = "", task: str = "c
     elif solved and not tuned:
         pass
     else:
-        lr_default = STRATEGIES.get(strategy).lr(shown, ds.modality)
-        key = f"lr_{strategy}_{backbone}"  # each backbone's own default, not the last one's
+        # the rate the run will get: LP-FT's is its own (ticked under More options, read here before it is drawn)
+        lp_ft = bool(st.session_state.get(f"head_first_{strategy}", shown.head_first))
+        lr_default = STRATEGIES.get(strategy).lr(replace(shown, head_first=lp_ft), ds.modality)
+        key = f"lr_{strategy}_{backbone}{'_lpft' if lp_ft else ''}"  # each backbone's own default, not the last one's
         pending = st.session_state.pop("lr_pending", None)
         if pending and pending[0] == strategy and pending[1]:
             st.session_state[key] = float(pending[1])  # set before the widget exists

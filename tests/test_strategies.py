@@ -454,7 +454,7 @@ def test_a_backbones_lr_scale_sets_the_default_rate_everywhere_it_is_read():
 
 def test_the_train_page_shows_the_rate_the_chosen_backbone_will_train_at(home):
     """EfficientNet-Lite0's default rate is 3x the image default: the page's learning-rate box says 9e-4 for it
-    and 3e-4 for MobileNetV2, whichever was picked first."""
+    and 3e-4 for MobileNetV2, whichever was picked first; with LP-FT, a third of it."""
     from tests.conftest import DEMO
 
     at = _train_page(home, DEMO / "digits")
@@ -466,3 +466,6 @@ def test_the_train_page_shows_the_rate_the_chosen_backbone_will_train_at(home):
         assert not at.exception
         rates[name] = next(n.value for n in at.number_input if n.label == "Learning rate")
     assert rates["efficientnet_lite0"] == pytest.approx(9e-4) and rates["mobilenet_v2"] == pytest.approx(3e-4)
+    # ticking LP-FT shows LP-FT's own rate, the one the run gets, and sends none (the default stays the engine's)
+    next(c for c in at.checkbox if c.label == "Fit the head before fine-tuning").check().run()
+    assert next(n.value for n in at.number_input if n.label == "Learning rate") == pytest.approx(1e-4)
