@@ -124,9 +124,11 @@ class TrainConfig:
                                help="Strategies that update the backbone: first fit the head to convergence on the "
                                     "pretrained features (as 'frozen' does), then fine-tune from that head (LP-FT, "
                                     "Kumar et al. 2022), so the first steps do not push a random head's gradients "
-                                    "through the pretrained layers. Fine-tuning then starts at a third of the "
-                                    "strategy's rate and keeps BatchNorm's statistics (the head was solved under "
-                                    "them). Costs one pass over the data, none when its features are already cached.")
+                                    "through the pretrained layers. On a BatchNorm network whose norms train "
+                                    "(MobileNetV2, EfficientNet-Lite0: not adapters) fine-tuning keeps their "
+                                    "statistics, under which the head was solved, and starts at a third of the "
+                                    "strategy's rate. Costs one pass over the data, none when its features are "
+                                    "already cached.")
     pooling: str = setting("mean", label="Pooling", choices=POOLING, scope=("text",),
                            help="Text: 'mean' over tokens (what sentence encoders are trained for) or 'cls' (the "
                                 "model's own pooler, as in AutoModelForSequenceClassification: exports a HF folder).")

@@ -346,9 +346,9 @@ class NormsAtStart(Callback):
 
 
 def test_lp_ft_keeps_the_norms_its_head_was_solved_under_and_takes_smaller_steps(stores, image_dir):
-    """LP-FT's head was solved on features normalised by BatchNorm's running statistics: fine-tuning keeps them
-    (the layers' weights still train) and starts at a third of the strategy's rate; plain fine-tuning does
-    neither. The rate recorded is the rate the optimiser got."""
+    """LP-FT's head was solved on features normalised by BatchNorm's running statistics: fine-tuning a CNN whose
+    norms train keeps them (the layers' weights still train) and starts at a third of the strategy's rate; plain
+    fine-tuning does neither. The rate recorded is the rate the optimiser got."""
     from core.config import RunConfig
     from core.predict.predictor import Predictor
     from core.strategies import get_strategy
@@ -372,10 +372,15 @@ def test_lp_ft_keeps_the_norms_its_head_was_solved_under_and_takes_smaller_steps
         ran[head_first] = RunConfig.load(rec.resolved_file).train.lr
     full = get_strategy("full")
     assert ran[False] == full.default_lr["image"] and ran[True] == pytest.approx(ran[False] * LP_FT_LR)
-    # where LP-FT does not apply, neither does its rate: no backbone training, or a head already trained
-    for name, extra in (("frozen", {}), ("full", {"init_from": "run-1"})):
-        t = config(image_dir, "tiny-cnn", name, head_first=True, **extra).train
-        assert not get_strategy(name).starts_from_solved_head(t)
+    # where LP-FT does not apply (no backbone training, a head already trained), or its norms are not the
+    # strategy's to train (an adapter's are frozen; a text encoder has none), the strategy's own rate stands
+    for backbone, name, extra, applies in (("tiny-cnn", "frozen", {}, False), ("tiny-cnn", "full", {"init_from": "run-1"}, False),
+                                           ("tiny-cnn", "lora", {}, True), ("tiny-text", "full", {}, True)):
+        t = config(image_dir, backbone, name, head_first=True, **extra).train
+        s = get_strategy(name)
+        assert s.starts_from_solved_head(t) is applies and not s.fixes_norms(t)
+        assert s.lr(t, get_backbone(backbone).modality) == s.lr(config(image_dir, backbone, name).train,
+                                                                   get_backbone(backbone).modality)
 
 
 def test_contrastive_tuning_moves_the_encoder_then_solves_the_head_and_predicts_what_it_tested(stores, text_csv):

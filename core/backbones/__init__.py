@@ -44,12 +44,12 @@ ALIASES = {"minilm": "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2
 
 
 register(BackboneSpec(
-    name="mobilenet_v2", modality="image", params_m=2.2, image_size=224,
+    name="mobilenet_v2", modality="image", params_m=2.2, image_size=224, batch_norm=True,
     description="MobileNetV2, ImageNet-1k (torchvision). Small and fast; a strong default on CPU.",
     build_encoder=lambda: torchvision_encoder("mobilenet_v2", "IMAGENET1K_V1"), is_offline=provide_offline_mobilenet,
     layer_groups=lambda enc: list(enc.model.features.children())))
 register(BackboneSpec(
-    name="efficientnet_lite0", modality="image", params_m=3.4, image_size=224, mean=(0.5, 0.5, 0.5),
+    name="efficientnet_lite0", modality="image", params_m=3.4, image_size=224, batch_norm=True, mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     description="EfficientNet-Lite0, ImageNet-1k (timm's tf_efficientnet_lite0): stronger on ImageNet than "
                 "MobileNetV2 (75.1 % top-1 against 71.9 %) for 1.5x its weights and about 1.7x its CPU time at 224 px.",
@@ -75,7 +75,7 @@ register(BackboneSpec(
     tokenizer_source=str(mpnet_folder() or "sentence-transformers/all-mpnet-base-v2"), lora_targets=("q", "v"),
     layer_groups=lambda enc: [enc.model.embeddings, *enc.model.encoder.layer]))
 register(BackboneSpec(
-    name="tiny-cnn", modality="image", params_m=0.006, hidden=True, image_size=32,
+    name="tiny-cnn", modality="image", params_m=0.006, hidden=True, image_size=32, batch_norm=True,
     description="Random tiny CNN for smoke tests (no pretraining).",
     build_encoder=lambda: (VisionEncoder(seeded(TinyCNN)), 32), is_offline=lambda: True))
 register(BackboneSpec(

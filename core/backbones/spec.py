@@ -30,6 +30,7 @@ class BackboneSpec:
     lora_targets: tuple[str, ...] | None = None  # last parts of module names LoRA adapts; None: guessed
     layer_groups: Callable[[nn.Module], list[nn.Module]] | None = None  # encoder -> blocks; None: guessed
     lr_scale: float = 1.0  # the strategies' default learning rates are multiplied by this for these weights
+    batch_norm: bool = False  # normalised by BatchNorm (LP-FT keeps its statistics: Strategy.fixes_norms)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def build(self, out_dim: int, pooling: str = "mean", keep_layers: int | None = None) -> Classifier:

@@ -72,8 +72,8 @@ def solve_head(plan) -> None:
 
 def head_first(plan) -> bool:
     """LP-FT (Kumar et al., ICLR 2022): a strategy that updates the backbone starts from the head a linear probe
-    solves, not a random one (Strategy.starts_from_solved_head says where). The loop then keeps BatchNorm's
-    running statistics (Learner.fixed_norms)."""
+    solves, not a random one (Strategy.starts_from_solved_head says where; Strategy.fixes_norms where the loop
+    then keeps BatchNorm's running statistics)."""
     if not plan.strategy.starts_from_solved_head(plan.cfg.train):
         return False
     _fit(plan)

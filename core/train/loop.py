@@ -81,7 +81,7 @@ class Learner:
         self.amp = amp_dtype(device) if cfg.amp else None
         self.log_every = cfg.log_every or (10 if device.type == "cuda" else 1)
         self.channels_last = False  # set for CNNs on a GPU (core.train.trainer)
-        self.fixed_norms = False  # BatchNorm keeps its running statistics while training (LP-FT; core.train.trainer)
+        self.fixed_norms = False  # BatchNorm keeps its running statistics while training (Strategy.fixes_norms)
         self._window = Window()
         self.ctx = Context(cfg, self.state, self.control, folder, parts, self.emit, self.predict, main)
 

@@ -183,7 +183,7 @@ class Trainer:
                           lambda z: data.task.outputs(z, data.meta), data.task.out_dim(data.targets), dev, cbs,
                           self.control, state, self.folder, self.main)
         # decided from the config, not from the plan's fit: a resumed LP-FT run keeps its norms fixed too
-        learner.fixed_norms = plan.strategy.starts_from_solved_head(t)
+        learner.fixed_norms = plan.strategy.fixes_norms(t)
         if dev.type == "cuda" and data.modality.mixable and not plan.strategy.frozen_backbone:
             plan.model.to(memory_format=torch.channels_last)  # convolutions run faster so on NVIDIA GPUs
             learner.channels_last = True
