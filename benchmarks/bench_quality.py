@@ -48,7 +48,7 @@ DEMO = ROOT / "assets" / "demo"
 RESULTS = ROOT / "benchmarks" / "results"
 STRATEGIES = ("frozen", "lora", "ia3", "loha", "lokr", "adalora", "prompt", "partial", "differential", "full", "distilled",
               "searched", "auto", "mpnet frozen", "mpnet lora", "mpnet full", "auto 30 min", "full LP-FT", "lora LP-FT",
-              "contrastive", "frozen blend", "lite0 frozen", "lite0 full")
+              "differential LP-FT", "contrastive", "frozen blend", "lite0 frozen", "lite0 full")
 # rows beyond the strategies of the dataset's own backbone: (strategy, settings, the modality it applies to (None:
 # both), largest training part)
 VARIANTS = {"mpnet frozen": ("frozen", {"backbone": "all-mpnet-base-v2"}, "text", None),
@@ -60,6 +60,7 @@ VARIANTS = {"mpnet frozen": ("frozen", {"backbone": "all-mpnet-base-v2"}, "text"
             # the head solved on the pretrained features first, then fine-tuning (LP-FT, --head-first)
             "full LP-FT": ("full", {"head_first": True}, None, None),
             "lora LP-FT": ("lora", {"head_first": True}, None, None),
+            "differential LP-FT": ("differential", {"head_first": True}, "image", None),  # BatchNorm kept, as full
             # the solved head blended with the baseline's kind of model (regularisation and share cross-fitted)
             "frozen blend": ("frozen", {"blend": True}, None, None),
             # the full run of the same dataset taught to its backbone's first layers (STUDENT; needs the 'full' row)
