@@ -40,17 +40,15 @@ class Choice:
 
     def line(self) -> str:
         ran = f"{self.strategy} {self.backbone}"
+        spent = (f" after {minutes(self.spent_s)} loading the data and timing the plans"
+                 if self.spent_s >= SAID_SPENT * self.budget_s else "")
         if self.estimate_s + self.spent_s > self.budget_s:  # nothing considered fits: the quickest runs, and says so
-            return (f"{ran}, the quickest plan considered, estimated {minutes(self.estimate_s)}{self._spent()}: over "
+            return (f"{ran}, the quickest plan considered, estimated {minutes(self.estimate_s)}{spent}: over "
                     f"the {minutes(self.budget_s)} budget")
-        if self.spent_s >= SAID_SPENT * self.budget_s:
+        if spent:
             return (f"{ran}, estimated {minutes(self.estimate_s)} of the {minutes(self.budget_s - self.spent_s)} "
-                    f"left of the {minutes(self.budget_s)} budget{self._spent()}")
+                    f"left of the {minutes(self.budget_s)} budget{spent}")
         return f"{ran}, estimated {minutes(self.estimate_s)} of the {minutes(self.budget_s)} budget"
-
-    def _spent(self) -> str:
-        return (f" after {minutes(self.spent_s)} loading the data and timing the plans"
-                if self.spent_s >= SAID_SPENT * self.budget_s else "")
 
     def facts(self) -> dict[str, Any]:
         """What the run's status records about the choice."""
