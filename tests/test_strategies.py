@@ -364,6 +364,9 @@ def test_lp_ft_keeps_the_norms_its_head_was_solved_under_and_takes_smaller_steps
         rec, st, _ = train(stores, config(image_dir, "tiny-cnn", "full", epochs=2, head_first=head_first),
                            callbacks=[seen])
         assert st["status"] == "completed" and bool(st.get("head_first")) is head_first
+        said = any("keep the running statistics the head was fitted under, and the rate is a third" in n
+                   for n in st["notes"])
+        assert said is head_first  # the run's notes say what ran
         model = Predictor(rec.dir).model
         kept = [torch.equal(a, b) for a, b in zip(seen.stats, norms(model))]
         assert seen.stats and all(kept) is head_first and any(kept) is head_first

@@ -78,9 +78,13 @@ def head_first(plan) -> bool:
         return False
     _fit(plan)
     temp = _temperature(plan)
+    t = plan.cfg.train
+    norms = (" BatchNorm layers keep the running statistics the head was fitted under"
+             + (", and the rate is a third of the strategy's default." if t.lr is None else ".")
+             if plan.strategy.fixes_norms(t) else "")
     plan.notes.append("Fine-tuning starts from a head fitted to convergence on the pretrained features (LP-FT)"
                       + (f", its outputs softened {temp:.2g}x to the confidence validation supports." if temp > 1
-                         else "."))
+                         else ".") + norms)
     return True
 
 
